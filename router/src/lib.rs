@@ -1,0 +1,3 @@
+//! sluice-router: everything that moves events.
+
+pub mod filter;
