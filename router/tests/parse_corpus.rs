@@ -23,7 +23,9 @@ fn parse_corpus_outcomes() {
         }
         match (parse(filter), expect_parse) {
             (Ok(_), true) | (Err(_), false) => {}
-            (Ok(tree), false) => failures.push(format!("{filter:?} parsed as {tree}, expected an error")),
+            (Ok(tree), false) => {
+                failures.push(format!("{filter:?} parsed as {tree}, expected an error"))
+            }
             (Err(err), true) => failures.push(format!("{filter:?} failed: {err}")),
         }
     }
@@ -34,7 +36,9 @@ fn parse_corpus_outcomes() {
 fn parse_corpus_canonical_bracketing() {
     let mut checked = 0;
     for case in support::read_jsonl("audit-logs/parse-corpus.jsonl") {
-        let Some(canonical) = case["canonical"].as_str() else { continue };
+        let Some(canonical) = case["canonical"].as_str() else {
+            continue;
+        };
         if canonical.contains("...") {
             continue; // abbreviated in the corpus; covered by cis_owner_change_bracketing
         }
@@ -42,7 +46,11 @@ fn parse_corpus_canonical_bracketing() {
         let canonical = canonical.replace("GLOBAL ", "");
         let parsed = parse(filter).expect("corpus filter parses");
         let expected = parse(&canonical).expect("canonical form parses");
-        assert_eq!(format!("{parsed:#}"), format!("{expected:#}"), "bracketing of {filter:?}");
+        assert_eq!(
+            format!("{parsed:#}"),
+            format!("{expected:#}"),
+            "bracketing of {filter:?}"
+        );
         checked += 1;
     }
     assert!(checked >= 6, "only {checked} canonical forms were checked");

@@ -360,7 +360,8 @@ impl fmt::Display for Call {
 
 /// Characters that end a bare word. A bare value containing one is written with a backslash.
 pub(crate) fn is_special(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '~' | '=' | '(' | ')' | ':' | '>' | '<' | ',' | '.' | '*')
+    c.is_whitespace()
+        || matches!(c, '~' | '=' | '(' | ')' | ':' | '>' | '<' | ',' | '.' | '*')
         || matches!(c, '"' | '!' | '\\')
 }
 

@@ -65,7 +65,10 @@ impl FilterError {
     /// Renders the error with the filter line it points into and a caret under the column,
     /// as the CLI prints it.
     pub fn render(&self, text: &str) -> String {
-        let line_text = text.lines().nth(self.position.line as usize - 1).unwrap_or("");
+        let line_text = text
+            .lines()
+            .nth(self.position.line as usize - 1)
+            .unwrap_or("");
         let pad = " ".repeat(self.position.column as usize - 1);
         let width = self.found.chars().count().max(1);
         format!("{self}\n  {line_text}\n  {pad}{}", "^".repeat(width))

@@ -54,7 +54,11 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, FilterError> {
             ),
         ));
     }
-    let mut lexer = Lexer { text, pos: 0, tokens: Vec::new() };
+    let mut lexer = Lexer {
+        text,
+        pos: 0,
+        tokens: Vec::new(),
+    };
     lexer.run()?;
     Ok(lexer.tokens)
 }
@@ -103,7 +107,12 @@ impl Lexer<'_> {
 
     fn push(&mut self, kind: TokenKind, start: usize, spaced: bool) {
         let spaced = spaced || self.tokens.is_empty();
-        self.tokens.push(Token { kind, start, end: self.pos, spaced });
+        self.tokens.push(Token {
+            kind,
+            start,
+            end: self.pos,
+            spaced,
+        });
     }
 
     fn single(&mut self, kind: TokenKind) -> TokenKind {
@@ -118,7 +127,9 @@ impl Lexer<'_> {
             match self.peek() {
                 Some(c) if c.is_whitespace() => self.pos += c.len_utf8(),
                 Some('-') if self.peek_second() == Some('-') => {
-                    self.pos = self.text[self.pos..].find('\n').map_or(self.text.len(), |i| self.pos + i);
+                    self.pos = self.text[self.pos..]
+                        .find('\n')
+                        .map_or(self.text.len(), |i| self.pos + i);
                 }
                 _ => return self.pos != before,
             }
@@ -232,7 +243,11 @@ impl Lexer<'_> {
     fn escape(&mut self, value: &mut String) -> Result<(), FilterError> {
         let start = self.pos - 1;
         let Some(c) = self.peek() else {
-            return Err(self.error(start, self.pos, "unterminated string; add the closing double quote"));
+            return Err(self.error(
+                start,
+                self.pos,
+                "unterminated string; add the closing double quote",
+            ));
         };
         let simple = match c {
             '"' => Some('"'),
@@ -255,9 +270,9 @@ impl Lexer<'_> {
             _ => (0, 0, 0),
         };
         if digits > 0 {
-            let body = rest.get(skip..skip + digits).filter(|body| {
-                body.chars().all(|d| d.is_digit(radix))
-            });
+            let body = rest
+                .get(skip..skip + digits)
+                .filter(|body| body.chars().all(|d| d.is_digit(radix)));
             if let Some(body) = body {
                 let code = u32::from_str_radix(body, radix).map_err(|_| {
                     self.error(start, self.pos + skip + digits, "invalid escape sequence")
@@ -275,7 +290,10 @@ impl Lexer<'_> {
             }
             if c == 'u' || c == 'x' {
                 let end = (self.pos + 1 + digits).min(self.text.len());
-                let end = (start..=end).rev().find(|i| self.text.is_char_boundary(*i)).unwrap_or(start);
+                let end = (start..=end)
+                    .rev()
+                    .find(|i| self.text.is_char_boundary(*i))
+                    .unwrap_or(start);
                 return Err(self.error(
                     start,
                     end,

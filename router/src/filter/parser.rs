@@ -31,8 +31,16 @@ pub const MAX_NESTING: usize = 64;
 /// Returns a [`FilterError`] with the line and column of the first syntax error.
 pub fn parse(text: &str) -> Result<Query, FilterError> {
     let tokens = tokenize(text)?;
-    let mut parser = Parser { text, tokens, pos: 0 };
-    let expr = if parser.at_end() { None } else { Some(parser.expression(0)?) };
+    let mut parser = Parser {
+        text,
+        tokens,
+        pos: 0,
+    };
+    let expr = if parser.at_end() {
+        None
+    } else {
+        Some(parser.expression(0)?)
+    };
     let next = parser.peek();
     if next.kind != TokenKind::End {
         let message = if next.kind == TokenKind::RParen {
@@ -74,7 +82,12 @@ impl Parser<'_> {
 
     fn error_at_token(&self, index: usize, message: impl Into<String>) -> FilterError {
         let token = &self.tokens[index.min(self.tokens.len() - 1)];
-        FilterError::at(self.text, token.start, &self.text[token.start..token.end], message)
+        FilterError::at(
+            self.text,
+            token.start,
+            &self.text[token.start..token.end],
+            message,
+        )
     }
 
     fn describe(&self, index: usize) -> String {
@@ -160,7 +173,10 @@ impl Parser<'_> {
         {
             return Err(self.error_at_token(
                 self.pos,
-                format!("expected a condition after {keyword}, found {}", self.describe(self.pos)),
+                format!(
+                    "expected a condition after {keyword}, found {}",
+                    self.describe(self.pos)
+                ),
             ));
         }
         Ok(())
@@ -169,7 +185,11 @@ impl Parser<'_> {
     fn term(&mut self, depth: usize) -> Result<Expr, FilterError> {
         let token = self.peek();
         if token.is_keyword("NOT") || token.kind == TokenKind::Minus {
-            let keyword = if token.kind == TokenKind::Minus { "-" } else { "NOT" };
+            let keyword = if token.kind == TokenKind::Minus {
+                "-"
+            } else {
+                "NOT"
+            };
             self.advance();
             self.check_depth(depth + 1)?;
             self.expect_operand(keyword)?;
@@ -185,13 +205,18 @@ impl Parser<'_> {
             self.advance();
             self.check_depth(depth + 1)?;
             if self.peek().kind == TokenKind::RParen {
-                return Err(self.error_at_token(self.pos, "empty parentheses; put a condition inside"));
+                return Err(
+                    self.error_at_token(self.pos, "empty parentheses; put a condition inside")
+                );
             }
             let inner = self.expression(depth + 1)?;
             if self.peek().kind != TokenKind::RParen {
                 return Err(self.error_at_token(
                     open,
-                    format!("this '(' is never closed; found {} instead of ')'", self.describe(self.pos)),
+                    format!(
+                        "this '(' is never closed; found {} instead of ')'",
+                        self.describe(self.pos)
+                    ),
                 ));
             }
             self.advance();
@@ -209,7 +234,12 @@ impl Parser<'_> {
         self.advance();
         let rhs = self.argument(op, depth)?;
         let end = self.tokens[self.pos.saturating_sub(1)].end;
-        Ok(Expr::Restriction(Restriction { lhs, op, rhs, span: Span { start, end } }))
+        Ok(Expr::Restriction(Restriction {
+            lhs,
+            op,
+            rhs,
+            span: Span { start, end },
+        }))
     }
 
     /// Turns a comparable without an operator into a global search term or a function
@@ -219,7 +249,11 @@ impl Parser<'_> {
             Comparable::Call(call) => Ok(Expr::Call(call)),
             Comparable::Field(mut path) if path.segments.len() == 1 => {
                 let segment = path.segments.remove(0);
-                Ok(Expr::Global(Value { text: segment.name, quoted: segment.quoted, span: path.span }))
+                Ok(Expr::Global(Value {
+                    text: segment.name,
+                    quoted: segment.quoted,
+                    span: path.span,
+                }))
             }
             Comparable::Field(path) => Err(FilterError::at(
                 self.text,
@@ -236,10 +270,9 @@ impl Parser<'_> {
     fn comparable(&mut self) -> Result<Comparable, FilterError> {
         let first = self.peek().clone();
         match &first.kind {
-            TokenKind::Word(word) if word == "AND" || word == "OR" => Err(self.error_at_token(
-                self.pos,
-                format!("expected a condition before {word}"),
-            )),
+            TokenKind::Word(word) if word == "AND" || word == "OR" => {
+                Err(self.error_at_token(self.pos, format!("expected a condition before {word}")))
+            }
             TokenKind::Word(name)
                 if self.peek_at(1).kind == TokenKind::LParen && !self.peek_at(1).spaced =>
             {
@@ -265,14 +298,20 @@ impl Parser<'_> {
             segments.push(self.segment()?);
         }
         let end = self.tokens[self.pos - 1].end;
-        Ok(FieldPath { segments, span: Span { start, end } })
+        Ok(FieldPath {
+            segments,
+            span: Span { start, end },
+        })
     }
 
     fn segment(&mut self) -> Result<Segment, FilterError> {
         match self.peek().kind.clone() {
             TokenKind::Word(name) => {
                 self.advance();
-                Ok(Segment { name, quoted: false })
+                Ok(Segment {
+                    name,
+                    quoted: false,
+                })
             }
             TokenKind::Quoted(name) => {
                 self.advance();
@@ -280,7 +319,10 @@ impl Parser<'_> {
             }
             _ => Err(self.error_at_token(
                 self.pos,
-                format!("expected a field name after '.', found {}", self.describe(self.pos)),
+                format!(
+                    "expected a field name after '.', found {}",
+                    self.describe(self.pos)
+                ),
             )),
         }
     }
@@ -311,7 +353,11 @@ impl Parser<'_> {
             }
         }
         let end = self.advance().end;
-        Ok(Call { name, args, span: Span { start, end } })
+        Ok(Call {
+            name,
+            args,
+            span: Span { start, end },
+        })
     }
 
     fn call_argument(&mut self) -> Result<Arg, FilterError> {
@@ -319,8 +365,15 @@ impl Parser<'_> {
         match &token.kind {
             TokenKind::Quoted(text) if self.peek_at(1).kind != TokenKind::Dot => {
                 self.advance();
-                let span = Span { start: token.start, end: token.end };
-                Ok(Arg::Value(Value { text: text.clone(), quoted: true, span }))
+                let span = Span {
+                    start: token.start,
+                    end: token.end,
+                };
+                Ok(Arg::Value(Value {
+                    text: text.clone(),
+                    quoted: true,
+                    span,
+                }))
             }
             TokenKind::Word(name)
                 if self.peek_at(1).kind == TokenKind::LParen && !self.peek_at(1).spaced =>
@@ -330,7 +383,10 @@ impl Parser<'_> {
             TokenKind::Word(_) | TokenKind::Quoted(_) => Ok(Arg::Path(self.path()?)),
             _ => Err(self.error_at_token(
                 self.pos,
-                format!("expected a function argument, found {}", self.describe(self.pos)),
+                format!(
+                    "expected a function argument, found {}",
+                    self.describe(self.pos)
+                ),
             )),
         }
     }
@@ -344,7 +400,10 @@ impl Parser<'_> {
             }
             TokenKind::Star => Err(self.error_at_token(
                 self.pos,
-                format!("'*' only follows ':' (field:* tests presence), not '{}'", op.as_str()),
+                format!(
+                    "'*' only follows ':' (field:* tests presence), not '{}'",
+                    op.as_str()
+                ),
             )),
             TokenKind::LParen => {
                 let open = self.pos;
@@ -354,7 +413,10 @@ impl Parser<'_> {
                 if self.peek().kind != TokenKind::RParen {
                     return Err(self.error_at_token(
                         open,
-                        format!("this '(' is never closed; found {} instead of ')'", self.describe(self.pos)),
+                        format!(
+                            "this '(' is never closed; found {} instead of ')'",
+                            self.describe(self.pos)
+                        ),
                     ));
                 }
                 self.advance();
@@ -368,19 +430,32 @@ impl Parser<'_> {
     /// (`severity = AND`) but operators inside a value list.
     fn value(&mut self, op: Op, keywords_are_words: bool) -> Result<Value, FilterError> {
         let token = self.peek().clone();
-        let span = Span { start: token.start, end: token.end };
+        let span = Span {
+            start: token.start,
+            end: token.end,
+        };
         let value = match &token.kind {
-            TokenKind::Quoted(text) => Value { text: text.clone(), quoted: true, span },
+            TokenKind::Quoted(text) => Value {
+                text: text.clone(),
+                quoted: true,
+                span,
+            },
             TokenKind::Word(text) if op.is_regex() => {
                 return Err(self.error_at_token(
                     self.pos,
-                    format!("a regular expression must be a double-quoted string, as in \"{text}\""),
+                    format!(
+                        "a regular expression must be a double-quoted string, as in \"{text}\""
+                    ),
                 ));
             }
             TokenKind::Word(text)
                 if keywords_are_words || !matches!(text.as_str(), "AND" | "OR" | "NOT") =>
             {
-                Value { text: text.clone(), quoted: false, span }
+                Value {
+                    text: text.clone(),
+                    quoted: false,
+                    span,
+                }
             }
             TokenKind::Minus => {
                 return Err(self.error_at_token(
