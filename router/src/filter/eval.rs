@@ -58,27 +58,9 @@ pub(crate) fn compare(comparison: &Comparison, entry: &Value) -> bool {
                 _ => false,
             }
         }
-        Operand::Cast(cast) => {
+        Operand::Cast(_) | Operand::Extract(_) => {
             let ty = operand.result_type();
-            let mut seen = false;
-            let mut test = |value: &Value| {
-                cast.convert(value)
-                    .is_some_and(|converted| compare_value(&converted, ty, *op, literal))
-            };
-            any_value(entry, &cast.field.keys, &mut test, &mut seen)
-        }
-        Operand::Extract(extract) => {
-            let mut seen = false;
-            let mut test = |value: &Value| {
-                let Value::String(text) = value else {
-                    return false;
-                };
-                let Some(group) = extract.regex.captures(text).and_then(|c| c.get(1)) else {
-                    return false;
-                };
-                compare_text(group.as_str(), *op, literal)
-            };
-            any_value(entry, &extract.field.keys, &mut test, &mut seen)
+            operand.any(entry, &mut |value| compare_value(value, ty, *op, literal))
         }
     }
 }

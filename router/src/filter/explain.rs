@@ -9,7 +9,6 @@ use serde_json::Value;
 use super::compile::{Comparison, Node};
 use super::eval::{any_value, compare, eval, for_each_string};
 use super::fields::{Field, FieldKind};
-use super::functions::Operand;
 
 /// How many field values one clause lists before it stops.
 const MAX_VALUES: usize = 8;
@@ -127,11 +126,7 @@ fn explain_node(node: &Node, entry: &Value) -> ExplainNode {
 }
 
 fn comparison_values(comparison: &Comparison, entry: &Value) -> Vec<String> {
-    match &comparison.operand {
-        Operand::Field(field) => field_values(field, entry),
-        Operand::Cast(cast) => field_values(&cast.field, entry),
-        Operand::Extract(extract) => field_values(&extract.field, entry),
-    }
+    field_values(comparison.operand.field(), entry)
 }
 
 fn field_values(field: &Field, entry: &Value) -> Vec<String> {

@@ -29,7 +29,7 @@ pub(crate) enum Operand {
 /// `cast(FIELD, TYPE[, TIMEZONE("zone")])`.
 #[derive(Debug, Clone)]
 pub(crate) struct Cast {
-    pub(crate) field: Field,
+    pub(crate) source: Operand,
     pub(crate) to: CastType,
     pub(crate) zone: Option<Tz>,
 }
@@ -47,7 +47,7 @@ pub(crate) enum CastType {
 /// `regexp_extract(FIELD, "pattern with one group")`.
 #[derive(Debug, Clone)]
 pub(crate) struct Extract {
-    pub(crate) field: Field,
+    pub(crate) source: Operand,
     pub(crate) regex: Regex,
 }
 
@@ -58,7 +58,8 @@ pub(crate) enum Predicate {
     LogId(Box<str>),
     /// `logName` starts with this prefix (`projects/p/logs/`), in any case.
     Source(Box<str>),
-    /// The FNV-1a hash of the field's text is below the threshold.
+    /// The hash of the field's text (FNV-1a, then MurmurHash3's finaliser) is below the
+    /// threshold.
     Sample {
         field: Field,
         threshold: u64,
@@ -96,8 +97,43 @@ impl Operand {
     pub(crate) fn describe(&self) -> String {
         match self {
             Operand::Field(field) => field.display.to_string(),
-            Operand::Cast(cast) => format!("cast({}, ...)", cast.field.display),
-            Operand::Extract(extract) => format!("regexp_extract({}, ...)", extract.field.display),
+            Operand::Cast(cast) => format!("cast({}, ...)", cast.source.describe()),
+            Operand::Extract(extract) => {
+                format!("regexp_extract({}, ...)", extract.source.describe())
+            }
+        }
+    }
+
+    /// The field the operand reads, below any function calls.
+    pub(crate) fn field(&self) -> &Field {
+        match self {
+            Operand::Field(field) => field,
+            Operand::Cast(cast) => cast.source.field(),
+            Operand::Extract(extract) => extract.source.field(),
+        }
+    }
+
+    /// Calls `test` on each value of the operand in `entry` until it returns true. Function
+    /// results are computed per field value; a value a function cannot convert is skipped.
+    pub(crate) fn any(&self, entry: &Value, test: &mut dyn FnMut(&Value) -> bool) -> bool {
+        match self {
+            Operand::Field(field) => {
+                let mut seen = false;
+                any_value(entry, &field.keys, &mut |value| test(value), &mut seen)
+            }
+            Operand::Cast(cast) => cast.source.any(entry, &mut |value| {
+                cast.convert(value)
+                    .is_some_and(|converted| test(&converted))
+            }),
+            Operand::Extract(extract) => extract.source.any(entry, &mut |value| {
+                let Value::String(text) = value else {
+                    return false;
+                };
+                match extract.regex.captures(text).and_then(|c| c.get(1)) {
+                    Some(group) => test(&Value::String(group.as_str().to_owned())),
+                    None => false,
+                }
+            }),
         }
     }
 }
@@ -153,6 +189,14 @@ fn arg_field(compiler: &Compiler<'_>, call: &Call, arg: &Arg) -> Result<Field, F
                 call.name
             ),
         )),
+    }
+}
+
+/// The first argument of `cast` or `regexp_extract`: a field or another such call.
+fn arg_source(compiler: &Compiler<'_>, call: &Call, arg: &Arg) -> Result<Operand, FilterError> {
+    match arg {
+        Arg::Call(inner) => compile_operand_call(compiler, inner),
+        other => Ok(Operand::Field(arg_field(compiler, call, other)?)),
     }
 }
 
@@ -310,7 +354,7 @@ pub(crate) fn compile_operand_call(
                 3,
                 "a field, a type and optionally TIMEZONE(\"zone\")",
             )?;
-            let field = arg_field(compiler, call, &call.args[0])?;
+            let source = arg_source(compiler, call, &call.args[0])?;
             let type_name = arg_text(compiler, &call.args[1]).unwrap_or_default();
             let to = match type_name.to_ascii_uppercase().as_str() {
                 "STRING" => CastType::String,
@@ -330,7 +374,7 @@ pub(crate) fn compile_operand_call(
                 None => None,
                 Some(arg) => Some(compile_zone(compiler, arg)?),
             };
-            Ok(Operand::Cast(Box::new(Cast { field, to, zone })))
+            Ok(Operand::Cast(Box::new(Cast { source, to, zone })))
         }
         "regexp_extract" => {
             arity(
@@ -340,7 +384,7 @@ pub(crate) fn compile_operand_call(
                 2,
                 "a field and a pattern with one capture group",
             )?;
-            let field = arg_field(compiler, call, &call.args[0])?;
+            let source = arg_source(compiler, call, &call.args[0])?;
             let Arg::Value(pattern) = &call.args[1] else {
                 return Err(compiler.error(
                     arg_span(&call.args[1]),
@@ -359,7 +403,7 @@ pub(crate) fn compile_operand_call(
                     ),
                 ));
             }
-            Ok(Operand::Extract(Box::new(Extract { field, regex })))
+            Ok(Operand::Extract(Box::new(Extract { source, regex })))
         }
         "log_id" | "source" | "sample" | "ip_in_net" | "search" => Err(compiler.error(
             call.span,
@@ -479,7 +523,17 @@ fn sample_hash(entry: &Value, field: &Field) -> Option<u64> {
             let _ = write!(hasher, "{other}");
         }
     }
-    Some(hasher.0)
+    Some(mix(hasher.0))
+}
+
+/// MurmurHash3's 64-bit finaliser. FNV-1a alone leaves the high bits of short, similar keys
+/// (`id-1`, `id-2`) poorly mixed, and `sample()` selects on the high bits.
+fn mix(mut hash: u64) -> u64 {
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
 }
 
 /// 64-bit FNV-1a, chosen for `sample()` because it is stable across versions and platforms.
@@ -545,7 +599,7 @@ impl Cast {
 
     fn to_text(&self, value: &Value) -> String {
         match value {
-            Value::String(text) => match (self.zone, self.field.kind) {
+            Value::String(text) => match (self.zone, self.source.field().kind) {
                 (Some(zone), FieldKind::Defaulted(FieldType::Timestamp)) => {
                     in_zone(text, zone).unwrap_or_else(|| text.clone())
                 }

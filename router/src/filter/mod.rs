@@ -30,6 +30,7 @@ mod literal;
 pub mod parser;
 pub mod pubsub;
 mod search;
+mod set;
 
 pub mod values;
 
@@ -40,6 +41,7 @@ pub use error::{FilterError, Position};
 pub use explain::Explanation;
 pub use lexer::MAX_FILTER_CHARS;
 pub use parser::{parse, MAX_NESTING};
+pub use set::FilterSet;
 
 /// A compiled Logging query-language filter.
 #[derive(Debug, Clone)]
