@@ -1,6 +1,6 @@
 //! Many filters over the same entry, sharing the work between them.
 //!
-//! A router holds one filter per sink and evaluates every sink on every entry. Most sink
+//! A router keeps one filter per sink and evaluates every sink on every entry. Most sink
 //! filters require one field to equal a literal (`resource.type="gcs_bucket"`,
 //! `logName="…/activity"`) or to match a pattern. [`FilterSet`] picks one such required clause
 //! per filter as its key, indexes the keys by field, and per entry reads each indexed field
@@ -246,7 +246,7 @@ fn same_field(a: &Field, b: &Field) -> bool {
             .all(|(x, y)| x.name == y.name && x.any_case == y.any_case)
 }
 
-/// Picks the clause every match of `root` must satisfy and that an index can answer:
+/// Picks the clause every match of `root` must satisfy and that an index can look up:
 /// an equality first, since it is the most selective, then a pattern.
 fn choose_key(root: &Node) -> Option<Key<'_>> {
     let conjuncts: &[Node] = match root {
@@ -309,7 +309,7 @@ fn alternatives(node: &Node) -> Option<Vec<&Comparison>> {
     }
 }
 
-/// Whether an equality holds exactly when a string at the field folds to the literal's folded
+/// Whether an equality is true exactly when a string at the field folds to the literal's folded
 /// text. Literals that could also match a number, a bool, a timestamp, a duration or null are
 /// left out, because the evaluator compares those by value rather than by text.
 fn text_only(field: &Field, comparison: &Comparison) -> bool {
