@@ -489,3 +489,9 @@ fn explain_shows_clauses_and_values() {
     let json = serde_json::to_value(&explanation).expect("serializes");
     assert_eq!(json["root"]["children"][1]["clause"], "OR");
 }
+
+#[test]
+fn error_at_end_points_at_last_line() {
+    let err = error("severity=ERROR AND\n\n");
+    assert_eq!((err.position.line, err.position.column), (1, 19), "{err}");
+}

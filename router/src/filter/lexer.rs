@@ -87,7 +87,15 @@ impl Lexer<'_> {
             let spaced = self.skip_space_and_comments();
             let start = self.pos;
             let Some(c) = self.peek() else {
-                self.push(TokenKind::End, start, spaced);
+                // The end of input is placed just after the last visible character, so that
+                // an error there points at the line the filter ends on, not at a blank line.
+                let visible_end = self.text.trim_end().len();
+                self.tokens.push(Token {
+                    kind: TokenKind::End,
+                    start: visible_end,
+                    end: visible_end,
+                    spaced,
+                });
                 return Ok(());
             };
             let kind = match c {
