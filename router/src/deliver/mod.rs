@@ -1,0 +1,564 @@
+//! Subscriptions and delivery: leases with an ack deadline, redelivery after the deadline or
+//! a nack, and dead-lettering after too many attempts.
+//!
+//! [`Broker`] sits on a [`Store`]. The store keeps what must survive a restart (messages,
+//! each subscription's pending set and attempt counts); the broker keeps, per subscription, a
+//! [`QueueState`](queue::QueueState) in memory that says which pending messages are ready
+//! and which are leased to a consumer until when. On start it rebuilds that state from the
+//! store, with every pending message ready again, because leases do not survive a restart.
+//!
+//! Consumers pull with [`Broker::pull`] and answer with [`Broker::ack`] or
+//! [`Broker::modify_ack_deadline`] (deadline 0 is a nack). [`Broker::expire_leases`], called
+//! periodically by [`Broker::run_maintenance`], returns expired leases to the queue, or
+//! dead-letters them once they have used up their attempts.
+
+mod queue;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::store::{
+    NewMessage, Published, Store, StoreError, StoredMessage, SubscriptionRecord, SubscriptionSpec,
+    TopicMessage, TopicRecord,
+};
+use queue::QueueState;
+
+/// How often leases are checked for expiry.
+pub const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Errors of the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// A subscription that does not exist.
+    #[error("subscription {0:?} not found")]
+    SubscriptionNotFound(String),
+    /// An ack id this broker did not issue.
+    #[error("invalid ack id {0:?}; use the ack_id of a received message")]
+    InvalidAckId(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One message handed to a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Identifies this delivery in acks and deadline changes.
+    pub ack_id: String,
+    /// The message.
+    pub message: StoredMessage,
+    /// Deliveries of this message so far, this one included, when the subscription has a
+    /// dead-letter policy; 0 otherwise, as in Pub/Sub.
+    pub delivery_attempt: u32,
+}
+
+/// Counters of one subscription since the process started.
+#[derive(Debug, Default)]
+pub struct SubscriptionCounters {
+    /// Messages handed to consumers, redeliveries included.
+    pub delivered: AtomicU64,
+    /// Messages acknowledged.
+    pub acked: AtomicU64,
+    /// Deliveries ended by a nack (a deadline change to 0).
+    pub nacked: AtomicU64,
+    /// Leases that reached their deadline.
+    pub expired: AtomicU64,
+    /// Messages moved to the dead-letter topic.
+    pub dead_lettered: AtomicU64,
+}
+
+/// The live state of one subscription.
+#[derive(Debug)]
+struct Subscription {
+    spec: RwLock<SubscriptionSpec>,
+    state: Mutex<QueueState>,
+    /// Woken when messages become ready, so that waiting pulls return.
+    ready: Notify,
+    counters: SubscriptionCounters,
+}
+
+impl Subscription {
+    fn spec(&self) -> SubscriptionSpec {
+        self.spec
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        // The state is only changed by short, non-panicking sections; after a poisoning panic
+        // elsewhere it is still consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A snapshot of one subscription for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionStats {
+    /// The subscription's settings.
+    pub spec: SubscriptionSpec,
+    /// Messages not yet acknowledged, leased ones included.
+    pub backlog: u64,
+    /// Messages leased to consumers right now.
+    pub outstanding: u64,
+    /// Messages dead-lettered since the process started.
+    pub dead_lettered: u64,
+    /// Messages delivered since the process started.
+    pub delivered: u64,
+    /// Messages acknowledged since the process started.
+    pub acked: u64,
+    /// Nacks since the process started.
+    pub nacked: u64,
+}
+
+/// Topics and subscriptions with delivery state, over a [`Store`].
+#[derive(Debug)]
+pub struct Broker {
+    store: Arc<dyn Store>,
+    subscriptions: RwLock<HashMap<String, Arc<Subscription>>>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Broker {
+    /// Builds the broker over `store`, with every pending message of every subscription ready
+    /// for delivery.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the store cannot list a subscription's pending messages.
+    pub fn open(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let broker = Broker {
+            store,
+            subscriptions: RwLock::new(HashMap::new()),
+        };
+        for record in broker.store.subscriptions() {
+            broker.load(record)?;
+        }
+        Ok(broker)
+    }
+
+    fn load(&self, record: SubscriptionRecord) -> Result<(), StoreError> {
+        let mut state = QueueState::default();
+        for entry in self.store.pending(&record.spec.name)? {
+            state.push(entry.seq, entry.attempts);
+        }
+        let subscription = Subscription {
+            spec: RwLock::new(record.spec.clone()),
+            state: Mutex::new(state),
+            ready: Notify::new(),
+            counters: SubscriptionCounters::default(),
+        };
+        write(&self.subscriptions).insert(record.spec.name, Arc::new(subscription));
+        Ok(())
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Creates a topic, or returns the existing one.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the store cannot write the catalog.
+    pub async fn create_topic(&self, name: &str) -> Result<TopicRecord, StoreError> {
+        self.store.create_topic(name).await
+    }
+
+    /// Creates a subscription, or updates the settings of the existing one.
+    ///
+    /// # Errors
+    ///
+    /// Fails as [`Store::create_subscription`] does.
+    pub async fn create_subscription(
+        &self,
+        spec: SubscriptionSpec,
+    ) -> Result<SubscriptionRecord, StoreError> {
+        let record = self.store.create_subscription(spec).await?;
+        let existing = read(&self.subscriptions).get(&record.spec.name).cloned();
+        match existing {
+            Some(subscription) => *write(&subscription.spec) = record.spec.clone(),
+            None => self.load(record.clone())?,
+        }
+        Ok(record)
+    }
+
+    fn subscription(&self, name: &str) -> Result<Arc<Subscription>, BrokerError> {
+        read(&self.subscriptions)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| BrokerError::SubscriptionNotFound(name.to_owned()))
+    }
+
+    fn subscriptions_of(&self, topic: &str) -> Vec<Arc<Subscription>> {
+        read(&self.subscriptions)
+            .values()
+            .filter(|s| read(&s.spec).topic == topic)
+            .cloned()
+            .collect()
+    }
+
+    /// Publishes messages durably and makes them ready in every subscription of their topics.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a topic does not exist or the store cannot write; then nothing is published.
+    pub async fn publish(&self, messages: Vec<TopicMessage>) -> Result<Vec<Published>, StoreError> {
+        let topics: Vec<String> = messages.iter().map(|m| m.topic.clone()).collect();
+        let receipts = self.store.publish(messages).await?;
+        let mut by_topic: HashMap<&str, Vec<u64>> = HashMap::new();
+        for (topic, receipt) in topics.iter().zip(&receipts) {
+            by_topic.entry(topic).or_default().push(receipt.seq);
+        }
+        for (topic, seqs) in by_topic {
+            self.make_ready(topic, &seqs);
+        }
+        Ok(receipts)
+    }
+
+    fn make_ready(&self, topic: &str, seqs: &[u64]) {
+        for subscription in self.subscriptions_of(topic) {
+            {
+                let mut state = subscription.state();
+                for &seq in seqs {
+                    state.push(seq, 0);
+                }
+            }
+            subscription.ready.notify_waiters();
+        }
+    }
+
+    /// Leases up to `max` messages of a subscription, waiting up to `wait` for the first one.
+    /// Returns an empty list when nothing arrives in time.
+    ///
+    /// # Errors
+    ///
+    /// Fails for an unknown subscription or when the store cannot be read.
+    pub async fn pull(
+        &self,
+        name: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        let subscription = self.subscription(name)?;
+        let give_up = Instant::now() + wait;
+        loop {
+            let notified = subscription.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let deliveries = self.lease(name, &subscription, max).await?;
+            if !deliveries.is_empty() {
+                return Ok(deliveries);
+            }
+            if tokio::time::timeout_at(give_up, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn lease(
+        &self,
+        name: &str,
+        subscription: &Subscription,
+        max: usize,
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        let spec = subscription.spec();
+        let ack_deadline = Duration::from_secs(u64::from(spec.ack_deadline_secs));
+        let leased = subscription
+            .state()
+            .lease(max, Instant::now(), ack_deadline);
+        if leased.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store.set_attempts(name, leased.clone()).await?;
+        let mut deliveries = Vec::with_capacity(leased.len());
+        for (seq, attempts) in leased {
+            let Some(message) = self.store.read(&spec.topic, seq)? else {
+                // Acknowledged through another path while it was queued here.
+                subscription.state().remove(seq);
+                continue;
+            };
+            subscription
+                .counters
+                .delivered
+                .fetch_add(1, Ordering::Relaxed);
+            let delivery_attempt = if spec.dead_letter.is_some() {
+                attempts
+            } else {
+                0
+            };
+            deliveries.push(Delivery {
+                ack_id: format!("{seq}-{attempts}"),
+                message,
+                delivery_attempt,
+            });
+        }
+        Ok(deliveries)
+    }
+
+    /// Acknowledges deliveries. Acknowledging a delivery whose lease expired still removes the
+    /// message, as Pub/Sub allows.
+    ///
+    /// # Errors
+    ///
+    /// Fails for an unknown subscription, a malformed ack id (then nothing is acknowledged)
+    /// or a store failure.
+    pub async fn ack(&self, name: &str, ack_ids: &[String]) -> Result<(), BrokerError> {
+        let subscription = self.subscription(name)?;
+        let parsed = parse_ack_ids(ack_ids)?;
+        let mut seqs = Vec::with_capacity(parsed.len());
+        {
+            let mut state = subscription.state();
+            for (seq, _) in parsed {
+                if state.remove(seq) {
+                    seqs.push(seq);
+                }
+            }
+        }
+        subscription
+            .counters
+            .acked
+            .fetch_add(seqs.len() as u64, Ordering::Relaxed);
+        if !seqs.is_empty() {
+            self.store.ack(name, seqs).await?;
+        }
+        Ok(())
+    }
+
+    /// Changes the deadline of deliveries to `seconds` from now; 0 ends them now (a nack), so
+    /// the messages are delivered again or dead-lettered.
+    ///
+    /// # Errors
+    ///
+    /// Fails for an unknown subscription, a malformed ack id or a store failure.
+    pub async fn modify_ack_deadline(
+        &self,
+        name: &str,
+        ack_ids: &[String],
+        seconds: u32,
+    ) -> Result<(), BrokerError> {
+        let subscription = self.subscription(name)?;
+        let parsed = parse_ack_ids(ack_ids)?;
+        if seconds > 0 {
+            let deadline = Instant::now() + Duration::from_secs(u64::from(seconds));
+            let mut state = subscription.state();
+            for (seq, attempts) in parsed {
+                state.extend(seq, attempts, deadline);
+            }
+            return Ok(());
+        }
+        let released: Vec<(u64, u32)> = {
+            let mut state = subscription.state();
+            parsed
+                .into_iter()
+                .filter(|&(seq, attempts)| state.release(seq, attempts).is_some())
+                .collect()
+        };
+        subscription
+            .counters
+            .nacked
+            .fetch_add(released.len() as u64, Ordering::Relaxed);
+        self.requeue(name, &subscription, released).await
+    }
+
+    /// Returns expired leases of every subscription to their queues, or dead-letters them.
+    /// Returns how many leases expired.
+    pub async fn expire_leases(&self) -> usize {
+        let now = Instant::now();
+        let subscriptions: Vec<(String, Arc<Subscription>)> = read(&self.subscriptions)
+            .iter()
+            .map(|(name, s)| (name.clone(), s.clone()))
+            .collect();
+        let mut total = 0;
+        for (name, subscription) in subscriptions {
+            let expired = subscription.state().expire(now);
+            if expired.is_empty() {
+                continue;
+            }
+            total += expired.len();
+            subscription
+                .counters
+                .expired
+                .fetch_add(expired.len() as u64, Ordering::Relaxed);
+            debug!(subscription = %name, count = expired.len(), "ack deadlines expired");
+            if let Err(err) = self.requeue(&name, &subscription, expired).await {
+                warn!(subscription = %name, error = %err, "returning expired leases failed");
+            }
+        }
+        total
+    }
+
+    /// Makes released messages ready again, or dead-letters those that used up their attempts.
+    async fn requeue(
+        &self,
+        name: &str,
+        subscription: &Subscription,
+        released: Vec<(u64, u32)>,
+    ) -> Result<(), BrokerError> {
+        if released.is_empty() {
+            return Ok(());
+        }
+        let spec = subscription.spec();
+        let mut again = Vec::new();
+        for (seq, attempts) in released {
+            match &spec.dead_letter {
+                Some(policy) if attempts >= policy.max_delivery_attempts => {
+                    if let Err(err) = self
+                        .dead_letter(name, subscription, &spec, seq, attempts)
+                        .await
+                    {
+                        // The message stays pending so that nothing is lost; it is offered again.
+                        warn!(subscription = %name, seq, error = %err, "dead-lettering failed");
+                        again.push((seq, attempts));
+                    }
+                }
+                _ => again.push((seq, attempts)),
+            }
+        }
+        {
+            let mut state = subscription.state();
+            for (seq, attempts) in again {
+                state.push(seq, attempts);
+            }
+        }
+        subscription.ready.notify_waiters();
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        name: &str,
+        subscription: &Subscription,
+        spec: &SubscriptionSpec,
+        seq: u64,
+        attempts: u32,
+    ) -> Result<(), BrokerError> {
+        let Some(policy) = &spec.dead_letter else {
+            return Ok(());
+        };
+        let Some(original) = self.store.read(&spec.topic, seq)? else {
+            subscription.state().remove(seq);
+            return Ok(());
+        };
+        let message = dead_letter_copy(&original, name, attempts);
+        let receipt = self
+            .store
+            .dead_letter(name, seq, &policy.topic, message)
+            .await?;
+        subscription.state().remove(seq);
+        subscription
+            .counters
+            .dead_lettered
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(subscription = %name, message_id = seq, attempts, dead_letter_topic = %policy.topic, "message dead-lettered");
+        self.make_ready(&policy.topic, &[receipt.seq]);
+        Ok(())
+    }
+
+    /// Expires leases every [`LEASE_CHECK_INTERVAL`] until `shutdown` completes.
+    pub async fn run_maintenance(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut interval = tokio::time::interval(LEASE_CHECK_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = interval.tick() => {
+                    self.expire_leases().await;
+                }
+            }
+        }
+    }
+
+    /// Returns a snapshot of every subscription, ordered by name.
+    pub fn stats(&self) -> Vec<SubscriptionStats> {
+        let mut stats: Vec<SubscriptionStats> = read(&self.subscriptions)
+            .values()
+            .map(|subscription| {
+                let state = subscription.state();
+                let counters = &subscription.counters;
+                SubscriptionStats {
+                    spec: subscription.spec(),
+                    backlog: state.backlog() as u64,
+                    outstanding: state.outstanding() as u64,
+                    dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
+                    delivered: counters.delivered.load(Ordering::Relaxed),
+                    acked: counters.acked.load(Ordering::Relaxed),
+                    nacked: counters.nacked.load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        stats.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        stats
+    }
+
+    /// Whether a subscription has messages ready for delivery now.
+    pub fn has_ready(&self, name: &str) -> bool {
+        self.subscription(name).is_ok_and(|s| s.state().has_ready())
+    }
+}
+
+/// The copy of a message that goes to a dead-letter topic: the same data, attributes and
+/// ordering key, plus the attributes Pub/Sub adds to dead-lettered messages.
+fn dead_letter_copy(original: &StoredMessage, subscription: &str, attempts: u32) -> NewMessage {
+    let mut message = original.message.clone();
+    let attributes = &mut message.attributes;
+    attributes.insert(
+        "CloudPubSubDeadLetterSourceDeliveryCount".to_owned(),
+        attempts.to_string(),
+    );
+    attributes.insert(
+        "CloudPubSubDeadLetterSourceSubscription".to_owned(),
+        subscription.to_owned(),
+    );
+    attributes.insert(
+        "CloudPubSubDeadLetterSourceSubscriptionProject".to_owned(),
+        "local".to_owned(),
+    );
+    attributes.insert(
+        "CloudPubSubDeadLetterSourceTopicPublishTime".to_owned(),
+        format_time(original.publish_time),
+    );
+    message
+}
+
+/// Formats a time as RFC 3339 in UTC with milliseconds, as Pub/Sub writes publish times.
+pub fn format_time(time: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(time).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn parse_ack_ids(ack_ids: &[String]) -> Result<Vec<(u64, u32)>, BrokerError> {
+    ack_ids
+        .iter()
+        .map(|id| {
+            let (seq, attempts) = id
+                .split_once('-')
+                .ok_or_else(|| BrokerError::InvalidAckId(id.clone()))?;
+            let seq = seq
+                .parse()
+                .map_err(|_| BrokerError::InvalidAckId(id.clone()))?;
+            let attempts = attempts
+                .parse()
+                .map_err(|_| BrokerError::InvalidAckId(id.clone()))?;
+            Ok((seq, attempts))
+        })
+        .collect()
+}
