@@ -1,5 +1,20 @@
-//! sluice-router: everything that moves events.
+//! sluice-router: everything that moves events, without any wire types.
+//!
+//! Data flows through the modules in this order:
+//!
+//! - [`filter`]: Google's Logging query language (and the Pub/Sub subscription filter
+//!   dialect), compiled once and evaluated per entry.
+//! - [`route`]: log sinks. [`route::LogRouter`] evaluates every sink's filter on each
+//!   LogEntry and turns the matches into messages for the sinks' topics.
+//! - [`deliver`]: topics and subscriptions. [`deliver::Broker`] publishes those messages and
+//!   hands them to consumers with leases, redelivery and dead-lettering.
+//! - [`store`]: durable state behind the [`store::Store`] trait, with the embedded
+//!   [`store::SledStore`]. No other module opens the database.
+//!
+//! The `sluice` binary adapts these types to gRPC and HTTP; the adapters live there, so this
+//! crate stays free of tonic and axum.
 
 pub mod deliver;
 pub mod filter;
+pub mod route;
 pub mod store;
