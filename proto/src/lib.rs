@@ -1,0 +1,186 @@
+//! Protocol types and gRPC services of sluice.
+//!
+//! # Layout
+//!
+//! - [`sluice::v1`]: sluice's own API, package `sluice.v1`, compiled from
+//!   `proto/sluice/v1/*.proto`. It has the message types, the `LogIngest` service
+//!   (`log_ingest_server`, `log_ingest_client`), the `Admin` service (`admin_server`,
+//!   `admin_client`) and [`sluice::v1::FILE_DESCRIPTOR_SET`] for gRPC server reflection.
+//! - [`google::pubsub::v1`]: every message type of Google's Pub/Sub API, its clients
+//!   (`publisher_client`, `subscriber_client`, `schema_service_client`) and the server
+//!   modules `publisher_server` and `subscriber_server`.
+//! - [`google::logging::v2`]: every message type of the Cloud Logging API, its clients
+//!   (`logging_service_v2_client` and others) and the server module
+//!   `logging_service_v2_server`, which has only `WriteLogEntries`.
+//! - [`google::api`], [`google::logging::type`], [`google::longrunning`], [`google::rpc`] and
+//!   [`google::protobuf`]: the types that those messages refer to.
+//! - [`tonic`] and [`prost`]: the versions that all of the above are built against.
+//!
+//! # Where Google's types come from
+//!
+//! The message types and clients of Google's APIs are re-exported from the crates
+//! `googleapis-tonic-google-pubsub-v1` (0.46) and `googleapis-tonic-google-logging-v2`
+//! (0.34), which ship code generated from Google's .proto files. Those crates have clients
+//! but no servers, so `build.rs` declares the server traits method by method with
+//! tonic-build's manual builder, over the crates' message types. No Google .proto file is
+//! copied into this repository and protoc never runs for Google's APIs. Only sluice's own
+//! .proto files go through protoc, the binary that the `protoc-bin-vendored` crate ships.
+//!
+//! The servers use Google's gRPC paths, for example `/google.pubsub.v1.Publisher/Publish`, so
+//! a client of Google's API calls them at the paths it already uses.
+//!
+//! The googleapis crates are built with their default features: map fields are
+//! [`std::collections::HashMap`] and bytes fields are `Vec<u8>`. Their `btree-map` and `bytes`
+//! features cannot be combined with the defaults, so enabling either one anywhere in the
+//! workspace fails the build.
+//!
+//! # Implementing a server
+//!
+//! A server trait is an [`async_trait`](tonic::async_trait) with one method per RPC. RPCs that
+//! return `google.protobuf.Empty` return `Response<()>`, which [`google::protobuf::Empty`]
+//! names. A bidirectional streaming RPC such as `Subscriber::streaming_pull` receives a
+//! [`tonic::Streaming`] and returns the stream type that the implementation chooses for the
+//! associated type (`StreamingPullStream`).
+//!
+//! ```no_run
+//! use sluice_proto::sluice::v1::admin_server::{Admin, AdminServer};
+//! use sluice_proto::sluice::v1::{
+//!     ListSubscriptionsRequest, ListSubscriptionsResponse, ListTopicsRequest,
+//!     ListTopicsResponse,
+//! };
+//! use sluice_proto::tonic::{self, Request, Response, Status};
+//!
+//! struct EmptyCatalog;
+//!
+//! #[tonic::async_trait]
+//! impl Admin for EmptyCatalog {
+//!     async fn list_topics(
+//!         &self,
+//!         _request: Request<ListTopicsRequest>,
+//!     ) -> Result<Response<ListTopicsResponse>, Status> {
+//!         Ok(Response::new(ListTopicsResponse::default()))
+//!     }
+//!
+//!     async fn list_subscriptions(
+//!         &self,
+//!         _request: Request<ListSubscriptionsRequest>,
+//!     ) -> Result<Response<ListSubscriptionsResponse>, Status> {
+//!         Ok(Response::new(ListSubscriptionsResponse::default()))
+//!     }
+//! }
+//!
+//! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+//! tonic::transport::Server::builder()
+//!     .add_service(AdminServer::new(EmptyCatalog))
+//!     .serve("127.0.0.1:8085".parse()?)
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub use prost;
+pub use tonic;
+
+pub mod sluice {
+    //! sluice's own gRPC API.
+
+    pub mod v1 {
+        //! Package `sluice.v1`: log ingest (`LogIngest`) and inspection of topics and
+        //! subscriptions (`Admin`). The documentation of each item comes from the .proto files
+        //! in `proto/sluice/v1/`.
+
+        pub use crate::generated::sluice_v1::*;
+
+        /// Encoded `google.protobuf.FileDescriptorSet` of `ingest.proto` and `admin.proto`,
+        /// as protoc wrote it at build time, for a gRPC server reflection service.
+        pub const FILE_DESCRIPTOR_SET: &[u8] =
+            include_bytes!(concat!(env!("OUT_DIR"), "/sluice_v1_descriptor.bin"));
+    }
+}
+
+pub mod google {
+    //! Google's APIs: message types and clients from the googleapis-tonic crates, and the
+    //! server traits that sluice implements.
+
+    pub mod pubsub {
+        //! Google Cloud Pub/Sub.
+
+        pub mod v1 {
+            //! Package `google.pubsub.v1`. The message types and the `*_client` modules are
+            //! those of the `googleapis-tonic-google-pubsub-v1` crate. `publisher_server` and
+            //! `subscriber_server` are generated by this crate.
+
+            pub use crate::generated::google_pubsub_v1::{publisher_server, subscriber_server};
+            #[doc(inline)]
+            pub use googleapis_tonic_google_pubsub_v1::google::pubsub::v1::*;
+        }
+    }
+
+    pub mod logging {
+        //! Google Cloud Logging.
+
+        #[doc(inline)]
+        pub use googleapis_tonic_google_logging_v2::google::logging::r#type;
+
+        pub mod v2 {
+            //! Package `google.logging.v2`. The message types and the `*_client` modules are
+            //! those of the `googleapis-tonic-google-logging-v2` crate.
+            //! `logging_service_v2_server` is generated by this crate and has only
+            //! `WriteLogEntries`.
+
+            pub use crate::generated::google_logging_v2::logging_service_v2_server;
+            #[doc(inline)]
+            pub use googleapis_tonic_google_logging_v2::google::logging::v2::*;
+        }
+    }
+
+    #[doc(inline)]
+    pub use googleapis_tonic_google_logging_v2::google::{api, longrunning, rpc};
+
+    pub mod protobuf {
+        //! Well-known types of package `google.protobuf`, as `prost-types` defines them.
+
+        #[doc(inline)]
+        pub use prost_types::*;
+
+        /// `google.protobuf.Empty`. prost represents it as the unit type, so the Google server
+        /// traits return `()` wherever the API returns `Empty`.
+        pub type Empty = ();
+    }
+}
+
+/// Code written by `build.rs`, kept apart so that its lint exceptions cover nothing else.
+#[rustfmt::skip]
+#[allow(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls
+)]
+mod generated {
+    pub(crate) mod sluice_v1 {
+        include!(concat!(env!("OUT_DIR"), "/sluice.v1.rs"));
+    }
+
+    // The generated servers name their message types `super::Name`, so each module below
+    // imports the types that the included file refers to.
+
+    pub(crate) mod google_pubsub_v1 {
+        use crate::google::protobuf::Empty;
+        use googleapis_tonic_google_pubsub_v1::google::pubsub::v1::*;
+
+        include!(concat!(env!("OUT_DIR"), "/google.pubsub.v1.Publisher.rs"));
+        include!(concat!(env!("OUT_DIR"), "/google.pubsub.v1.Subscriber.rs"));
+    }
+
+    pub(crate) mod google_logging_v2 {
+        use googleapis_tonic_google_logging_v2::google::logging::v2::*;
+
+        include!(concat!(env!("OUT_DIR"), "/google.logging.v2.LoggingServiceV2.rs"));
+    }
+}
