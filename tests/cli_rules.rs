@@ -392,6 +392,9 @@ fn closed_stdout_ends_quietly() {
 #[test]
 fn check_reports_every_problem() {
     let config = r#"
+[[topics]]
+name = "audit-storage"
+
 [[sinks]]
 name = "storage-audit"
 filter = 'resource.type='
@@ -419,7 +422,11 @@ destination = "audit-storage-copy"
              column 32: "
         ),
         format!("{path}: sink \"storage-audit\": duplicate name: sink #1"),
-        format!("{path}: 3 errors, configuration is invalid"),
+        format!(
+            "{path}: sink \"storage-audit\": destination \"audit-storage-copy\" is not a \
+             declared topic; add [[topics]] name = \"audit-storage-copy\""
+        ),
+        format!("{path}: 4 errors, configuration is invalid"),
     ];
     for line in &expected {
         assert!(
@@ -439,20 +446,46 @@ destination = "audit-storage-copy"
 }
 
 #[test]
-fn check_unknown_key_has_position() {
-    let (_dir, path) = write_temp("typo.toml", "[[sinks]]\nname = \"s\"\ndestinaton = \"t\"\n");
+fn check_reports_every_unknown_key() {
+    let config = "[[topics]]\nname = \"audit-storage\"\nretention = \"7d\"\n\
+                  [[sinks]]\nname = \"s\"\ndestinaton = \"audit-storage\"\n";
+    let (_dir, path) = write_temp("typo.toml", config);
     let result = run(sluice().args(["rules", "check", &path]));
     assert_eq!(result.code, Some(1), "unknown key exit status");
+    let expected = [
+        format!(
+            "{path}: topics[1]: unknown key \"retention\" at line 3, column 1: the keys of \
+             this table are name"
+        ),
+        format!(
+            "{path}: sinks[1]: unknown key \"destinaton\" at line 6, column 1: did you mean \
+             \"destination\"?"
+        ),
+        format!("{path}: sink \"s\": destination is missing"),
+        format!("{path}: 3 errors, configuration is invalid"),
+    ];
+    for line in &expected {
+        assert!(
+            result
+                .stderr
+                .lines()
+                .any(|stderr_line| stderr_line.starts_with(line.as_str())),
+            "stderr has a line starting with {line:?}: {}",
+            result.stderr
+        );
+    }
+}
+
+#[test]
+fn check_wrong_type_has_position() {
+    let (_dir, path) = write_temp("type.toml", "[[sinks]]\nname = \"s\"\ndisabled = \"no\"\n");
+    let result = run(sluice().args(["rules", "check", &path]));
+    assert_eq!(result.code, Some(1), "wrong type exit status");
     assert!(
         result
             .stderr
-            .contains(&format!("{path}: TOML parse error at line 3, column 1")),
-        "unknown key names file, line and column: {}",
-        result.stderr
-    );
-    assert!(
-        result.stderr.contains("unknown field `destinaton`"),
-        "unknown key is quoted: {}",
+            .contains(&format!("{path}: TOML parse error at line 3, column 12")),
+        "wrong type names file, line and column: {}",
         result.stderr
     );
 }
@@ -468,7 +501,10 @@ fn check_default_config_valid() {
     );
     assert_eq!(
         file.stdout,
-        format!("{DEFAULT_CONFIG}: 2 sinks, 0 exclusions: all filters valid\n"),
+        format!(
+            "{DEFAULT_CONFIG}: 2 topics, 2 subscriptions, 2 sinks, 0 exclusions: all filters \
+             valid\n"
+        ),
         "config/default.toml summary"
     );
 
@@ -482,7 +518,7 @@ fn check_default_config_valid() {
     assert!(
         embedded
             .stdout
-            .ends_with(": 2 sinks, 0 exclusions: all filters valid\n"),
+            .ends_with(": 2 topics, 2 subscriptions, 2 sinks, 0 exclusions: all filters valid\n"),
         "--default summary: {}",
         embedded.stdout
     );
@@ -491,9 +527,14 @@ fn check_default_config_valid() {
 #[test]
 fn check_summary_counts_disabled() {
     let config = r#"
+[[topics]]
+name = "audit-all"
+[[subscriptions]]
+name = "audit-all"
+topic = "audit-all"
 [[sinks]]
 name = "a"
-destination = "t"
+destination = "audit-all"
 disabled = true
 [[sinks.exclusions]]
 name = "x"
@@ -501,10 +542,10 @@ filter = "severity=DEBUG"
 [[sinks]]
 name = "b"
 filter = "severity>=ERROR"
-destination = "t"
+destination = "audit-all"
 [[sinks]]
 name = "c"
-destination = "t"
+destination = "audit-all"
 "#;
     let (_dir, path) = write_temp("ok.toml", config);
     let result = run(sluice().args(["rules", "check", &path]));
@@ -516,7 +557,10 @@ destination = "t"
     );
     assert_eq!(
         result.stdout,
-        format!("{path}: 3 sinks (1 disabled), 1 exclusion: all filters valid\n"),
+        format!(
+            "{path}: 1 topic, 1 subscription, 3 sinks (1 disabled), 1 exclusion: all filters \
+             valid\n"
+        ),
         "summary line"
     );
 }

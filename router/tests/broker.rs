@@ -273,7 +273,7 @@ async fn dead_letters_after_max_attempts() {
         };
         seen.push(delivery.delivery_attempt);
         broker
-            .modify_ack_deadline("s", &[delivery.ack_id.clone()], 0)
+            .modify_ack_deadline("s", std::slice::from_ref(&delivery.ack_id), 0)
             .await
             .expect("nack");
     }

@@ -1,14 +1,17 @@
 //! Command-line interface: argument definitions and dispatch to one module per command.
 
-mod input;
+pub(crate) mod input;
 mod rules_check;
 mod rules_test;
+mod serve;
 
 use std::fmt;
 use std::io::{self, Write as _};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::client::{catalog, ingest, publish, pull};
 
 /// Self-hosted event router: log sinks, Pub/Sub topics and background functions in one binary.
 #[derive(Debug, Parser)]
@@ -20,9 +23,19 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Serve(serve::ServeArgs),
     /// Test Logging query-language filters on sample entries and check sink configs.
     #[command(subcommand)]
     Rules(RulesCommand),
+    Ingest(ingest::IngestArgs),
+    Publish(publish::PublishArgs),
+    Pull(pull::PullArgs),
+    /// Inspect the server's topics.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// Inspect the server's subscriptions.
+    #[command(subcommand)]
+    Subscriptions(SubscriptionsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -31,24 +44,42 @@ enum RulesCommand {
     Check(rules_check::CheckArgs),
 }
 
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    List(catalog::TopicsListArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SubscriptionsCommand {
+    List(catalog::SubscriptionsListArgs),
+}
+
 /// Parses the command line and runs the command. Invalid arguments exit with status 2.
 pub(crate) fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Rules(RulesCommand::Test(args)) => rules_test::run(&args),
         Command::Rules(RulesCommand::Check(args)) => rules_check::run(&args),
+        Command::Ingest(args) => ingest::run(args),
+        Command::Publish(args) => publish::run(args),
+        Command::Pull(args) => pull::run(args),
+        Command::Topics(TopicsCommand::List(args)) => catalog::run_topics(args),
+        Command::Subscriptions(SubscriptionsCommand::List(args)) => {
+            catalog::run_subscriptions(args)
+        }
     }
 }
 
 /// Writes one line to stderr. A failed write there has nowhere to be reported, so it is
 /// ignored.
-fn write_stderr(message: fmt::Arguments<'_>) {
+pub(crate) fn write_stderr(message: fmt::Arguments<'_>) {
     let _ = writeln!(io::stderr().lock(), "{message}");
 }
 
 /// Writes one line to stdout, ignoring a failed write, such as to a closed pipe, because the
 /// exit status carries the result.
-fn write_stdout(message: fmt::Arguments<'_>) {
+pub(crate) fn write_stdout(message: fmt::Arguments<'_>) {
     let _ = writeln!(io::stdout().lock(), "{message}");
 }
 

@@ -1,4 +1,4 @@
-//! `sluice rules check`: validates every filter of a configuration file.
+//! `sluice rules check`: validates every filter and setting of a configuration file.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,15 +10,15 @@ use crate::config::{self, Config, Diagnostic};
 
 /// Details printed by `sluice rules check --help`.
 const AFTER_LONG_HELP: &str = "\
-Every problem is reported on stderr, each naming its sink and exclusion.
-Schema errors (TOML syntax, an unknown key, a value of the wrong type) stop the
-check at the first one, with its line and column. Filter warnings are printed
-but do not fail the check.
+Every problem is reported on stderr, each naming the topic, subscription, sink
+or exclusion at fault, or for an unknown key the table that contains it. TOML
+syntax errors and values of the wrong type stop the check at the first one,
+with its line and column. Filter warnings are printed but do not fail the check.
 
 Exit status: 0 if the configuration is valid, 1 if it is invalid or cannot be
 read, 2 for invalid arguments.";
 
-/// Check every filter and setting of a sink configuration file, reporting all errors at once.
+/// Check every filter and setting of a configuration file, reporting all errors at once.
 #[derive(Debug, Args)]
 #[command(after_long_help = AFTER_LONG_HELP)]
 pub(crate) struct CheckArgs {
@@ -80,7 +80,8 @@ fn print_warnings(source: &str, warnings: &[Diagnostic]) {
     }
 }
 
-/// Describes the sink and exclusion counts, such as `3 sinks (1 disabled), 1 exclusion`.
+/// Describes the component counts, such as
+/// `2 topics, 2 subscriptions, 3 sinks (1 disabled), 1 exclusion`.
 fn summarize(config: &Config) -> String {
     let sink_count = config.sinks.len();
     let exclusion_count: usize = config.sinks.iter().map(|sink| sink.exclusions.len()).sum();
@@ -92,7 +93,9 @@ fn summarize(config: &Config) -> String {
         .filter(|exclusion| exclusion.disabled)
         .count();
     format!(
-        "{}, {}",
+        "{}, {}, {}, {}",
+        count_phrase(config.topics.len(), "topic", 0),
+        count_phrase(config.subscriptions.len(), "subscription", 0),
         count_phrase(sink_count, "sink", disabled_sinks),
         count_phrase(exclusion_count, "exclusion", disabled_exclusions)
     )

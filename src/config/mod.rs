@@ -1,20 +1,27 @@
 //! The sluice configuration file, loaded in two steps.
 //!
-//! [`ConfigFile`] and the structs under it mirror the TOML text: serde rejects unknown keys
-//! and wrong value types there, and fills in defaults. [`ConfigFile::validate`] then builds
-//! the runtime [`Config`], compiling every filter, and collects every problem it finds, each
-//! prefixed by the sink or exclusion at fault, so that one run reports them all.
+//! [`ConfigFile`] and the structs under it mirror the TOML text: serde rejects values of the
+//! wrong type there and fills in defaults, and [`parse`] records every key that the schema
+//! does not know. [`ConfigFile::validate`] then builds the runtime [`Config`], compiling every
+//! filter and checking that every topic a subscription or sink names is declared. It collects
+//! every problem it finds, unknown keys included, each prefixed by the topic, subscription,
+//! sink or exclusion at fault, so that one run reports them all.
 
-use std::collections::HashMap;
+mod unknown_keys;
+mod validate;
+
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::path::Path;
 
 use anyhow::Context as _;
 use serde::Deserialize;
-use sluice_router::filter::{self, FilterError, LogFilter, Position, Warning};
+use sluice_router::filter::{FilterError, Position, Warning};
+use sluice_router::route::Sink;
+use sluice_router::store::SubscriptionSpec;
 
 /// The default configuration, `config/default.toml`, built into the binary.
-pub(crate) const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
 
 /// The name under which messages about [`DEFAULT_CONFIG`] refer to it.
 pub(crate) const DEFAULT_CONFIG_NAME: &str = "<built-in config/default.toml>";
@@ -22,21 +29,87 @@ pub(crate) const DEFAULT_CONFIG_NAME: &str = "<built-in config/default.toml>";
 /// Maximum length of a sink or exclusion name, in characters.
 const MAX_NAME_CHARS: usize = 100;
 
+// The limits and defaults below are Pub/Sub's, from the field docs of `google.pubsub.v1`
+// `Topic.name`, `Subscription.ack_deadline_seconds` and `DeadLetterPolicy`.
+
+/// Valid lengths of a topic or subscription name, in characters.
+const RESOURCE_NAME_CHARS: RangeInclusive<usize> = 3..=255;
+
+/// Valid subscription ack deadlines, in seconds.
+const ACK_DEADLINE_SECS: RangeInclusive<u32> = 10..=600;
+
+/// Ack deadline of a subscription that does not set one, in seconds.
+const DEFAULT_ACK_DEADLINE_SECS: i64 = 10;
+
+/// Valid dead-letter delivery attempt limits.
+const MAX_DELIVERY_ATTEMPTS: RangeInclusive<u32> = 5..=100;
+
+/// Delivery attempt limit of a dead-letter table that does not set one.
+const DEFAULT_MAX_DELIVERY_ATTEMPTS: i64 = 5;
+
 /// The configuration file as written.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct ConfigFile {
     /// Topic for entries that no enabled sink routed. Without it they are dropped.
     #[serde(default = "default_catch_all_topic")]
     pub(crate) catch_all_topic: Option<String>,
+    /// Topics, in file order.
+    #[serde(default = "default_topics")]
+    pub(crate) topics: Vec<TopicConfig>,
+    /// Pull subscriptions, in file order.
+    #[serde(default = "default_subscriptions")]
+    pub(crate) subscriptions: Vec<SubscriptionConfig>,
     /// Log sinks, in file order.
     #[serde(default = "default_sinks")]
     pub(crate) sinks: Vec<SinkConfig>,
+    /// One error per key that the schema does not know, filled in by [`parse`].
+    /// [`ConfigFile::validate`] reports them with its own errors.
+    #[serde(skip)]
+    pub(crate) unknown_keys: Vec<Diagnostic>,
+}
+
+/// One `[[topics]]` table.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TopicConfig {
+    /// Unique topic name. Required, but defaulted here so that validation can report a
+    /// missing name together with every other problem.
+    #[serde(default = "default_name")]
+    pub(crate) name: String,
+}
+
+/// One `[[subscriptions]]` table.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SubscriptionConfig {
+    /// Unique subscription name. Required, defaulted like the topic name.
+    #[serde(default = "default_name")]
+    pub(crate) name: String,
+    /// Declared topic that the subscription receives from. Required, defaulted like `name`.
+    #[serde(default = "default_topic")]
+    pub(crate) topic: String,
+    /// Seconds a consumer has to acknowledge a delivery. The type is wider than the runtime
+    /// `u32` so that validation, not parsing, reports a negative value with the other
+    /// problems.
+    #[serde(default = "default_ack_deadline_secs")]
+    pub(crate) ack_deadline_secs: i64,
+    #[serde(default = "default_dead_letter")]
+    pub(crate) dead_letter: Option<DeadLetterConfig>,
+}
+
+/// One `[subscriptions.dead_letter]` table.
+#[derive(Debug, Deserialize)]
+pub(crate) struct DeadLetterConfig {
+    /// Declared topic that receives messages after too many failed deliveries. Required,
+    /// defaulted like a subscription's topic.
+    #[serde(default = "default_topic")]
+    pub(crate) topic: String,
+    /// Deliveries before a message is dead-lettered. The type is `i64` for the same reason as
+    /// `ack_deadline_secs`.
+    #[serde(default = "default_max_delivery_attempts")]
+    pub(crate) max_delivery_attempts: i64,
 }
 
 /// One `[[sinks]]` table.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct SinkConfig {
     /// Unique sink name. Required, but defaulted here so that validation can report a
     /// missing name together with every other problem.
@@ -45,7 +118,7 @@ pub(crate) struct SinkConfig {
     /// Inclusion filter in the Logging query language. Empty matches every entry.
     #[serde(default = "default_sink_filter")]
     pub(crate) filter: String,
-    /// Topic that receives matching entries. Required, defaulted like `name`.
+    /// Declared topic that receives matching entries. Required, defaulted like `name`.
     #[serde(default = "default_destination")]
     pub(crate) destination: String,
     #[serde(default = "default_disabled")]
@@ -56,7 +129,6 @@ pub(crate) struct SinkConfig {
 
 /// One `[[sinks.exclusions]]` table.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct ExclusionConfig {
     /// Name, unique within the sink.
     #[serde(default = "default_name")]
@@ -72,12 +144,36 @@ fn default_catch_all_topic() -> Option<String> {
     None
 }
 
+fn default_topics() -> Vec<TopicConfig> {
+    Vec::new()
+}
+
+fn default_subscriptions() -> Vec<SubscriptionConfig> {
+    Vec::new()
+}
+
 fn default_sinks() -> Vec<SinkConfig> {
     Vec::new()
 }
 
 fn default_name() -> String {
     String::new()
+}
+
+fn default_topic() -> String {
+    String::new()
+}
+
+fn default_ack_deadline_secs() -> i64 {
+    DEFAULT_ACK_DEADLINE_SECS
+}
+
+fn default_dead_letter() -> Option<DeadLetterConfig> {
+    None
+}
+
+fn default_max_delivery_attempts() -> i64 {
+    DEFAULT_MAX_DELIVERY_ATTEMPTS
 }
 
 fn default_sink_filter() -> String {
@@ -100,49 +196,30 @@ fn default_exclusion_filter() -> String {
     String::new()
 }
 
-/// A validated configuration, with every filter compiled.
+/// A validated configuration, with every filter compiled and every topic reference
+/// resolved.
 #[derive(Debug)]
-#[allow(
-    dead_code,
-    reason = "the router reads these fields once the server is wired up"
-)]
 pub(crate) struct Config {
-    pub(crate) catch_all_topic: Option<String>,
+    /// Declared topic names, in file order.
+    pub(crate) topics: Vec<String>,
+    /// Subscriptions, in file order.
+    pub(crate) subscriptions: Vec<SubscriptionSpec>,
+    /// Sinks in file order, disabled ones included.
     pub(crate) sinks: Vec<Sink>,
+    #[allow(
+        dead_code,
+        reason = "the server passes it to LogRouter::new, and `rules check` does not print it"
+    )]
+    pub(crate) catch_all_topic: Option<String>,
     /// Filters that are valid but probably not what their author meant.
     pub(crate) warnings: Vec<Diagnostic>,
-}
-
-/// A validated log sink.
-#[derive(Debug)]
-#[allow(
-    dead_code,
-    reason = "the router reads these fields once the server is wired up"
-)]
-pub(crate) struct Sink {
-    pub(crate) name: String,
-    pub(crate) filter: LogFilter,
-    pub(crate) destination: String,
-    pub(crate) disabled: bool,
-    pub(crate) exclusions: Vec<Exclusion>,
-}
-
-/// A validated exclusion of a sink.
-#[derive(Debug)]
-#[allow(
-    dead_code,
-    reason = "the router reads these fields once the server is wired up"
-)]
-pub(crate) struct Exclusion {
-    pub(crate) name: String,
-    pub(crate) filter: LogFilter,
-    pub(crate) disabled: bool,
 }
 
 /// One problem in the configuration, with the component at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Diagnostic {
-    /// The component, such as `sink "errors"` or `sink "errors": exclusion "noisy"`.
+    /// The component, such as `sink "errors"`, `sink "errors": exclusion "noisy"` or, for an
+    /// unknown key, the table path `sinks[2]`.
     pub(crate) component: String,
     /// Description of the problem and its fix. A filter error spans three lines: the
     /// message, the filter line and a caret under the column.
@@ -166,8 +243,8 @@ pub(crate) struct ValidationErrors {
 ///
 /// # Errors
 ///
-/// Fails when the file cannot be read, or when its TOML is invalid or does not fit the
-/// schema. The message names the file and gives the line and column of a TOML error.
+/// Fails when the file cannot be read, or when its TOML is invalid or has a value of the
+/// wrong type. The message names the file and gives the line and column of a TOML error.
 pub(crate) fn load(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read config file {}", path.display()))?;
@@ -176,198 +253,23 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<ConfigFile> {
 
 /// Parses configuration text. `source` names the file in error messages.
 ///
+/// Unknown keys do not fail parsing: they are stored in [`ConfigFile::unknown_keys`], so that
+/// [`ConfigFile::validate`] reports all of them with every other problem.
+///
 /// # Errors
 ///
-/// Fails on invalid TOML, unknown keys and values of the wrong type, with the line and column.
+/// Fails on invalid TOML and values of the wrong type, with the line and column.
 pub(crate) fn parse(text: &str, source: &str) -> anyhow::Result<ConfigFile> {
-    toml::from_str(text).map_err(|err| anyhow::anyhow!("{source}: {}", err.to_string().trim_end()))
-}
-
-impl ConfigFile {
-    /// Checks every setting and compiles every filter, disabled sinks and exclusions
-    /// included.
-    ///
-    /// # Errors
-    ///
-    /// Returns every problem found, each naming its sink and exclusion, when there is any.
-    pub(crate) fn validate(&self) -> Result<Config, ValidationErrors> {
-        let mut report = Report::default();
-        if self
-            .catch_all_topic
-            .as_deref()
-            .is_some_and(|topic| topic.trim().is_empty())
-        {
-            report.error(
-                "catch_all_topic",
-                "topic name is empty: name the topic for unmatched entries, or remove the key",
-            );
-        }
-
-        let mut first_use: HashMap<&str, usize> = HashMap::new();
-        let mut sinks = Vec::with_capacity(self.sinks.len());
-        for (index, sink) in self.sinks.iter().enumerate() {
-            let label = component_label("sink", &sink.name, index);
-            if let Some(&first) = first_use.get(sink.name.as_str()) {
-                report.error(
-                    &label,
-                    format!(
-                        "duplicate name: sink #{} has the same name, and sink names must be \
-                         unique",
-                        first + 1
-                    ),
-                );
-            } else if !sink.name.is_empty() {
-                first_use.insert(&sink.name, index);
-            }
-            if let Some(sink) = validate_sink(sink, &label, &mut report) {
-                sinks.push(sink);
-            }
-        }
-
-        if report.errors.is_empty() {
-            Ok(Config {
-                catch_all_topic: self.catch_all_topic.clone(),
-                sinks,
-                warnings: report.warnings,
-            })
-        } else {
-            Err(ValidationErrors {
-                errors: report.errors,
-                warnings: report.warnings,
-            })
-        }
-    }
-}
-
-/// Problems collected during validation.
-#[derive(Debug, Default)]
-struct Report {
-    errors: Vec<Diagnostic>,
-    warnings: Vec<Diagnostic>,
-}
-
-impl Report {
-    fn error(&mut self, component: &str, message: impl Into<String>) {
-        self.errors.push(Diagnostic {
-            component: component.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    /// Compiles `text`, recording its error or warnings under `component`.
-    fn compile(&mut self, component: &str, text: &str) -> Option<LogFilter> {
-        // A multi-line TOML string keeps the line break before its closing quotes. Without
-        // it, an error at the end of the filter points at its last line, not an empty one.
-        let text = text.trim_end_matches(['\n', '\r']);
-        match LogFilter::new(text) {
-            Ok(filter) => {
-                for warning in filter.warnings() {
-                    self.warnings.push(Diagnostic {
-                        component: component.to_owned(),
-                        message: render_warning(warning, text),
-                    });
-                }
-                Some(filter)
-            }
-            Err(err) => {
-                self.error(component, err.render(text));
-                None
-            }
-        }
-    }
-}
-
-/// Names a sink or exclusion by its name, or by its 1-based position when it has none.
-fn component_label(kind: &str, name: &str, index: usize) -> String {
-    if name.is_empty() {
-        format!("{kind} #{}", index + 1)
-    } else {
-        format!("{kind} {name:?}")
-    }
-}
-
-fn validate_sink(sink: &SinkConfig, label: &str, report: &mut Report) -> Option<Sink> {
-    check_name(&sink.name, "sink", label, report);
-    if sink.destination.trim().is_empty() {
-        report.error(
-            label,
-            "destination is missing: set it to the name of the topic that receives matching \
-             entries",
-        );
-    }
-    let filter = report.compile(label, &sink.filter);
-
-    let mut first_use: HashMap<&str, usize> = HashMap::new();
-    let mut exclusions = Vec::with_capacity(sink.exclusions.len());
-    for (index, exclusion) in sink.exclusions.iter().enumerate() {
-        let exclusion_label = format!(
-            "{label}: {}",
-            component_label("exclusion", &exclusion.name, index)
-        );
-        if let Some(&first) = first_use.get(exclusion.name.as_str()) {
-            report.error(
-                &exclusion_label,
-                format!(
-                    "duplicate name: exclusion #{} of this sink has the same name, and names \
-                     must be unique within a sink",
-                    first + 1
-                ),
-            );
-        } else if !exclusion.name.is_empty() {
-            first_use.insert(&exclusion.name, index);
-        }
-        if let Some(exclusion) = validate_exclusion(exclusion, &exclusion_label, report) {
-            exclusions.push(exclusion);
-        }
-    }
-
-    Some(Sink {
-        name: sink.name.clone(),
-        filter: filter?,
-        destination: sink.destination.clone(),
-        disabled: sink.disabled,
-        exclusions,
+    let with_source =
+        |err: toml::de::Error| anyhow::anyhow!("{source}: {}", err.to_string().trim_end());
+    let deserializer = toml::Deserializer::parse(text).map_err(with_source)?;
+    let mut unknown_paths = Vec::new();
+    let mut file: ConfigFile = serde_ignored::deserialize(deserializer, |path| {
+        unknown_paths.push(unknown_keys::segments(&path));
     })
-}
-
-fn validate_exclusion(
-    exclusion: &ExclusionConfig,
-    label: &str,
-    report: &mut Report,
-) -> Option<Exclusion> {
-    check_name(&exclusion.name, "exclusion", label, report);
-    // An empty filter, or one of only comments, matches every entry.
-    if filter::parse(&exclusion.filter).is_ok_and(|query| query.expr.is_none()) {
-        report.error(
-            label,
-            "filter is empty, so the exclusion would exclude every entry that the sink matches: \
-             write a filter for the entries to drop, or remove the exclusion",
-        );
-        return None;
-    }
-    Some(Exclusion {
-        name: exclusion.name.clone(),
-        filter: report.compile(label, &exclusion.filter)?,
-        disabled: exclusion.disabled,
-    })
-}
-
-/// Records an error unless `name` is 1 to [`MAX_NAME_CHARS`] characters of `[A-Za-z0-9_.-]`.
-fn check_name(name: &str, kind: &str, label: &str, report: &mut Report) {
-    let rule = format!("use 1 to {MAX_NAME_CHARS} characters from A-Z, a-z, 0-9, '_', '.' and '-'");
-    if name.is_empty() {
-        report.error(
-            label,
-            format!("name is missing: every {kind} needs a name, {rule}"),
-        );
-        return;
-    }
-    let valid_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !valid_chars || name.chars().count() > MAX_NAME_CHARS {
-        report.error(label, format!("invalid name {name:?}: {rule}"));
-    }
+    .map_err(with_source)?;
+    file.unknown_keys = unknown_keys::diagnose(text, &unknown_paths);
+    Ok(file)
 }
 
 /// Renders a filter warning like [`FilterError::render`]: the message with its position,

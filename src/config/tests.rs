@@ -12,10 +12,40 @@ fn error_lines(text: &str) -> Vec<String> {
     }
 }
 
+/// Asserts that validating `text` fails with exactly one error, equal to `expected`.
+fn assert_single_error(text: &str, expected: &str) {
+    let errors = error_lines(text);
+    assert_eq!(errors, [expected], "errors of:\n{text}");
+}
+
 #[test]
 fn default_config_is_valid() {
     let file = parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).expect("default config should parse");
     let config = file.validate().expect("default config should validate");
+
+    assert_eq!(
+        config.topics,
+        ["audit-storage", "audit-errors"],
+        "default topic names"
+    );
+    assert_eq!(config.subscriptions.len(), 2, "default subscription count");
+    for (subscription, name) in config
+        .subscriptions
+        .iter()
+        .zip(["audit-storage", "audit-errors"])
+    {
+        assert_eq!(subscription.name, name, "subscription name");
+        assert_eq!(subscription.topic, name, "subscription {name} topic");
+        assert_eq!(
+            subscription.ack_deadline_secs, 10,
+            "subscription {name} ack deadline"
+        );
+        assert!(
+            subscription.dead_letter.is_none(),
+            "subscription {name} has no dead-letter policy"
+        );
+    }
+
     let names: Vec<_> = config.sinks.iter().map(|sink| sink.name.as_str()).collect();
     assert_eq!(names, ["storage-audit", "errors"], "default sink names");
     assert_eq!(
@@ -37,6 +67,18 @@ fn default_config_is_valid() {
 fn defaults_fill_optional_keys() {
     let config = validate_text(
         r#"
+        [[topics]]
+        name = "everything"
+        [[topics]]
+        name = "dead-letters"
+        [[subscriptions]]
+        name = "plain"
+        topic = "everything"
+        [[subscriptions]]
+        name = "with-dead-letter"
+        topic = "everything"
+        [subscriptions.dead_letter]
+        topic = "dead-letters"
         [[sinks]]
         name = "all"
         destination = "everything"
@@ -53,6 +95,94 @@ fn defaults_fill_optional_keys() {
         !sink.exclusions[0].disabled,
         "exclusion disabled defaults to false"
     );
+
+    let plain = &config.subscriptions[0];
+    assert_eq!(plain.ack_deadline_secs, 10, "ack deadline defaults to 10");
+    assert!(plain.dead_letter.is_none(), "dead letter defaults to none");
+    let policy = config.subscriptions[1]
+        .dead_letter
+        .as_ref()
+        .expect("dead-letter table gives a policy");
+    assert_eq!(policy.topic, "dead-letters", "dead-letter topic");
+    assert_eq!(
+        policy.max_delivery_attempts, 5,
+        "max delivery attempts defaults to 5"
+    );
+}
+
+#[test]
+fn subscription_settings_kept() {
+    let config = validate_text(
+        r#"
+        [[topics]]
+        name = "orders"
+        [[topics]]
+        name = "orders-dead"
+        [[subscriptions]]
+        name = "billing"
+        topic = "orders"
+        ack_deadline_secs = 600
+        [subscriptions.dead_letter]
+        topic = "orders-dead"
+        max_delivery_attempts = 100
+        "#,
+    )
+    .expect("config should validate");
+    assert_eq!(
+        config.subscriptions,
+        [SubscriptionSpec {
+            name: "billing".to_owned(),
+            topic: "orders".to_owned(),
+            ack_deadline_secs: 600,
+            dead_letter: Some(sluice_router::store::DeadLetterPolicy {
+                topic: "orders-dead".to_owned(),
+                max_delivery_attempts: 100,
+            }),
+        }],
+        "subscription spec"
+    );
+}
+
+#[test]
+fn four_kinds_reported_in_one_run() {
+    let errors = error_lines(
+        r#"
+        [[topics]]
+        name = "audit-storage"
+        [[subscriptions]]
+        name = "audit-storage"
+        topic = "audit-storage"
+        ack_deadline_secs = 5
+        [[sinks]]
+        name = "storage-audit"
+        filter = 'resource.type='
+        destination = "audit-storage"
+        [[sinks]]
+        name = "errors"
+        filter = "severity>=ERROR"
+        destination = "audit-errors"
+        disabeld = true
+        "#,
+    );
+    let expected_starts = [
+        "sinks[2]: unknown key \"disabeld\" at line 16, column 9: did you mean \"disabled\"?",
+        "subscription \"audit-storage\": ack_deadline_secs is 5, outside the valid range of 10 \
+         to 600 seconds",
+        "sink \"storage-audit\": invalid filter at line 1, column 15",
+        "sink \"errors\": destination \"audit-errors\" is not a declared topic; add [[topics]] \
+         name = \"audit-errors\"",
+    ];
+    for start in expected_starts {
+        assert!(
+            errors.iter().any(|error| error.starts_with(start)),
+            "expected an error starting with {start:?} in {errors:#?}"
+        );
+    }
+    assert_eq!(
+        errors.len(),
+        expected_starts.len(),
+        "no other errors: {errors:#?}"
+    );
 }
 
 #[test]
@@ -60,10 +190,12 @@ fn every_error_reported_at_once() {
     let errors = error_lines(
         r#"
         catch_all_topic = " "
+        [[topics]]
+        name = "topic-a"
         [[sinks]]
         name = "bad-filter"
         filter = 'resource.type='
-        destination = "t"
+        destination = "topic-a"
         [[sinks]]
         name = "bad-filter"
         destination = ""
@@ -75,9 +207,9 @@ fn every_error_reported_at_once() {
         filter = '-- only a comment'
         [[sinks]]
         name = "has space"
-        destination = "t"
+        destination = "topic-a"
         [[sinks]]
-        destination = "t"
+        destination = "topic-a"
         [[sinks.exclusions]]
         filter = "severity=DEBUG"
         "#,
@@ -111,10 +243,12 @@ fn every_error_reported_at_once() {
 fn filter_error_has_caret_line() {
     let errors = error_lines(
         r#"
+        [[topics]]
+        name = "topic-a"
         [[sinks]]
         name = "s"
         filter = 'resource.type='
-        destination = "t"
+        destination = "topic-a"
         "#,
     );
     let lines: Vec<_> = errors[0].lines().collect();
@@ -135,9 +269,10 @@ fn filter_error_has_caret_line() {
 fn long_and_odd_names_rejected() {
     let long = "a".repeat(MAX_NAME_CHARS + 1);
     let text = format!(
-        "[[sinks]]\nname = \"{long}\"\ndestination = \"t\"\n\
-         [[sinks]]\nname = \"caf\u{e9}\"\ndestination = \"t\"\n\
-         [[sinks]]\nname = \"{}\"\ndestination = \"t\"\n",
+        "[[topics]]\nname = \"topic-a\"\n\
+         [[sinks]]\nname = \"{long}\"\ndestination = \"topic-a\"\n\
+         [[sinks]]\nname = \"caf\u{e9}\"\ndestination = \"topic-a\"\n\
+         [[sinks]]\nname = \"{}\"\ndestination = \"topic-a\"\n",
         "a".repeat(MAX_NAME_CHARS)
     );
     let errors = error_lines(&text);
@@ -162,10 +297,12 @@ fn long_and_odd_names_rejected() {
 fn filter_warning_collected() {
     let config = validate_text(
         r#"
+        [[topics]]
+        name = "topic-a"
         [[sinks]]
         name = "s"
         filter = 'resource.type="a" OR "b"'
-        destination = "t"
+        destination = "topic-a"
         "#,
     )
     .expect("a warning does not make the config invalid");
@@ -184,27 +321,140 @@ fn filter_warning_collected() {
 
 #[test]
 fn unknown_key_reports_position() {
-    let err = parse("[[sinks]]\nname = \"s\"\ndestinaton = \"t\"\n", "my.toml")
-        .expect_err("misspelled key should be rejected");
+    let file = parse(
+        "[[topics]]\nname = \"topic-a\"\n[[sinks]]\nname = \"s\"\ndestinaton = \"topic-a\"\n",
+        "my.toml",
+    )
+    .expect("an unknown key does not stop parsing");
+    assert_eq!(
+        file.unknown_keys,
+        [Diagnostic {
+            component: "sinks[1]".to_owned(),
+            message: "unknown key \"destinaton\" at line 5, column 1: did you mean \
+                      \"destination\"?"
+                .to_owned(),
+        }],
+        "unknown key diagnostic"
+    );
+    let errors = file
+        .validate()
+        .expect_err("an unknown key makes the config invalid")
+        .errors;
+    assert_eq!(
+        errors[0], file.unknown_keys[0],
+        "validate reports the unknown key first"
+    );
+    assert!(
+        errors[1].message.starts_with("destination is missing"),
+        "the misspelled key leaves the destination unset: {errors:#?}"
+    );
+}
+
+#[test]
+fn unknown_keys_all_reported() {
+    let text = r#"
+sink = "x"
+
+[[topics]]
+name = "orders"
+retention = "7d"
+
+[[topics]]
+name = "orders-dead"
+
+[[subscriptions]]
+name = "billing"
+topic = "orders"
+ack_deadline = 20
+[subscriptions.dead_letter]
+topic = "orders-dead"
+max_delivery_attempt = 7
+
+[[sinks]]
+name = "a"
+destination = "orders"
+
+[[sinks]]
+name = "b"
+destination = "orders"
+[[sinks.exclusions]]
+name = "x"
+filter = "severity=DEBUG"
+filtre = "severity=INFO"
+"#;
+    let errors = error_lines(text);
+    let expected = [
+        "top level: unknown key \"sink\" at line 2, column 1: did you mean \"sinks\"?",
+        "topics[1]: unknown key \"retention\" at line 6, column 1: the keys of this table \
+         are name",
+        "subscriptions[1]: unknown key \"ack_deadline\" at line 14, column 1: the keys of this \
+         table are name, topic, ack_deadline_secs, dead_letter",
+        "subscriptions[1].dead_letter: unknown key \"max_delivery_attempt\" at line 17, \
+         column 1: did you mean \"max_delivery_attempts\"?",
+        "sinks[2].exclusions[1]: unknown key \"filtre\" at line 29, column 1: did you mean \
+         \"filter\"?",
+    ];
+    for line in expected {
+        assert!(
+            errors.iter().any(|error| error == line),
+            "expected {line:?} in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "no other errors: {errors:#?}");
+}
+
+#[test]
+fn unknown_key_in_inline_table() {
+    let errors = error_lines(
+        r#"
+        [[topics]]
+        name = "orders"
+        [[topics]]
+        name = "orders-dead"
+        [[subscriptions]]
+        name = "billing"
+        topic = "orders"
+        dead_letter = { topic = "orders-dead", attempts = 5 }
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            "subscriptions[1].dead_letter: unknown key \"attempts\" at line 9, column 48: the \
+          keys of this table are topic, max_delivery_attempts"
+        ],
+        "key inside an inline table"
+    );
+}
+
+#[test]
+fn wrong_type_stops_parsing() {
+    let err = parse(
+        "[[topics]]\nname = \"orders\"\n[[subscriptions]]\nname = \"billing\"\n\
+         topic = \"orders\"\nack_deadline_secs = \"ten\"\n",
+        "my.toml",
+    )
+    .expect_err("a string ack deadline should be rejected");
     let message = err.to_string();
     assert!(
         message.starts_with("my.toml: "),
         "names the file: {message}"
     );
     assert!(
-        message.contains("line 3, column 1"),
+        message.contains("line 6, column 21"),
         "gives the position: {message}"
     );
-    assert!(message.contains("destinaton"), "quotes the key: {message}");
 }
 
 #[test]
-fn unknown_top_level_table_rejected() {
-    let err = parse("[topics]\nname = \"t\"\n", "my.toml")
-        .expect_err("tables outside the schema should be rejected");
+fn topics_as_single_table_rejected() {
+    let err = parse("[topics]\nname = \"orders\"\n", "my.toml")
+        .expect_err("topics must be an array of tables");
+    let message = err.to_string();
+    assert!(message.contains("line 1"), "gives the position: {message}");
     assert!(
-        err.to_string().contains("topics"),
-        "quotes the table: {err}"
+        message.contains("expected a sequence"),
+        "reports that an array is expected: {message}"
     );
 }
 
@@ -212,9 +462,11 @@ fn unknown_top_level_table_rejected() {
 fn disabled_flags_kept() {
     let config = validate_text(
         r#"
+        [[topics]]
+        name = "topic-a"
         [[sinks]]
         name = "a"
-        destination = "t"
+        destination = "topic-a"
         disabled = true
         [[sinks.exclusions]]
         name = "x"
@@ -222,7 +474,7 @@ fn disabled_flags_kept() {
         disabled = true
         [[sinks]]
         name = "b"
-        destination = "t"
+        destination = "topic-a"
         "#,
     )
     .expect("config should validate");
@@ -237,7 +489,8 @@ fn disabled_flags_kept() {
 #[test]
 fn multi_line_filter_error_on_last_line() {
     let errors = error_lines(
-        "[[sinks]]\nname = \"s\"\ndestination = \"t\"\nfilter = '''\nseverity>=ERROR\nAND resource.type=\n'''\n",
+        "[[topics]]\nname = \"topic-a\"\n\
+         [[sinks]]\nname = \"s\"\ndestination = \"topic-a\"\nfilter = '''\nseverity>=ERROR\nAND resource.type=\n'''\n",
     );
     assert!(
         errors[0].starts_with("sink \"s\": invalid filter at line 2, column 19: "),
@@ -248,5 +501,255 @@ fn multi_line_filter_error_on_last_line() {
         errors[0].contains("\n  AND resource.type=\n"),
         "quotes line 2: {}",
         errors[0]
+    );
+}
+
+#[test]
+fn sink_destination_must_be_declared() {
+    assert_single_error(
+        r#"
+        [[topics]]
+        name = "audit-storage"
+        [[sinks]]
+        name = "errors"
+        filter = "severity>=ERROR"
+        destination = "audit-errors"
+        "#,
+        "sink \"errors\": destination \"audit-errors\" is not a declared topic; add [[topics]] \
+         name = \"audit-errors\"",
+    );
+}
+
+#[test]
+fn catch_all_topic_must_be_declared() {
+    assert_single_error(
+        "catch_all_topic = \"unmatched\"\n",
+        "catch_all_topic: topic \"unmatched\" is not a declared topic; add [[topics]] name = \
+         \"unmatched\"",
+    );
+    let config =
+        validate_text("catch_all_topic = \"unmatched\"\n[[topics]]\nname = \"unmatched\"\n")
+            .expect("a declared catch-all topic is valid");
+    assert_eq!(
+        config.catch_all_topic.as_deref(),
+        Some("unmatched"),
+        "catch-all topic kept"
+    );
+}
+
+#[test]
+fn subscription_topic_must_be_declared() {
+    assert_single_error(
+        "[[subscriptions]]\nname = \"billing\"\ntopic = \"orders\"\n",
+        "subscription \"billing\": topic \"orders\" is not a declared topic; add [[topics]] \
+         name = \"orders\"",
+    );
+}
+
+#[test]
+fn subscription_topic_required() {
+    assert_single_error(
+        "[[subscriptions]]\nname = \"billing\"\n",
+        "subscription \"billing\": topic is missing: set it to the declared topic that the \
+         subscription receives from",
+    );
+}
+
+#[test]
+fn dead_letter_topic_must_be_declared() {
+    assert_single_error(
+        "[[topics]]\nname = \"orders\"\n\
+         [[subscriptions]]\nname = \"billing\"\ntopic = \"orders\"\n\
+         [subscriptions.dead_letter]\ntopic = \"orders-dead\"\n",
+        "subscription \"billing\": dead_letter.topic \"orders-dead\" is not a declared topic; \
+         add [[topics]] name = \"orders-dead\"",
+    );
+}
+
+#[test]
+fn dead_letter_topic_required() {
+    let errors = error_lines(
+        "[[topics]]\nname = \"orders\"\n\
+         [[subscriptions]]\nname = \"billing\"\ntopic = \"orders\"\n\
+         [subscriptions.dead_letter]\nmax_delivery_attempts = 10\n",
+    );
+    assert_eq!(errors.len(), 1, "one error: {errors:#?}");
+    assert!(
+        errors[0].starts_with("subscription \"billing\": dead_letter.topic is missing"),
+        "missing dead-letter topic: {}",
+        errors[0]
+    );
+}
+
+#[test]
+fn dead_letter_to_own_topic_rejected() {
+    let errors = error_lines(
+        "[[topics]]\nname = \"orders\"\n\
+         [[subscriptions]]\nname = \"billing\"\ntopic = \"orders\"\n\
+         [subscriptions.dead_letter]\ntopic = \"orders\"\n",
+    );
+    assert_eq!(errors.len(), 1, "one error: {errors:#?}");
+    assert!(
+        errors[0].starts_with(
+            "subscription \"billing\": dead_letter.topic \"orders\" is the topic the \
+             subscription receives from, so dead-lettered messages would loop"
+        ),
+        "loop named: {}",
+        errors[0]
+    );
+}
+
+#[test]
+fn ack_deadline_range_enforced() {
+    for value in ["9", "601", "-1", "4294967306"] {
+        let text = format!(
+            "[[topics]]\nname = \"orders\"\n\
+             [[subscriptions]]\nname = \"billing\"\ntopic = \"orders\"\n\
+             ack_deadline_secs = {value}\n"
+        );
+        assert_single_error(
+            &text,
+            &format!(
+                "subscription \"billing\": ack_deadline_secs is {value}, outside the valid \
+                 range of 10 to 600 seconds"
+            ),
+        );
+    }
+    for value in [10, 600] {
+        let text = format!(
+            "[[topics]]\nname = \"orders\"\n\
+             [[subscriptions]]\nname = \"billing\"\ntopic = \"orders\"\n\
+             ack_deadline_secs = {value}\n"
+        );
+        let config = validate_text(&text).expect("limit is valid");
+        assert_eq!(
+            config.subscriptions[0].ack_deadline_secs, value,
+            "ack deadline {value}"
+        );
+    }
+}
+
+#[test]
+fn max_delivery_attempts_range_enforced() {
+    let text_with = |value: &str| {
+        format!(
+            "[[topics]]\nname = \"orders\"\n[[topics]]\nname = \"orders-dead\"\n\
+             [[subscriptions]]\nname = \"billing\"\ntopic = \"orders\"\n\
+             [subscriptions.dead_letter]\ntopic = \"orders-dead\"\n\
+             max_delivery_attempts = {value}\n"
+        )
+    };
+    for value in ["4", "101", "0"] {
+        assert_single_error(
+            &text_with(value),
+            &format!(
+                "subscription \"billing\": dead_letter.max_delivery_attempts is {value}, \
+                 outside the valid range of 5 to 100"
+            ),
+        );
+    }
+    for value in [5, 100] {
+        let config = validate_text(&text_with(&value.to_string())).expect("limit is valid");
+        let policy = config.subscriptions[0]
+            .dead_letter
+            .as_ref()
+            .expect("policy kept");
+        assert_eq!(
+            policy.max_delivery_attempts, value,
+            "max delivery attempts {value}"
+        );
+    }
+}
+
+#[test]
+fn duplicate_topic_and_subscription_names() {
+    let errors = error_lines(
+        r#"
+        [[topics]]
+        name = "orders"
+        [[topics]]
+        name = "orders"
+        [[subscriptions]]
+        name = "billing"
+        topic = "orders"
+        [[subscriptions]]
+        name = "billing"
+        topic = "orders"
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            "topic \"orders\": duplicate name: topic #1 has the same name, and topic names \
+             must be unique",
+            "subscription \"billing\": duplicate name: subscription #1 has the same name, and \
+             subscription names must be unique",
+        ],
+        "one error per repeated name"
+    );
+}
+
+#[test]
+fn topic_and_subscription_may_share_name() {
+    validate_text(
+        "[[topics]]\nname = \"orders\"\n[[subscriptions]]\nname = \"orders\"\ntopic = \"orders\"\n",
+    )
+    .expect("topic and subscription names are separate");
+}
+
+#[test]
+fn resource_name_rules() {
+    let rule = "topic names follow the Pub/Sub rules: 3 to 255 characters from A-Z, a-z, 0-9 \
+                and '-', '_', '.', '~', '+', '%', starting with a letter but not with \"goog\"";
+    let too_long = format!("a{}", "b".repeat(255));
+    let cases = [
+        ("ab", "it has 2 characters"),
+        (too_long.as_str(), "it has 256 characters"),
+        ("1orders", "it does not start with a letter"),
+        ("-orders", "it does not start with a letter"),
+        ("orders/eu", "it contains '/'"),
+        ("ordérs", "it contains 'é'"),
+        ("google-orders", "it starts with \"goog\""),
+    ];
+    for (name, problem) in cases {
+        assert_single_error(
+            &format!("[[topics]]\nname = \"{name}\"\n"),
+            &format!("topic {name:?}: invalid name {name:?}: {problem}, but {rule}"),
+        );
+    }
+
+    let longest = format!("a{}", "b".repeat(254));
+    for name in ["abc", "a-_.~+%9Z", "Goog", "go-og", longest.as_str()] {
+        validate_text(&format!("[[topics]]\nname = \"{name}\"\n"))
+            .unwrap_or_else(|err| panic!("{name:?} is a valid topic name: {:#?}", err.errors));
+    }
+}
+
+#[test]
+fn subscription_name_rules() {
+    assert_single_error(
+        "[[topics]]\nname = \"orders\"\n[[subscriptions]]\nname = \"goog-billing\"\ntopic = \"orders\"\n",
+        "subscription \"goog-billing\": invalid name \"goog-billing\": it starts with \"goog\", \
+         but subscription names follow the Pub/Sub rules: 3 to 255 characters from A-Z, a-z, \
+         0-9 and '-', '_', '.', '~', '+', '%', starting with a letter but not with \"goog\"",
+    );
+}
+
+#[test]
+fn missing_topic_and_subscription_names() {
+    let errors = error_lines(
+        "[[topics]]\nname = \"orders\"\n[[topics]]\n\
+         [[subscriptions]]\ntopic = \"orders\"\n",
+    );
+    assert_eq!(errors.len(), 2, "two errors: {errors:#?}");
+    assert!(
+        errors[0].starts_with("topic #2: name is missing: every topic needs a name"),
+        "unnamed topic: {}",
+        errors[0]
+    );
+    assert!(
+        errors[1].starts_with("subscription #1: name is missing: every subscription needs a name"),
+        "unnamed subscription: {}",
+        errors[1]
     );
 }

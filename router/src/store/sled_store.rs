@@ -446,7 +446,7 @@ impl Committer {
                     let _ = reply.send(result.as_ref().map(|()| receipt).map_err(failed));
                 }
                 Outcome::Done(reply) => {
-                    let _ = reply.send(result.as_ref().map(|()| ()).map_err(failed));
+                    let _ = reply.send(result.as_ref().copied().map_err(failed));
                 }
             }
         }

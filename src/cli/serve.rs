@@ -1,0 +1,52 @@
+//! `sluice serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::server::{self, ServeOptions};
+
+/// Run the router: gRPC and HTTP on one port, state in the data directory.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Configuration file (TOML); without it the built-in config/default.toml is used.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory for durable state; created when missing.
+    #[arg(long, value_name = "DIR", default_value = "sluice-data")]
+    data_dir: PathBuf,
+    /// Address for gRPC and HTTP; port 0 picks a free port, printed at start-up.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8085")]
+    listen: SocketAddr,
+}
+
+/// Runs the server until SIGINT or SIGTERM; exits 0 after a clean shutdown, 1 on an error.
+pub(crate) fn run(args: ServeArgs) -> ExitCode {
+    crate::telemetry::init();
+    let options = ServeOptions {
+        config: args.config,
+        data_dir: args.data_dir,
+        listen: args.listen,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            super::write_stderr(format_args!(
+                "error: failed to start the async runtime: {err}"
+            ));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::serve(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            super::write_stderr(format_args!("error: {err:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}

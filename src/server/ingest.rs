@@ -1,0 +1,151 @@
+//! Ingest of LogEntries: the sluice.v1 LogIngest stream, shared by every front door that
+//! receives entries.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use sluice_proto::sluice::v1::log_ingest_server::LogIngest;
+use sluice_proto::sluice::v1::{EntryError, IngestAck, IngestBatch};
+use sluice_router::deliver::Broker;
+use sluice_router::route::{LogRouter, RoutedBatch};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, warn, Instrument};
+
+use super::metrics::{Metrics, SinkLabel, TopicLabel};
+use super::status;
+
+/// Most entries accepted in one batch.
+pub(crate) const MAX_BATCH_ENTRIES: usize = 10_000;
+/// Acknowledgements buffered per stream before the server stops reading new batches.
+const ACKS_IN_FLIGHT: usize = 8;
+
+/// Routes batches of entries and publishes the matches.
+#[derive(Debug, Clone)]
+pub(crate) struct Ingestor {
+    pub(crate) router: Arc<LogRouter>,
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Ingestor {
+    /// Routes `entries` (JSON LogEntries) and returns once every resulting message is
+    /// flushed to disk.
+    ///
+    /// # Errors
+    ///
+    /// Returns INVALID_ARGUMENT for an oversized batch and the store's status when publishing
+    /// fails; then none of the batch's messages are published.
+    pub(crate) async fn ingest(&self, entries: Vec<String>) -> Result<RoutedBatch, Status> {
+        if entries.len() > MAX_BATCH_ENTRIES {
+            return Err(Status::invalid_argument(format!(
+                "the batch has {} entries, over the limit of {MAX_BATCH_ENTRIES}; send smaller batches",
+                entries.len()
+            )));
+        }
+        let router = self.router.clone();
+        let received = entries.len() as u64;
+        // Parsing and filter evaluation cost about 10 µs per entry, too long to hold a
+        // runtime thread for a whole batch.
+        let mut routed = tokio::task::spawn_blocking(move || router.route_batch(&entries))
+            .await
+            .map_err(|err| Status::internal(format!("routing the batch failed: {err}")))?;
+        let messages = std::mem::take(&mut routed.messages);
+        let mut per_topic: Vec<(String, u64)> = Vec::new();
+        for message in &messages {
+            match per_topic
+                .iter_mut()
+                .find(|(topic, _)| *topic == message.topic)
+            {
+                Some((_, count)) => *count += 1,
+                None => per_topic.push((message.topic.clone(), 1)),
+            }
+        }
+        if !messages.is_empty() {
+            self.broker
+                .publish(messages)
+                .await
+                .map_err(|err| status::from_store(&err))?;
+        }
+        self.metrics.entries_in.inc_by(received);
+        self.metrics
+            .entries_rejected
+            .inc_by(routed.errors.len() as u64);
+        self.metrics.unmatched.inc_by(u64::from(routed.unmatched));
+        for (sink, count) in &routed.sink_matches {
+            self.metrics
+                .sink_matches
+                .get_or_create(&SinkLabel { sink: sink.clone() })
+                .inc_by(u64::from(*count));
+        }
+        for (topic, count) in per_topic {
+            self.metrics
+                .publishes
+                .get_or_create(&TopicLabel { topic })
+                .inc_by(count);
+        }
+        Ok(routed)
+    }
+}
+
+fn ack(sequence: u64, routed: RoutedBatch) -> IngestAck {
+    IngestAck {
+        sequence,
+        accepted: routed.accepted,
+        unmatched: routed.unmatched,
+        errors: routed
+            .errors
+            .into_iter()
+            .map(|(index, message)| EntryError { index, message })
+            .collect(),
+        sink_matches: routed.sink_matches.into_iter().collect(),
+    }
+}
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<IngestAck, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl LogIngest for Ingestor {
+    type StreamEntriesStream = AckStream;
+
+    async fn stream_entries(
+        &self,
+        request: Request<Streaming<IngestBatch>>,
+    ) -> Result<Response<Self::StreamEntriesStream>, Status> {
+        let peer = request.remote_addr();
+        let mut inbound = request.into_inner();
+        let (acks, outbound) = mpsc::channel(ACKS_IN_FLIGHT);
+        let ingestor = self.clone();
+        let span = tracing::info_span!("ingest_stream", peer = ?peer);
+        tokio::spawn(
+            async move {
+                loop {
+                    let batch = match inbound.message().await {
+                        Ok(Some(batch)) => batch,
+                        Ok(None) => break,
+                        Err(status) => {
+                            debug!(error = %status, "ingest stream ended by the client");
+                            break;
+                        }
+                    };
+                    let sequence = batch.sequence;
+                    let result = ingestor
+                        .ingest(batch.entries)
+                        .await
+                        .map(|routed| ack(sequence, routed));
+                    if let Err(status) = &result {
+                        warn!(sequence, error = %status, "ingest batch failed");
+                    }
+                    let failed = result.is_err();
+                    if acks.send(result).await.is_err() || failed {
+                        break;
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+    }
+}

@@ -1,0 +1,162 @@
+//! Prometheus metrics, served as text at `GET /metrics`.
+//!
+//! Counters the service adapters increment live in [`Metrics`]. Per-subscription figures are
+//! read from the broker at scrape time by [`BrokerCollector`], so that the broker keeps its
+//! own counters and nothing is counted twice.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use sluice_router::deliver::{Broker, SubscriptionStats};
+
+/// A per-subscription figure: metric name, help text and how to read it from the stats.
+type StatMetric = (&'static str, &'static str, fn(&SubscriptionStats) -> u64);
+
+/// Label set naming one sink.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct SinkLabel {
+    pub(crate) sink: String,
+}
+
+/// Label set naming one topic.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TopicLabel {
+    pub(crate) topic: String,
+}
+
+/// Label set naming one subscription.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriptionLabel {
+    subscription: String,
+}
+
+/// The service's counters and the registry that encodes them.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    /// LogEntries received, rejected ones included.
+    pub(crate) entries_in: Counter,
+    /// LogEntries rejected as invalid JSON or not an object.
+    pub(crate) entries_rejected: Counter,
+    /// Accepted LogEntries that no sink took.
+    pub(crate) unmatched: Counter,
+    /// LogEntries each sink took.
+    pub(crate) sink_matches: Family<SinkLabel, Counter>,
+    /// Messages published, per topic.
+    pub(crate) publishes: Family<TopicLabel, Counter>,
+}
+
+impl Metrics {
+    /// Registers every metric, including the per-subscription figures read from `broker`.
+    pub(crate) fn new(broker: Arc<Broker>) -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        let entries_in = Counter::default();
+        let entries_rejected = Counter::default();
+        let unmatched = Counter::default();
+        let sink_matches = Family::<SinkLabel, Counter>::default();
+        let publishes = Family::<TopicLabel, Counter>::default();
+        registry.register("entries_in", "LogEntries received", entries_in.clone());
+        registry.register(
+            "entries_rejected",
+            "LogEntries rejected as invalid",
+            entries_rejected.clone(),
+        );
+        registry.register(
+            "unmatched",
+            "Accepted LogEntries that no sink took",
+            unmatched.clone(),
+        );
+        registry.register(
+            "sink_matches",
+            "LogEntries taken, per sink",
+            sink_matches.clone(),
+        );
+        registry.register(
+            "publishes",
+            "Messages published, per topic",
+            publishes.clone(),
+        );
+        registry.register_collector(Box::new(BrokerCollector { broker }));
+        Metrics {
+            registry,
+            entries_in,
+            entries_rejected,
+            unmatched,
+            sink_matches,
+            publishes,
+        }
+    }
+
+    /// Encodes every metric in the OpenMetrics text format.
+    pub(crate) fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Reads delivery figures from the broker on each scrape.
+#[derive(Debug)]
+struct BrokerCollector {
+    broker: Arc<Broker>,
+}
+
+impl Collector for BrokerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let stats = self.broker.stats();
+        let counters: [StatMetric; 4] = [
+            (
+                "deliveries",
+                "Messages handed to consumers, redeliveries included",
+                |s| s.delivered,
+            ),
+            ("acks", "Messages acknowledged", |s| s.acked),
+            ("nacks", "Deliveries ended by a nack", |s| s.nacked),
+            (
+                "dead_letters",
+                "Messages moved to a dead-letter topic",
+                |s| s.dead_lettered,
+            ),
+        ];
+        for (name, help, read) in counters {
+            let metric = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+            for stat in &stats {
+                let label = SubscriptionLabel {
+                    subscription: stat.spec.name.clone(),
+                };
+                ConstCounter::new(read(stat)).encode(family.encode_family(&label)?)?;
+            }
+        }
+        let gauges: [StatMetric; 2] = [
+            (
+                "backlog_messages",
+                "Messages not yet acknowledged, leased ones included",
+                |s| s.backlog,
+            ),
+            (
+                "outstanding_messages",
+                "Messages leased to consumers",
+                |s| s.outstanding,
+            ),
+        ];
+        for (name, help, read) in gauges {
+            let metric = ConstGauge::new(0i64);
+            let mut family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+            for stat in &stats {
+                let label = SubscriptionLabel {
+                    subscription: stat.spec.name.clone(),
+                };
+                let value = i64::try_from(read(stat)).unwrap_or(i64::MAX);
+                ConstGauge::new(value).encode(family.encode_family(&label)?)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,243 @@
+//! `sluice serve`: the gRPC and HTTP service on one port.
+//!
+//! Start-up loads and validates the configuration (every problem reported at once), opens
+//! the store, creates the configured topics and subscriptions, and serves:
+//!
+//! - gRPC: sluice.v1 LogIngest and Admin, google.pubsub.v1 Publisher and Subscriber;
+//! - HTTP: `GET /healthz` and `GET /metrics`.
+//!
+//! SIGINT or SIGTERM stops accepting connections, lets open requests finish for up to
+//! [`GRACE_PERIOD`], stops the lease timers and flushes the store before the process exits.
+//! Leased but unacknowledged messages need no release: their pending entries are on disk, so
+//! they are delivered again after the next start.
+
+mod admin;
+mod http;
+mod ingest;
+pub(crate) mod metrics;
+mod names;
+mod pubsub;
+mod status;
+
+use std::future::IntoFuture as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sluice_proto::google::pubsub::v1::publisher_server::PublisherServer;
+use sluice_proto::google::pubsub::v1::subscriber_server::SubscriberServer;
+use sluice_proto::sluice::v1::admin_server::AdminServer;
+use sluice_proto::sluice::v1::log_ingest_server::LogIngestServer;
+use sluice_router::deliver::Broker;
+use sluice_router::route::LogRouter;
+use sluice_router::store::{SledStore, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::{self, Config};
+pub(crate) use ingest::Ingestor;
+use metrics::Metrics;
+
+/// How long open requests and streams may run on after a shutdown signal.
+pub(crate) const GRACE_PERIOD: Duration = Duration::from_secs(10);
+/// Largest gRPC request accepted: a 10 MB Pub/Sub message plus its envelope, or an ingest
+/// batch.
+const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+/// What `sluice serve` needs to start.
+#[derive(Debug, Clone)]
+pub(crate) struct ServeOptions {
+    /// The configuration file; the embedded default when absent.
+    pub(crate) config: Option<PathBuf>,
+    /// Where the store keeps its files.
+    pub(crate) data_dir: PathBuf,
+    /// The address to listen on; port 0 picks a free port.
+    pub(crate) listen: SocketAddr,
+}
+
+/// Loads and validates the configuration, joining every problem into one error.
+///
+/// # Errors
+///
+/// Fails when the file cannot be read or parsed, or lists every validation problem.
+pub(crate) fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    let (file, source) = match path {
+        Some(path) => (config::load(path)?, path.display().to_string()),
+        None => (
+            config::parse(config::DEFAULT_CONFIG, config::DEFAULT_CONFIG_NAME)?,
+            config::DEFAULT_CONFIG_NAME.to_owned(),
+        ),
+    };
+    match file.validate() {
+        Ok(config) => {
+            for warning in &config.warnings {
+                warn!(config = %source, "{warning}");
+            }
+            Ok(config)
+        }
+        Err(invalid) => {
+            let problems: Vec<String> = invalid
+                .errors
+                .iter()
+                .map(|d| format!("  {source}: {d}"))
+                .collect();
+            anyhow::bail!(
+                "the configuration has {} problem{}; fix them and start again:\n{}",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" },
+                problems.join("\n")
+            )
+        }
+    }
+}
+
+/// The running service's shared parts.
+struct Service {
+    broker: Arc<Broker>,
+    ingestor: Ingestor,
+    metrics: Arc<Metrics>,
+}
+
+async fn build(config: Config, data_dir: &Path) -> anyhow::Result<Service> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
+    let store = SledStore::open(data_dir).with_context(|| {
+        format!(
+            "failed to open the store in {}; if another sluice is running on it, stop that one \
+             first, otherwise move the directory aside and start again",
+            data_dir.display()
+        )
+    })?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let broker = Arc::new(Broker::open(store)?);
+    for topic in &config.topics {
+        broker
+            .create_topic(topic)
+            .await
+            .with_context(|| format!("failed to create topic {topic:?}"))?;
+    }
+    for subscription in &config.subscriptions {
+        broker
+            .create_subscription(subscription.clone())
+            .await
+            .with_context(|| format!("failed to create subscription {:?}", subscription.name))?;
+    }
+    let router = Arc::new(LogRouter::new(config.sinks, config.catch_all_topic));
+    let metrics = Arc::new(Metrics::new(broker.clone()));
+    let ingestor = Ingestor {
+        router,
+        broker: broker.clone(),
+        metrics: metrics.clone(),
+    };
+    Ok(Service {
+        broker,
+        ingestor,
+        metrics,
+    })
+}
+
+fn app(service: &Service) -> axum::Router {
+    let pubsub = pubsub::PubsubService {
+        broker: service.broker.clone(),
+        metrics: service.metrics.clone(),
+    };
+    let admin = admin::AdminService {
+        broker: service.broker.clone(),
+    };
+    let grpc = tonic::service::Routes::new(
+        LogIngestServer::new(service.ingestor.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+    )
+    .add_service(AdminServer::new(admin))
+    .add_service(PublisherServer::new(pubsub.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+    .add_service(SubscriberServer::new(pubsub).max_decoding_message_size(MAX_REQUEST_BYTES));
+    grpc.into_axum_router()
+        .merge(http::routes(service.metrics.clone()))
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+///
+/// # Errors
+///
+/// Fails when the configuration is invalid, the store cannot be opened or the address
+/// cannot be bound.
+pub(crate) async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    let config = load_config(options.config.as_deref())?;
+    let service = build(config, &options.data_dir).await?;
+    let listener = TcpListener::bind(options.listen).await.with_context(|| {
+        format!(
+            "failed to listen on {}; pick another address with --listen",
+            options.listen
+        )
+    })?;
+    let address = listener.local_addr()?;
+    info!(%address, data_dir = %options.data_dir.display(), "sluice listening");
+    // Scripts and tests read the chosen port from this line.
+    crate::cli::write_stdout(format_args!("sluice listening on http://{address}"));
+
+    let (stop, stopped) = watch::channel(false);
+    let maintenance = tokio::spawn(
+        service
+            .broker
+            .clone()
+            .run_maintenance(wait_for(stopped.clone())),
+    );
+    let server = axum::serve(listener, app(&service)).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let mut drained = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut drained => result.context("the server failed")?,
+        () = grace_expired(stopped) => {
+            warn!(grace_period_secs = GRACE_PERIOD.as_secs(), "grace period ran out; closing open requests");
+        }
+    }
+    maintenance.abort();
+    service
+        .broker
+        .store()
+        .flush()
+        .await
+        .context("the final flush of the store failed")?;
+    info!("sluice stopped");
+    Ok(())
+}
+
+async fn wait_for(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+async fn grace_expired(stopped: watch::Receiver<bool>) {
+    wait_for(stopped).await;
+    tokio::time::sleep(GRACE_PERIOD).await;
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            warn!(error = %err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => info!(signal = "SIGINT", "shutting down"),
+        () = terminate => info!(signal = "SIGTERM", "shutting down"),
+    }
+}

@@ -1,0 +1,63 @@
+//! Pub/Sub resource names: `projects/{project}/topics/{topic}` and
+//! `projects/{project}/subscriptions/{subscription}`.
+
+use tonic::Status;
+
+/// The project that the topics and subscriptions of the configuration live in.
+pub(crate) const PROJECT: &str = "local";
+
+/// Returns the topic of a resource name, which must be `projects/{project}/topics/{topic}`.
+pub(crate) fn topic(resource: &str) -> Result<&str, Status> {
+    short_name(resource, "topics", "topic")
+}
+
+/// Returns the subscription of `projects/{project}/subscriptions/{subscription}`.
+pub(crate) fn subscription(resource: &str) -> Result<&str, Status> {
+    short_name(resource, "subscriptions", "subscription")
+}
+
+fn short_name<'a>(resource: &'a str, collection: &str, field: &str) -> Result<&'a str, Status> {
+    let mut parts = resource.split('/');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("projects"), Some(project), Some(kind), Some(name), None)
+            if !project.is_empty() && kind == collection && !name.is_empty() =>
+        {
+            Ok(name)
+        }
+        _ => Err(Status::invalid_argument(format!(
+            "invalid {field} name {resource:?}; use projects/{PROJECT}/{collection}/NAME"
+        ))),
+    }
+}
+
+/// The full resource name of a topic.
+pub(crate) fn topic_resource(name: &str) -> String {
+    format!("projects/{PROJECT}/topics/{name}")
+}
+
+/// The full resource name of a subscription.
+pub(crate) fn subscription_resource(name: &str) -> String {
+    format!("projects/{PROJECT}/subscriptions/{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_parse() {
+        assert_eq!(topic("projects/local/topics/audit").ok(), Some("audit"));
+        assert!(topic("audit").is_err(), "bare names are rejected");
+        assert!(
+            topic("projects/local/subscriptions/audit").is_err(),
+            "wrong collection"
+        );
+        assert!(topic("projects/local/topics/a/b").is_err(), "extra segment");
+    }
+}

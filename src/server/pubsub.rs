@@ -1,0 +1,459 @@
+//! google.pubsub.v1 Publisher and Subscriber over the broker.
+//!
+//! This covers publishing, pulling, acknowledging, deadline changes and reading the catalog.
+//! Topics and subscriptions come from the configuration; the admin calls that would change
+//! them, StreamingPull, snapshots and seek return UNIMPLEMENTED for now.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::Stream;
+use sluice_proto::google::protobuf::{Empty, Timestamp};
+use sluice_proto::google::pubsub::v1 as pubsub;
+use sluice_proto::google::pubsub::v1::publisher_server::Publisher;
+use sluice_proto::google::pubsub::v1::subscriber_server::Subscriber;
+use sluice_router::deliver::{Broker, Delivery};
+use sluice_router::store::{NewMessage, SubscriptionSpec, TopicMessage};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::metrics::{Metrics, TopicLabel};
+use super::{names, status};
+
+/// Most messages in one publish request, as the service allows.
+const MAX_PUBLISH_MESSAGES: usize = 1000;
+/// Largest message the service accepts: data, attributes and ordering key together.
+pub(crate) const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
+/// How long a pull with nothing to deliver waits for a message before it returns empty.
+const PULL_WAIT: Duration = Duration::from_secs(2);
+/// Most messages one pull returns, as the emulator caps it; this also keeps responses small.
+const MAX_PULL_MESSAGES: usize = 100;
+
+/// The Pub/Sub services, sharing the broker.
+#[derive(Debug, Clone)]
+pub(crate) struct PubsubService {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+fn unimplemented(method: &str) -> Status {
+    Status::unimplemented(format!(
+        "{method} is not supported yet; declare topics and subscriptions in the configuration file"
+    ))
+}
+
+fn timestamp(time: SystemTime) -> Timestamp {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn topic_of(name: &str) -> pubsub::Topic {
+    pubsub::Topic {
+        name: names::topic_resource(name),
+        ..Default::default()
+    }
+}
+
+fn subscription_of(spec: &SubscriptionSpec) -> pubsub::Subscription {
+    pubsub::Subscription {
+        name: names::subscription_resource(&spec.name),
+        topic: names::topic_resource(&spec.topic),
+        ack_deadline_seconds: i32::try_from(spec.ack_deadline_secs).unwrap_or(i32::MAX),
+        dead_letter_policy: spec
+            .dead_letter
+            .as_ref()
+            .map(|policy| pubsub::DeadLetterPolicy {
+                dead_letter_topic: names::topic_resource(&policy.topic),
+                max_delivery_attempts: i32::try_from(policy.max_delivery_attempts)
+                    .unwrap_or(i32::MAX),
+            }),
+        ..Default::default()
+    }
+}
+
+fn received(delivery: Delivery) -> pubsub::ReceivedMessage {
+    let stored = delivery.message;
+    let message = pubsub::PubsubMessage {
+        message_id: stored.id(),
+        publish_time: Some(timestamp(stored.publish_time)),
+        data: stored.message.data,
+        attributes: stored.message.attributes.into_iter().collect(),
+        ordering_key: stored.message.ordering_key,
+    };
+    pubsub::ReceivedMessage {
+        ack_id: delivery.ack_id,
+        message: Some(message),
+        delivery_attempt: i32::try_from(delivery.delivery_attempt).unwrap_or(i32::MAX),
+    }
+}
+
+/// Checks one published message as the service does and converts it.
+fn new_message(index: usize, message: pubsub::PubsubMessage) -> Result<NewMessage, Status> {
+    if message.data.is_empty() && message.attributes.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "message {index} has neither data nor attributes; every message needs at least one"
+        )));
+    }
+    let size = message.data.len()
+        + message.ordering_key.len()
+        + message
+            .attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    if size > MAX_MESSAGE_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "message {index} is {size} bytes, over the limit of {MAX_MESSAGE_BYTES}; send large payloads by reference"
+        )));
+    }
+    Ok(NewMessage {
+        data: message.data,
+        attributes: message.attributes.into_iter().collect::<BTreeMap<_, _>>(),
+        ordering_key: message.ordering_key,
+    })
+}
+
+impl PubsubService {
+    fn check_topic(&self, name: &str) -> Result<(), Status> {
+        if self.broker.store().topics().iter().any(|t| t.name == name) {
+            Ok(())
+        } else {
+            Err(Status::not_found(format!(
+                "Topic not found: {}",
+                names::topic_resource(name)
+            )))
+        }
+    }
+
+    fn subscription_spec(&self, name: &str) -> Result<SubscriptionSpec, Status> {
+        self.broker
+            .store()
+            .subscriptions()
+            .into_iter()
+            .find(|s| s.spec.name == name)
+            .map(|s| s.spec)
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "Subscription does not exist: {}",
+                    names::subscription_resource(name)
+                ))
+            })
+    }
+}
+
+#[tonic::async_trait]
+impl Publisher for PubsubService {
+    async fn create_topic(
+        &self,
+        _: Request<pubsub::Topic>,
+    ) -> Result<Response<pubsub::Topic>, Status> {
+        Err(unimplemented("CreateTopic"))
+    }
+
+    async fn update_topic(
+        &self,
+        _: Request<pubsub::UpdateTopicRequest>,
+    ) -> Result<Response<pubsub::Topic>, Status> {
+        Err(unimplemented("UpdateTopic"))
+    }
+
+    async fn publish(
+        &self,
+        request: Request<pubsub::PublishRequest>,
+    ) -> Result<Response<pubsub::PublishResponse>, Status> {
+        let request = request.into_inner();
+        let topic = names::topic(&request.topic)?.to_owned();
+        if request.messages.is_empty() {
+            return Err(Status::invalid_argument(
+                "the publish request has no messages",
+            ));
+        }
+        if request.messages.len() > MAX_PUBLISH_MESSAGES {
+            return Err(Status::invalid_argument(format!(
+                "the publish request has {} messages, over the limit of {MAX_PUBLISH_MESSAGES}; split it",
+                request.messages.len()
+            )));
+        }
+        self.check_topic(&topic)?;
+        let messages = request
+            .messages
+            .into_iter()
+            .enumerate()
+            .map(|(index, message)| {
+                Ok(TopicMessage {
+                    topic: topic.clone(),
+                    message: new_message(index, message)?,
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let count = messages.len() as u64;
+        let receipts = self
+            .broker
+            .publish(messages)
+            .await
+            .map_err(|err| status::from_store(&err))?;
+        self.metrics
+            .publishes
+            .get_or_create(&TopicLabel { topic })
+            .inc_by(count);
+        let message_ids = receipts.iter().map(|r| r.seq.to_string()).collect();
+        Ok(Response::new(pubsub::PublishResponse { message_ids }))
+    }
+
+    async fn get_topic(
+        &self,
+        request: Request<pubsub::GetTopicRequest>,
+    ) -> Result<Response<pubsub::Topic>, Status> {
+        let name = names::topic(&request.get_ref().topic)?;
+        self.check_topic(name)?;
+        Ok(Response::new(topic_of(name)))
+    }
+
+    async fn list_topics(
+        &self,
+        _: Request<pubsub::ListTopicsRequest>,
+    ) -> Result<Response<pubsub::ListTopicsResponse>, Status> {
+        let topics = self
+            .broker
+            .store()
+            .topics()
+            .iter()
+            .map(|t| topic_of(&t.name))
+            .collect();
+        Ok(Response::new(pubsub::ListTopicsResponse {
+            topics,
+            next_page_token: String::new(),
+        }))
+    }
+
+    async fn list_topic_subscriptions(
+        &self,
+        request: Request<pubsub::ListTopicSubscriptionsRequest>,
+    ) -> Result<Response<pubsub::ListTopicSubscriptionsResponse>, Status> {
+        let topic = names::topic(&request.get_ref().topic)?;
+        self.check_topic(topic)?;
+        let subscriptions = self
+            .broker
+            .store()
+            .subscriptions()
+            .iter()
+            .filter(|s| s.spec.topic == topic)
+            .map(|s| names::subscription_resource(&s.spec.name))
+            .collect();
+        Ok(Response::new(pubsub::ListTopicSubscriptionsResponse {
+            subscriptions,
+            next_page_token: String::new(),
+        }))
+    }
+
+    async fn list_topic_snapshots(
+        &self,
+        _: Request<pubsub::ListTopicSnapshotsRequest>,
+    ) -> Result<Response<pubsub::ListTopicSnapshotsResponse>, Status> {
+        Err(unimplemented("ListTopicSnapshots"))
+    }
+
+    async fn delete_topic(
+        &self,
+        _: Request<pubsub::DeleteTopicRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        Err(unimplemented("DeleteTopic"))
+    }
+
+    async fn detach_subscription(
+        &self,
+        _: Request<pubsub::DetachSubscriptionRequest>,
+    ) -> Result<Response<pubsub::DetachSubscriptionResponse>, Status> {
+        Err(unimplemented("DetachSubscription"))
+    }
+}
+
+type StreamingPullStream =
+    Pin<Box<dyn Stream<Item = Result<pubsub::StreamingPullResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Subscriber for PubsubService {
+    async fn create_subscription(
+        &self,
+        _: Request<pubsub::Subscription>,
+    ) -> Result<Response<pubsub::Subscription>, Status> {
+        Err(unimplemented("CreateSubscription"))
+    }
+
+    async fn get_subscription(
+        &self,
+        request: Request<pubsub::GetSubscriptionRequest>,
+    ) -> Result<Response<pubsub::Subscription>, Status> {
+        let name = names::subscription(&request.get_ref().subscription)?;
+        Ok(Response::new(subscription_of(
+            &self.subscription_spec(name)?,
+        )))
+    }
+
+    async fn update_subscription(
+        &self,
+        _: Request<pubsub::UpdateSubscriptionRequest>,
+    ) -> Result<Response<pubsub::Subscription>, Status> {
+        Err(unimplemented("UpdateSubscription"))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        _: Request<pubsub::ListSubscriptionsRequest>,
+    ) -> Result<Response<pubsub::ListSubscriptionsResponse>, Status> {
+        let subscriptions = self
+            .broker
+            .store()
+            .subscriptions()
+            .iter()
+            .map(|s| subscription_of(&s.spec))
+            .collect();
+        Ok(Response::new(pubsub::ListSubscriptionsResponse {
+            subscriptions,
+            next_page_token: String::new(),
+        }))
+    }
+
+    async fn delete_subscription(
+        &self,
+        _: Request<pubsub::DeleteSubscriptionRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        Err(unimplemented("DeleteSubscription"))
+    }
+
+    async fn modify_ack_deadline(
+        &self,
+        request: Request<pubsub::ModifyAckDeadlineRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        let request = request.into_inner();
+        let name = names::subscription(&request.subscription)?;
+        if request.ack_ids.is_empty() {
+            return Err(Status::invalid_argument("No ack ids specified"));
+        }
+        let seconds = u32::try_from(request.ack_deadline_seconds)
+            .ok()
+            .filter(|s| *s <= 600)
+            .ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "ack_deadline_seconds is {}; use 0 to 600",
+                    request.ack_deadline_seconds
+                ))
+            })?;
+        self.broker
+            .modify_ack_deadline(name, &request.ack_ids, seconds)
+            .await
+            .map_err(|err| status::from_broker(&err))?;
+        Ok(Response::new(()))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<pubsub::AcknowledgeRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        let request = request.into_inner();
+        let name = names::subscription(&request.subscription)?;
+        if request.ack_ids.is_empty() {
+            return Err(Status::invalid_argument("No ack ids specified"));
+        }
+        self.broker
+            .ack(name, &request.ack_ids)
+            .await
+            .map_err(|err| status::from_broker(&err))?;
+        Ok(Response::new(()))
+    }
+
+    async fn pull(
+        &self,
+        request: Request<pubsub::PullRequest>,
+    ) -> Result<Response<pubsub::PullResponse>, Status> {
+        let request = request.into_inner();
+        let name = names::subscription(&request.subscription)?;
+        let max = usize::try_from(request.max_messages)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "max_messages is {}; use a positive number",
+                    request.max_messages
+                ))
+            })?;
+        #[allow(
+            deprecated,
+            reason = "clients still send return_immediately, and it is honoured"
+        )]
+        let wait = if request.return_immediately {
+            Duration::ZERO
+        } else {
+            PULL_WAIT
+        };
+        let deliveries = self
+            .broker
+            .pull(name, max.min(MAX_PULL_MESSAGES), wait)
+            .await
+            .map_err(|err| status::from_broker(&err))?;
+        let received_messages = deliveries.into_iter().map(received).collect();
+        Ok(Response::new(pubsub::PullResponse { received_messages }))
+    }
+
+    type StreamingPullStream = StreamingPullStream;
+
+    async fn streaming_pull(
+        &self,
+        _: Request<Streaming<pubsub::StreamingPullRequest>>,
+    ) -> Result<Response<Self::StreamingPullStream>, Status> {
+        Err(unimplemented("StreamingPull"))
+    }
+
+    async fn modify_push_config(
+        &self,
+        _: Request<pubsub::ModifyPushConfigRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        Err(unimplemented("ModifyPushConfig"))
+    }
+
+    async fn get_snapshot(
+        &self,
+        _: Request<pubsub::GetSnapshotRequest>,
+    ) -> Result<Response<pubsub::Snapshot>, Status> {
+        Err(unimplemented("GetSnapshot"))
+    }
+
+    async fn list_snapshots(
+        &self,
+        _: Request<pubsub::ListSnapshotsRequest>,
+    ) -> Result<Response<pubsub::ListSnapshotsResponse>, Status> {
+        Err(unimplemented("ListSnapshots"))
+    }
+
+    async fn create_snapshot(
+        &self,
+        _: Request<pubsub::CreateSnapshotRequest>,
+    ) -> Result<Response<pubsub::Snapshot>, Status> {
+        Err(unimplemented("CreateSnapshot"))
+    }
+
+    async fn update_snapshot(
+        &self,
+        _: Request<pubsub::UpdateSnapshotRequest>,
+    ) -> Result<Response<pubsub::Snapshot>, Status> {
+        Err(unimplemented("UpdateSnapshot"))
+    }
+
+    async fn delete_snapshot(
+        &self,
+        _: Request<pubsub::DeleteSnapshotRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        Err(unimplemented("DeleteSnapshot"))
+    }
+
+    async fn seek(
+        &self,
+        _: Request<pubsub::SeekRequest>,
+    ) -> Result<Response<pubsub::SeekResponse>, Status> {
+        Err(unimplemented("Seek"))
+    }
+}

@@ -1,0 +1,19 @@
+//! Logging set-up: structured logs on stderr, filtered by `RUST_LOG` (default `info`).
+//! `SLUICE_LOG_FORMAT=json` switches to one JSON object per line for log collectors.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. Calling it twice leaves the first one in place.
+pub(crate) fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if std::env::var("SLUICE_LOG_FORMAT").is_ok_and(|format| format == "json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    // An error means a subscriber is already installed, which is fine.
+    drop(result);
+}
