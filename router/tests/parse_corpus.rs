@@ -3,6 +3,7 @@
 
 mod support;
 
+use sluice_router::filter::ast::Expr;
 use sluice_router::filter::parse;
 
 /// Cases where sluice deliberately differs from the corpus, with the reason.
@@ -62,8 +63,17 @@ fn cis_owner_change_bracketing() {
         (ProjectOwnership OR projectOwnerInvitee) OR (x.action=\"REMOVE\" AND x.role=\"roles/owner\") \
         OR (x.action=\"ADD\" AND x.role=\"roles/owner\")";
     let expected = "protoPayload.serviceName=\"cloudresourcemanager.googleapis.com\" AND \
-        (\"ProjectOwnership\" OR \"projectOwnerInvitee\" OR (x.action=\"REMOVE\" AND x.role=\"roles/owner\") \
+        (ProjectOwnership OR projectOwnerInvitee OR (x.action=\"REMOVE\" AND x.role=\"roles/owner\") \
         OR (x.action=\"ADD\" AND x.role=\"roles/owner\"))";
     let parsed = parse(filter).expect("filter parses");
-    assert_eq!(format!("{parsed:#}"), expected);
+    let expected = parse(expected).expect("the bracketed form parses");
+    assert_eq!(
+        parsed, expected,
+        "OR binds tighter, so the service clause applies to all"
+    );
+    let Some(Expr::And(operands)) = &parsed.expr else {
+        panic!("the top level is an AND: {parsed}")
+    };
+    assert_eq!(operands.len(), 2, "service clause AND one OR group");
+    assert!(matches!(&operands[1], Expr::Or(alternatives) if alternatives.len() == 4));
 }

@@ -219,10 +219,14 @@ impl fmt::Display for Query {
 
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Parentheses are written only where precedence needs them (an AND inside an OR or
+        // a NOT), so that a printed filter nests no deeper than the one it came from.
         match self {
-            Expr::And(items) => write_joined(f, items, " AND ", Expr::is_compound),
-            Expr::Or(items) => write_joined(f, items, " OR ", Expr::is_compound),
-            Expr::Not(inner) => write_negated(f, inner.as_ref(), inner.is_compound()),
+            Expr::And(items) => {
+                write_joined(f, items, " AND ", |item| matches!(item, Expr::And(_)))
+            }
+            Expr::Or(items) => write_joined(f, items, " OR ", Expr::is_group),
+            Expr::Not(inner) => write_negated(f, inner.as_ref(), inner.is_group()),
             Expr::Restriction(restriction) => restriction.fmt(f),
             Expr::Global(value) => value.fmt(f),
             Expr::Call(call) => call.fmt(f),
@@ -231,25 +235,27 @@ impl fmt::Display for Expr {
 }
 
 impl Expr {
-    fn is_compound(&self) -> bool {
-        matches!(self, Expr::And(_) | Expr::Or(_) | Expr::Not(_))
+    fn is_group(&self) -> bool {
+        matches!(self, Expr::And(_) | Expr::Or(_))
     }
 }
 
 impl fmt::Display for ValueExpr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ValueExpr::And(items) => write_joined(f, items, " AND ", ValueExpr::is_compound),
-            ValueExpr::Or(items) => write_joined(f, items, " OR ", ValueExpr::is_compound),
-            ValueExpr::Not(inner) => write_negated(f, inner.as_ref(), inner.is_compound()),
+            ValueExpr::And(items) => {
+                write_joined(f, items, " AND ", |item| matches!(item, ValueExpr::And(_)))
+            }
+            ValueExpr::Or(items) => write_joined(f, items, " OR ", ValueExpr::is_group),
+            ValueExpr::Not(inner) => write_negated(f, inner.as_ref(), inner.is_group()),
             ValueExpr::Value(value) => value.fmt(f),
         }
     }
 }
 
 impl ValueExpr {
-    fn is_compound(&self) -> bool {
-        !matches!(self, ValueExpr::Value(_))
+    fn is_group(&self) -> bool {
+        matches!(self, ValueExpr::And(_) | ValueExpr::Or(_))
     }
 }
 
@@ -316,18 +322,29 @@ impl fmt::Display for Comparable {
 
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, segment) in self.segments.iter().enumerate() {
-            if i > 0 {
-                f.write_str(".")?;
-            }
-            if needs_quotes(&segment.name) {
-                write_quoted(f, &segment.name)?;
-            } else {
-                f.write_str(&segment.name)?;
-            }
-        }
-        Ok(())
+        write_path(f, &self.segments, false)
     }
+}
+
+/// Writes path segments, bare where the lexer reads them back as the same words. In a call
+/// argument a lone bare word stays a path, so keywords may be bare there.
+fn write_path(f: &mut fmt::Formatter<'_>, segments: &[Segment], in_call: bool) -> fmt::Result {
+    for (i, segment) in segments.iter().enumerate() {
+        if i > 0 {
+            f.write_str(".")?;
+        }
+        let name = segment.name.as_str();
+        let keyword_first = i == 0 && !in_call && matches!(name, "AND" | "OR" | "NOT");
+        // A number-like word swallows a following `.digits`, so it must be last to be bare.
+        let numeric_inside =
+            name.starts_with(|c: char| c.is_ascii_digit()) && i + 1 < segments.len();
+        if name.is_empty() || keyword_first || numeric_inside {
+            write_quoted(f, name)?;
+        } else {
+            write_bare(f, name)?;
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Display for Value {
@@ -342,14 +359,14 @@ impl fmt::Display for Value {
 
 impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)?;
+        write_bare(f, &self.name)?;
         f.write_str("(")?;
         for (i, arg) in self.args.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
             match arg {
-                Arg::Path(path) => path.fmt(f)?,
+                Arg::Path(path) => write_path(f, &path.segments, true)?,
                 Arg::Value(value) => write_quoted(f, &value.text)?,
                 Arg::Call(call) => call.fmt(f)?,
             }
@@ -365,30 +382,19 @@ pub(crate) fn is_special(c: char) -> bool {
         || matches!(c, '"' | '!' | '\\')
 }
 
-fn needs_quotes(name: &str) -> bool {
-    let mut chars = name.chars();
-    match chars.next() {
-        None => true,
-        Some(first) => {
-            matches!(first, '-' | '+')
-                || first.is_ascii_digit()
-                || is_special(first)
-                || chars.any(is_special)
-                || matches!(name, "AND" | "OR" | "NOT")
-                || name.starts_with("--")
-        }
-    }
-}
-
 fn write_bare(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
     // The lexer keeps a dot inside a bare word only between digits of a number-like word
     // (`0.25`, `10.1.2.3`); every other special character is written with a backslash.
     let numeric = text.starts_with(|c: char| c.is_ascii_digit());
     let mut chars = text.chars().peekable();
+    let mut first = true;
     while let Some(c) = chars.next() {
         let dot_in_number =
             c == '.' && numeric && chars.peek().is_some_and(|next| next.is_ascii_digit());
-        if is_special(c) && !dot_in_number {
+        // A leading `-` would read as NOT (or, doubled, as a comment).
+        let leading_minus = first && c == '-';
+        first = false;
+        if (is_special(c) && !dot_in_number) || leading_minus {
             f.write_str("\\")?;
         }
         write!(f, "{c}")?;

@@ -227,7 +227,7 @@ impl Parser<'_> {
 
     fn restriction(&mut self, depth: usize) -> Result<Expr, FilterError> {
         let start = self.peek().start;
-        let lhs = self.comparable()?;
+        let lhs = self.comparable(depth)?;
         let TokenKind::Op(op) = self.peek().kind else {
             return self.bare(lhs);
         };
@@ -267,7 +267,7 @@ impl Parser<'_> {
         }
     }
 
-    fn comparable(&mut self) -> Result<Comparable, FilterError> {
+    fn comparable(&mut self, depth: usize) -> Result<Comparable, FilterError> {
         let first = self.peek().clone();
         match &first.kind {
             TokenKind::Word(word) if word == "AND" || word == "OR" => {
@@ -277,7 +277,7 @@ impl Parser<'_> {
                 if self.peek_at(1).kind == TokenKind::LParen && !self.peek_at(1).spaced =>
             {
                 let name = name.clone();
-                Ok(Comparable::Call(self.call(name)?))
+                Ok(Comparable::Call(self.call(name, depth + 1)?))
             }
             TokenKind::Word(_) | TokenKind::Quoted(_) => Ok(Comparable::Field(self.path()?)),
             _ => Err(self.error_at_token(
@@ -327,14 +327,15 @@ impl Parser<'_> {
         }
     }
 
-    fn call(&mut self, name: String) -> Result<Call, FilterError> {
+    fn call(&mut self, name: String, depth: usize) -> Result<Call, FilterError> {
+        self.check_depth(depth)?;
         let start = self.peek().start;
         self.advance();
         self.advance();
         let mut args = Vec::new();
         if self.peek().kind != TokenKind::RParen {
             loop {
-                args.push(self.call_argument()?);
+                args.push(self.call_argument(depth)?);
                 match self.peek().kind {
                     TokenKind::Comma => {
                         self.advance();
@@ -360,7 +361,7 @@ impl Parser<'_> {
         })
     }
 
-    fn call_argument(&mut self) -> Result<Arg, FilterError> {
+    fn call_argument(&mut self, depth: usize) -> Result<Arg, FilterError> {
         let token = self.peek().clone();
         match &token.kind {
             TokenKind::Quoted(text) if self.peek_at(1).kind != TokenKind::Dot => {
@@ -378,7 +379,7 @@ impl Parser<'_> {
             TokenKind::Word(name)
                 if self.peek_at(1).kind == TokenKind::LParen && !self.peek_at(1).spaced =>
             {
-                Ok(Arg::Call(self.call(name.clone())?))
+                Ok(Arg::Call(self.call(name.clone(), depth + 1)?))
             }
             TokenKind::Word(_) | TokenKind::Quoted(_) => Ok(Arg::Path(self.path()?)),
             _ => Err(self.error_at_token(
