@@ -126,6 +126,7 @@ impl TestServer {
                 self.signal("KILL");
                 panic!("sluice serve did not exit within {STOP_TIMEOUT:?} of SIGTERM");
             }
+            #[allow(clippy::disallowed_methods, reason = "a synchronous wait outside any runtime")]
             std::thread::sleep(Duration::from_millis(50));
         }
     }
