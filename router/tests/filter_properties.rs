@@ -7,8 +7,8 @@
 //! - No input makes parse, compile, `matches` or `explain` panic, nesting past
 //!   `MAX_NESTING` is a clean error, and the length limit counts characters.
 //!
-//! Failing cases are reported shrunk by proptest. Cases a property found and that are still
-//! open are pinned down in `filter_regressions.rs`.
+//! Failing cases are reported shrunk by proptest. Bugs found here and by the fuzzer are kept,
+//! reduced, in `filter_regressions.rs`.
 
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -63,14 +63,13 @@ fn numeric_word() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Text that can be written as a bare word: not empty and not starting with `-`, which the
-/// lexer reads as negation. Every other character is printed with a backslash if needed.
+/// Generates text for a bare word, which is never empty. Special characters, and a leading
+/// `-` that would read as NOT, are written with a backslash.
 fn bare_text() -> impl Strategy<Value = String> {
     prop_oneof![
-        3 => vec(text_char(), 1..10)
-            .prop_map(String::from_iter)
-            .prop_filter("a leading '-' is negation", |text| !text.starts_with('-')),
+        3 => vec(text_char(), 1..10).prop_map(String::from_iter),
         1 => numeric_word(),
+        1 => "--?[a-z0-9]{0,3}",
     ]
 }
 
@@ -90,7 +89,7 @@ fn quoted_value() -> impl Strategy<Value = Value> {
     any_text().prop_map(|text| value(text, true))
 }
 
-/// A search term: quoted text, or a bare word that is not a keyword.
+/// Generates search terms: quoted text, or a bare word that is not a keyword.
 fn global_value() -> impl Strategy<Value = Value> {
     prop_oneof![
         quoted_value(),
@@ -98,7 +97,8 @@ fn global_value() -> impl Strategy<Value = Value> {
     ]
 }
 
-/// The value directly after an operator, where `AND`, `OR` and `NOT` are plain words.
+/// Generates the value directly after an operator, where `AND`, `OR` and `NOT` are plain
+/// words.
 fn operand_value() -> impl Strategy<Value = Value> {
     prop_oneof![
         3 => global_value(),
@@ -117,15 +117,18 @@ fn field_path(segments: std::ops::Range<usize>) -> impl Strategy<Value = FieldPa
     })
 }
 
-/// A name that prints without quotes: an identifier that is not a keyword.
+/// Generates identifiers such as `cast` or `log_id`, which are never keywords.
 fn identifier() -> impl Strategy<Value = String> {
     "[A-Za-z_][A-Za-z0-9_é-]{0,8}".prop_filter("keywords are operators", |name| !is_keyword(name))
 }
 
+/// Generates call names: identifiers, number-like words and any other bare word, which the
+/// printer escapes.
 fn call_name(allow_keywords: bool) -> BoxedStrategy<String> {
     let names = prop_oneof![
         4 => identifier(),
         1 => "[0-9]{1,2}(\\.[0-9])?",
+        2 => bare_non_keyword(),
     ];
     if allow_keywords {
         prop_oneof![4 => names, 1 => select(KEYWORDS.to_vec()).prop_map(str::to_owned)].boxed()
@@ -134,13 +137,17 @@ fn call_name(allow_keywords: bool) -> BoxedStrategy<String> {
     }
 }
 
-/// A function call nested at most `depth` calls deep. Only the outermost name must avoid the
-/// keywords: inside the argument list `NOT(x)` is a call.
+/// Generates function calls nested at most `depth` calls deep. Only the outermost name must
+/// avoid the keywords, because inside an argument list `NOT(x)` is a call.
 fn call(depth: u32, outermost: bool) -> BoxedStrategy<Call> {
-    // NOTE: a single-segment path argument is drawn only from names that print bare, because
-    // one that needs quotes prints as a string argument (filter_regressions.rs).
+    // A lone path argument comes from one bare word, so it is never empty, and inside the
+    // argument list a keyword is a plain word.
+    let lone_word = prop_oneof![
+        4 => bare_text(),
+        1 => select(KEYWORDS.to_vec()).prop_map(str::to_owned),
+    ];
     let path = prop_oneof![
-        identifier().prop_map(|name| FieldPath {
+        lone_word.prop_map(|name| FieldPath {
             segments: vec![Segment {
                 name,
                 quoted: false
@@ -224,8 +231,8 @@ fn flatten_value_or(items: Vec<ValueExpr>) -> ValueExpr {
     ValueExpr::Or(flat)
 }
 
-/// A parenthesised value list. Regular-expression operators take quoted values only, and a
-/// bare value inside the list must not be a keyword.
+/// Generates parenthesised value lists. Regular-expression operators take quoted values only,
+/// and a bare value inside the list must not be a keyword.
 fn value_list(regex: bool) -> impl Strategy<Value = ValueExpr> {
     let leaf = if regex {
         quoted_value().boxed()
@@ -456,7 +463,8 @@ fn condition() -> impl Strategy<Value = String> {
     ]
 }
 
-/// A filter built from conditions with AND, OR, NOT, `-`, juxtaposition and parentheses.
+/// Generates filters from conditions joined with AND, OR, NOT, `-`, juxtaposition and
+/// parentheses.
 fn filter_text() -> impl Strategy<Value = String> {
     condition().prop_recursive(3, 12, 3, |inner| {
         prop_oneof![
@@ -577,7 +585,7 @@ fn insert_at(entry: &mut Map<String, Json>, path: &[&str], value: Json) {
     map.insert((*last).to_owned(), value);
 }
 
-/// A LogEntry-shaped object with random values of random JSON types at known paths.
+/// Generates LogEntry-shaped objects with values of random JSON types at known paths.
 fn entry() -> impl Strategy<Value = Json> {
     vec((select(ENTRY_PATHS), json_value()), 0..8).prop_map(|pairs| {
         let mut entry = Map::new();
@@ -722,7 +730,7 @@ fn generated_filters_mostly_compile() {
 // Robustness: arbitrary input, nesting and length limits
 // ---------------------------------------------------------------------------------------------
 
-/// A few entries with fields of every shape, for evaluating filters built from random text.
+/// Returns entries with fields of every shape, for evaluating filters built from random text.
 fn fixed_entries() -> Vec<Json> {
     vec![
         json!({}),
@@ -930,9 +938,12 @@ fn alternating(depth: usize) -> String {
     text
 }
 
+/// Builds a filter that nests `depth` levels deep.
+type BuildNested = fn(usize) -> String;
+
 #[test]
-fn nesting_at_limit_parses_and_past_it_is_an_error() {
-    let shapes: [(&str, fn(usize) -> String); 6] = [
+fn nesting_limit_boundary() {
+    let shapes: [(&str, BuildNested); 6] = [
         ("parentheses", nested_parentheses),
         ("NOT chain", not_chain),
         ("- chain", minus_chain),
@@ -970,6 +981,7 @@ fn length_limit_counts_characters() {
     let tree = parse(&at_limit).expect("a filter of exactly the maximum length parses");
     assert!(matches!(tree.expr, Some(Expr::Global(_))));
     let filter = LogFilter::new(&at_limit).expect("compiles");
+    assert!(filter.matches(&json!({ "textPayload": format!("x{at_limit}x") })));
     assert!(!filter.matches(&json!({"textPayload": "é"})));
 
     let over = "é".repeat(MAX_FILTER_CHARS + 1);

@@ -1,5 +1,5 @@
-//! Inputs found by the property tests and the fuzzer that the Logging filter parser or printer
-//! gets wrong, reduced to the smallest case. Each test fails until its bug is fixed.
+//! Inputs that the Logging filter parser or printer once got wrong, found by the property
+//! tests, the fuzzer or review and reduced to the smallest case.
 
 use std::process::Command;
 
@@ -24,8 +24,8 @@ fn nested_calls(depth: usize) -> String {
 
 #[test]
 fn nested_calls_count_toward_nesting_limit() {
-    // The parser recurses into call arguments as it does into parentheses, but does not count
-    // call nesting toward MAX_NESTING.
+    // The parser recurses into call arguments as it does into parentheses, so calls count
+    // toward MAX_NESTING too.
     let text = nested_calls(MAX_NESTING + 1);
     assert!(
         parse(&text).is_err(),
@@ -34,7 +34,8 @@ fn nested_calls_count_toward_nesting_limit() {
     );
 }
 
-/// Set in the child process that [`deep_nested_calls_fit_in_thread_stack`] starts.
+/// Environment variable that marks the child process of
+/// [`deep_nested_calls_fit_in_thread_stack`].
 const CHILD_ENV: &str = "SLUICE_NESTED_CALLS_CHILD";
 
 #[test]
@@ -76,7 +77,7 @@ fn nested_calls_child() {
 
 #[test]
 fn numeric_call_argument_stays_a_path() {
-    // `0.25` is an Arg::Path. The printer quotes it, and "0.25" parses as an Arg::Value.
+    // `0.25` is an Arg::Path, and printed as "0.25" it would parse as an Arg::Value.
     assert_round_trip("sample(insertId, 0.25)");
 }
 
@@ -88,14 +89,14 @@ fn escaped_call_argument_stays_a_path() {
 
 #[test]
 fn call_name_with_escape_prints_back() {
-    // The name `a b` prints as `a b()`: a search for `a` and a call of `b`.
+    // Printed without the backslash, `a b()` is a search for `a` and a call of `b`.
     assert_round_trip(r"a\ b()");
     assert_round_trip(r"a\.b(x)");
 }
 
 #[test]
 fn escaped_leading_minus_prints_back() {
-    // A bare word may start with `\-`, but the printer drops the backslash and `-` means NOT.
+    // A bare word may start with `\-`. Printed without the backslash, `-` means NOT.
     assert_round_trip(r"\-");
     assert_round_trip(r"\-x");
     assert_round_trip(r"x=\-1");
@@ -105,21 +106,21 @@ fn escaped_leading_minus_prints_back() {
 
 #[test]
 fn escaped_double_minus_prints_back() {
-    // `\--x` is a search for `--x`, but printed as `--x` it is a comment.
+    // `\--x` is a search for `--x`. Printed without the backslash, `--x` is a comment.
     assert_round_trip(r"\--x");
     assert_round_trip(r"a \--x");
 }
 
 #[test]
 fn not_chain_at_half_limit_prints_back() {
-    // `NOT NOT a` prints as `NOT (NOT a)`, so each NOT costs two levels in the printed form.
+    // Printed as `NOT (NOT a)`, each NOT would cost two levels of nesting instead of one.
     let depth = MAX_NESTING / 2 + 1;
     assert_round_trip(&format!("{}a", "NOT ".repeat(depth)));
 }
 
 #[test]
 fn or_inside_and_at_half_limit_prints_back() {
-    // `a b OR c` is `a AND (b OR c)`: the printer adds parentheses that the text did not need.
+    // `a b OR c` means `a AND (b OR c)`, and printing those parentheses would add a level.
     let mut text = "a".to_owned();
     for _ in 0..=MAX_NESTING / 2 {
         text = format!("a b OR ({text})");

@@ -14,6 +14,7 @@
 mod admin;
 mod http;
 mod ingest;
+mod logging;
 pub(crate) mod metrics;
 mod names;
 mod pubsub;
@@ -152,9 +153,11 @@ fn app(service: &Service) -> axum::Router {
     )
     .add_service(AdminServer::new(admin))
     .add_service(PublisherServer::new(pubsub.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
-    .add_service(SubscriberServer::new(pubsub).max_decoding_message_size(MAX_REQUEST_BYTES));
+    .add_service(SubscriberServer::new(pubsub).max_decoding_message_size(MAX_REQUEST_BYTES))
+    .add_service(logging::grpc_service(service.ingestor.clone()));
     grpc.into_axum_router()
         .merge(http::routes(service.metrics.clone()))
+        .merge(logging::routes(service.ingestor.clone()))
 }
 
 /// Runs the service until SIGINT or SIGTERM.
@@ -173,6 +176,7 @@ pub(crate) async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         )
     })?;
     let address = listener.local_addr()?;
+    let shutdown = ShutdownSignal::install()?;
     info!(%address, data_dir = %options.data_dir.display(), "sluice listening");
     // Scripts and tests read the chosen port from this line.
     crate::cli::write_stdout(format_args!("sluice listening on http://{address}"));
@@ -185,7 +189,7 @@ pub(crate) async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             .run_maintenance(wait_for(stopped.clone())),
     );
     let server = axum::serve(listener, app(&service)).with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        shutdown.recv().await;
         let _ = stop.send(true);
     });
     let mut drained = std::pin::pin!(server.into_future());
@@ -215,29 +219,42 @@ async fn grace_expired(stopped: watch::Receiver<bool>) {
     tokio::time::sleep(GRACE_PERIOD).await;
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            warn!(error = %err, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGINT and SIGTERM handlers, installed before the server announces its address, so that a
+/// signal that arrives right after start-up still shuts it down cleanly.
+struct ShutdownSignal {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                warn!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+            let terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+            Ok(ShutdownSignal {
+                interrupt,
+                terminate,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => info!(signal = "SIGINT", "shutting down"),
-        () = terminate => info!(signal = "SIGTERM", "shutting down"),
+        #[cfg(not(unix))]
+        Ok(ShutdownSignal {})
+    }
+
+    /// Completes at the first SIGINT or SIGTERM.
+    async fn recv(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => info!(signal = "SIGINT", "shutting down"),
+            _ = self.terminate.recv() => info!(signal = "SIGTERM", "shutting down"),
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            info!(signal = "ctrl-c", "shutting down");
+        }
     }
 }

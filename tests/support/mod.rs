@@ -126,7 +126,10 @@ impl TestServer {
                 self.signal("KILL");
                 panic!("sluice serve did not exit within {STOP_TIMEOUT:?} of SIGTERM");
             }
-            #[allow(clippy::disallowed_methods, reason = "a synchronous wait outside any runtime")]
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "a synchronous wait outside any runtime"
+            )]
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -149,7 +152,7 @@ impl Drop for TestServer {
 
 /// Accessors for tests that treat the server as an address to point a client at.
 impl TestServer {
-    /// The server's base URL, for a client's `--server`.
+    /// Returns the server's base URL, for a client's `--server`.
     pub fn url(&self) -> &str {
         &self.url
     }

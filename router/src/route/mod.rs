@@ -75,7 +75,11 @@ impl LogRouter {
     pub fn new(sinks: Vec<Sink>, catch_all: Option<String>) -> Self {
         let sinks: Vec<Sink> = sinks.into_iter().filter(|sink| !sink.disabled).collect();
         let set = FilterSet::new(sinks.iter().map(|sink| sink.filter.clone()).collect());
-        LogRouter { sinks, set, catch_all }
+        LogRouter {
+            sinks,
+            set,
+            catch_all,
+        }
     }
 
     /// The enabled sinks.
@@ -102,7 +106,10 @@ impl LogRouter {
     fn route_into(&self, entry: &Value, matched: &mut Vec<usize>) {
         self.set.matching_into(entry, matched);
         matched.retain(|&i| {
-            !self.sinks[i].exclusions.iter().any(|exclusion| !exclusion.disabled && exclusion.filter.matches(entry))
+            !self.sinks[i]
+                .exclusions
+                .iter()
+                .any(|exclusion| !exclusion.disabled && exclusion.filter.matches(entry))
         });
     }
 
@@ -116,7 +123,10 @@ impl LogRouter {
             let entry: Value = match serde_json::from_str(raw) {
                 Ok(entry @ Value::Object(_)) => entry,
                 Ok(other) => {
-                    batch.errors.push((index, format!("expected a JSON object, found {}", json_kind(&other))));
+                    batch.errors.push((
+                        index,
+                        format!("expected a JSON object, found {}", json_kind(&other)),
+                    ));
                     continue;
                 }
                 Err(err) => {
@@ -150,8 +160,15 @@ fn export(topic: &str, raw: &str, entry: &Value) -> TopicMessage {
     if let Some(timestamp) = entry.get("timestamp").and_then(Value::as_str) {
         attributes.insert(TIMESTAMP_ATTRIBUTE.to_owned(), timestamp.to_owned());
     }
-    let message = NewMessage { data: raw.trim().as_bytes().to_vec(), attributes, ordering_key: String::new() };
-    TopicMessage { topic: topic.to_owned(), message }
+    let message = NewMessage {
+        data: raw.trim().as_bytes().to_vec(),
+        attributes,
+        ordering_key: String::new(),
+    };
+    TopicMessage {
+        topic: topic.to_owned(),
+        message,
+    }
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -182,10 +199,14 @@ mod tests {
     #[test]
     fn every_matching_sink_gets_the_entry() {
         let router = LogRouter::new(
-            vec![sink("all-errors", "severity>=ERROR", "errors"), sink("gcs", r#"resource.type="gcs_bucket""#, "gcs")],
+            vec![
+                sink("all-errors", "severity>=ERROR", "errors"),
+                sink("gcs", r#"resource.type="gcs_bucket""#, "gcs"),
+            ],
             None,
         );
-        let batch = router.route_batch(&[r#"{"severity":"ERROR","resource":{"type":"gcs_bucket"}}"#]);
+        let batch =
+            router.route_batch(&[r#"{"severity":"ERROR","resource":{"type":"gcs_bucket"}}"#]);
         assert_eq!(batch.messages.len(), 2, "fan-out, not first match");
         assert_eq!(batch.sink_matches["all-errors"], 1);
         assert_eq!(batch.sink_matches["gcs"], 1);
@@ -196,7 +217,8 @@ mod tests {
         let mut noisy = sink("gcs", r#"resource.type="gcs_bucket""#, "gcs");
         noisy.exclusions.push(Exclusion {
             name: "lists".to_owned(),
-            filter: LogFilter::new(r#"protoPayload.methodName="storage.objects.list""#).expect("compiles"),
+            filter: LogFilter::new(r#"protoPayload.methodName="storage.objects.list""#)
+                .expect("compiles"),
             disabled: false,
         });
         let mut off = sink("off", "", "everything");
@@ -204,17 +226,27 @@ mod tests {
         let router = LogRouter::new(vec![noisy, off], None);
         let listed = r#"{"resource":{"type":"gcs_bucket"},"protoPayload":{"methodName":"storage.objects.list"}}"#;
         let batch = router.route_batch(&[listed]);
-        assert!(batch.messages.is_empty(), "excluded, and the disabled sink takes nothing");
+        assert!(
+            batch.messages.is_empty(),
+            "excluded, and the disabled sink takes nothing"
+        );
         assert_eq!(batch.unmatched, 1);
     }
 
     #[test]
     fn unmatched_go_to_catch_all() {
-        let router = LogRouter::new(vec![sink("e", "severity>=ERROR", "errors")], Some("rest".to_owned()));
-        let batch = router.route_batch(&[r#"{"severity":"INFO","timestamp":"2024-01-01T00:00:00Z"}"#]);
+        let router = LogRouter::new(
+            vec![sink("e", "severity>=ERROR", "errors")],
+            Some("rest".to_owned()),
+        );
+        let batch =
+            router.route_batch(&[r#"{"severity":"INFO","timestamp":"2024-01-01T00:00:00Z"}"#]);
         assert_eq!(batch.messages.len(), 1);
         assert_eq!(batch.messages[0].topic, "rest");
-        assert_eq!(batch.messages[0].message.attributes[TIMESTAMP_ATTRIBUTE], "2024-01-01T00:00:00Z");
+        assert_eq!(
+            batch.messages[0].message.attributes[TIMESTAMP_ATTRIBUTE],
+            "2024-01-01T00:00:00Z"
+        );
     }
 
     #[test]
@@ -224,6 +256,10 @@ mod tests {
         assert_eq!(batch.accepted, 1);
         assert_eq!(batch.errors.len(), 2);
         assert_eq!(batch.errors[0].0, 1);
-        assert!(batch.errors[1].1.contains("an array"), "{}", batch.errors[1].1);
+        assert!(
+            batch.errors[1].1.contains("an array"),
+            "{}",
+            batch.errors[1].1
+        );
     }
 }
