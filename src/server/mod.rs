@@ -3,8 +3,10 @@
 //! Start-up loads and validates the configuration (every problem reported at once), opens
 //! the store, creates the configured topics and subscriptions, and serves:
 //!
-//! - gRPC: sluice.v1 LogIngest and Admin, google.pubsub.v1 Publisher and Subscriber;
-//! - HTTP: `GET /healthz` and `GET /metrics`.
+//! - gRPC: sluice.v1 LogIngest and Admin, google.pubsub.v1 Publisher and Subscriber,
+//!   google.logging.v2 WriteLogEntries;
+//! - HTTP: `POST /v2/entries:write` (Cloud Logging's REST write), `GET /healthz` and
+//!   `GET /metrics`.
 //!
 //! SIGINT or SIGTERM stops accepting connections, lets open requests finish for up to
 //! [`GRACE_PERIOD`], stops the lease timers and flushes the store before the process exits.
