@@ -82,3 +82,30 @@ fn set_handles_case_lists_defaults_and_patterns() {
         assert_eq!(set.matching(entry), naive(&filters, entry), "entry {entry}");
     }
 }
+
+#[test]
+fn set_handles_global_search_terms() {
+    let texts = [
+        r#""permission denied""#,
+        "unicorn severity>=ERROR",
+        r#""Straße""#,
+        r#"NOT "quiet""#,
+        r#""""#,
+    ];
+    let filters: Vec<LogFilter> = texts
+        .iter()
+        .map(|text| LogFilter::new(text).expect("test filter compiles"))
+        .collect();
+    let set = FilterSet::new(filters.clone());
+    let entries = [
+        json!({"textPayload": "PERMISSION DENIED for user"}),
+        json!({"jsonPayload": {"tags": ["a", "Unicorns"]}, "severity": "ERROR"}),
+        json!({"jsonPayload": {"tags": ["unicorn"]}, "severity": "INFO"}),
+        json!({"jsonPayload": {"city": "STRASSE 5"}}),
+        json!({"textPayload": "quiet"}),
+        json!({}),
+    ];
+    for entry in &entries {
+        assert_eq!(set.matching(entry), naive(&filters, entry), "entry {entry}");
+    }
+}

@@ -5,18 +5,20 @@
 //! `logName="…/activity"`) or to match a pattern. [`FilterSet`] picks one such required clause
 //! per filter as its key, indexes the keys by field, and per entry reads each indexed field
 //! once: a hash lookup finds the filters whose literal it equals, and one `RegexSet` pass
-//! finds the filters whose pattern it matches. Only those candidates, plus the filters without
-//! a key, are then evaluated in full.
+//! finds the filters whose pattern it matches. Filters that require a global search term
+//! share one Aho-Corasick scan over the entry's strings. Only those candidates, plus the
+//! filters without a key, are then evaluated in full.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use aho_corasick::AhoCorasick;
 use regex::RegexSet;
 use serde_json::Value;
 
 use super::ast::Op;
 use super::compile::{Comparison, Node};
-use super::eval::{any_value, default_value};
+use super::eval::{any_value, default_value, for_each_string};
 use super::fields::{Field, FieldKind, FieldType};
 use super::functions::Operand;
 use super::LogFilter;
@@ -27,6 +29,8 @@ pub struct FilterSet {
     filters: Vec<LogFilter>,
     equality: Vec<EqualityIndex>,
     patterns: Vec<PatternIndex>,
+    /// Filters keyed by a required global search term, found in one walk over the entry.
+    searches: Option<SearchIndex>,
     /// Filters with no indexable required clause, evaluated on every entry.
     unkeyed: Vec<usize>,
 }
@@ -47,6 +51,16 @@ struct PatternIndex {
     owners: Vec<usize>,
 }
 
+/// Filters keyed by a required global search term (a bare word or phrase). One automaton
+/// holds every term, so an entry's strings are scanned once for all of them.
+#[derive(Debug)]
+struct SearchIndex {
+    /// Case-insensitive for ASCII; non-ASCII strings are folded before the scan.
+    automaton: AhoCorasick,
+    /// The filter that owns each term, by pattern index.
+    owners: Vec<usize>,
+}
+
 /// The patterns of one field, collected before they are compiled into a `RegexSet`.
 struct PatternSources {
     field: Field,
@@ -59,6 +73,8 @@ enum Key<'a> {
     /// Any of these comparisons (one for each value of a value list) must hold.
     Equal(&'a Field, Vec<&'a str>),
     Pattern(&'a Field, Vec<&'a str>),
+    /// A global search term, folded.
+    Search(&'a str),
 }
 
 thread_local! {
@@ -73,6 +89,7 @@ impl FilterSet {
         let mut equality: Vec<EqualityIndex> = Vec::new();
         let mut patterns: Vec<PatternSources> = Vec::new();
         let mut unkeyed = Vec::new();
+        let mut terms: Vec<(&str, usize)> = Vec::new();
         for (index, filter) in filters.iter().enumerate() {
             match choose_key(&filter.root) {
                 Some(Key::Equal(field, values)) => {
@@ -110,9 +127,24 @@ impl FilterSet {
                         patterns[slot].owners.push(index);
                     }
                 }
+                Some(Key::Search(term)) => terms.push((term, index)),
                 None => unkeyed.push(index),
             }
         }
+        let automaton = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(terms.iter().map(|(term, _)| *term));
+        let searches = match automaton {
+            Ok(automaton) if !terms.is_empty() => Some(SearchIndex {
+                automaton,
+                owners: terms.iter().map(|(_, i)| *i).collect(),
+            }),
+            Ok(_) => None,
+            Err(_) => {
+                unkeyed.extend(terms.iter().map(|(_, i)| *i));
+                None
+            }
+        };
         let mut pattern_indexes = Vec::new();
         for PatternSources {
             field,
@@ -133,6 +165,7 @@ impl FilterSet {
             filters,
             equality,
             patterns: pattern_indexes,
+            searches,
             unkeyed,
         }
     }
@@ -167,6 +200,9 @@ impl FilterSet {
             index.candidates(entry, out);
         }
         for index in &self.patterns {
+            index.candidates(entry, out);
+        }
+        if let Some(index) = &self.searches {
             index.candidates(entry, out);
         }
         out.extend_from_slice(&self.unkeyed);
@@ -237,6 +273,29 @@ impl PatternIndex {
     }
 }
 
+impl SearchIndex {
+    fn candidates(&self, entry: &Value, out: &mut Vec<usize>) {
+        let mut scan = |text: &str| {
+            // Most strings hold no term at all: the plain search skips them with its
+            // prefilter, and only a hit pays for the overlapping search that finds every term.
+            if !self.automaton.is_match(text) {
+                return;
+            }
+            for found in self.automaton.find_overlapping_iter(text) {
+                out.push(self.owners[found.pattern().as_usize()]);
+            }
+        };
+        for_each_string(entry, &mut |text| {
+            if text.is_ascii() {
+                scan(text);
+            } else {
+                scan(&super::values::fold(text));
+            }
+            false
+        });
+    }
+}
+
 fn same_field(a: &Field, b: &Field) -> bool {
     a.kind == b.kind
         && a.keys.len() == b.keys.len()
@@ -254,7 +313,9 @@ fn choose_key(root: &Node) -> Option<Key<'_>> {
         other => std::slice::from_ref(other),
     };
     let equal = conjuncts.iter().find_map(equality_key);
-    equal.or_else(|| conjuncts.iter().find_map(pattern_key))
+    equal
+        .or_else(|| conjuncts.iter().find_map(pattern_key))
+        .or_else(|| conjuncts.iter().find_map(search_key))
 }
 
 /// An equality on one field, or an OR of equalities on the same field (a value list).
@@ -292,6 +353,15 @@ fn pattern_key(node: &Node) -> Option<Key<'_>> {
         sources.push(regex.as_str());
     }
     Some(Key::Pattern(field?, sources))
+}
+
+/// A global search term with some text; an empty term matches every entry, so it cannot
+/// narrow anything.
+fn search_key(node: &Node) -> Option<Key<'_>> {
+    match node {
+        Node::Search(literal) if !literal.folded.is_empty() => Some(Key::Search(&literal.folded)),
+        _ => None,
+    }
 }
 
 /// The comparisons of a node that is one comparison or an OR of comparisons.
