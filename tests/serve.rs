@@ -400,3 +400,39 @@ fn sigterm_stops_cleanly() {
     assert!(status.success(), "exit status {status}; stderr:\n{log}");
     assert!(log.contains("sluice stopped"), "logs the stop:\n{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_closes_open_ingest_streams() {
+    let mut server = TestServer::start(None);
+    let mut ingest = LogIngestClient::new(channel(&server).await);
+    let (batches, outbound) = tokio::sync::mpsc::channel::<IngestBatch>(4);
+    let entry = fixture_entries()[0].1.clone();
+    batches
+        .send(IngestBatch { sequence: 1, entries: vec![entry.clone()] })
+        .await
+        .expect("queue the first batch");
+    let mut acks = ingest
+        .stream_entries(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let first = acks.message().await.expect("first ack").expect("an ack, not the end");
+    assert_eq!(first.accepted, 1);
+
+    let started = std::time::Instant::now();
+    server.signal("TERM");
+    let ended = tokio::time::timeout(Duration::from_secs(8), acks.message()).await;
+    let status = match ended {
+        Ok(Err(status)) => status,
+        other => panic!("the stream should end with an error status soon after SIGTERM: {other:?}"),
+    };
+    assert_eq!(status.code(), sluice_proto::tonic::Code::Unavailable, "{status:?}");
+    drop(batches);
+    let (exit, log) = server.terminate_wait();
+    assert!(exit.success(), "exit status {exit}; stderr:\n{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "shutdown waited {:?}, close to the 10 s grace period",
+        started.elapsed()
+    );
+}

@@ -495,3 +495,28 @@ fn error_at_end_points_at_last_line() {
     let err = error("severity=ERROR AND\n\n");
     assert_eq!((err.position.line, err.position.column), (1, 19), "{err}");
 }
+
+#[test]
+fn likely_mistakes_warn() {
+    let single = LogFilter::new("resource.type='gcs_bucket'").expect("valid");
+    assert_eq!(single.warnings().len(), 1, "single quotes warn");
+    assert!(
+        single.warnings()[0].message.contains("double quotes"),
+        "{:?}",
+        single.warnings()
+    );
+    let lower = LogFilter::new("severity=ERROR or severity=INFO").expect("valid");
+    assert_eq!(lower.warnings().len(), 1, "lower-case or warns");
+    assert!(
+        lower.warnings()[0].message.contains("upper case"),
+        "{:?}",
+        lower.warnings()
+    );
+    assert!(
+        LogFilter::new(r#""or" severity=ERROR"#)
+            .expect("valid")
+            .warnings()
+            .is_empty(),
+        "a quoted word is a deliberate search"
+    );
+}

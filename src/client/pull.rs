@@ -17,6 +17,9 @@ use sluice_proto::google::pubsub::v1::{AcknowledgeRequest, PullRequest, Received
 use super::{connect, rpc_error, run_command, subscription_resource, ServerArgs};
 use crate::cli::write_stderr;
 
+/// Largest pull response the client reads: room for one 10 MiB message and its envelope.
+const MAX_PULL_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Details printed by `sluice pull --help`.
 const AFTER_LONG_HELP: &str = "\
 Output: one JSON object per message, on its own line, with the keys ackId,
@@ -63,7 +66,9 @@ pub(crate) fn run(args: PullArgs) -> ExitCode {
 async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
     let server = args.server.server;
     let subscription = subscription_resource(&args.subscription);
-    let mut client = SubscriberClient::new(connect(&server).await?);
+    // A pull can carry messages up to the server's 10 MiB limit, over tonic's default 4 MiB.
+    let mut client = SubscriberClient::new(connect(&server).await?)
+        .max_decoding_message_size(MAX_PULL_RESPONSE_BYTES);
     #[allow(
         deprecated,
         reason = "return_immediately is deprecated in the API, and false is its default"

@@ -9,7 +9,7 @@ use sluice_proto::sluice::v1::log_ingest_server::LogIngest;
 use sluice_proto::sluice::v1::{EntryError, IngestAck, IngestBatch};
 use sluice_router::deliver::Broker;
 use sluice_router::route::{LogRouter, RoutedBatch};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn, Instrument};
@@ -28,6 +28,9 @@ pub(crate) struct Ingestor {
     pub(crate) router: Arc<LogRouter>,
     pub(crate) broker: Arc<Broker>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Becomes true when the server shuts down; open ingest streams then stop taking new
+    /// batches, so that the graceful shutdown does not wait on a client that keeps sending.
+    pub(crate) shutdown: watch::Receiver<bool>,
 }
 
 impl Ingestor {
@@ -118,11 +121,25 @@ impl LogIngest for Ingestor {
         let mut inbound = request.into_inner();
         let (acks, outbound) = mpsc::channel(ACKS_IN_FLIGHT);
         let ingestor = self.clone();
+        let mut shutdown = self.shutdown.clone();
         let span = tracing::info_span!("ingest_stream", peer = ?peer);
         tokio::spawn(
             async move {
                 loop {
-                    let batch = match inbound.message().await {
+                    let next = tokio::select! {
+                        biased;
+                        _ = shutdown.wait_for(|stop| *stop) => None,
+                        next = inbound.message() => Some(next),
+                    };
+                    let Some(next) = next else {
+                        debug!("ingest stream closed for shutdown");
+                        let closing = Status::unavailable(
+                            "the server is shutting down; send the remaining batches again to a running server",
+                        );
+                        let _ = acks.send(Err(closing)).await;
+                        break;
+                    };
+                    let batch = match next {
                         Ok(Some(batch)) => batch,
                         Ok(None) => break,
                         Err(status) => {

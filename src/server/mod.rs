@@ -104,7 +104,11 @@ struct Service {
     metrics: Arc<Metrics>,
 }
 
-async fn build(config: Config, data_dir: &Path) -> anyhow::Result<Service> {
+async fn build(
+    config: Config,
+    data_dir: &Path,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Service> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
     let store = SledStore::open(data_dir).with_context(|| {
@@ -134,6 +138,7 @@ async fn build(config: Config, data_dir: &Path) -> anyhow::Result<Service> {
         router,
         broker: broker.clone(),
         metrics: metrics.clone(),
+        shutdown,
     };
     Ok(Service {
         broker,
@@ -170,7 +175,8 @@ fn app(service: &Service) -> axum::Router {
 /// cannot be bound.
 pub(crate) async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let config = load_config(options.config.as_deref())?;
-    let service = build(config, &options.data_dir).await?;
+    let (stop, stopped) = watch::channel(false);
+    let service = build(config, &options.data_dir, stopped.clone()).await?;
     let listener = TcpListener::bind(options.listen).await.with_context(|| {
         format!(
             "failed to listen on {}; pick another address with --listen",
@@ -183,7 +189,6 @@ pub(crate) async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // Scripts and tests read the chosen port from this line.
     crate::cli::write_stdout(format_args!("sluice listening on http://{address}"));
 
-    let (stop, stopped) = watch::channel(false);
     let maintenance = tokio::spawn(
         service
             .broker

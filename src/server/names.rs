@@ -26,9 +26,19 @@ fn short_name<'a>(resource: &'a str, collection: &str, field: &str) -> Result<&'
         parts.next(),
     ) {
         (Some("projects"), Some(project), Some(kind), Some(name), None)
-            if !project.is_empty() && kind == collection && !name.is_empty() =>
+            if project == PROJECT && kind == collection && !name.is_empty() =>
         {
             Ok(name)
+        }
+        (Some("projects"), Some(project), Some(kind), Some(name), None)
+            if kind == collection && !name.is_empty() =>
+        {
+            // NOTE: only the configuration's project exists; Google's emulator instead
+            // gives every project its own namespace, which sluice does not do yet.
+            Err(Status::not_found(format!(
+                "{field} {resource:?} not found: project {project:?} does not exist; \
+                 use projects/{PROJECT}/{collection}/{name}"
+            )))
         }
         _ => Err(Status::invalid_argument(format!(
             "invalid {field} name {resource:?}; use projects/{PROJECT}/{collection}/NAME"
@@ -59,5 +69,7 @@ mod tests {
             "wrong collection"
         );
         assert!(topic("projects/local/topics/a/b").is_err(), "extra segment");
+        let other = topic("projects/other/topics/audit").expect_err("other project");
+        assert_eq!(other.code(), tonic::Code::NotFound, "only the local project exists");
     }
 }

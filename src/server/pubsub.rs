@@ -25,6 +25,15 @@ use super::{names, status};
 const MAX_PUBLISH_MESSAGES: usize = 1000;
 /// Largest message the service accepts: data, attributes and ordering key together.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
+/// Most attributes on one message, as Pub/Sub's quotas page gives it.
+const MAX_ATTRIBUTES: usize = 100;
+/// Longest attribute key in bytes (Pub/Sub quota).
+const MAX_ATTRIBUTE_KEY_BYTES: usize = 256;
+/// Longest attribute value in bytes (Pub/Sub quota).
+const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
+/// Largest publish request in bytes of data, summed over its messages: the same 10 MiB the
+/// service applies to one message.
+const MAX_REQUEST_BYTES: usize = MAX_MESSAGE_BYTES;
 /// How long a pull with nothing to deliver waits for a message before it returns empty.
 const PULL_WAIT: Duration = Duration::from_secs(2);
 /// Most messages one pull returns, as the emulator caps it; this also keeps responses small.
@@ -105,6 +114,30 @@ fn new_message(index: usize, message: pubsub::PubsubMessage) -> Result<NewMessag
             .iter()
             .map(|(k, v)| k.len() + v.len())
             .sum::<usize>();
+    if message.attributes.len() > MAX_ATTRIBUTES {
+        return Err(Status::invalid_argument(format!(
+            "message {index} has {} attributes, over the limit of {MAX_ATTRIBUTES}",
+            message.attributes.len()
+        )));
+    }
+    for (key, value) in &message.attributes {
+        if key.is_empty() || key.len() > MAX_ATTRIBUTE_KEY_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "message {index}: attribute key {key:?} must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes"
+            )));
+        }
+        if key.starts_with("goog") {
+            return Err(Status::invalid_argument(format!(
+                "message {index}: attribute key {key:?} starts with \"goog\", which Pub/Sub reserves"
+            )));
+        }
+        if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "message {index}: the value of attribute {key:?} is {} bytes, over the limit of {MAX_ATTRIBUTE_VALUE_BYTES}",
+                value.len()
+            )));
+        }
+    }
     if size > MAX_MESSAGE_BYTES {
         return Err(Status::invalid_argument(format!(
             "message {index} is {size} bytes, over the limit of {MAX_MESSAGE_BYTES}; send large payloads by reference"
@@ -176,6 +209,13 @@ impl Publisher for PubsubService {
             return Err(Status::invalid_argument(format!(
                 "the publish request has {} messages, over the limit of {MAX_PUBLISH_MESSAGES}; split it",
                 request.messages.len()
+            )));
+        }
+        let request_bytes: usize = request.messages.iter().map(|m| m.data.len()).sum();
+        if request_bytes > MAX_REQUEST_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "the publish request carries {request_bytes} bytes of data, over the limit of \
+                 {MAX_REQUEST_BYTES}; split it into smaller requests"
             )));
         }
         self.check_topic(&topic)?;

@@ -113,6 +113,12 @@ impl TestServer {
     /// Stops the server with SIGTERM and returns its exit status and stderr.
     pub fn terminate(&mut self) -> (ExitStatus, String) {
         self.signal("TERM");
+        self.terminate_wait()
+    }
+
+    /// Waits for a server that was already sent SIGTERM, and returns its exit status and
+    /// stderr; sends SIGKILL if it does not exit in time.
+    pub fn terminate_wait(&mut self) -> (ExitStatus, String) {
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for sluice") {

@@ -300,6 +300,7 @@ impl Broker {
                 .counters
                 .delivered
                 .fetch_add(1, Ordering::Relaxed);
+            debug!(subscription = %name, message_id = seq, attempt = attempts, "message delivered");
             let delivery_attempt = if spec.dead_letter.is_some() {
                 attempts
             } else {
@@ -337,6 +338,7 @@ impl Broker {
             .counters
             .acked
             .fetch_add(seqs.len() as u64, Ordering::Relaxed);
+        debug!(subscription = %name, message_ids = ?seqs, "messages acknowledged");
         if !seqs.is_empty() {
             self.store.ack(name, seqs).await?;
         }
@@ -376,6 +378,7 @@ impl Broker {
             .counters
             .nacked
             .fetch_add(released.len() as u64, Ordering::Relaxed);
+        debug!(subscription = %name, deliveries = ?released, "deliveries nacked");
         self.requeue(name, &subscription, released).await
     }
 

@@ -84,7 +84,10 @@ impl Compiler<'_> {
             }
             Expr::Not(inner) => Node::Not(Box::new(self.expr(inner)?)),
             Expr::Restriction(restriction) => self.restriction(restriction)?,
-            Expr::Global(value) => Node::Search(Box::new(Literal::new(&value.text, !value.quoted))),
+            Expr::Global(value) => {
+                self.lint_search_term(value);
+                Node::Search(Box::new(Literal::new(&value.text, !value.quoted)))
+            }
             Expr::Call(call) => {
                 let predicate = compile_predicate(self, call)?;
                 Node::Call(Box::new(predicate), call.to_string().into())
@@ -115,7 +118,44 @@ impl Compiler<'_> {
         }
     }
 
+    /// Warns about search terms that are almost certainly a mistyped keyword.
+    fn lint_search_term(&mut self, value: &Value) {
+        let keyword = value.text.to_ascii_uppercase();
+        if !value.quoted && matches!(keyword.as_str(), "AND" | "OR" | "NOT") {
+            self.warnings.push(Warning {
+                offset: value.span.start,
+                message: format!(
+                    "{} is a search for the word {:?}, because AND, OR and NOT are keywords \
+                     only in upper case; write {keyword} to combine conditions",
+                    value.text, value.text
+                ),
+            });
+        }
+    }
+
+    /// Warns about a bare value in single quotes, which the language reads literally.
+    fn lint_single_quotes(&mut self, value: &Value) {
+        if !value.quoted
+            && value.text.len() >= 2
+            && value.text.starts_with('\'')
+            && value.text.ends_with('\'')
+        {
+            self.warnings.push(Warning {
+                offset: value.span.start,
+                message: format!(
+                    "{} includes its single quotes, which are part of the value here; strings \
+                     are quoted with double quotes, as in \"{}\"",
+                    value.text,
+                    &value.text[1..value.text.len() - 1]
+                ),
+            });
+        }
+    }
+
     fn restriction(&mut self, restriction: &Restriction) -> Result<Node, FilterError> {
+        if let Rhs::Value(value) = &restriction.rhs {
+            self.lint_single_quotes(value);
+        }
         let operand = match &restriction.lhs {
             Comparable::Field(path) => Operand::Field(self.field(path)?),
             Comparable::Call(call) => compile_operand_call(self, call)?,

@@ -20,6 +20,10 @@ use crate::store::{NewMessage, TopicMessage};
 /// timestamp.
 pub const TIMESTAMP_ATTRIBUTE: &str = "logging.googleapis.com/timestamp";
 
+/// Largest entry the router accepts: an exported entry becomes one Pub/Sub message, and
+/// Pub/Sub messages are at most 10 MiB.
+pub const MAX_ENTRY_BYTES: usize = 10 * 1024 * 1024;
+
 /// A log sink.
 #[derive(Debug, Clone)]
 pub struct Sink {
@@ -120,6 +124,17 @@ impl LogRouter {
         for (index, raw) in entries.iter().enumerate() {
             let raw = raw.as_ref();
             let index = u32::try_from(index).unwrap_or(u32::MAX);
+            if raw.len() > MAX_ENTRY_BYTES {
+                batch.errors.push((
+                    index,
+                    format!(
+                        "the entry is {} bytes, over the {MAX_ENTRY_BYTES}-byte limit of a \
+                         Pub/Sub message; shorten its payload",
+                        raw.len()
+                    ),
+                ));
+                continue;
+            }
             let entry: Value = match serde_json::from_str(raw) {
                 Ok(entry @ Value::Object(_)) => entry,
                 Ok(other) => {
