@@ -408,7 +408,10 @@ async fn shutdown_closes_open_ingest_streams() {
     let (batches, outbound) = tokio::sync::mpsc::channel::<IngestBatch>(4);
     let entry = fixture_entries()[0].1.clone();
     batches
-        .send(IngestBatch { sequence: 1, entries: vec![entry.clone()] })
+        .send(IngestBatch {
+            sequence: 1,
+            entries: vec![entry.clone()],
+        })
         .await
         .expect("queue the first batch");
     let mut acks = ingest
@@ -416,7 +419,11 @@ async fn shutdown_closes_open_ingest_streams() {
         .await
         .expect("stream opens")
         .into_inner();
-    let first = acks.message().await.expect("first ack").expect("an ack, not the end");
+    let first = acks
+        .message()
+        .await
+        .expect("first ack")
+        .expect("an ack, not the end");
     assert_eq!(first.accepted, 1);
 
     let started = std::time::Instant::now();
@@ -426,7 +433,11 @@ async fn shutdown_closes_open_ingest_streams() {
         Ok(Err(status)) => status,
         other => panic!("the stream should end with an error status soon after SIGTERM: {other:?}"),
     };
-    assert_eq!(status.code(), sluice_proto::tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(
+        status.code(),
+        sluice_proto::tonic::Code::Unavailable,
+        "{status:?}"
+    );
     drop(batches);
     let (exit, log) = server.terminate_wait();
     assert!(exit.success(), "exit status {exit}; stderr:\n{log}");

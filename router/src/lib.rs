@@ -10,10 +10,13 @@
 //!   hands them to consumers with leases, redelivery and dead-lettering.
 //! - [`store`]: durable state behind the [`store::Store`] trait, with the embedded
 //!   [`store::SledStore`]. No other module opens the database.
+//! - [`buckets`]: a local object store with Cloud Storage semantics, whose object changes
+//!   become notification messages for the broker.
 //!
 //! The `sluice` binary adapts these types to gRPC and HTTP; the adapters live there, so this
 //! crate stays free of tonic and axum.
 
+pub mod buckets;
 pub mod deliver;
 pub mod filter;
 pub mod route;

@@ -70,6 +70,10 @@ mod tests {
         );
         assert!(topic("projects/local/topics/a/b").is_err(), "extra segment");
         let other = topic("projects/other/topics/audit").expect_err("other project");
-        assert_eq!(other.code(), tonic::Code::NotFound, "only the local project exists");
+        assert_eq!(
+            other.code(),
+            tonic::Code::NotFound,
+            "only the local project exists"
+        );
     }
 }
