@@ -155,10 +155,7 @@ impl PubsubService {
         if self.broker.store().topics().iter().any(|t| t.name == name) {
             Ok(())
         } else {
-            Err(Status::not_found(format!(
-                "Topic not found: {}",
-                names::topic_resource(name)
-            )))
+            Err(status::topic_not_found(name))
         }
     }
 
@@ -169,12 +166,7 @@ impl PubsubService {
             .into_iter()
             .find(|s| s.spec.name == name)
             .map(|s| s.spec)
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "Subscription does not exist: {}",
-                    names::subscription_resource(name)
-                ))
-            })
+            .ok_or_else(|| status::subscription_not_found(name))
     }
 }
 
