@@ -3,7 +3,7 @@
 //!
 //! [`Broker`] sits on a [`Store`]. The store keeps what must survive a restart (messages,
 //! each subscription's pending set and attempt counts); the broker keeps, per subscription, a
-//! [`QueueState`](queue::QueueState) in memory that says which pending messages are ready
+//! [`QueueState`](queue::QueueState) in memory that records which pending messages are ready
 //! and which are leased to a consumer until when. On start it rebuilds that state from the
 //! store, with every pending message ready again, because leases do not survive a restart.
 //!

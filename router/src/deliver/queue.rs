@@ -9,7 +9,7 @@ use tokio::time::Instant;
 /// A message handed to a consumer and not yet acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Lease {
-    /// Deliveries so far, this one included. It also tells leases of the same message apart,
+    /// Deliveries so far, this one included. It also distinguishes leases of the same message,
     /// so that an ack id from an expired delivery cannot change the current one's deadline.
     pub(crate) attempts: u32,
     pub(crate) deadline: Instant,

@@ -36,7 +36,7 @@ impl fmt::Display for Position {
 
 /// A filter that cannot be parsed or compiled.
 ///
-/// `message` says what was expected and how to fix it; `found` is the offending text as
+/// `message` states what was expected and how to fix it; `found` is the offending text as
 /// written in the filter (empty at the end of input).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid filter at line {}, column {}: {message}", position.line, position.column)]

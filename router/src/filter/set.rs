@@ -52,7 +52,7 @@ struct PatternIndex {
 }
 
 /// Filters keyed by a required global search term (a bare word or phrase). One automaton
-/// holds every term, so an entry's strings are scanned once for all of them.
+/// contains every term, so an entry's strings are scanned once for all of them.
 #[derive(Debug)]
 struct SearchIndex {
     /// Case-insensitive for ASCII; non-ASCII strings are folded before the scan.
