@@ -11,7 +11,8 @@
 //! - [`store`]: durable state behind the [`store::Store`] trait, with the embedded
 //!   [`store::SledStore`]. No other module opens the database.
 //! - [`buckets`]: a local object store with Cloud Storage semantics, whose object changes
-//!   become notification messages for the broker.
+//!   become notification messages for the broker. [`storage::Storage`] joins the two, so
+//!   that each change publishes its notifications.
 //!
 //! The `sluice` binary adapts these types to gRPC and HTTP; the adapters live there, so this
 //! crate stays free of tonic and axum.
@@ -20,4 +21,5 @@ pub mod buckets;
 pub mod deliver;
 pub mod filter;
 pub mod route;
+pub mod storage;
 pub mod store;

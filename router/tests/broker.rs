@@ -355,3 +355,75 @@ async fn waiting_pull_wakes_on_publish() {
         .expect("pull");
     assert_eq!(deliveries.len(), 1);
 }
+
+#[tokio::test]
+async fn reject_dead_letters_at_once_with_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = broker(dir.path()).await;
+    broker.create_topic("t").await.expect("topic");
+    broker.create_topic("dead").await.expect("topic");
+    let mut with_policy = spec("s", "t");
+    with_policy.dead_letter = Some(DeadLetterPolicy {
+        topic: "dead".to_owned(),
+        max_delivery_attempts: 5,
+    });
+    broker
+        .create_subscription(with_policy)
+        .await
+        .expect("subscription");
+    broker
+        .create_subscription(spec("dead", "dead"))
+        .await
+        .expect("subscription");
+    broker.publish(vec![to("t", "bad")]).await.expect("publish");
+
+    let delivery = broker.pull("s", 1, NO_WAIT).await.expect("pull").remove(0);
+    assert_eq!(delivery.delivery_attempt, 1);
+    let moved = broker
+        .reject("s", &delivery.ack_id, "not a JPEG")
+        .await
+        .expect("reject");
+    assert!(moved, "the first attempt is enough to dead-letter");
+
+    let dead = broker.pull("dead", 10, NO_WAIT).await.expect("pull");
+    assert_eq!(dead.len(), 1);
+    let attributes = &dead[0].message.message.attributes;
+    assert_eq!(dead[0].message.message.data, b"bad");
+    assert_eq!(attributes["sluiceDeadLetterReason"], "not a JPEG");
+    assert_eq!(attributes["CloudPubSubDeadLetterSourceDeliveryCount"], "1");
+    assert_eq!(attributes["kind"], "test", "the original attributes stay");
+    assert!(broker
+        .pull("s", 10, NO_WAIT)
+        .await
+        .expect("pull")
+        .is_empty());
+    assert_eq!(
+        broker
+            .reject("s", &delivery.ack_id, "again")
+            .await
+            .expect("reject"),
+        false,
+        "a delivery that is no longer leased is left alone"
+    );
+}
+
+#[tokio::test]
+async fn reject_without_policy_drops_the_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = broker(dir.path()).await;
+    broker.create_topic("t").await.expect("topic");
+    broker
+        .create_subscription(spec("s", "t"))
+        .await
+        .expect("subscription");
+    broker.publish(vec![to("t", "bad")]).await.expect("publish");
+    let delivery = broker.pull("s", 1, NO_WAIT).await.expect("pull").remove(0);
+
+    let moved = broker
+        .reject("s", &delivery.ack_id, "corrupt")
+        .await
+        .expect("reject");
+
+    assert!(!moved);
+    assert_eq!(broker.stats()[0].backlog, 0, "nothing stays pending");
+}

@@ -21,13 +21,16 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::store::{
     NewMessage, Published, Store, StoreError, StoredMessage, SubscriptionRecord, SubscriptionSpec,
     TopicMessage, TopicRecord,
 };
 use queue::QueueState;
+
+/// The attribute that carries the reason on a copy dead-lettered by [`Broker::reject`].
+pub const DEAD_LETTER_REASON_ATTRIBUTE: &str = "sluiceDeadLetterReason";
 
 /// How often leases are checked for expiry.
 pub const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -380,6 +383,71 @@ impl Broker {
             .fetch_add(released.len() as u64, Ordering::Relaxed);
         debug!(subscription = %name, deliveries = ?released, "deliveries nacked");
         self.requeue(name, &subscription, released).await
+    }
+
+    /// Ends a delivery that its consumer cannot process, ever: the message goes to the
+    /// subscription's dead-letter topic now, whatever its attempts, with `reason` in the
+    /// [`DEAD_LETTER_REASON_ATTRIBUTE`] attribute of the copy.
+    ///
+    /// Without a dead-letter policy there is nowhere to keep the message, so it is
+    /// acknowledged and the reason is logged at error level. Returns whether the message was
+    /// dead-lettered. A delivery that is no longer leased (acknowledged, or expired and
+    /// leased again) is left alone and `false` is returned.
+    ///
+    /// # Errors
+    ///
+    /// Fails for an unknown subscription, a malformed ack id or a store failure; the message
+    /// then stays pending and is delivered again.
+    pub async fn reject(
+        &self,
+        name: &str,
+        ack_id: &str,
+        reason: &str,
+    ) -> Result<bool, BrokerError> {
+        let subscription = self.subscription(name)?;
+        let [(seq, attempts)] = parse_ack_ids(std::slice::from_ref(&ack_id.to_owned()))?[..] else {
+            return Err(BrokerError::InvalidAckId(ack_id.to_owned()));
+        };
+        if subscription.state().release(seq, attempts).is_none() {
+            return Ok(false);
+        }
+        let spec = subscription.spec();
+        let Some(policy) = &spec.dead_letter else {
+            error!(subscription = %name, message_id = seq, %reason, "message rejected and dropped: the subscription has no dead-letter topic");
+            subscription.state().remove(seq);
+            subscription.counters.acked.fetch_add(1, Ordering::Relaxed);
+            self.store.ack(name, vec![seq]).await?;
+            return Ok(false);
+        };
+        let Some(original) = self.store.read(&spec.topic, seq)? else {
+            subscription.state().remove(seq);
+            return Ok(false);
+        };
+        let mut message = dead_letter_copy(&original, name, attempts);
+        message
+            .attributes
+            .insert(DEAD_LETTER_REASON_ATTRIBUTE.to_owned(), reason.to_owned());
+        let receipt = match self
+            .store
+            .dead_letter(name, seq, &policy.topic, message)
+            .await
+        {
+            Ok(receipt) => receipt,
+            Err(err) => {
+                // The message stays pending; offer it again rather than lose it.
+                subscription.state().push(seq, attempts);
+                subscription.ready.notify_waiters();
+                return Err(err.into());
+            }
+        };
+        subscription.state().remove(seq);
+        subscription
+            .counters
+            .dead_lettered
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(subscription = %name, message_id = seq, attempts, dead_letter_topic = %policy.topic, %reason, "message rejected and dead-lettered");
+        self.make_ready(&policy.topic, &[receipt.seq]);
+        Ok(true)
     }
 
     /// Returns expired leases of every subscription to their queues, or dead-letters them.
