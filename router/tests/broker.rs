@@ -397,14 +397,11 @@ async fn reject_dead_letters_at_once_with_reason() {
         .await
         .expect("pull")
         .is_empty());
-    assert_eq!(
-        broker
-            .reject("s", &delivery.ack_id, "again")
-            .await
-            .expect("reject"),
-        false,
-        "a delivery that is no longer leased is left alone"
-    );
+    let again = broker
+        .reject("s", &delivery.ack_id, "again")
+        .await
+        .expect("reject");
+    assert!(!again, "a delivery that is no longer leased is left alone");
 }
 
 #[tokio::test]
