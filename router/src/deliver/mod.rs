@@ -61,6 +61,20 @@ pub struct Delivery {
     pub delivery_attempt: u32,
 }
 
+impl Delivery {
+    /// Returns the deliveries of this message so far, this one included, whether or not the
+    /// subscription has a dead-letter policy.
+    ///
+    /// The count is read from the ack id. For a `Delivery` built with an ack id that this
+    /// broker did not issue, it falls back to [`delivery_attempt`](Self::delivery_attempt).
+    pub fn attempts(&self) -> u32 {
+        match parse_ack_ids(std::slice::from_ref(&self.ack_id)).as_deref() {
+            Ok([(_, attempts)]) => *attempts,
+            _ => self.delivery_attempt,
+        }
+    }
+}
+
 /// Counters of one subscription since the process started.
 #[derive(Debug, Default)]
 pub struct SubscriptionCounters {
@@ -202,6 +216,15 @@ impl Broker {
             None => self.load(record.clone())?,
         }
         Ok(record)
+    }
+
+    /// Returns the current settings of a subscription.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerError::SubscriptionNotFound`] when the subscription does not exist.
+    pub fn subscription_spec(&self, name: &str) -> Result<SubscriptionSpec, BrokerError> {
+        Ok(self.subscription(name)?.spec())
     }
 
     fn subscription(&self, name: &str) -> Result<Arc<Subscription>, BrokerError> {
@@ -632,4 +655,34 @@ fn parse_ack_ids(ack_ids: &[String]) -> Result<Vec<(u64, u32)>, BrokerError> {
             Ok((seq, attempts))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(ack_id: &str, delivery_attempt: u32) -> Delivery {
+        Delivery {
+            ack_id: ack_id.to_owned(),
+            message: StoredMessage {
+                topic: "t".to_owned(),
+                seq: 7,
+                publish_time: SystemTime::UNIX_EPOCH,
+                message: NewMessage::default(),
+            },
+            delivery_attempt,
+        }
+    }
+
+    #[test]
+    fn attempts_read_from_ack_id() {
+        assert_eq!(delivery("7-3", 0).attempts(), 3);
+        assert_eq!(delivery("7-3", 3).attempts(), 3);
+    }
+
+    #[test]
+    fn attempts_of_foreign_ack_id() {
+        assert_eq!(delivery("not-an-ack-id", 2).attempts(), 2);
+        assert_eq!(delivery("", 0).attempts(), 0);
+    }
 }
