@@ -1,5 +1,7 @@
-//! The thumbnail renderer: image bytes in, an upright thumbnail that fits a box out.
+//! The thumbnail function: the renderer, and [`ThumbnailHandler`], which runs it on the
+//! objects finalized in a bucket.
 //!
+//! The renderer takes image bytes and returns an upright thumbnail that fits a box.
 //! [`render`] detects the format from the bytes and rejects images whose header gives more
 //! than [`ThumbnailOptions::max_pixels`] pixels before decoding them. It decodes JPEGs at 1/2,
 //! 1/4 or 1/8 size when the thumbnail is that much smaller, resizes with Lanczos3 and applies
@@ -12,6 +14,7 @@ mod encode;
 mod error;
 mod format;
 mod geometry;
+pub mod handler;
 mod progressive;
 mod resize;
 
@@ -22,6 +25,7 @@ use image::metadata::Orientation;
 
 pub use self::error::ThumbnailError;
 use self::format::SourceFormat;
+pub use self::handler::{ThumbnailConfig, ThumbnailHandler};
 
 /// Settings of [`render`].
 #[derive(Debug, Clone, PartialEq, Eq)]
