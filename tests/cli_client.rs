@@ -355,7 +355,7 @@ fn publish_unknown_topic_fails() {
 fn catalog_backlog_follows_ingest_and_ack() {
     let server = TestServer::start(None);
     let before = subscriptions(&server);
-    assert_eq!(before.len(), 2, "default subscriptions: {before:?}");
+    assert_eq!(before.len(), 4, "default subscriptions: {before:?}");
     assert_eq!(before["audit-storage"]["backlog"], json!(0));
     assert_eq!(before["audit-errors"]["backlog"], json!(0));
 
@@ -470,7 +470,15 @@ fn server_taken_from_environment() {
         .lines()
         .map(|line| serde_json::from_str::<Value>(line).expect("JSON line")["name"].clone())
         .collect();
-    assert_eq!(names, [json!("audit-errors"), json!("audit-storage")]);
+    assert_eq!(
+        names,
+        [
+            json!("audit-errors"),
+            json!("audit-storage"),
+            json!("thumbnailer-dead-letter"),
+            json!("uploads-events")
+        ]
+    );
     assert!(server.stop().success(), "server exits cleanly");
 }
 

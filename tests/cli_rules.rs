@@ -502,8 +502,8 @@ fn check_default_config_valid() {
     assert_eq!(
         file.stdout,
         format!(
-            "{DEFAULT_CONFIG}: 2 topics, 2 subscriptions, 2 sinks, 0 exclusions: all filters \
-             valid\n"
+            "{DEFAULT_CONFIG}: 4 topics, 4 subscriptions, 2 sinks, 0 exclusions, 2 buckets: all \
+             filters valid\n"
         ),
         "config/default.toml summary"
     );
@@ -516,9 +516,10 @@ fn check_default_config_valid() {
         embedded.stderr
     );
     assert!(
-        embedded
-            .stdout
-            .ends_with(": 2 topics, 2 subscriptions, 2 sinks, 0 exclusions: all filters valid\n"),
+        embedded.stdout.ends_with(
+            ": 4 topics, 4 subscriptions, 2 sinks, 0 exclusions, 2 buckets: all filters \
+                 valid\n"
+        ),
         "--default summary: {}",
         embedded.stdout
     );

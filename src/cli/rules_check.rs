@@ -10,8 +10,8 @@ use crate::config::{self, Config, Diagnostic};
 
 /// Details printed by `sluice rules check --help`.
 const AFTER_LONG_HELP: &str = "\
-Every problem is reported on stderr, each naming the topic, subscription, sink
-or exclusion at fault, or for an unknown key the table that contains it. TOML
+Every problem is reported on stderr, each naming the topic, subscription, sink,
+exclusion or bucket at fault, or for an unknown key the table that contains it. TOML
 syntax errors and values of the wrong type stop the check at the first one,
 with its line and column. Filter warnings are printed but do not fail the check.
 
@@ -81,7 +81,8 @@ fn print_warnings(source: &str, warnings: &[Diagnostic]) {
 }
 
 /// Describes the component counts, such as
-/// `2 topics, 2 subscriptions, 3 sinks (1 disabled), 1 exclusion`.
+/// `2 topics, 2 subscriptions, 3 sinks (1 disabled), 1 exclusion`, followed by the bucket
+/// count when there are buckets.
 fn summarize(config: &Config) -> String {
     let sink_count = config.sinks.len();
     let exclusion_count: usize = config.sinks.iter().map(|sink| sink.exclusions.len()).sum();
@@ -92,13 +93,18 @@ fn summarize(config: &Config) -> String {
         .flat_map(|sink| &sink.exclusions)
         .filter(|exclusion| exclusion.disabled)
         .count();
-    format!(
+    let mut summary = format!(
         "{}, {}, {}, {}",
         count_phrase(config.topics.len(), "topic", 0),
         count_phrase(config.subscriptions.len(), "subscription", 0),
         count_phrase(sink_count, "sink", disabled_sinks),
         count_phrase(exclusion_count, "exclusion", disabled_exclusions)
-    )
+    );
+    if !config.buckets.is_empty() {
+        summary.push_str(", ");
+        summary.push_str(&count_phrase(config.buckets.len(), "bucket", 0));
+    }
+    summary
 }
 
 fn count_phrase(count: usize, noun: &str, disabled: usize) -> String {

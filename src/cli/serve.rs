@@ -20,6 +20,15 @@ pub(crate) struct ServeArgs {
     /// Address for gRPC and HTTP; port 0 picks a free port, printed at start-up.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8085")]
     listen: SocketAddr,
+    /// Largest request body of an upload (POST /upload/BUCKET), in bytes, all files of the
+    /// request together; larger uploads get HTTP 413
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = server::DEFAULT_MAX_UPLOAD_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    max_upload_bytes: u64,
 }
 
 /// Runs the server until SIGINT or SIGTERM; exits 0 after a clean shutdown, 1 on an error.
@@ -29,6 +38,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         config: args.config,
         data_dir: args.data_dir,
         listen: args.listen,
+        max_upload_bytes: args.max_upload_bytes,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

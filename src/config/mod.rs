@@ -3,10 +3,16 @@
 //! [`ConfigFile`] and the structs under it mirror the TOML text: serde rejects values of the
 //! wrong type there and fills in defaults, and [`parse`] records every key that the schema
 //! does not know. [`ConfigFile::validate`] then builds the runtime [`Config`], compiling every
-//! filter and checking that every topic a subscription or sink names is declared. It collects
-//! every problem it finds, unknown keys included, each prefixed by the topic, subscription,
-//! sink or exclusion at fault, so that one run reports them all.
+//! filter and checking that every topic a subscription, sink or bucket notification names is
+//! declared, and every bucket a handler names. It collects every problem it finds, unknown
+//! keys included, each prefixed by the topic, subscription, sink, exclusion or bucket at
+//! fault, so that one run reports them all.
+//!
+//! The tables of buckets are in [`buckets`], and the handler table of a subscription in
+//! [`handler`].
 
+mod buckets;
+mod handler;
 mod unknown_keys;
 mod validate;
 
@@ -19,6 +25,9 @@ use serde::Deserialize;
 use sluice_router::filter::{FilterError, Position, Warning};
 use sluice_router::route::Sink;
 use sluice_router::store::SubscriptionSpec;
+
+pub(crate) use buckets::{BucketConfig, BucketNotificationConfig, BucketSpec};
+pub(crate) use handler::{HandlerConfig, HandlerSpec, SubscriptionHandler};
 
 /// The default configuration, `config/default.toml`, built into the binary.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
@@ -62,6 +71,9 @@ pub(crate) struct ConfigFile {
     /// Log sinks, in file order.
     #[serde(default = "default_sinks")]
     pub(crate) sinks: Vec<SinkConfig>,
+    /// Buckets, in file order.
+    #[serde(default = "default_buckets")]
+    pub(crate) buckets: Vec<BucketConfig>,
     /// One error per key that the schema does not know, filled in by [`parse`].
     /// [`ConfigFile::validate`] reports them with its own errors.
     #[serde(skip)]
@@ -93,6 +105,9 @@ pub(crate) struct SubscriptionConfig {
     pub(crate) ack_deadline_secs: i64,
     #[serde(default = "default_dead_letter")]
     pub(crate) dead_letter: Option<DeadLetterConfig>,
+    /// A built-in handler that consumes the subscription's messages inside the server.
+    #[serde(default = "default_handler")]
+    pub(crate) handler: Option<HandlerConfig>,
 }
 
 /// One `[subscriptions.dead_letter]` table.
@@ -156,6 +171,10 @@ fn default_sinks() -> Vec<SinkConfig> {
     Vec::new()
 }
 
+fn default_buckets() -> Vec<BucketConfig> {
+    Vec::new()
+}
+
 fn default_name() -> String {
     String::new()
 }
@@ -169,6 +188,10 @@ fn default_ack_deadline_secs() -> i64 {
 }
 
 fn default_dead_letter() -> Option<DeadLetterConfig> {
+    None
+}
+
+fn default_handler() -> Option<HandlerConfig> {
     None
 }
 
@@ -211,8 +234,31 @@ pub(crate) struct Config {
         reason = "the server passes it to LogRouter::new, and `rules check` does not print it"
     )]
     pub(crate) catch_all_topic: Option<String>,
-    /// Filters that are valid but probably not what their author meant.
+    /// Buckets, in file order.
+    pub(crate) buckets: Vec<BucketSpec>,
+    /// The subscriptions that have a built-in handler, in file order.
+    #[allow(
+        dead_code,
+        reason = "for the handler runners, which the server does not start yet"
+    )]
+    pub(crate) handlers: Vec<SubscriptionHandler>,
+    /// Settings that are valid but probably not what their author meant.
     pub(crate) warnings: Vec<Diagnostic>,
+}
+
+impl Config {
+    #[allow(
+        dead_code,
+        reason = "for the handler runners, which the server does not start yet"
+    )]
+    /// Returns the handler of a subscription, or `None` when its messages are left to pull
+    /// clients.
+    pub(crate) fn handler(&self, subscription: &str) -> Option<&HandlerSpec> {
+        self.handlers
+            .iter()
+            .find(|handler| handler.subscription == subscription)
+            .map(|handler| &handler.handler)
+    }
 }
 
 /// One problem in the configuration, with the component at fault.

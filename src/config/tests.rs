@@ -1,3 +1,7 @@
+use std::collections::BTreeMap;
+
+use sluice_router::buckets::{EventType, NotificationConfig, PayloadFormat};
+
 use super::*;
 
 fn validate_text(text: &str) -> Result<Config, ValidationErrors> {
@@ -25,10 +29,15 @@ fn default_config_is_valid() {
 
     assert_eq!(
         config.topics,
-        ["audit-storage", "audit-errors"],
+        [
+            "audit-storage",
+            "audit-errors",
+            "uploads-events",
+            "thumbnailer-dead-letter"
+        ],
         "default topic names"
     );
-    assert_eq!(config.subscriptions.len(), 2, "default subscription count");
+    assert_eq!(config.subscriptions.len(), 4, "default subscription count");
     for (subscription, name) in config
         .subscriptions
         .iter()
@@ -388,7 +397,7 @@ filtre = "severity=INFO"
         "topics[1]: unknown key \"retention\" at line 6, column 1: the keys of this table \
          are name",
         "subscriptions[1]: unknown key \"ack_deadline\" at line 14, column 1: the keys of this \
-         table are name, topic, ack_deadline_secs, dead_letter",
+         table are name, topic, ack_deadline_secs, dead_letter, handler",
         "subscriptions[1].dead_letter: unknown key \"max_delivery_attempt\" at line 17, \
          column 1: did you mean \"max_delivery_attempts\"?",
         "sinks[2].exclusions[1]: unknown key \"filtre\" at line 29, column 1: did you mean \
@@ -751,5 +760,458 @@ fn missing_topic_and_subscription_names() {
         errors[1].starts_with("subscription #1: name is missing: every subscription needs a name"),
         "unnamed subscription: {}",
         errors[1]
+    );
+}
+
+#[test]
+fn default_config_upload_pipeline() {
+    let file = parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).expect("default config should parse");
+    let config = file.validate().expect("default config should validate");
+
+    let names: Vec<_> = config.buckets.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["uploads", "thumbnails"], "default bucket names");
+    let uploads = &config.buckets[0];
+    assert!(!uploads.versioning, "uploads is not versioned");
+    assert_eq!(
+        uploads.notifications,
+        [NotificationConfig {
+            id: String::new(),
+            topic: "uploads-events".to_owned(),
+            event_types: Vec::new(),
+            object_name_prefix: None,
+            payload_format: PayloadFormat::JsonApiV1,
+            custom_attributes: BTreeMap::new(),
+        }],
+        "uploads notifies uploads-events of every event type"
+    );
+    assert!(
+        config.buckets[1].notifications.is_empty(),
+        "thumbnails notifies nothing"
+    );
+
+    let thumbnailer = config
+        .subscriptions
+        .iter()
+        .find(|subscription| subscription.name == "thumbnailer")
+        .expect("the thumbnailer subscription exists");
+    assert_eq!(thumbnailer.topic, "uploads-events", "thumbnailer topic");
+    let dead_letter = thumbnailer
+        .dead_letter
+        .as_ref()
+        .expect("thumbnailer has a dead-letter policy");
+    assert_eq!(dead_letter.topic, "thumbnailer-dead-letter");
+    assert_eq!(dead_letter.max_delivery_attempts, 5);
+    assert_eq!(
+        config.handlers,
+        [SubscriptionHandler {
+            subscription: "thumbnailer".to_owned(),
+            handler: default_thumbnail("thumbnails"),
+        }],
+        "one thumbnail handler with the default settings"
+    );
+    assert_eq!(
+        config.handler("thumbnailer"),
+        Some(&default_thumbnail("thumbnails")),
+        "handler found by subscription"
+    );
+    assert_eq!(config.handler("audit-errors"), None, "no other handler");
+    assert!(
+        config
+            .subscriptions
+            .iter()
+            .any(|subscription| subscription.name == "thumbnailer-dead-letter"),
+        "the dead letters can be pulled"
+    );
+}
+
+/// A thumbnail handler with every setting at its default.
+fn default_thumbnail(destination_bucket: &str) -> HandlerSpec {
+    HandlerSpec::Thumbnail {
+        destination_bucket: destination_bucket.to_owned(),
+        name_prefix: String::new(),
+        max_width: 256,
+        max_height: 256,
+        max_pixels: 100_000_000,
+        jpeg_quality: 85,
+        concurrency: 0,
+    }
+}
+
+/// Topics `events` and `events-dead`, and a subscription `thumbnailer` of `events` with a
+/// dead-letter topic and a thumbnail handler whose table has `handler_keys`, followed by
+/// `rest`.
+fn handler_config(handler_keys: &str, rest: &str) -> String {
+    format!(
+        "[[topics]]\nname = \"events\"\n[[topics]]\nname = \"events-dead\"\n\
+         [[subscriptions]]\nname = \"thumbnailer\"\ntopic = \"events\"\n\
+         [subscriptions.dead_letter]\ntopic = \"events-dead\"\n\
+         [subscriptions.handler]\n{handler_keys}\n{rest}"
+    )
+}
+
+#[test]
+fn bucket_settings_kept() {
+    let config = validate_text(
+        r#"
+        [[topics]]
+        name = "photos-events"
+        [[buckets]]
+        name = "photos"
+        versioning = true
+        [[buckets.notifications]]
+        topic = "photos-events"
+        event_types = ["OBJECT_FINALIZE", "OBJECT_DELETE"]
+        object_name_prefix = "raw/"
+        payload_format = "NONE"
+        custom_attributes = { source = "camera", team = "ops" }
+        [[buckets.notifications]]
+        topic = "photos-events"
+        event_types = ["OBJECT_ARCHIVE"]
+        [[buckets]]
+        name = "plain.example.com"
+        "#,
+    )
+    .expect("config should validate");
+    assert_eq!(
+        config.buckets,
+        [
+            BucketSpec {
+                name: "photos".to_owned(),
+                versioning: true,
+                notifications: vec![
+                    NotificationConfig {
+                        id: String::new(),
+                        topic: "photos-events".to_owned(),
+                        event_types: vec![EventType::ObjectFinalize, EventType::ObjectDelete],
+                        object_name_prefix: Some("raw/".to_owned()),
+                        payload_format: PayloadFormat::None,
+                        custom_attributes: BTreeMap::from([
+                            ("source".to_owned(), "camera".to_owned()),
+                            ("team".to_owned(), "ops".to_owned()),
+                        ]),
+                    },
+                    NotificationConfig {
+                        id: String::new(),
+                        topic: "photos-events".to_owned(),
+                        event_types: vec![EventType::ObjectArchive],
+                        object_name_prefix: None,
+                        payload_format: PayloadFormat::JsonApiV1,
+                        custom_attributes: BTreeMap::new(),
+                    },
+                ],
+            },
+            BucketSpec {
+                name: "plain.example.com".to_owned(),
+                versioning: false,
+                notifications: Vec::new(),
+            },
+        ],
+        "bucket specs"
+    );
+    assert!(config.handlers.is_empty(), "no handlers");
+}
+
+#[test]
+fn bucket_errors_reported_at_once() {
+    let errors = error_lines(
+        r#"
+        [[topics]]
+        name = "events"
+        [[buckets]]
+        name = "Photos"
+        [[buckets]]
+        [[buckets]]
+        name = "media"
+        [[buckets]]
+        name = "media"
+        [[buckets.notifications]]
+        topic = "missing"
+        [[buckets.notifications]]
+        event_types = ["OBJECT_CREATE", "OBJECT_DELETE", "OBJECT_DELETE"]
+        payload_format = "JSON"
+        custom_attributes = { eventType = "x", "" = "y" }
+        [[buckets.notifications]]
+        topic = "events"
+        event_types = []
+        "#,
+    );
+    let expected = [
+        "bucket \"Photos\": invalid name \"Photos\": bucket names may contain only lowercase \
+         letters, digits, `-`, `_` and `.`, and this one contains 'P'",
+        "bucket #2: name is missing: every bucket needs a name that follows Cloud Storage's \
+         rules, such as \"uploads\"",
+        "bucket \"media\": duplicate name: bucket #3 has the same name, and bucket names must \
+         be unique",
+        "bucket \"media\": notification #1: topic \"missing\" is not a declared topic; add \
+         [[topics]] name = \"missing\"",
+        "bucket \"media\": notification #2: topic is missing: set it to the declared topic \
+         that receives the bucket's object changes",
+        "bucket \"media\": notification #2: event_types: unknown event type \"OBJECT_CREATE\"; \
+         use OBJECT_FINALIZE, OBJECT_METADATA_UPDATE, OBJECT_DELETE or OBJECT_ARCHIVE",
+        "bucket \"media\": notification #2: event_types lists OBJECT_DELETE twice: remove one",
+        "bucket \"media\": notification #2: payload_format: unknown payload format \"JSON\"; \
+         use JSON_API_V1 or NONE",
+        "bucket \"media\": notification #2: custom_attributes has an empty key: give every \
+         attribute a name",
+        "bucket \"media\": notification #2: custom_attributes key \"eventType\" is a standard \
+         attribute of notification messages, whose value would replace yours: rename it",
+        "bucket \"media\": notification #3: event_types is empty: list the event types to \
+         publish, or remove the key to publish every type",
+    ];
+    for line in expected {
+        assert!(
+            errors.iter().any(|error| error == line),
+            "expected {line:?} in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "no other errors: {errors:#?}");
+}
+
+#[test]
+fn repeated_notification_rejected() {
+    assert_single_error(
+        "[[topics]]\nname = \"events\"\n[[buckets]]\nname = \"media\"\n\
+         [[buckets.notifications]]\ntopic = \"events\"\n\
+         [[buckets.notifications]]\ntopic = \"events\"\npayload_format = \"JSON_API_V1\"\n",
+        "bucket \"media\": notification #2: repeats notification #1 of this bucket, so every \
+         message would be published twice: remove one of them",
+    );
+}
+
+#[test]
+fn notification_limit_per_event_type() {
+    let mut text = String::from("[[buckets]]\nname = \"media\"\n");
+    let mut topics = String::new();
+    for index in 0..11 {
+        topics.push_str(&format!("[[topics]]\nname = \"events-{index}\"\n"));
+        text.push_str(&format!(
+            "[[buckets.notifications]]\ntopic = \"events-{index}\"\n\
+             event_types = [\"OBJECT_FINALIZE\"]\n"
+        ));
+    }
+    assert_single_error(
+        &format!("{topics}{text}"),
+        "bucket \"media\": 11 notification configs publish OBJECT_FINALIZE, but a bucket can \
+         have at most 10 for one event type: remove some or list fewer event_types",
+    );
+}
+
+#[test]
+fn bucket_unknown_keys_reported() {
+    let errors = error_lines(
+        "[[topics]]\nname = \"events\"\n[[buckets]]\nname = \"media\"\nversioned = true\n\
+         [[buckets.notifications]]\ntopic = \"events\"\nprefix = \"a/\"\n",
+    );
+    let expected = [
+        "buckets[1]: unknown key \"versioned\" at line 5, column 1: the keys of this table are \
+         name, versioning, notifications",
+        "buckets[1].notifications[1]: unknown key \"prefix\" at line 8, column 1: the keys of \
+         this table are topic, event_types, object_name_prefix, payload_format, \
+         custom_attributes",
+    ];
+    for line in expected {
+        assert!(
+            errors.iter().any(|error| error == line),
+            "expected {line:?} in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "no other errors: {errors:#?}");
+}
+
+#[test]
+fn handler_settings_kept() {
+    let config = validate_text(&handler_config(
+        "kind = \"thumbnail\"\ndestination_bucket = \"small\"\nname_prefix = \"thumbs/\"\n\
+         max_width = 65535\nmax_height = 1\nmax_pixels = 1\njpeg_quality = 100\n\
+         concurrency = 1024",
+        "[[buckets]]\nname = \"small\"\n",
+    ))
+    .expect("config should validate");
+    assert_eq!(
+        config.handlers,
+        [SubscriptionHandler {
+            subscription: "thumbnailer".to_owned(),
+            handler: HandlerSpec::Thumbnail {
+                destination_bucket: "small".to_owned(),
+                name_prefix: "thumbs/".to_owned(),
+                max_width: 65535,
+                max_height: 1,
+                max_pixels: 1,
+                jpeg_quality: 100,
+                concurrency: 1024,
+            },
+        }],
+        "handler spec"
+    );
+    assert!(
+        config.warnings.is_empty(),
+        "no warnings: {:?}",
+        config.warnings
+    );
+}
+
+#[test]
+fn handler_defaults_fill_optional_keys() {
+    let config = validate_text(&handler_config(
+        "kind = \"thumbnail\"\ndestination_bucket = \"small\"",
+        "[[buckets]]\nname = \"small\"\n",
+    ))
+    .expect("config should validate");
+    assert_eq!(
+        config.handler("thumbnailer"),
+        Some(&default_thumbnail("small")),
+        "defaults"
+    );
+}
+
+#[test]
+fn handler_ranges_enforced() {
+    let errors = error_lines(&handler_config(
+        "kind = \"thumbnail\"\ndestination_bucket = \"small\"\nmax_width = 0\n\
+         max_height = 65536\nmax_pixels = 0\njpeg_quality = 101\nconcurrency = -1",
+        "[[buckets]]\nname = \"small\"\n",
+    ));
+    assert_eq!(
+        errors,
+        [
+            "subscription \"thumbnailer\": handler.max_width is 0, outside the valid range of \
+             1 to 65535 pixels",
+            "subscription \"thumbnailer\": handler.max_height is 65536, outside the valid \
+             range of 1 to 65535 pixels",
+            "subscription \"thumbnailer\": handler.max_pixels is 0, but it must be at least 1",
+            "subscription \"thumbnailer\": handler.jpeg_quality is 101, outside the valid range \
+             of 1 to 100",
+            "subscription \"thumbnailer\": handler.concurrency is -1, outside the valid range \
+             of 0 to 1024 (0 means one per CPU)",
+        ],
+        "one error per setting"
+    );
+}
+
+#[test]
+fn handler_kind_must_be_known() {
+    assert_single_error(
+        &handler_config("kind = \"resize\"\ndestination_bucket = \"small\"", ""),
+        "subscription \"thumbnailer\": unknown handler.kind \"resize\": the known kinds are \
+         thumbnail",
+    );
+    assert_single_error(
+        &handler_config("destination_bucket = \"small\"", ""),
+        "subscription \"thumbnailer\": handler.kind is missing: set it to one of the known \
+         kinds: thumbnail",
+    );
+}
+
+#[test]
+fn handler_bucket_must_be_declared() {
+    assert_single_error(
+        &handler_config("kind = \"thumbnail\"\ndestination_bucket = \"small\"", ""),
+        "subscription \"thumbnailer\": handler.destination_bucket \"small\" is not a declared \
+         bucket; add [[buckets]] name = \"small\"",
+    );
+    assert_single_error(
+        &handler_config("kind = \"thumbnail\"", ""),
+        "subscription \"thumbnailer\": handler.destination_bucket is missing: set it to the \
+         declared bucket that receives the thumbnails",
+    );
+}
+
+#[test]
+fn handler_unknown_key_reported() {
+    let errors = error_lines(&handler_config(
+        "kind = \"thumbnail\"\ndestination_bucket = \"small\"\nquality = 90",
+        "[[buckets]]\nname = \"small\"\n",
+    ));
+    assert_eq!(
+        errors,
+        [
+            "subscriptions[1].handler: unknown key \"quality\" at line 13, column 1: the keys of \
+          this table are kind, destination_bucket, name_prefix, max_width, max_height, \
+          max_pixels, jpeg_quality, concurrency"
+        ],
+        "unknown handler key"
+    );
+}
+
+#[test]
+fn thumbnail_overwriting_source_rejected() {
+    assert_single_error(
+        &handler_config(
+            "kind = \"thumbnail\"\ndestination_bucket = \"uploads\"",
+            "[[buckets]]\nname = \"uploads\"\n\
+             [[buckets.notifications]]\ntopic = \"events\"\n",
+        ),
+        "subscription \"thumbnailer\": handler.destination_bucket \"uploads\" publishes \
+         OBJECT_FINALIZE to this subscription's topic \"events\" and handler.name_prefix is \
+         empty, so every thumbnail would overwrite its source object and be thumbnailed again \
+         without end: write thumbnails to another bucket",
+    );
+}
+
+#[test]
+fn thumbnail_prefix_loop_rejected() {
+    assert_single_error(
+        &handler_config(
+            "kind = \"thumbnail\"\ndestination_bucket = \"uploads\"\nname_prefix = \"thumbs/\"",
+            "[[buckets]]\nname = \"uploads\"\n\
+             [[buckets.notifications]]\ntopic = \"events\"\nobject_name_prefix = \"th\"\n",
+        ),
+        "subscription \"thumbnailer\": handler.destination_bucket \"uploads\" publishes \
+         OBJECT_FINALIZE to this subscription's topic \"events\" for names starting with \
+         \"th\", and every thumbnail name starts with handler.name_prefix \"thumbs/\", so each \
+         thumbnail would be thumbnailed again, giving \"thumbs/thumbs/...\" names without end: \
+         write thumbnails to another bucket, or give that notification an object_name_prefix \
+         that thumbnail names do not start with",
+    );
+}
+
+#[test]
+fn thumbnail_into_notifying_bucket_allowed_when_no_loop() {
+    let cases = [
+        // The notification only publishes names under "photos/", and thumbnails go to
+        // "thumbs/".
+        (
+            "name_prefix = \"thumbs/\"",
+            "topic = \"events\"\nobject_name_prefix = \"photos/\"",
+        ),
+        // The notification does not publish OBJECT_FINALIZE.
+        ("", "topic = \"events\"\nevent_types = [\"OBJECT_DELETE\"]"),
+        // The notification goes to another topic.
+        ("", "topic = \"events-dead\""),
+    ];
+    for (handler_keys, notification_keys) in cases {
+        let text = handler_config(
+            &format!("kind = \"thumbnail\"\ndestination_bucket = \"uploads\"\n{handler_keys}"),
+            &format!(
+                "[[buckets]]\nname = \"uploads\"\n[[buckets.notifications]]\n{notification_keys}\n"
+            ),
+        );
+        let config = validate_text(&text)
+            .unwrap_or_else(|err| panic!("no loop in:\n{text}\nerrors: {:#?}", err.errors));
+        assert_eq!(config.handlers.len(), 1, "handler kept for:\n{text}");
+    }
+}
+
+#[test]
+fn handler_without_dead_letter_warns() {
+    let config = validate_text(
+        "[[topics]]\nname = \"events\"\n[[buckets]]\nname = \"small\"\n\
+         [[subscriptions]]\nname = \"thumbnailer\"\ntopic = \"events\"\n\
+         [subscriptions.handler]\nkind = \"thumbnail\"\ndestination_bucket = \"small\"\n",
+    )
+    .expect("a missing dead-letter table is only a warning");
+    assert_eq!(
+        config.warnings.len(),
+        1,
+        "one warning: {:?}",
+        config.warnings
+    );
+    let warning = config.warnings[0].to_string();
+    assert!(
+        warning.starts_with(
+            "subscription \"thumbnailer\": the subscription has a handler but no \
+             [subscriptions.dead_letter] table"
+        ),
+        "warning names the subscription and the table: {warning}"
     );
 }

@@ -10,8 +10,8 @@ use sluice_router::filter::Position;
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    ConfigFile, DeadLetterConfig, Diagnostic, ExclusionConfig, SinkConfig, SubscriptionConfig,
-    TopicConfig,
+    BucketConfig, BucketNotificationConfig, ConfigFile, DeadLetterConfig, Diagnostic,
+    ExclusionConfig, HandlerConfig, SinkConfig, SubscriptionConfig, TopicConfig,
 };
 
 /// Maximum edit distance between an unknown key and the known key suggested in its place.
@@ -153,8 +153,11 @@ fn known_keys(table_path: &[Segment]) -> &'static [&'static str] {
         ["topics"] => field_names::<TopicConfig>(),
         ["subscriptions"] => field_names::<SubscriptionConfig>(),
         ["subscriptions", "dead_letter"] => field_names::<DeadLetterConfig>(),
+        ["subscriptions", "handler"] => field_names::<HandlerConfig>(),
         ["sinks"] => field_names::<SinkConfig>(),
         ["sinks", "exclusions"] => field_names::<ExclusionConfig>(),
+        ["buckets"] => field_names::<BucketConfig>(),
+        ["buckets", "notifications"] => field_names::<BucketNotificationConfig>(),
         _ => &[],
     }
 }
@@ -259,12 +262,24 @@ mod tests {
     fn field_names_match_structs() {
         assert_eq!(
             field_names::<ConfigFile>(),
-            ["catch_all_topic", "topics", "subscriptions", "sinks"],
+            [
+                "catch_all_topic",
+                "topics",
+                "subscriptions",
+                "sinks",
+                "buckets"
+            ],
             "top-level keys, without the skipped unknown_keys field"
         );
         assert_eq!(
             field_names::<SubscriptionConfig>(),
-            ["name", "topic", "ack_deadline_secs", "dead_letter"],
+            [
+                "name",
+                "topic",
+                "ack_deadline_secs",
+                "dead_letter",
+                "handler"
+            ],
             "subscription keys"
         );
         assert_eq!(

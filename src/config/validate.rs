@@ -1,7 +1,14 @@
 //! [`ConfigFile::validate`]: the checks that turn the file as written into a [`Config`].
+//!
+//! The checks of buckets are in `validate/buckets.rs`, those of handlers in
+//! `validate/handler.rs`.
+
+mod buckets;
+mod handler;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::ops::RangeInclusive;
 
 use sluice_router::filter::{self, LogFilter};
@@ -10,8 +17,8 @@ use sluice_router::store::{DeadLetterPolicy, SubscriptionSpec};
 
 use super::{
     render_warning, Config, ConfigFile, DeadLetterConfig, Diagnostic, ExclusionConfig, SinkConfig,
-    SubscriptionConfig, ValidationErrors, ACK_DEADLINE_SECS, MAX_DELIVERY_ATTEMPTS, MAX_NAME_CHARS,
-    RESOURCE_NAME_CHARS,
+    SubscriptionConfig, SubscriptionHandler, ValidationErrors, ACK_DEADLINE_SECS,
+    MAX_DELIVERY_ATTEMPTS, MAX_NAME_CHARS, RESOURCE_NAME_CHARS,
 };
 
 impl ConfigFile {
@@ -21,7 +28,7 @@ impl ConfigFile {
     /// # Errors
     ///
     /// Returns every problem found when there is any, each naming its topic, subscription,
-    /// sink or exclusion. The unknown keys that [`super::parse`] recorded come first.
+    /// sink, exclusion or bucket. The unknown keys that [`super::parse`] recorded come first.
     pub(crate) fn validate(&self) -> Result<Config, ValidationErrors> {
         let mut report = Report::default();
         report.errors.extend(self.unknown_keys.iter().cloned());
@@ -79,12 +86,32 @@ impl ConfigFile {
             }
         }
 
+        let buckets = buckets::validate_buckets(&self.buckets, &declared, &mut report);
+
+        let mut handlers = Vec::new();
+        for (index, subscription) in self.subscriptions.iter().enumerate() {
+            let Some(handler) = &subscription.handler else {
+                continue;
+            };
+            let label = component_label("subscription", &subscription.name, index);
+            if let Some(handler) =
+                handler::validate_handler(subscription, handler, &label, &self.buckets, &mut report)
+            {
+                handlers.push(SubscriptionHandler {
+                    subscription: subscription.name.clone(),
+                    handler,
+                });
+            }
+        }
+
         if report.errors.is_empty() {
             Ok(Config {
                 topics: self.topics.iter().map(|topic| topic.name.clone()).collect(),
                 subscriptions,
                 sinks,
                 catch_all_topic: self.catch_all_topic.clone(),
+                buckets,
+                handlers,
                 warnings: report.warnings,
             })
         } else {
@@ -106,6 +133,13 @@ struct Report {
 impl Report {
     fn error(&mut self, component: &str, message: impl Into<String>) {
         self.errors.push(Diagnostic {
+            component: component.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn warning(&mut self, component: &str, message: impl Into<String>) {
+        self.warnings.push(Diagnostic {
             component: component.to_owned(),
             message: message.into(),
         });
@@ -186,17 +220,20 @@ fn check_declared(
     }
 }
 
-/// Converts `value` to `u32` when it lies in `range`, and records an error naming `key`,
+/// Converts `value` to `T` when it lies in `range`, and records an error naming `key`,
 /// the value and the range otherwise. `unit` follows the range in the message.
-fn check_range(
+fn check_range<T>(
     value: i64,
-    range: &RangeInclusive<u32>,
+    range: &RangeInclusive<T>,
     key: &str,
     unit: &str,
     label: &str,
     report: &mut Report,
-) -> Option<u32> {
-    match u32::try_from(value) {
+) -> Option<T>
+where
+    T: TryFrom<i64> + PartialOrd + fmt::Display,
+{
+    match T::try_from(value) {
         Ok(value) if range.contains(&value) => Some(value),
         _ => {
             report.error(

@@ -26,7 +26,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response as HttpResponse};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -45,6 +44,7 @@ use tonic::{Code, Request, Response, Status};
 use tracing::{debug, warn};
 
 use super::ingest::{Ingestor, MAX_BATCH_ENTRIES};
+use super::status::rest_error;
 use super::MAX_REQUEST_BYTES;
 
 /// The type URL of the status detail that lists the entries a partial write left out.
@@ -548,52 +548,11 @@ async fn write_entries_rest(
     }
 }
 
-/// Returns Google's JSON error: `{"error": {"code": HTTP_STATUS, "message", "status": NAME}}`
-/// with the HTTP status that Google maps the gRPC code to.
-fn rest_error(code: Code, message: &str, detail: Option<Value>) -> HttpResponse {
-    let (http_status, name) = http_status_of(code);
-    let mut error = json!({
-        "code": http_status.as_u16(),
-        "message": message,
-        "status": name,
-    });
-    if let Some(detail) = detail {
-        error["details"] = Value::Array(vec![detail]);
-    }
-    (http_status, Json(json!({ "error": error }))).into_response()
-}
-
-/// Returns the HTTP status and the `google.rpc.Code` name of a gRPC code, as
-/// `google/rpc/code.proto` maps them.
-fn http_status_of(code: Code) -> (StatusCode, &'static str) {
-    match code {
-        Code::Ok => (StatusCode::OK, "OK"),
-        Code::Cancelled => (
-            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-            "CANCELLED",
-        ),
-        Code::Unknown => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
-        Code::InvalidArgument => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
-        Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED"),
-        Code::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
-        Code::AlreadyExists => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
-        Code::PermissionDenied => (StatusCode::FORBIDDEN, "PERMISSION_DENIED"),
-        Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED"),
-        Code::FailedPrecondition => (StatusCode::BAD_REQUEST, "FAILED_PRECONDITION"),
-        Code::Aborted => (StatusCode::CONFLICT, "ABORTED"),
-        Code::OutOfRange => (StatusCode::BAD_REQUEST, "OUT_OF_RANGE"),
-        Code::Unimplemented => (StatusCode::NOT_IMPLEMENTED, "UNIMPLEMENTED"),
-        Code::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
-        Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
-        Code::DataLoss => (StatusCode::INTERNAL_SERVER_ERROR, "DATA_LOSS"),
-        Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
 
+    use axum::http::StatusCode;
     use sluice_proto::google::logging::v2::log_entry;
 
     use super::*;

@@ -1,11 +1,13 @@
 //! `sluice serve`: the gRPC and HTTP service on one port.
 //!
 //! Start-up loads and validates the configuration (every problem reported at once), opens
-//! the store, creates the configured topics and subscriptions, and serves:
+//! the store, creates the configured topics and subscriptions, opens the buckets under
+//! `<data dir>/buckets` with their configured notifications, and serves:
 //!
 //! - gRPC: sluice.v1 LogIngest and Admin, google.pubsub.v1 Publisher and Subscriber,
 //!   google.logging.v2 WriteLogEntries;
-//! - HTTP: `POST /v2/entries:write` (Cloud Logging's REST write), `GET /healthz` and
+//! - HTTP: `POST /v2/entries:write` (Cloud Logging's REST write), `POST /upload/{bucket}`
+//!   and a subset of Cloud Storage's JSON API (see [`storage`]), `GET /healthz` and
 //!   `GET /metrics`.
 //!
 //! SIGINT or SIGTERM stops accepting connections, lets open requests finish for up to
@@ -21,6 +23,7 @@ pub(crate) mod metrics;
 mod names;
 mod pubsub;
 mod status;
+mod storage;
 
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
@@ -35,6 +38,7 @@ use sluice_proto::sluice::v1::admin_server::AdminServer;
 use sluice_proto::sluice::v1::log_ingest_server::LogIngestServer;
 use sluice_router::deliver::Broker;
 use sluice_router::route::LogRouter;
+use sluice_router::storage::Storage;
 use sluice_router::store::{SledStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -43,6 +47,7 @@ use tracing::{info, warn};
 use crate::config::{self, Config};
 pub(crate) use ingest::Ingestor;
 use metrics::Metrics;
+pub(crate) use storage::DEFAULT_MAX_UPLOAD_BYTES;
 
 /// How long open requests and streams may run on after a shutdown signal.
 pub(crate) const GRACE_PERIOD: Duration = Duration::from_secs(10);
@@ -59,6 +64,8 @@ pub(crate) struct ServeOptions {
     pub(crate) data_dir: PathBuf,
     /// The address to listen on; port 0 picks a free port.
     pub(crate) listen: SocketAddr,
+    /// The largest request body of `POST /upload/{bucket}`, in bytes.
+    pub(crate) max_upload_bytes: u64,
 }
 
 /// Loads and validates the configuration, joining every problem into one error.
@@ -102,6 +109,10 @@ struct Service {
     broker: Arc<Broker>,
     ingestor: Ingestor,
     metrics: Arc<Metrics>,
+    /// The buckets with the broker that carries their notifications. The HTTP routes change
+    /// objects through it, and handlers that write objects, such as the thumbnail handler,
+    /// need it too.
+    pub(crate) storage: Storage,
 }
 
 async fn build(
@@ -132,6 +143,7 @@ async fn build(
             .await
             .with_context(|| format!("failed to create subscription {:?}", subscription.name))?;
     }
+    let storage = storage::open(data_dir, config.buckets, broker.clone()).await?;
     let router = Arc::new(LogRouter::new(config.sinks, config.catch_all_topic));
     let metrics = Arc::new(Metrics::new(broker.clone()));
     let ingestor = Ingestor {
@@ -144,10 +156,11 @@ async fn build(
         broker,
         ingestor,
         metrics,
+        storage,
     })
 }
 
-fn app(service: &Service) -> axum::Router {
+fn app(service: &Service, max_upload_bytes: u64) -> axum::Router {
     let pubsub = pubsub::PubsubService {
         broker: service.broker.clone(),
         metrics: service.metrics.clone(),
@@ -165,6 +178,7 @@ fn app(service: &Service) -> axum::Router {
     grpc.into_axum_router()
         .merge(http::routes(service.metrics.clone()))
         .merge(logging::routes(service.ingestor.clone()))
+        .merge(storage::routes(service.storage.clone(), max_upload_bytes))
 }
 
 /// Runs the service until SIGINT or SIGTERM.
@@ -195,7 +209,8 @@ pub(crate) async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             .clone()
             .run_maintenance(wait_for(stopped.clone())),
     );
-    let server = axum::serve(listener, app(&service)).with_graceful_shutdown(async move {
+    let app = app(&service, options.max_upload_bytes);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.recv().await;
         let _ = stop.send(true);
     });

@@ -1,8 +1,16 @@
-//! The one place where service errors become gRPC status codes.
+//! The one place where service errors become gRPC status codes, and where status codes
+//! become HTTP statuses with Google's JSON error body.
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response as HttpResponse};
+use axum::Json;
+use serde_json::{json, Value};
+use sluice_router::buckets::BucketError;
 use sluice_router::deliver::BrokerError;
+use sluice_router::storage::StorageError;
 use sluice_router::store::StoreError;
-use tonic::Status;
+use tonic::{Code, Status};
+use tracing::warn;
 
 use super::names;
 
@@ -38,5 +46,108 @@ pub(crate) fn from_broker(err: &BrokerError) -> Status {
         BrokerError::SubscriptionNotFound(name) => subscription_not_found(name),
         BrokerError::InvalidAckId(_) => Status::invalid_argument(err.to_string()),
         BrokerError::Store(err) => from_store(err),
+    }
+}
+
+/// Returns the gRPC code of a storage error.
+pub(crate) fn storage_code(err: &StorageError) -> Code {
+    match err {
+        StorageError::Bucket(err) => match err {
+            BucketError::InvalidName { .. }
+            | BucketError::InvalidBucketName { .. }
+            | BucketError::InvalidNotification { .. } => Code::InvalidArgument,
+            BucketError::BucketNotFound { .. }
+            | BucketError::NotFound { .. }
+            | BucketError::NotificationNotFound { .. } => Code::NotFound,
+            BucketError::BucketExists { .. } => Code::AlreadyExists,
+            BucketError::BucketNotEmpty { .. } => Code::FailedPrecondition,
+            BucketError::Io { .. } | BucketError::Corrupt { .. } => Code::Internal,
+        },
+        // The change was stored, so a retry would repeat it. INTERNAL shows the client that
+        // the server, not the request, is at fault.
+        StorageError::Notify { .. } => Code::Internal,
+        StorageError::Interrupted(_) => Code::Unavailable,
+    }
+}
+
+/// Returns a storage error as Google's JSON error body with its HTTP status, and logs the
+/// errors that are the server's fault.
+pub(crate) fn storage_http_error(err: &StorageError) -> HttpResponse {
+    // Buckets are created only from the configuration, so point there.
+    if let StorageError::Bucket(BucketError::BucketNotFound { bucket }) = err {
+        let message = format!(
+            "bucket {bucket:?} not found: declare it in the configuration with [[buckets]] \
+             name = {bucket:?} and restart the server"
+        );
+        return rest_error(Code::NotFound, &message, None);
+    }
+    let code = storage_code(err);
+    if matches!(code, Code::Internal | Code::Unavailable) {
+        warn!(error = %err, "storage request failed");
+    }
+    rest_error(code, &err.to_string(), None)
+}
+
+/// Returns Google's JSON error: `{"error": {"code": HTTP_STATUS, "message", "status": NAME}}`
+/// with the HTTP status that Google maps the gRPC code to.
+pub(crate) fn rest_error(code: Code, message: &str, detail: Option<Value>) -> HttpResponse {
+    let (http_status, name) = http_status_of(code);
+    error_response(http_status, name, message, detail)
+}
+
+/// Returns HTTP 413 with Google's JSON error, for a request body over a size limit.
+///
+/// No gRPC code maps to 413. The body names RESOURCE_EXHAUSTED, the code that gRPC itself
+/// uses for a message larger than the receiver's limit.
+pub(crate) fn payload_too_large(message: &str) -> HttpResponse {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RESOURCE_EXHAUSTED",
+        message,
+        None,
+    )
+}
+
+fn error_response(
+    http_status: StatusCode,
+    name: &str,
+    message: &str,
+    detail: Option<Value>,
+) -> HttpResponse {
+    let mut error = json!({
+        "code": http_status.as_u16(),
+        "message": message,
+        "status": name,
+    });
+    if let Some(detail) = detail {
+        error["details"] = Value::Array(vec![detail]);
+    }
+    (http_status, Json(json!({ "error": error }))).into_response()
+}
+
+/// Returns the HTTP status and the `google.rpc.Code` name of a gRPC code, as
+/// `google/rpc/code.proto` maps them.
+fn http_status_of(code: Code) -> (StatusCode, &'static str) {
+    match code {
+        Code::Ok => (StatusCode::OK, "OK"),
+        Code::Cancelled => (
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            "CANCELLED",
+        ),
+        Code::Unknown => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+        Code::InvalidArgument => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
+        Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED"),
+        Code::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+        Code::AlreadyExists => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
+        Code::PermissionDenied => (StatusCode::FORBIDDEN, "PERMISSION_DENIED"),
+        Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED"),
+        Code::FailedPrecondition => (StatusCode::BAD_REQUEST, "FAILED_PRECONDITION"),
+        Code::Aborted => (StatusCode::CONFLICT, "ABORTED"),
+        Code::OutOfRange => (StatusCode::BAD_REQUEST, "OUT_OF_RANGE"),
+        Code::Unimplemented => (StatusCode::NOT_IMPLEMENTED, "UNIMPLEMENTED"),
+        Code::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+        Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        Code::DataLoss => (StatusCode::INTERNAL_SERVER_ERROR, "DATA_LOSS"),
+        Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
     }
 }

@@ -1,0 +1,205 @@
+//! Buckets in `sluice serve`: the set-up of the configured buckets and their HTTP routes.
+//!
+//! [`open`] opens the bucket store at `<data dir>/buckets`, creates the configured buckets
+//! and adds the configured notification configs that a bucket does not have yet. Every
+//! object change of the routes goes through [`Storage`], so that it publishes the bucket's
+//! notifications.
+//!
+//! The routes, which return errors as Google's JSON error body:
+//!
+//! - `POST /upload/{bucket}`: a multipart/form-data upload of one or more files
+//!   (`upload.rs`);
+//! - a subset of Cloud Storage's JSON API under Google's paths (`json_api.rs`):
+//!   `GET /storage/v1/b/{bucket}/o` lists objects, `GET`, `PATCH` and `DELETE` on
+//!   `/storage/v1/b/{bucket}/o/{object}` read, patch and delete one, and
+//!   `GET /download/storage/v1/b/{bucket}/o/{object}` downloads its bytes.
+
+mod json_api;
+mod upload;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use sluice_router::buckets::{BucketError, Buckets, EventType, NotificationConfig};
+use sluice_router::deliver::Broker;
+use sluice_router::storage::Storage;
+use tracing::info;
+
+use crate::config::BucketSpec;
+
+/// Default of `sluice serve --max-upload-bytes`: 32 MiB.
+pub(crate) const DEFAULT_MAX_UPLOAD_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Opens the buckets under `<data_dir>/buckets` and brings them in line with the
+/// configuration: missing buckets are created, versioning is set as configured, and each
+/// configured notification config that the bucket does not store with the same settings is
+/// added. Configs that were added by other means stay.
+///
+/// # Errors
+///
+/// Fails when the bucket store cannot be opened or a bucket or config cannot be written.
+pub(crate) async fn open(
+    data_dir: &Path,
+    buckets: Vec<BucketSpec>,
+    broker: Arc<Broker>,
+) -> anyhow::Result<Storage> {
+    let root = data_dir.join("buckets");
+    // Opening scans every bucket's index, and each change fsyncs, so run it off the runtime.
+    let store = tokio::task::spawn_blocking(move || -> anyhow::Result<Buckets> {
+        let store = Buckets::open(&root)
+            .with_context(|| format!("failed to open the buckets in {}", root.display()))?;
+        for bucket in &buckets {
+            apply_bucket(&store, bucket)?;
+        }
+        Ok(store)
+    })
+    .await
+    .context("the bucket set-up task did not finish")??;
+    Ok(Storage::new(Arc::new(store), broker))
+}
+
+/// Creates one configured bucket if needed and adds its missing notification configs.
+fn apply_bucket(store: &Buckets, spec: &BucketSpec) -> anyhow::Result<()> {
+    let name = &spec.name;
+    match store.bucket(name) {
+        Ok(info) if info.versioning != spec.versioning => {
+            store
+                .set_versioning(name, spec.versioning)
+                .with_context(|| format!("failed to set the versioning of bucket {name:?}"))?;
+            info!(bucket = %name, versioning = spec.versioning, "bucket versioning changed");
+        }
+        Ok(_) => {}
+        Err(BucketError::BucketNotFound { .. }) => {
+            store
+                .create_bucket(name, spec.versioning)
+                .with_context(|| format!("failed to create bucket {name:?}"))?;
+            info!(bucket = %name, versioning = spec.versioning, "bucket created");
+        }
+        Err(err) => return Err(err.into()),
+    }
+
+    let stored = store.notification_configs(name)?;
+    for config in &spec.notifications {
+        if stored
+            .iter()
+            .any(|existing| same_settings(existing, config))
+        {
+            continue;
+        }
+        let added = store
+            .insert_notification_config(name, config.clone())
+            .with_context(|| {
+                format!(
+                    "failed to add the notification config for topic {:?} to bucket {name:?}",
+                    config.topic
+                )
+            })?;
+        info!(bucket = %name, id = %added.id, topic = %added.topic, "notification config added");
+    }
+    Ok(())
+}
+
+/// Returns whether two notification configs publish the same messages, whatever their ids.
+/// No event types and all four are the same, and so are no prefix and an empty one.
+fn same_settings(a: &NotificationConfig, b: &NotificationConfig) -> bool {
+    let event_types = |config: &NotificationConfig| -> Vec<EventType> {
+        EventType::ALL
+            .into_iter()
+            .filter(|event_type| config.includes(*event_type))
+            .collect()
+    };
+    let prefix =
+        |config: &NotificationConfig| config.object_name_prefix.clone().unwrap_or_default();
+    a.topic == b.topic
+        && event_types(a) == event_types(b)
+        && prefix(a) == prefix(b)
+        && a.payload_format == b.payload_format
+        && a.custom_attributes == b.custom_attributes
+}
+
+/// The state that the bucket routes share.
+#[derive(Debug, Clone)]
+struct StorageState {
+    storage: Storage,
+    /// The largest request body that `POST /upload/{bucket}` accepts, in bytes.
+    max_upload_bytes: u64,
+}
+
+/// Returns the upload route and the JSON API routes.
+pub(crate) fn routes(storage: Storage, max_upload_bytes: u64) -> Router {
+    let state = StorageState {
+        storage,
+        max_upload_bytes,
+    };
+    // The upload route counts its body itself, so that it can return 413 with the limit.
+    let upload = Router::new()
+        .route("/upload/{bucket}", post(upload::upload))
+        .layer(DefaultBodyLimit::disable());
+    let json_api = Router::new()
+        .route("/storage/v1/b/{bucket}/o", get(json_api::list_objects))
+        .route(
+            "/storage/v1/b/{bucket}/o/{*object}",
+            get(json_api::get_object)
+                .patch(json_api::patch_object)
+                .delete(json_api::delete_object),
+        )
+        .route(
+            "/download/storage/v1/b/{bucket}/o/{*object}",
+            get(json_api::download_object),
+        );
+    upload.merge(json_api).with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sluice_router::buckets::PayloadFormat;
+
+    use super::*;
+
+    fn config(event_types: Vec<EventType>, prefix: Option<&str>) -> NotificationConfig {
+        NotificationConfig {
+            id: String::new(),
+            topic: "events".to_owned(),
+            event_types,
+            object_name_prefix: prefix.map(str::to_owned),
+            payload_format: PayloadFormat::JsonApiV1,
+            custom_attributes: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn same_settings_ignores_id_and_spelling() {
+        let mut stored = config(EventType::ALL.to_vec(), Some(""));
+        stored.id = "7".to_owned();
+        assert!(same_settings(&stored, &config(Vec::new(), None)));
+    }
+
+    #[test]
+    fn same_settings_compares_each_setting() {
+        let base = config(Vec::new(), None);
+        let mut other_topic = base.clone();
+        other_topic.topic = "other".to_owned();
+        let mut other_format = base.clone();
+        other_format.payload_format = PayloadFormat::None;
+        let mut other_attributes = base.clone();
+        other_attributes
+            .custom_attributes
+            .insert("k".to_owned(), "v".to_owned());
+        let different = [
+            other_topic,
+            other_format,
+            other_attributes,
+            config(vec![EventType::ObjectFinalize], None),
+            config(Vec::new(), Some("a/")),
+        ];
+        for config in different {
+            assert!(!same_settings(&base, &config), "{config:?}");
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! A subset of Cloud Storage's JSON API v1, under Google's paths, so that its clients can
+//! point at sluice: `objects.list`, `objects.get` (metadata, or the bytes with
+//! `alt=media`), `objects.patch` of `metadata` and `contentType`, and `objects.delete`.
+//!
+//! Object names arrive percent-encoded as one path segment (`a%2Fb` for `a/b`), as Google's
+//! clients send them. The routes capture the rest of the path, so an unencoded `/` in a name
+//! works too.
+//!
+//! NOTE: listings are not paginated: `maxResults` and `pageToken` are ignored and every
+//! matching object is returned at once.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_TYPE, ETAG};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse as _, Response as HttpResponse};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sluice_router::buckets::{ObjectResource, DEFAULT_CONTENT_TYPE};
+use tonic::Code;
+
+use super::StorageState;
+use crate::server::status::{rest_error, storage_http_error};
+
+/// The query parameters of `objects.list` that sluice reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListParams {
+    #[serde(default)]
+    prefix: String,
+    delimiter: Option<String>,
+    #[serde(default)]
+    versions: bool,
+}
+
+/// The query parameters of `objects.get`, `objects.patch` and `objects.delete` that sluice
+/// reads.
+#[derive(Debug, Deserialize)]
+pub(super) struct ObjectParams {
+    generation: Option<i64>,
+    /// `json` (the default) for the metadata, `media` for the bytes.
+    alt: Option<String>,
+}
+
+type ObjectPath = Result<Path<(String, String)>, PathRejection>;
+type ObjectQuery = Result<Query<ObjectParams>, QueryRejection>;
+
+/// `GET /storage/v1/b/{bucket}/o`: lists objects as `storage#objects`. As in Cloud Storage,
+/// `items` and `prefixes` are left out when empty.
+pub(super) async fn list_objects(
+    State(state): State<StorageState>,
+    bucket: Result<Path<String>, PathRejection>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> HttpResponse {
+    let (Path(bucket), Query(params)) = match (bucket, params) {
+        (Ok(bucket), Ok(params)) => (bucket, params),
+        (Err(rejection), _) => return invalid(&rejection.body_text()),
+        (_, Err(rejection)) => return invalid(&rejection.body_text()),
+    };
+    let listing = state
+        .storage
+        .list(
+            &bucket,
+            &params.prefix,
+            params.delimiter.as_deref(),
+            params.versions,
+        )
+        .await;
+    let listing = match listing {
+        Ok(listing) => listing,
+        Err(err) => return storage_http_error(&err),
+    };
+    let mut response = json!({ "kind": "storage#objects" });
+    if !listing.objects.is_empty() {
+        let items: Vec<Value> = listing
+            .objects
+            .iter()
+            .map(ObjectResource::to_json)
+            .collect();
+        response["items"] = Value::Array(items);
+    }
+    if !listing.prefixes.is_empty() {
+        response["prefixes"] = json!(listing.prefixes);
+    }
+    Json(response).into_response()
+}
+
+/// `GET /storage/v1/b/{bucket}/o/{object}`: the object resource, or with `alt=media` its
+/// bytes.
+pub(super) async fn get_object(
+    State(state): State<StorageState>,
+    path: ObjectPath,
+    params: ObjectQuery,
+) -> HttpResponse {
+    let ((bucket, name), params) = match object_request(path, params) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    match params.alt.as_deref() {
+        None | Some("json") => match state.storage.get(&bucket, &name, params.generation).await {
+            Ok(object) => Json(object.to_json()).into_response(),
+            Err(err) => storage_http_error(&err),
+        },
+        Some("media") => media(&state, &bucket, &name, params.generation).await,
+        Some(other) => invalid(&format!(
+            "invalid alt {other:?}: use alt=json for the metadata or alt=media for the bytes"
+        )),
+    }
+}
+
+/// `GET /download/storage/v1/b/{bucket}/o/{object}`: the object's bytes.
+pub(super) async fn download_object(
+    State(state): State<StorageState>,
+    path: ObjectPath,
+    params: ObjectQuery,
+) -> HttpResponse {
+    let ((bucket, name), params) = match object_request(path, params) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    if params.alt.as_deref().is_some_and(|alt| alt != "media") {
+        return invalid("the download path returns only the bytes: use alt=media or leave it out");
+    }
+    media(&state, &bucket, &name, params.generation).await
+}
+
+/// `DELETE /storage/v1/b/{bucket}/o/{object}`: deletes the live version, or one generation,
+/// and responds with 204 and no body.
+pub(super) async fn delete_object(
+    State(state): State<StorageState>,
+    path: ObjectPath,
+    params: ObjectQuery,
+) -> HttpResponse {
+    let ((bucket, name), params) = match object_request(path, params) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    match state
+        .storage
+        .delete(&bucket, &name, params.generation)
+        .await
+    {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(err) => storage_http_error(&err),
+    }
+}
+
+/// `PATCH /storage/v1/b/{bucket}/o/{object}`: changes the custom metadata and the content
+/// type of the live version.
+///
+/// In the JSON body, each key of `metadata` set to a string is set and each set to `null`
+/// is removed, and `"metadata": null` removes every key, as in Cloud Storage. Other writable
+/// fields of Cloud Storage, such as `cacheControl`, are rejected, because sluice does not
+/// store them.
+pub(super) async fn patch_object(
+    State(state): State<StorageState>,
+    path: ObjectPath,
+    params: ObjectQuery,
+    body: Result<Json<Value>, JsonRejection>,
+) -> HttpResponse {
+    let ((bucket, name), params) = match object_request(path, params) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let patch = match body {
+        Ok(Json(body)) => parse_patch(&body),
+        Err(rejection) => Err(rejection.body_text()),
+    };
+    let patch = match patch {
+        Ok(patch) => patch,
+        Err(message) => return invalid(&message),
+    };
+    let needs_live = patch.clear_metadata || params.generation.is_some();
+    let live = if needs_live {
+        match state.storage.get(&bucket, &name, None).await {
+            Ok(live) => Some(live),
+            Err(err) => return storage_http_error(&err),
+        }
+    } else {
+        None
+    };
+    if let (Some(live), Some(generation)) = (&live, params.generation) {
+        if live.generation != generation {
+            return invalid(&format!(
+                "generation {generation} is not the live version ({}) of object {name:?}: only \
+                 the live version can be patched",
+                live.generation
+            ));
+        }
+    }
+    let mut changes = patch.metadata;
+    if patch.clear_metadata {
+        // NOTE: a key added by another request between the read above and the patch below
+        // stays, because only the keys read here are removed.
+        for key in live.iter().flat_map(|live| live.metadata.keys()) {
+            changes.entry(key.clone()).or_insert(None);
+        }
+    }
+    let patched = state
+        .storage
+        .patch_metadata(&bucket, &name, changes, patch.content_type)
+        .await;
+    match patched {
+        Ok(object) => Json(object.to_json()).into_response(),
+        Err(err) => storage_http_error(&err),
+    }
+}
+
+/// The changes of a PATCH body.
+#[derive(Debug, Default, PartialEq)]
+struct ObjectPatch {
+    /// Keys to set (`Some`) or remove (`None`).
+    metadata: BTreeMap<String, Option<String>>,
+    /// Whether `"metadata": null` asked to remove every key.
+    clear_metadata: bool,
+    content_type: Option<String>,
+}
+
+/// Parses a PATCH body, or returns the message of the 400 response.
+fn parse_patch(body: &Value) -> Result<ObjectPatch, String> {
+    let Value::Object(fields) = body else {
+        return Err(
+            "the body must be a JSON object such as {\"metadata\": {\"key\": \"value\"}}"
+                .to_owned(),
+        );
+    };
+    let mut patch = ObjectPatch::default();
+    for (field, value) in fields {
+        match field.as_str() {
+            "metadata" => match value {
+                Value::Null => patch.clear_metadata = true,
+                Value::Object(entries) => patch.metadata = parse_metadata(entries)?,
+                _ => {
+                    return Err(
+                        "metadata must be an object of string values, or null to remove \
+                         every key"
+                            .to_owned(),
+                    )
+                }
+            },
+            "contentType" => match value {
+                Value::String(content_type) if HeaderValue::from_str(content_type).is_ok() => {
+                    patch.content_type = Some(content_type.clone());
+                }
+                _ => {
+                    return Err(
+                        "contentType must be a media type string such as \"image/jpeg\"".to_owned(),
+                    )
+                }
+            },
+            other => {
+                return Err(format!(
+                    "field {other:?} cannot be patched: sluice stores and patches only \
+                     metadata and contentType"
+                ))
+            }
+        }
+    }
+    Ok(patch)
+}
+
+fn parse_metadata(
+    entries: &Map<String, Value>,
+) -> Result<BTreeMap<String, Option<String>>, String> {
+    entries
+        .iter()
+        .map(|(key, value)| match value {
+            Value::String(text) => Ok((key.clone(), Some(text.clone()))),
+            Value::Null => Ok((key.clone(), None)),
+            _ => Err(format!(
+                "metadata.{key} must be a string, or null to remove the key"
+            )),
+        })
+        .collect()
+}
+
+/// Extracts bucket, object name and query parameters, or returns the 400 response.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the finished HTTP response, returned at once"
+)]
+fn object_request(
+    path: ObjectPath,
+    params: ObjectQuery,
+) -> Result<((String, String), ObjectParams), HttpResponse> {
+    let Path(path) = path.map_err(|rejection| invalid(&rejection.body_text()))?;
+    let Query(params) = params.map_err(|rejection| invalid(&rejection.body_text()))?;
+    Ok((path, params))
+}
+
+/// Returns the response with an object's bytes and Cloud Storage's `x-goog-*` headers.
+async fn media(
+    state: &StorageState,
+    bucket: &str,
+    name: &str,
+    generation: Option<i64>,
+) -> HttpResponse {
+    let (object, bytes) = match state.storage.read(bucket, name, generation).await {
+        Ok(read) => read,
+        Err(err) => return storage_http_error(&err),
+    };
+    let content_type = HeaderValue::from_str(&object.content_type)
+        .unwrap_or(HeaderValue::from_static(DEFAULT_CONTENT_TYPE));
+    let headers = [
+        ("x-goog-generation", object.generation.to_string()),
+        ("x-goog-metageneration", object.metageneration.to_string()),
+        (
+            "x-goog-hash",
+            format!("crc32c={},md5={}", object.crc32c, object.md5_hash),
+        ),
+        ("x-goog-stored-content-length", object.size.to_string()),
+    ];
+    let mut response = Body::from(bytes).into_response();
+    let response_headers = response.headers_mut();
+    response_headers.insert(CONTENT_TYPE, content_type);
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", object.etag())) {
+        response_headers.insert(ETAG, etag);
+    }
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response_headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    response
+}
+
+fn invalid(message: &str) -> HttpResponse {
+    rest_error(Code::InvalidArgument, message, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_sets_and_removes_keys() {
+        let patch = parse_patch(&json!({
+            "metadata": {"set": "v", "remove": null},
+            "contentType": "text/plain"
+        }))
+        .expect("a valid patch");
+        assert_eq!(
+            patch,
+            ObjectPatch {
+                metadata: BTreeMap::from([
+                    ("remove".to_owned(), None),
+                    ("set".to_owned(), Some("v".to_owned())),
+                ]),
+                clear_metadata: false,
+                content_type: Some("text/plain".to_owned()),
+            }
+        );
+    }
+
+    #[test]
+    fn patch_null_metadata_clears() {
+        let patch = parse_patch(&json!({"metadata": null})).expect("a valid patch");
+        assert!(patch.clear_metadata);
+        assert!(patch.metadata.is_empty());
+    }
+
+    #[test]
+    fn patch_rejects_other_fields_and_types() {
+        let cases = [
+            (json!([]), "the body must be a JSON object"),
+            (
+                json!({"cacheControl": "no-cache"}),
+                "field \"cacheControl\" cannot be patched",
+            ),
+            (json!({"metadata": {"n": 1}}), "metadata.n must be a string"),
+            (json!({"metadata": "x"}), "metadata must be an object"),
+            (
+                json!({"contentType": 5}),
+                "contentType must be a media type",
+            ),
+            (
+                json!({"contentType": "a\nb"}),
+                "contentType must be a media type",
+            ),
+        ];
+        for (body, start) in cases {
+            let err = parse_patch(&body).expect_err("an invalid patch");
+            assert!(err.starts_with(start), "{body}: {err}");
+        }
+    }
+}
