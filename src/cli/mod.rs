@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::client::{catalog, ingest, publish, pull};
+use crate::client::{catalog, ingest, objects, publish, pull, upload};
 
 /// Self-hosted event router: log sinks, Pub/Sub topics and background functions in one binary.
 #[derive(Debug, Parser)]
@@ -36,6 +36,9 @@ enum Command {
     /// Inspect the server's subscriptions.
     #[command(subcommand)]
     Subscriptions(SubscriptionsCommand),
+    Upload(upload::UploadArgs),
+    #[command(subcommand)]
+    Objects(objects::ObjectsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +71,8 @@ pub(crate) fn run() -> ExitCode {
         Command::Subscriptions(SubscriptionsCommand::List(args)) => {
             catalog::run_subscriptions(args)
         }
+        Command::Upload(args) => upload::run(args),
+        Command::Objects(command) => objects::run(command),
     }
 }
 

@@ -106,7 +106,7 @@ async fn list_subscriptions(args: SubscriptionsListArgs) -> anyhow::Result<ExitC
 }
 
 /// Treats a closed stdout, such as `| head -1`, as success, like other list commands do.
-fn finish_output(written: io::Result<()>) -> anyhow::Result<ExitCode> {
+pub(super) fn finish_output(written: io::Result<()>) -> anyhow::Result<ExitCode> {
     match written {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
@@ -164,16 +164,16 @@ impl<'a> From<&'a SubscriptionInfo> for SubscriptionRecord<'a> {
     }
 }
 
-fn write_json_line(out: &mut impl Write, record: &impl Serialize) -> io::Result<()> {
+pub(super) fn write_json_line(out: &mut impl Write, record: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer(&mut *out, record)?;
     writeln!(out)
 }
 
 /// A table of text cells; numeric columns are right-aligned.
-struct Table {
-    headers: Vec<&'static str>,
-    numeric: Vec<bool>,
-    rows: Vec<Vec<String>>,
+pub(super) struct Table {
+    pub(super) headers: Vec<&'static str>,
+    pub(super) numeric: Vec<bool>,
+    pub(super) rows: Vec<Vec<String>>,
 }
 
 fn topics_table(topics: &[TopicInfo]) -> Table {
@@ -239,7 +239,7 @@ fn or_dash(text: String) -> String {
 }
 
 /// Writes the header and the rows in columns two spaces apart, without trailing spaces.
-fn write_table(out: &mut impl Write, table: &Table) -> io::Result<()> {
+pub(super) fn write_table(out: &mut impl Write, table: &Table) -> io::Result<()> {
     let mut widths: Vec<usize> = table.headers.iter().map(|h| h.chars().count()).collect();
     for row in &table.rows {
         for (width, cell) in widths.iter_mut().zip(row) {

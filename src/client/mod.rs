@@ -1,13 +1,19 @@
 //! Client commands that talk to a running `sluice serve` over gRPC: `ingest`, `publish`,
-//! `pull`, `topics list` and `subscriptions list`.
+//! `pull`, `topics list` and `subscriptions list`; and over HTTP, to the server's bucket
+//! routes: `upload` and `objects`.
 //!
-//! Each command builds its own Tokio runtime, connects once with [`connect`] and reports
-//! failures through [`rpc_error`], so every command words connection and gRPC errors alike.
+//! Each command builds its own Tokio runtime. The gRPC commands connect once with
+//! [`connect`] and report failures through [`rpc_error`], so every command words connection
+//! and gRPC errors alike. The HTTP commands share [`http::StorageClient`], which formats the
+//! server's JSON errors.
 
 pub(crate) mod catalog;
+mod http;
 pub(crate) mod ingest;
+pub(crate) mod objects;
 pub(crate) mod publish;
 pub(crate) mod pull;
+pub(crate) mod upload;
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -33,7 +39,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The `--server` option shared by every client command.
 #[derive(Debug, Args)]
 pub(crate) struct ServerArgs {
-    /// URL of the sluice server's gRPC port, as `sluice serve` prints it at start-up
+    /// URL of the sluice server, which serves gRPC and HTTP on one port, as `sluice serve`
+    /// prints it at start-up
     #[arg(
         long,
         value_name = "URL",

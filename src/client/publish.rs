@@ -47,7 +47,7 @@ pub(crate) struct PublishArgs {
 }
 
 /// Splits `KEY=VALUE` at its first `=`, so the value may contain `=`.
-fn parse_attribute(value: &str) -> Result<(String, String), String> {
+pub(super) fn parse_attribute(value: &str) -> Result<(String, String), String> {
     match value.split_once('=') {
         Some(("", _)) => Err("the key is empty; use KEY=VALUE".to_owned()),
         Some((key, value)) => Ok((key.to_owned(), value.to_owned())),

@@ -32,6 +32,11 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on the built-in configuration, or on `config` (TOML text).
     pub fn start(config: Option<&str>) -> TestServer {
+        TestServer::start_with_args(config, &[])
+    }
+
+    /// Starts a server like [`TestServer::start`], with `args` added to `sluice serve`.
+    pub fn start_with_args(config: Option<&str>, args: &[&str]) -> TestServer {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("data");
         let config_path = config.map(|text| {
@@ -39,17 +44,23 @@ impl TestServer {
             std::fs::write(&path, text).expect("write config");
             path
         });
-        let mut server = TestServer::start_in(&data_dir, config_path.as_deref());
+        let mut server = TestServer::start_in_with_args(&data_dir, config_path.as_deref(), args);
         server.temp = Some(temp);
         server
     }
 
     /// Starts a server on an existing data directory, as after a crash.
     pub fn start_in(data_dir: &Path, config: Option<&Path>) -> TestServer {
+        TestServer::start_in_with_args(data_dir, config, &[])
+    }
+
+    /// Starts a server like [`TestServer::start_in`], with `args` added to `sluice serve`.
+    pub fn start_in_with_args(data_dir: &Path, config: Option<&Path>, args: &[&str]) -> TestServer {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir);
+            .arg(data_dir)
+            .args(args);
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
