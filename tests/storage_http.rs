@@ -794,6 +794,20 @@ async fn patch_then_delete_object() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(fetched["metageneration"], "4", "the last patch is stored");
 
+    let (status, body) = json_body(
+        client
+            .delete(format!("{url}?ifGenerationMatch=1"))
+            .send()
+            .await
+            .expect("DELETE completes"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        error_message(status, &body).starts_with("ifGenerationMatch is not supported"),
+        "{body}"
+    );
+
     let deleted = client.delete(&url).send().await.expect("DELETE completes");
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     assert!(

@@ -824,7 +824,7 @@ fn default_config_upload_pipeline() {
     );
 }
 
-/// A thumbnail handler with every setting at its default.
+/// Returns a thumbnail handler with every setting at its default.
 fn default_thumbnail(destination_bucket: &str) -> HandlerSpec {
     HandlerSpec::Thumbnail {
         destination_bucket: destination_bucket.to_owned(),
@@ -837,9 +837,9 @@ fn default_thumbnail(destination_bucket: &str) -> HandlerSpec {
     }
 }
 
-/// Topics `events` and `events-dead`, and a subscription `thumbnailer` of `events` with a
-/// dead-letter topic and a thumbnail handler whose table has `handler_keys`, followed by
-/// `rest`.
+/// Returns a config with topics `events` and `events-dead`, and a subscription
+/// `thumbnailer` of `events` with a dead-letter topic and a handler table of `handler_keys`,
+/// followed by `rest`.
 fn handler_config(handler_keys: &str, rest: &str) -> String {
     format!(
         "[[topics]]\nname = \"events\"\n[[topics]]\nname = \"events-dead\"\n\
@@ -1166,7 +1166,7 @@ fn thumbnail_prefix_loop_rejected() {
 }
 
 #[test]
-fn thumbnail_into_notifying_bucket_allowed_when_no_loop() {
+fn thumbnail_without_loop_allowed() {
     let cases = [
         // The notification only publishes names under "photos/", and thumbnails go to
         // "thumbs/".

@@ -15,6 +15,7 @@
 //!   `GET /download/storage/v1/b/{bucket}/o/{object}` downloads its bytes.
 
 mod json_api;
+mod patch;
 mod upload;
 
 use std::path::Path;
