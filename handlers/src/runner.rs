@@ -142,8 +142,8 @@ impl RunnerHandle {
     /// # Errors
     ///
     /// Fails when the task was aborted or panicked.
-    pub async fn join(self) -> Result<(), JoinError> {
-        self.task.await
+    pub async fn join(&mut self) -> Result<(), JoinError> {
+        (&mut self.task).await
     }
 }
 

@@ -201,7 +201,7 @@ async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-async fn stop(handle: RunnerHandle, stop: oneshot::Sender<()>) {
+async fn stop(mut handle: RunnerHandle, stop: oneshot::Sender<()>) {
     stop.send(()).expect("runner is listening");
     tokio::time::timeout(TIMEOUT, handle.join())
         .await
@@ -376,7 +376,7 @@ async fn shutdown_ends_idle_runner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_event_in_flight_finish() {
     let setup = Setup::new(true).await;
-    let (handle, stopper) = setup.start(2);
+    let (mut handle, stopper) = setup.start(2);
     setup.publish(&["block"]).await;
     let handler = setup.handler.clone();
     wait_for("the handler to start", || handler.count("block") == 1).await;

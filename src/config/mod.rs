@@ -237,22 +237,15 @@ pub(crate) struct Config {
     /// Buckets, in file order.
     pub(crate) buckets: Vec<BucketSpec>,
     /// The subscriptions that have a built-in handler, in file order.
-    #[allow(
-        dead_code,
-        reason = "for the handler runners, which the server does not start yet"
-    )]
     pub(crate) handlers: Vec<SubscriptionHandler>,
     /// Settings that are valid but probably not what their author meant.
     pub(crate) warnings: Vec<Diagnostic>,
 }
 
 impl Config {
-    #[allow(
-        dead_code,
-        reason = "for the handler runners, which the server does not start yet"
-    )]
     /// Returns the handler of a subscription, or `None` when its messages are left to pull
     /// clients.
+    #[cfg(test)]
     pub(crate) fn handler(&self, subscription: &str) -> Option<&HandlerSpec> {
         self.handlers
             .iter()

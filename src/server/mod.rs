@@ -10,12 +10,16 @@
 //!   and a subset of Cloud Storage's JSON API (see [`storage`]), `GET /healthz` and
 //!   `GET /metrics`.
 //!
-//! SIGINT or SIGTERM stops accepting connections, lets open requests finish for up to
-//! [`GRACE_PERIOD`], stops the lease timers and flushes the store before the process exits.
+//! It also starts one runner per subscription that names a built-in handler (see
+//! [`handlers`]), which pulls the subscription's messages inside the process.
+//!
+//! SIGINT or SIGTERM stops accepting connections and the runners' pulls, lets open requests
+//! and the events being handled finish for up to [`GRACE_PERIOD`] each, stops the lease timers and flushes the store before the process exits.
 //! Leased but unacknowledged messages need no release: their pending entries are on disk, so
 //! they are delivered again after the next start.
 
 mod admin;
+mod handlers;
 mod http;
 mod ingest;
 mod logging;
@@ -113,6 +117,8 @@ struct Service {
     /// objects through it, and handlers that write objects, such as the thumbnail handler,
     /// need it too.
     pub(crate) storage: Storage,
+    /// The subscriptions whose messages built-in handlers consume.
+    handlers: Vec<crate::config::SubscriptionHandler>,
 }
 
 async fn build(
@@ -144,6 +150,7 @@ async fn build(
             .with_context(|| format!("failed to create subscription {:?}", subscription.name))?;
     }
     let storage = storage::open(data_dir, config.buckets, broker.clone()).await?;
+    let handlers = config.handlers;
     let router = Arc::new(LogRouter::new(config.sinks, config.catch_all_topic));
     let metrics = Arc::new(Metrics::new(broker.clone()));
     let ingestor = Ingestor {
@@ -157,6 +164,7 @@ async fn build(
         ingestor,
         metrics,
         storage,
+        handlers,
     })
 }
 
@@ -209,6 +217,9 @@ pub(crate) async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             .clone()
             .run_maintenance(wait_for(stopped.clone())),
     );
+    let runners = handlers::start(&service.handlers, &service.broker, &service.storage, || {
+        wait_for(stopped.clone())
+    });
     let app = app(&service, options.max_upload_bytes);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.recv().await;
@@ -221,6 +232,9 @@ pub(crate) async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             warn!(grace_period_secs = GRACE_PERIOD.as_secs(), "grace period ran out; closing open requests");
         }
     }
+    // The runners stopped pulling at the signal. Their events in flight get up to one more
+    // grace period to finish, while the lease timers still run.
+    runners.stop(GRACE_PERIOD).await;
     maintenance.abort();
     service
         .broker
