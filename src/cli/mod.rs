@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch to one module per command.
 
+mod demo;
 pub(crate) mod input;
 mod rules_check;
 mod rules_test;
@@ -24,6 +25,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Serve(serve::ServeArgs),
+    Demo(demo::DemoArgs),
     /// Test Logging query-language filters on sample entries and check sink configs.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -62,6 +64,7 @@ pub(crate) fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Rules(RulesCommand::Test(args)) => rules_test::run(&args),
         Command::Rules(RulesCommand::Check(args)) => rules_check::run(&args),
         Command::Ingest(args) => ingest::run(args),

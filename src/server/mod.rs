@@ -197,6 +197,48 @@ fn app(service: &Service, max_upload_bytes: u64) -> axum::Router {
 /// cannot be bound.
 pub(crate) async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let config = load_config(options.config.as_deref())?;
+    // The handlers are installed before the address is announced, so that a signal that
+    // arrives right after start-up still shuts the server down cleanly.
+    let shutdown = ShutdownSignal::install()?;
+    let running = start(config, &options, shutdown.recv()).await?;
+    // Scripts and tests read the chosen port from this line.
+    crate::cli::write_stdout(format_args!(
+        "sluice listening on http://{}",
+        running.address
+    ));
+    running.stopped().await
+}
+
+/// A service started by [`start`].
+#[derive(Debug)]
+pub(crate) struct Running {
+    /// The address it listens on.
+    pub(crate) address: SocketAddr,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Waits until the service has shut down and flushed its store.
+    ///
+    /// # Errors
+    ///
+    /// Fails when serving or the final flush failed.
+    pub(crate) async fn stopped(self) -> anyhow::Result<()> {
+        self.task.await.context("the server task failed")?
+    }
+}
+
+/// Opens the store and buckets, binds the address and serves in a background task until
+/// `shutdown` completes, then drains and flushes as [`serve`] describes.
+///
+/// # Errors
+///
+/// Fails when the store cannot be opened or the address cannot be bound.
+pub(crate) async fn start(
+    config: Config,
+    options: &ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
     let (stop, stopped) = watch::channel(false);
     let service = build(config, &options.data_dir, stopped.clone()).await?;
     let listener = TcpListener::bind(options.listen).await.with_context(|| {
@@ -206,10 +248,7 @@ pub(crate) async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         )
     })?;
     let address = listener.local_addr()?;
-    let shutdown = ShutdownSignal::install()?;
     info!(%address, data_dir = %options.data_dir.display(), "sluice listening");
-    // Scripts and tests read the chosen port from this line.
-    crate::cli::write_stdout(format_args!("sluice listening on http://{address}"));
 
     let maintenance = tokio::spawn(
         service
@@ -221,29 +260,32 @@ pub(crate) async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         wait_for(stopped.clone())
     });
     let app = app(&service, options.max_upload_bytes);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.recv().await;
-        let _ = stop.send(true);
-    });
-    let mut drained = std::pin::pin!(server.into_future());
-    tokio::select! {
-        result = &mut drained => result.context("the server failed")?,
-        () = grace_expired(stopped) => {
-            warn!(grace_period_secs = GRACE_PERIOD.as_secs(), "grace period ran out; closing open requests");
+    let task = tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let mut drained = std::pin::pin!(server.into_future());
+        tokio::select! {
+            result = &mut drained => result.context("the server failed")?,
+            () = grace_expired(stopped) => {
+                warn!(grace_period_secs = GRACE_PERIOD.as_secs(), "grace period ran out; closing open requests");
+            }
         }
-    }
-    // The runners stopped pulling at the signal. Their events in flight get up to one more
-    // grace period to finish, while the lease timers still run.
-    runners.stop(GRACE_PERIOD).await;
-    maintenance.abort();
-    service
-        .broker
-        .store()
-        .flush()
-        .await
-        .context("the final flush of the store failed")?;
-    info!("sluice stopped");
-    Ok(())
+        // The runners stopped pulling at the signal. Their events in flight get up to one
+        // more grace period to finish, while the lease timers still run.
+        runners.stop(GRACE_PERIOD).await;
+        maintenance.abort();
+        service
+            .broker
+            .store()
+            .flush()
+            .await
+            .context("the final flush of the store failed")?;
+        info!("sluice stopped");
+        Ok(())
+    });
+    Ok(Running { address, task })
 }
 
 async fn wait_for(mut stopped: watch::Receiver<bool>) {
@@ -255,8 +297,7 @@ async fn grace_expired(stopped: watch::Receiver<bool>) {
     tokio::time::sleep(GRACE_PERIOD).await;
 }
 
-/// SIGINT and SIGTERM handlers, installed before the server announces its address, so that a
-/// signal that arrives right after start-up still shuts it down cleanly.
+/// SIGINT and SIGTERM handlers.
 struct ShutdownSignal {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
