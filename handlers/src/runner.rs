@@ -10,13 +10,15 @@
 //! - `Ok(())`: the delivery is acknowledged.
 //! - [`HandlerError::Permanent`]: [`Broker::reject`] dead-letters the message at once with
 //!   the reason, or acknowledges and logs it when the subscription has no dead-letter topic.
-//! - [`HandlerError::Retryable`]: the ack deadline is set to the backoff
-//!   ([`RunnerOptions::backoff`]), so the message is delivered again once that has passed.
-//!   When the subscription has a dead-letter policy and this was the last allowed attempt,
-//!   the message is rejected with the reason instead.
+//! - [`HandlerError::Retryable`]: when the subscription has a retry policy, the delivery is
+//!   nacked (ack deadline 0) and the broker delays the redelivery by the policy's backoff.
+//!   Without one, the runner applies its own backoff ([`RunnerOptions::backoff`]) by setting
+//!   the ack deadline to it, so the message is delivered again once that has passed. When
+//!   the subscription has a dead-letter policy and this was the last allowed attempt, the
+//!   message is rejected with the reason instead.
 //!
 //! Redelivery after a backoff relies on [`Broker::run_maintenance`], which returns expired
-//! leases to the queue; the owner of the broker must run it.
+//! leases to the queue and ends retry backoffs. The owner of the broker must run it.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,9 +57,10 @@ pub struct RunnerOptions {
     /// Maximum number of events handled at once. 0 means one per available CPU.
     pub concurrency: usize,
     /// Redelivery delay after the first retryable failure of an event. It doubles with every
-    /// further attempt up to `max_backoff`.
+    /// further attempt up to `max_backoff`. It applies only when the subscription has no
+    /// retry policy, because the broker applies the policy's backoff otherwise.
     pub min_backoff: Duration,
-    /// Maximum redelivery delay.
+    /// Maximum redelivery delay when the subscription has no retry policy.
     pub max_backoff: Duration,
     /// Maximum number of messages taken in one pull. 0 counts as 1.
     pub max_messages_per_pull: usize,
@@ -371,7 +374,9 @@ impl Runner {
     }
 
     /// Delays the redelivery of a failed event by the backoff, or rejects it when it has used
-    /// up the attempts of the subscription's dead-letter policy.
+    /// up the attempts of the subscription's dead-letter policy. The backoff is the retry
+    /// policy's, applied by the broker after a nack, when the subscription has one, and the
+    /// runner's own otherwise.
     async fn retry(&self, delivery: &Delivery, reason: &str, spec: Option<&SubscriptionSpec>) {
         let policy = spec.and_then(|spec| spec.dead_letter.as_ref());
         if let Some(policy) = policy {
@@ -386,12 +391,20 @@ impl Runner {
         }
 
         let attempt = delivery.attempts();
-        let backoff_secs = whole_seconds(self.options.backoff(attempt));
-        warn!(attempt, backoff_secs, error = %reason, "handler failed; the event will be retried");
+        let retry_policy = spec.and_then(|spec| spec.retry_policy);
+        let (backoff, ack_deadline_secs) = match retry_policy {
+            // A nack, after which the broker delays the redelivery by the policy's backoff.
+            Some(policy) => (policy.backoff(attempt), 0),
+            None => {
+                let backoff = self.options.backoff(attempt);
+                (backoff, whole_seconds(backoff))
+            }
+        };
+        warn!(attempt, backoff_ms = backoff.as_millis() as u64, broker_backoff = retry_policy.is_some(), error = %reason, "handler failed; the event will be retried");
         let ack_ids = std::slice::from_ref(&delivery.ack_id);
         match self
             .broker
-            .modify_ack_deadline(&self.subscription, ack_ids, backoff_secs)
+            .modify_ack_deadline(&self.subscription, ack_ids, ack_deadline_secs)
             .await
         {
             Ok(()) => {

@@ -14,7 +14,7 @@ use sluice_handlers::contract::{EventContext, Handler, HandlerError};
 use sluice_handlers::runner::{self, RunnerHandle, RunnerOptions};
 use sluice_router::deliver::{Broker, Delivery, SubscriptionStats};
 use sluice_router::store::{
-    DeadLetterPolicy, NewMessage, SledStore, Store, SubscriptionSpec, TopicMessage,
+    DeadLetterPolicy, NewMessage, RetryPolicy, SledStore, Store, SubscriptionSpec, TopicMessage,
 };
 use tokio::sync::{oneshot, Notify};
 
@@ -102,6 +102,11 @@ impl Setup {
     /// Opens a broker with the subscription (with a dead-letter policy when `dead_letter`)
     /// and runs its lease maintenance.
     async fn new(dead_letter: bool) -> Self {
+        Self::with_retry_policy(dead_letter, None).await
+    }
+
+    /// Opens a broker like [`Setup::new`], with `retry_policy` on the subscription.
+    async fn with_retry_policy(dead_letter: bool, retry_policy: Option<RetryPolicy>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("store opens"));
         let broker = Arc::new(Broker::open(store).expect("broker opens"));
@@ -112,8 +117,12 @@ impl Setup {
             topic: DEAD_LETTER_TOPIC.to_owned(),
             max_delivery_attempts: MAX_DELIVERY_ATTEMPTS,
         });
+        let subscription = SubscriptionSpec {
+            retry_policy,
+            ..spec(SUBSCRIPTION, TOPIC, policy)
+        };
         broker
-            .create_subscription(spec(SUBSCRIPTION, TOPIC, policy))
+            .create_subscription(subscription)
             .await
             .expect("subscription");
         broker
@@ -182,10 +191,8 @@ impl Setup {
 
 fn spec(name: &str, topic: &str, dead_letter: Option<DeadLetterPolicy>) -> SubscriptionSpec {
     SubscriptionSpec {
-        name: name.to_owned(),
-        topic: topic.to_owned(),
-        ack_deadline_secs: 10,
         dead_letter,
+        ..SubscriptionSpec::new(name, topic)
     }
 }
 
@@ -302,7 +309,70 @@ async fn retryable_error_without_policy_is_redelivered() {
     assert_eq!(setup.handler.count("retry-once"), 2);
     assert_eq!(stats.retried.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(setup.stats().backlog, 0);
+    assert_eq!(
+        setup.stats().nacked,
+        0,
+        "without a retry policy the runner delays by the ack deadline, not a nack"
+    );
     assert!(setup.pull_dead_letters().await.is_empty());
+    stop(handle, stopper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_error_with_retry_policy_nacks() {
+    let policy = RetryPolicy {
+        minimum_backoff_secs: 1,
+        maximum_backoff_secs: 1,
+    };
+    let setup = Setup::with_retry_policy(true, Some(policy)).await;
+    let (handle, stopper) = setup.start(2);
+    setup.publish(&["retry-once"]).await;
+
+    let stats = handle.stats().clone();
+    wait_for("the second attempt", || {
+        stats.succeeded.load(std::sync::atomic::Ordering::Relaxed) == 1
+    })
+    .await;
+
+    assert_eq!(setup.handler.count("retry-once"), 2);
+    assert_eq!(stats.retried.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        setup.stats().nacked,
+        1,
+        "the runner nacks and leaves the backoff to the broker"
+    );
+    assert_eq!(setup.stats().backlog, 0);
+    stop(handle, stopper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_policy_still_dead_letters_with_reason() {
+    let policy = RetryPolicy {
+        minimum_backoff_secs: 0,
+        maximum_backoff_secs: 0,
+    };
+    let setup = Setup::with_retry_policy(true, Some(policy)).await;
+    let (handle, stopper) = setup.start(2);
+    setup.publish(&["retry"]).await;
+
+    let stats = handle.stats().clone();
+    wait_for("the final rejection", || {
+        stats.rejected.load(std::sync::atomic::Ordering::Relaxed) == 1
+    })
+    .await;
+
+    assert_eq!(setup.handler.count("retry"), MAX_DELIVERY_ATTEMPTS as usize);
+    assert_eq!(
+        setup.stats().nacked,
+        u64::from(MAX_DELIVERY_ATTEMPTS - 1),
+        "every attempt but the last is nacked"
+    );
+    let dead = setup.pull_dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].message.message.attributes["sluiceDeadLetterReason"],
+        "gave up after 5 attempts: backend unavailable"
+    );
     stop(handle, stopper).await;
 }
 

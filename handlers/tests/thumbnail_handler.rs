@@ -94,10 +94,8 @@ impl Setup {
         ];
         for (name, topic, dead_letter) in subscriptions {
             let spec = SubscriptionSpec {
-                name: name.to_owned(),
-                topic: topic.to_owned(),
-                ack_deadline_secs: 10,
                 dead_letter,
+                ..SubscriptionSpec::new(name, topic)
             };
             broker
                 .create_subscription(spec)

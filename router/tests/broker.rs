@@ -12,12 +12,7 @@ use sluice_router::store::{
 const NO_WAIT: Duration = Duration::ZERO;
 
 fn spec(name: &str, topic: &str) -> SubscriptionSpec {
-    SubscriptionSpec {
-        name: name.to_owned(),
-        topic: topic.to_owned(),
-        ack_deadline_secs: 10,
-        dead_letter: None,
-    }
+    SubscriptionSpec::new(name, topic)
 }
 
 fn message(text: &str) -> NewMessage {
@@ -423,4 +418,21 @@ async fn reject_without_policy_drops_the_message() {
 
     assert!(!moved);
     assert_eq!(broker.stats()[0].backlog, 0, "nothing stays pending");
+}
+
+#[test]
+fn spec_written_before_new_settings_loads() {
+    // A catalog record as data dirs created before retry policies, ordering and filters
+    // store it.
+    let old = r#"{"name":"s","topic":"t","ack_deadline_secs":20,"dead_letter":null}"#;
+
+    let spec: SubscriptionSpec = serde_json::from_str(old).expect("the old record decodes");
+
+    assert_eq!(
+        spec,
+        SubscriptionSpec {
+            ack_deadline_secs: 20,
+            ..SubscriptionSpec::new("s", "t")
+        }
+    );
 }

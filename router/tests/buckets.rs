@@ -1194,12 +1194,7 @@ async fn notifications_publish_through_broker() {
     let broker = Broker::open(store).expect("broker opens");
     broker.create_topic("uploads").await.expect("topic");
     broker
-        .create_subscription(SubscriptionSpec {
-            name: "watcher".to_owned(),
-            topic: "uploads".to_owned(),
-            ack_deadline_secs: 10,
-            dead_letter: None,
-        })
+        .create_subscription(SubscriptionSpec::new("watcher", "uploads"))
         .await
         .expect("subscription");
 

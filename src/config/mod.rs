@@ -56,6 +56,18 @@ const MAX_DELIVERY_ATTEMPTS: RangeInclusive<u32> = 5..=100;
 /// Delivery attempt limit of a dead-letter table that does not set one.
 const DEFAULT_MAX_DELIVERY_ATTEMPTS: i64 = 5;
 
+// The retry policy's bounds and defaults are Pub/Sub's, from the field docs of
+// `google.pubsub.v1.RetryPolicy`.
+
+/// Valid retry backoffs, minimum and maximum, in seconds.
+const BACKOFF_SECS: RangeInclusive<u32> = 0..=600;
+
+/// Minimum backoff of a retry policy table that does not set one, in seconds.
+const DEFAULT_MINIMUM_BACKOFF_SECS: i64 = 10;
+
+/// Maximum backoff of a retry policy table that does not set one, in seconds.
+const DEFAULT_MAXIMUM_BACKOFF_SECS: i64 = 600;
+
 /// The configuration file as written.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ConfigFile {
@@ -105,6 +117,16 @@ pub(crate) struct SubscriptionConfig {
     pub(crate) ack_deadline_secs: i64,
     #[serde(default = "default_dead_letter")]
     pub(crate) dead_letter: Option<DeadLetterConfig>,
+    /// Redelivery backoff. Without the table, a nacked or expired message is delivered again
+    /// at once.
+    #[serde(default = "default_retry_policy")]
+    pub(crate) retry_policy: Option<RetryPolicyConfig>,
+    /// Delivers the messages of each non-empty ordering key in publish order, one at a time.
+    #[serde(default = "default_enable_message_ordering")]
+    pub(crate) enable_message_ordering: bool,
+    /// Pub/Sub filter on message attributes. Empty passes every message.
+    #[serde(default = "default_subscription_filter")]
+    pub(crate) filter: String,
     /// A built-in handler that consumes the subscription's messages inside the server.
     #[serde(default = "default_handler")]
     pub(crate) handler: Option<HandlerConfig>,
@@ -121,6 +143,18 @@ pub(crate) struct DeadLetterConfig {
     /// `ack_deadline_secs`.
     #[serde(default = "default_max_delivery_attempts")]
     pub(crate) max_delivery_attempts: i64,
+}
+
+/// One `[subscriptions.retry_policy]` table.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RetryPolicyConfig {
+    /// Delay before the first redelivery, in seconds. `i64` for the same reason as
+    /// `ack_deadline_secs`.
+    #[serde(default = "default_minimum_backoff_secs")]
+    pub(crate) minimum_backoff_secs: i64,
+    /// Maximum delay between redeliveries, in seconds.
+    #[serde(default = "default_maximum_backoff_secs")]
+    pub(crate) maximum_backoff_secs: i64,
 }
 
 /// One `[[sinks]]` table.
@@ -193,6 +227,26 @@ fn default_dead_letter() -> Option<DeadLetterConfig> {
 
 fn default_handler() -> Option<HandlerConfig> {
     None
+}
+
+fn default_retry_policy() -> Option<RetryPolicyConfig> {
+    None
+}
+
+fn default_enable_message_ordering() -> bool {
+    false
+}
+
+fn default_subscription_filter() -> String {
+    String::new()
+}
+
+fn default_minimum_backoff_secs() -> i64 {
+    DEFAULT_MINIMUM_BACKOFF_SECS
+}
+
+fn default_maximum_backoff_secs() -> i64 {
+    DEFAULT_MAXIMUM_BACKOFF_SECS
 }
 
 fn default_max_delivery_attempts() -> i64 {

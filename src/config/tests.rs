@@ -4,6 +4,8 @@ use sluice_router::buckets::{EventType, NotificationConfig, PayloadFormat};
 
 use super::*;
 
+mod delivery;
+
 fn validate_text(text: &str) -> Result<Config, ValidationErrors> {
     let file = parse(text, "test.toml").expect("test config should parse");
     file.validate()
@@ -147,6 +149,7 @@ fn subscription_settings_kept() {
                 topic: "orders-dead".to_owned(),
                 max_delivery_attempts: 100,
             }),
+            ..SubscriptionSpec::new("billing", "orders")
         }],
         "subscription spec"
     );
@@ -397,7 +400,8 @@ filtre = "severity=INFO"
         "topics[1]: unknown key \"retention\" at line 6, column 1: the keys of this table \
          are name",
         "subscriptions[1]: unknown key \"ack_deadline\" at line 14, column 1: the keys of this \
-         table are name, topic, ack_deadline_secs, dead_letter, handler",
+         table are name, topic, ack_deadline_secs, dead_letter, retry_policy, \
+         enable_message_ordering, filter, handler",
         "subscriptions[1].dead_letter: unknown key \"max_delivery_attempt\" at line 17, \
          column 1: did you mean \"max_delivery_attempts\"?",
         "sinks[2].exclusions[1]: unknown key \"filtre\" at line 29, column 1: did you mean \

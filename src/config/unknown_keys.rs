@@ -11,7 +11,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     BucketConfig, BucketNotificationConfig, ConfigFile, DeadLetterConfig, Diagnostic,
-    ExclusionConfig, HandlerConfig, SinkConfig, SubscriptionConfig, TopicConfig,
+    ExclusionConfig, HandlerConfig, RetryPolicyConfig, SinkConfig, SubscriptionConfig, TopicConfig,
 };
 
 /// Maximum edit distance between an unknown key and the known key suggested in its place.
@@ -153,6 +153,7 @@ fn known_keys(table_path: &[Segment]) -> &'static [&'static str] {
         ["topics"] => field_names::<TopicConfig>(),
         ["subscriptions"] => field_names::<SubscriptionConfig>(),
         ["subscriptions", "dead_letter"] => field_names::<DeadLetterConfig>(),
+        ["subscriptions", "retry_policy"] => field_names::<RetryPolicyConfig>(),
         ["subscriptions", "handler"] => field_names::<HandlerConfig>(),
         ["sinks"] => field_names::<SinkConfig>(),
         ["sinks", "exclusions"] => field_names::<ExclusionConfig>(),
@@ -278,9 +279,17 @@ mod tests {
                 "topic",
                 "ack_deadline_secs",
                 "dead_letter",
+                "retry_policy",
+                "enable_message_ordering",
+                "filter",
                 "handler"
             ],
             "subscription keys"
+        );
+        assert_eq!(
+            field_names::<RetryPolicyConfig>(),
+            ["minimum_backoff_secs", "maximum_backoff_secs"],
+            "retry policy keys"
         );
         assert_eq!(
             field_names::<DeadLetterConfig>(),

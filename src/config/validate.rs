@@ -11,14 +11,15 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::RangeInclusive;
 
+use sluice_router::filter::pubsub::SubscriptionFilter;
 use sluice_router::filter::{self, LogFilter};
 use sluice_router::route::{Exclusion, Sink};
-use sluice_router::store::{DeadLetterPolicy, SubscriptionSpec};
+use sluice_router::store::{DeadLetterPolicy, RetryPolicy, SubscriptionSpec};
 
 use super::{
-    render_warning, Config, ConfigFile, DeadLetterConfig, Diagnostic, ExclusionConfig, SinkConfig,
-    SubscriptionConfig, SubscriptionHandler, ValidationErrors, ACK_DEADLINE_SECS,
-    MAX_DELIVERY_ATTEMPTS, MAX_NAME_CHARS, RESOURCE_NAME_CHARS,
+    render_warning, Config, ConfigFile, DeadLetterConfig, Diagnostic, ExclusionConfig,
+    RetryPolicyConfig, SinkConfig, SubscriptionConfig, SubscriptionHandler, ValidationErrors,
+    ACK_DEADLINE_SECS, BACKOFF_SECS, MAX_DELIVERY_ATTEMPTS, MAX_NAME_CHARS, RESOURCE_NAME_CHARS,
 };
 
 impl ConfigFile {
@@ -311,22 +312,87 @@ fn validate_subscription(
         report,
     );
     let dead_letter = match &subscription.dead_letter {
-        Some(dead_letter) => Some(validate_dead_letter(
-            dead_letter,
-            &subscription.topic,
-            label,
-            declared,
-            report,
-        )?),
+        Some(dead_letter) => {
+            validate_dead_letter(dead_letter, &subscription.topic, label, declared, report)
+        }
         None => None,
     };
+    let retry_policy = match &subscription.retry_policy {
+        Some(retry_policy) => validate_retry_policy(retry_policy, label, report),
+        None => None,
+    };
+    let filter = check_subscription_filter(&subscription.filter, label, report);
 
     Some(SubscriptionSpec {
         name: subscription.name.clone(),
         topic: subscription.topic.clone(),
         ack_deadline_secs: ack_deadline_secs?,
-        dead_letter,
+        dead_letter: match subscription.dead_letter {
+            Some(_) => Some(dead_letter?),
+            None => None,
+        },
+        retry_policy: match subscription.retry_policy {
+            Some(_) => Some(retry_policy?),
+            None => None,
+        },
+        enable_message_ordering: subscription.enable_message_ordering,
+        filter: filter?,
     })
+}
+
+/// Checks the backoff bounds of a retry policy.
+fn validate_retry_policy(
+    retry_policy: &RetryPolicyConfig,
+    label: &str,
+    report: &mut Report,
+) -> Option<RetryPolicy> {
+    let minimum_backoff_secs = check_range(
+        retry_policy.minimum_backoff_secs,
+        &BACKOFF_SECS,
+        "retry_policy.minimum_backoff_secs",
+        " seconds",
+        label,
+        report,
+    );
+    let maximum_backoff_secs = check_range(
+        retry_policy.maximum_backoff_secs,
+        &BACKOFF_SECS,
+        "retry_policy.maximum_backoff_secs",
+        " seconds",
+        label,
+        report,
+    );
+    let (minimum_backoff_secs, maximum_backoff_secs) =
+        (minimum_backoff_secs?, maximum_backoff_secs?);
+    if minimum_backoff_secs > maximum_backoff_secs {
+        report.error(
+            label,
+            format!(
+                "retry_policy.minimum_backoff_secs is {minimum_backoff_secs}, above \
+                 retry_policy.maximum_backoff_secs of {maximum_backoff_secs}: lower the minimum \
+                 or raise the maximum"
+            ),
+        );
+        return None;
+    }
+    Some(RetryPolicy {
+        minimum_backoff_secs,
+        maximum_backoff_secs,
+    })
+}
+
+/// Parses a subscription filter, recording its error with the line, column and a caret.
+/// Returns the text when it parses, without the line break that a multi-line TOML string
+/// keeps before its closing quotes.
+fn check_subscription_filter(text: &str, label: &str, report: &mut Report) -> Option<String> {
+    let text = text.trim_end_matches(['\n', '\r']);
+    match SubscriptionFilter::parse(text) {
+        Ok(_) => Some(text.to_owned()),
+        Err(err) => {
+            report.error(label, err.render(text));
+            None
+        }
+    }
 }
 
 /// Checks the dead-letter settings of the subscription that receives from

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
-use sluice_proto::google::protobuf::{Empty, Timestamp};
+use sluice_proto::google::protobuf::{Duration as ProtoDuration, Empty, Timestamp};
 use sluice_proto::google::pubsub::v1 as pubsub;
 use sluice_proto::google::pubsub::v1::publisher_server::Publisher;
 use sluice_proto::google::pubsub::v1::subscriber_server::Subscriber;
@@ -80,7 +80,20 @@ fn subscription_of(spec: &SubscriptionSpec) -> pubsub::Subscription {
                 max_delivery_attempts: i32::try_from(policy.max_delivery_attempts)
                     .unwrap_or(i32::MAX),
             }),
+        retry_policy: spec.retry_policy.map(|policy| pubsub::RetryPolicy {
+            minimum_backoff: Some(seconds(policy.minimum_backoff_secs)),
+            maximum_backoff: Some(seconds(policy.maximum_backoff_secs)),
+        }),
+        enable_message_ordering: spec.enable_message_ordering,
+        filter: spec.filter.clone(),
         ..Default::default()
+    }
+}
+
+fn seconds(seconds: u32) -> ProtoDuration {
+    ProtoDuration {
+        seconds: i64::from(seconds),
+        nanos: 0,
     }
 }
 

@@ -33,6 +33,7 @@ pub(crate) fn from_store(err: &StoreError) -> Status {
         StoreError::TopicNotFound(name) => topic_not_found(name),
         StoreError::SubscriptionNotFound(name) => subscription_not_found(name),
         StoreError::SubscriptionConflict { .. } => Status::already_exists(err.to_string()),
+        StoreError::InvalidFilter { .. } => Status::invalid_argument(err.to_string()),
         StoreError::Closed => {
             Status::unavailable("the server is shutting down; retry against a running server")
         }

@@ -1,33 +1,43 @@
 //! Subscriptions and delivery: leases with an ack deadline, redelivery after the deadline or
-//! a nack, and dead-lettering after too many attempts.
+//! a nack with the retry policy's backoff, ordering keys, subscription filters, and
+//! dead-lettering after too many attempts.
 //!
 //! [`Broker`] sits on a [`Store`]. The store keeps what must survive a restart (messages,
 //! each subscription's pending set and attempt counts); the broker keeps, per subscription, a
-//! [`QueueState`](queue::QueueState) in memory that records which pending messages are ready
-//! and which are leased to a consumer until when. On start it rebuilds that state from the
-//! store, with every pending message ready again, because leases do not survive a restart.
+//! [`QueueState`](queue::QueueState) in memory that records which pending messages are ready,
+//! which wait out a retry backoff, which wait behind an earlier message of their ordering
+//! key, and which are leased to a consumer until when. On start it rebuilds that state from
+//! the store, with every pending message ready again (except those behind an earlier message
+//! of their key), because leases and backoffs do not survive a restart. For a subscription
+//! with message ordering, that reads every pending message once to learn its key.
 //!
 //! Consumers pull with [`Broker::pull`] and answer with [`Broker::ack`] or
 //! [`Broker::modify_ack_deadline`] (deadline 0 is a nack). [`Broker::expire_leases`], called
 //! periodically by [`Broker::run_maintenance`], returns expired leases to the queue, or
-//! dead-letters them once they have used up their attempts.
+//! dead-letters them once they have used up their attempts. A message that a subscription's
+//! filter rejects is never added to that subscription. The store does not record it as
+//! pending, and the broker counts it in [`SubscriptionCounters::filtered_out`].
+//!
+//! `docs/delivery.md` describes the delivery semantics for users.
 
 mod queue;
+mod redeliver;
+mod retry;
+mod subscription;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
-use tracing::{debug, error, warn};
+use tracing::debug;
 
 use crate::store::{
-    NewMessage, Published, Store, StoreError, StoredMessage, SubscriptionRecord, SubscriptionSpec,
+    Published, Store, StoreError, StoredMessage, SubscriptionRecord, SubscriptionSpec,
     TopicMessage, TopicRecord,
 };
-use queue::QueueState;
+use subscription::{Routing, Subscription};
 
 /// The attribute that carries the reason on a copy dead-lettered by [`Broker::reject`].
 pub const DEAD_LETTER_REASON_ATTRIBUTE: &str = "sluiceDeadLetterReason";
@@ -88,33 +98,9 @@ pub struct SubscriptionCounters {
     pub expired: AtomicU64,
     /// Messages moved to the dead-letter topic.
     pub dead_lettered: AtomicU64,
-}
-
-/// The live state of one subscription.
-#[derive(Debug)]
-struct Subscription {
-    spec: RwLock<SubscriptionSpec>,
-    state: Mutex<QueueState>,
-    /// Woken when messages become ready, so that waiting pulls return.
-    ready: Notify,
-    counters: SubscriptionCounters,
-}
-
-impl Subscription {
-    fn spec(&self) -> SubscriptionSpec {
-        self.spec
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, QueueState> {
-        // The state is only changed by short, non-panicking sections; after a poisoning panic
-        // elsewhere it is still consistent.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+    /// Published messages that the subscription's filter rejected, which were acknowledged
+    /// at once and never delivered.
+    pub filtered_out: AtomicU64,
 }
 
 /// A snapshot of one subscription for operators.
@@ -134,6 +120,8 @@ pub struct SubscriptionStats {
     pub acked: u64,
     /// Nacks since the process started.
     pub nacked: u64,
+    /// Messages the filter rejected since the process started.
+    pub filtered_out: u64,
 }
 
 /// Topics and subscriptions with delivery state, over a [`Store`].
@@ -155,11 +143,12 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 impl Broker {
     /// Builds the broker over `store`, with every pending message of every subscription ready
-    /// for delivery.
+    /// for delivery, except those that wait behind an earlier message of their ordering key.
     ///
     /// # Errors
     ///
-    /// Fails when the store cannot list a subscription's pending messages.
+    /// Fails when the store cannot list a subscription's pending messages or read their
+    /// ordering keys, or when a stored filter does not parse.
     pub fn open(store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let broker = Broker {
             store,
@@ -172,16 +161,22 @@ impl Broker {
     }
 
     fn load(&self, record: SubscriptionRecord) -> Result<(), StoreError> {
-        let mut state = QueueState::default();
-        for entry in self.store.pending(&record.spec.name)? {
-            state.push(entry.seq, entry.attempts);
+        let subscription = Subscription::new(record.spec.clone())?;
+        {
+            let mut state = subscription.state();
+            // The pending set is listed in sequence order, which is publish order, so each
+            // ordering key's messages queue up behind its oldest one.
+            for entry in self.store.pending(&record.spec.name)? {
+                let key = if subscription.is_ordered() {
+                    self.store
+                        .read(&record.spec.topic, entry.seq)?
+                        .and_then(|stored| subscription.key_of(&stored.message.ordering_key))
+                } else {
+                    None
+                };
+                state.push(entry.seq, entry.attempts, key);
+            }
         }
-        let subscription = Subscription {
-            spec: RwLock::new(record.spec.clone()),
-            state: Mutex::new(state),
-            ready: Notify::new(),
-            counters: SubscriptionCounters::default(),
-        };
         write(&self.subscriptions).insert(record.spec.name, Arc::new(subscription));
         Ok(())
     }
@@ -200,7 +195,8 @@ impl Broker {
         self.store.create_topic(name).await
     }
 
-    /// Creates a subscription, or updates the settings of the existing one.
+    /// Creates a subscription, or updates the settings of the existing one. The topic, the
+    /// filter and `enable_message_ordering` cannot change.
     ///
     /// # Errors
     ///
@@ -242,38 +238,59 @@ impl Broker {
             .collect()
     }
 
-    /// Publishes messages durably and makes them ready in every subscription of their topics.
+    /// Publishes messages durably and makes them ready in every subscription of their topics
+    /// whose filter they pass.
     ///
     /// # Errors
     ///
     /// Fails when a topic does not exist or the store cannot write; then nothing is published.
     pub async fn publish(&self, messages: Vec<TopicMessage>) -> Result<Vec<Published>, StoreError> {
-        let topics: Vec<String> = messages.iter().map(|m| m.topic.clone()).collect();
+        let routed: Vec<(String, Routing)> = messages
+            .iter()
+            .map(|m| (m.topic.clone(), Routing::of(&m.message)))
+            .collect();
         let receipts = self.store.publish(messages).await?;
-        let mut by_topic: HashMap<&str, Vec<u64>> = HashMap::new();
-        for (topic, receipt) in topics.iter().zip(&receipts) {
-            by_topic.entry(topic).or_default().push(receipt.seq);
+        let mut by_topic: HashMap<String, Vec<(u64, Routing)>> = HashMap::new();
+        for ((topic, routing), receipt) in routed.into_iter().zip(&receipts) {
+            by_topic
+                .entry(topic)
+                .or_default()
+                .push((receipt.seq, routing));
         }
-        for (topic, seqs) in by_topic {
-            self.make_ready(topic, &seqs);
+        for (topic, messages) in by_topic {
+            self.make_ready(&topic, &messages);
         }
         Ok(receipts)
     }
 
-    fn make_ready(&self, topic: &str, seqs: &[u64]) {
+    /// Adds newly stored messages to the subscriptions of `topic` whose filter they pass, in
+    /// the order given, which must be sequence order.
+    fn make_ready(&self, topic: &str, messages: &[(u64, Routing)]) {
         for subscription in self.subscriptions_of(topic) {
+            let mut filtered_out = 0;
             {
                 let mut state = subscription.state();
-                for &seq in seqs {
-                    state.push(seq, 0);
+                for (seq, routing) in messages {
+                    if !subscription.accepts(&routing.attributes) {
+                        filtered_out += 1;
+                        continue;
+                    }
+                    state.push(*seq, 0, subscription.key_of(&routing.ordering_key));
                 }
+            }
+            if filtered_out > 0 {
+                subscription
+                    .counters
+                    .filtered_out
+                    .fetch_add(filtered_out, Ordering::Relaxed);
             }
             subscription.ready.notify_waiters();
         }
     }
 
     /// Leases up to `max` messages of a subscription, waiting up to `wait` for the first one.
-    /// Returns an empty list when nothing arrives in time.
+    /// Returns an empty list when nothing arrives in time. A message whose retry backoff ends
+    /// while the pull waits is delivered then.
     ///
     /// # Errors
     ///
@@ -294,7 +311,9 @@ impl Broker {
             if !deliveries.is_empty() {
                 return Ok(deliveries);
             }
-            if tokio::time::timeout_at(give_up, notified).await.is_err() {
+            let next_ready = subscription.state().next_ready_at();
+            let wake = next_ready.map_or(give_up, |at| at.min(give_up));
+            if tokio::time::timeout_at(wake, notified).await.is_err() && wake >= give_up {
                 return Ok(Vec::new());
             }
         }
@@ -308,9 +327,12 @@ impl Broker {
     ) -> Result<Vec<Delivery>, BrokerError> {
         let spec = subscription.spec();
         let ack_deadline = Duration::from_secs(u64::from(spec.ack_deadline_secs));
-        let leased = subscription
-            .state()
-            .lease(max, Instant::now(), ack_deadline);
+        let now = Instant::now();
+        let leased = {
+            let mut state = subscription.state();
+            state.promote(now);
+            state.lease(max, now, ack_deadline)
+        };
         if leased.is_empty() {
             return Ok(Vec::new());
         }
@@ -318,8 +340,10 @@ impl Broker {
         let mut deliveries = Vec::with_capacity(leased.len());
         for (seq, attempts) in leased {
             let Some(message) = self.store.read(&spec.topic, seq)? else {
-                // Acknowledged through another path while it was queued here.
+                // Acknowledged through another path while it was queued here. Removing it
+                // may make the next message of its ordering key ready.
                 subscription.state().remove(seq);
+                subscription.ready.notify_waiters();
                 continue;
             };
             subscription
@@ -360,6 +384,10 @@ impl Broker {
                 }
             }
         }
+        if subscription.is_ordered() && !seqs.is_empty() {
+            // An acknowledged message may have held back the next one of its ordering key.
+            subscription.ready.notify_waiters();
+        }
         subscription
             .counters
             .acked
@@ -372,7 +400,8 @@ impl Broker {
     }
 
     /// Changes the deadline of deliveries to `seconds` from now; 0 ends them now (a nack), so
-    /// the messages are delivered again or dead-lettered.
+    /// the messages are delivered again, after the retry policy's backoff when the
+    /// subscription has one, or dead-lettered.
     ///
     /// # Errors
     ///
@@ -408,180 +437,6 @@ impl Broker {
         self.requeue(name, &subscription, released).await
     }
 
-    /// Ends a delivery that its consumer cannot process, ever: the message goes to the
-    /// subscription's dead-letter topic now, whatever its attempts, with `reason` in the
-    /// [`DEAD_LETTER_REASON_ATTRIBUTE`] attribute of the copy.
-    ///
-    /// Without a dead-letter policy there is nowhere to keep the message, so it is
-    /// acknowledged and the reason is logged at error level. Returns whether the message was
-    /// dead-lettered. A delivery that is no longer leased (acknowledged, or expired and
-    /// leased again) is left alone and `false` is returned.
-    ///
-    /// # Errors
-    ///
-    /// Fails for an unknown subscription, a malformed ack id or a store failure; the message
-    /// then stays pending and is delivered again.
-    pub async fn reject(
-        &self,
-        name: &str,
-        ack_id: &str,
-        reason: &str,
-    ) -> Result<bool, BrokerError> {
-        let subscription = self.subscription(name)?;
-        let [(seq, attempts)] = parse_ack_ids(std::slice::from_ref(&ack_id.to_owned()))?[..] else {
-            return Err(BrokerError::InvalidAckId(ack_id.to_owned()));
-        };
-        if subscription.state().release(seq, attempts).is_none() {
-            return Ok(false);
-        }
-        let spec = subscription.spec();
-        let Some(policy) = &spec.dead_letter else {
-            error!(subscription = %name, message_id = seq, %reason, "message rejected and dropped: the subscription has no dead-letter topic");
-            subscription.state().remove(seq);
-            subscription.counters.acked.fetch_add(1, Ordering::Relaxed);
-            self.store.ack(name, vec![seq]).await?;
-            return Ok(false);
-        };
-        let Some(original) = self.store.read(&spec.topic, seq)? else {
-            subscription.state().remove(seq);
-            return Ok(false);
-        };
-        let mut message = dead_letter_copy(&original, name, attempts);
-        message
-            .attributes
-            .insert(DEAD_LETTER_REASON_ATTRIBUTE.to_owned(), reason.to_owned());
-        let receipt = match self
-            .store
-            .dead_letter(name, seq, &policy.topic, message)
-            .await
-        {
-            Ok(receipt) => receipt,
-            Err(err) => {
-                // The message stays pending; offer it again rather than lose it.
-                subscription.state().push(seq, attempts);
-                subscription.ready.notify_waiters();
-                return Err(err.into());
-            }
-        };
-        subscription.state().remove(seq);
-        subscription
-            .counters
-            .dead_lettered
-            .fetch_add(1, Ordering::Relaxed);
-        warn!(subscription = %name, message_id = seq, attempts, dead_letter_topic = %policy.topic, %reason, "message rejected and dead-lettered");
-        self.make_ready(&policy.topic, &[receipt.seq]);
-        Ok(true)
-    }
-
-    /// Returns expired leases of every subscription to their queues, or dead-letters them.
-    /// Returns how many leases expired.
-    pub async fn expire_leases(&self) -> usize {
-        let now = Instant::now();
-        let subscriptions: Vec<(String, Arc<Subscription>)> = read(&self.subscriptions)
-            .iter()
-            .map(|(name, s)| (name.clone(), s.clone()))
-            .collect();
-        let mut total = 0;
-        for (name, subscription) in subscriptions {
-            let expired = subscription.state().expire(now);
-            if expired.is_empty() {
-                continue;
-            }
-            total += expired.len();
-            subscription
-                .counters
-                .expired
-                .fetch_add(expired.len() as u64, Ordering::Relaxed);
-            debug!(subscription = %name, count = expired.len(), "ack deadlines expired");
-            if let Err(err) = self.requeue(&name, &subscription, expired).await {
-                warn!(subscription = %name, error = %err, "returning expired leases failed");
-            }
-        }
-        total
-    }
-
-    /// Makes released messages ready again, or dead-letters those that used up their attempts.
-    async fn requeue(
-        &self,
-        name: &str,
-        subscription: &Subscription,
-        released: Vec<(u64, u32)>,
-    ) -> Result<(), BrokerError> {
-        if released.is_empty() {
-            return Ok(());
-        }
-        let spec = subscription.spec();
-        let mut again = Vec::new();
-        for (seq, attempts) in released {
-            match &spec.dead_letter {
-                Some(policy) if attempts >= policy.max_delivery_attempts => {
-                    if let Err(err) = self
-                        .dead_letter(name, subscription, &spec, seq, attempts)
-                        .await
-                    {
-                        // The message stays pending so that nothing is lost; it is offered again.
-                        warn!(subscription = %name, seq, error = %err, "dead-lettering failed");
-                        again.push((seq, attempts));
-                    }
-                }
-                _ => again.push((seq, attempts)),
-            }
-        }
-        {
-            let mut state = subscription.state();
-            for (seq, attempts) in again {
-                state.push(seq, attempts);
-            }
-        }
-        subscription.ready.notify_waiters();
-        Ok(())
-    }
-
-    async fn dead_letter(
-        &self,
-        name: &str,
-        subscription: &Subscription,
-        spec: &SubscriptionSpec,
-        seq: u64,
-        attempts: u32,
-    ) -> Result<(), BrokerError> {
-        let Some(policy) = &spec.dead_letter else {
-            return Ok(());
-        };
-        let Some(original) = self.store.read(&spec.topic, seq)? else {
-            subscription.state().remove(seq);
-            return Ok(());
-        };
-        let message = dead_letter_copy(&original, name, attempts);
-        let receipt = self
-            .store
-            .dead_letter(name, seq, &policy.topic, message)
-            .await?;
-        subscription.state().remove(seq);
-        subscription
-            .counters
-            .dead_lettered
-            .fetch_add(1, Ordering::Relaxed);
-        warn!(subscription = %name, message_id = seq, attempts, dead_letter_topic = %policy.topic, "message dead-lettered");
-        self.make_ready(&policy.topic, &[receipt.seq]);
-        Ok(())
-    }
-
-    /// Expires leases every [`LEASE_CHECK_INTERVAL`] until `shutdown` completes.
-    pub async fn run_maintenance(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut interval = tokio::time::interval(LEASE_CHECK_INTERVAL);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                _ = interval.tick() => {
-                    self.expire_leases().await;
-                }
-            }
-        }
-    }
-
     /// Returns a snapshot of every subscription, ordered by name.
     pub fn stats(&self) -> Vec<SubscriptionStats> {
         let mut stats: Vec<SubscriptionStats> = read(&self.subscriptions)
@@ -597,6 +452,7 @@ impl Broker {
                     delivered: counters.delivered.load(Ordering::Relaxed),
                     acked: counters.acked.load(Ordering::Relaxed),
                     nacked: counters.nacked.load(Ordering::Relaxed),
+                    filtered_out: counters.filtered_out.load(Ordering::Relaxed),
                 }
             })
             .collect();
@@ -604,34 +460,15 @@ impl Broker {
         stats
     }
 
-    /// Whether a subscription has messages ready for delivery now.
+    /// Whether a subscription has messages ready for delivery now, counting those whose
+    /// retry backoff has ended.
     pub fn has_ready(&self, name: &str) -> bool {
-        self.subscription(name).is_ok_and(|s| s.state().has_ready())
+        self.subscription(name).is_ok_and(|s| {
+            let mut state = s.state();
+            state.promote(Instant::now());
+            state.has_ready()
+        })
     }
-}
-
-/// The copy of a message that goes to a dead-letter topic: the same data, attributes and
-/// ordering key, plus the attributes Pub/Sub adds to dead-lettered messages.
-fn dead_letter_copy(original: &StoredMessage, subscription: &str, attempts: u32) -> NewMessage {
-    let mut message = original.message.clone();
-    let attributes = &mut message.attributes;
-    attributes.insert(
-        "CloudPubSubDeadLetterSourceDeliveryCount".to_owned(),
-        attempts.to_string(),
-    );
-    attributes.insert(
-        "CloudPubSubDeadLetterSourceSubscription".to_owned(),
-        subscription.to_owned(),
-    );
-    attributes.insert(
-        "CloudPubSubDeadLetterSourceSubscriptionProject".to_owned(),
-        "local".to_owned(),
-    );
-    attributes.insert(
-        "CloudPubSubDeadLetterSourceTopicPublishTime".to_owned(),
-        format_time(original.publish_time),
-    );
-    message
 }
 
 /// Formats a time as RFC 3339 in UTC with milliseconds, as Pub/Sub writes publish times.
@@ -660,6 +497,7 @@ fn parse_ack_ids(ack_ids: &[String]) -> Result<Vec<(u64, u32)>, BrokerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::NewMessage;
 
     fn delivery(ack_id: &str, delivery_attempt: u32) -> Delivery {
         Delivery {

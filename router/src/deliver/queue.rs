@@ -1,7 +1,17 @@
 //! The in-memory delivery state of one subscription: which pending messages are ready,
-//! which are leased to a consumer and until when.
+//! which wait out a retry backoff, which wait behind an earlier message of their ordering
+//! key, and which are leased to a consumer and until when.
+//!
+//! Messages with an ordering key (the broker passes none unless the subscription enables
+//! message ordering) are held one key at a time: the key's oldest pending message is its
+//! *head*, and only the head is ever ready, delayed or leased. The later messages of the key
+//! wait in sequence order until the head is removed (acknowledged or dead-lettered). A nack
+//! or an expired lease keeps the head in place, so its key stays blocked until the head is
+//! delivered again and settled. At most one message per key is outstanding, and no message
+//! of a key is delivered before an earlier one is settled.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -15,7 +25,17 @@ pub(crate) struct Lease {
     pub(crate) deadline: Instant,
 }
 
-/// Ready and leased messages of one subscription, by sequence number.
+/// The messages of one ordering key that are not yet settled.
+#[derive(Debug)]
+struct KeyQueue {
+    /// The key's oldest pending message: ready, delayed, leased, or between a release and
+    /// its requeue.
+    head: u64,
+    /// The key's later messages, by sequence number, with the deliveries each has had.
+    waiting: BTreeMap<u64, u32>,
+}
+
+/// Ready, delayed, waiting and leased messages of one subscription, by sequence number.
 #[derive(Debug, Default)]
 pub(crate) struct QueueState {
     /// Messages waiting for delivery, with the deliveries each has had.
@@ -23,14 +43,102 @@ pub(crate) struct QueueState {
     leased: HashMap<u64, Lease>,
     /// The leases ordered by deadline, for finding expired ones without a scan.
     deadlines: BTreeSet<(Instant, u64)>,
+    /// Released messages waiting out their retry backoff, by the instant they become ready,
+    /// with the deliveries each has had.
+    delayed: BTreeMap<(Instant, u64), u32>,
+    /// The ready-at instant of each delayed message, to find it by sequence number.
+    delayed_until: HashMap<u64, Instant>,
+    /// The ordering key of each pending message that has one.
+    keys: HashMap<u64, Arc<str>>,
+    /// The unsettled messages of each ordering key.
+    key_queues: HashMap<Arc<str>, KeyQueue>,
+    /// Messages in the `waiting` maps of `key_queues`, counted for [`Self::backlog`].
+    waiting: usize,
 }
 
 impl QueueState {
-    /// Adds a message that is ready for delivery.
-    pub(crate) fn push(&mut self, seq: u64, attempts: u32) {
-        if !self.leased.contains_key(&seq) {
-            self.ready.insert(seq, attempts);
+    /// Adds a message that is ready for delivery. When an earlier message of its ordering key
+    /// is still pending, the new one waits behind it.
+    pub(crate) fn push(&mut self, seq: u64, attempts: u32, key: Option<Arc<str>>) {
+        if self.leased.contains_key(&seq) || self.delayed_until.contains_key(&seq) {
+            return;
         }
+        let Some(key) = key else {
+            self.ready.insert(seq, attempts);
+            return;
+        };
+        self.keys.insert(seq, key.clone());
+        let Some(queue) = self.key_queues.get_mut(&key) else {
+            self.key_queues.insert(
+                key,
+                KeyQueue {
+                    head: seq,
+                    waiting: BTreeMap::new(),
+                },
+            );
+            self.ready.insert(seq, attempts);
+            return;
+        };
+        if queue.head == seq {
+            self.ready.insert(seq, attempts);
+        } else if seq < queue.head && self.ready.contains_key(&queue.head) {
+            // An earlier message that arrived late, before the current head was delivered,
+            // takes its place so that the key is still delivered in sequence order.
+            let head_attempts = self.ready.remove(&queue.head).unwrap_or_default();
+            queue.waiting.insert(queue.head, head_attempts);
+            self.waiting += 1;
+            queue.head = seq;
+            self.ready.insert(seq, attempts);
+        } else if queue.waiting.insert(seq, attempts).is_none() {
+            self.waiting += 1;
+        }
+    }
+
+    /// Returns a released message to the queue: ready at once when `ready_at` is `None` or
+    /// has passed, otherwise delayed until `ready_at`. It keeps its place at the head of its
+    /// ordering key either way.
+    pub(crate) fn requeue(
+        &mut self,
+        seq: u64,
+        attempts: u32,
+        ready_at: Option<Instant>,
+        now: Instant,
+    ) {
+        let key = self.keys.get(&seq).cloned();
+        let is_head = key
+            .as_ref()
+            .and_then(|key| self.key_queues.get(key))
+            .is_none_or(|queue| queue.head == seq);
+        match ready_at {
+            Some(ready_at) if ready_at > now && is_head && !self.leased.contains_key(&seq) => {
+                self.ready.remove(&seq);
+                self.delayed.insert((ready_at, seq), attempts);
+                self.delayed_until.insert(seq, ready_at);
+            }
+            _ => self.push(seq, attempts, key),
+        }
+    }
+
+    /// Moves the delayed messages whose backoff has ended by `now` to the ready set.
+    /// Returns how many became ready.
+    pub(crate) fn promote(&mut self, now: Instant) -> usize {
+        let mut promoted = 0;
+        while let Some((&(ready_at, seq), _)) = self.delayed.first_key_value() {
+            if ready_at > now {
+                break;
+            }
+            if let Some(attempts) = self.delayed.remove(&(ready_at, seq)) {
+                self.delayed_until.remove(&seq);
+                self.ready.insert(seq, attempts);
+                promoted += 1;
+            }
+        }
+        promoted
+    }
+
+    /// Returns when the next delayed message becomes ready, if any is delayed.
+    pub(crate) fn next_ready_at(&self) -> Option<Instant> {
+        self.delayed.first_key_value().map(|(&(at, _), _)| at)
     }
 
     /// Leases up to `max` ready messages, oldest first, until `now + ack_deadline`.
@@ -55,14 +163,48 @@ impl QueueState {
         taken
     }
 
-    /// Forgets a message: it was acknowledged or dead-lettered. Returns whether it was known.
+    /// Forgets a message: it was acknowledged or dead-lettered. When it was the head of its
+    /// ordering key, the key's next message becomes ready. Returns whether it was known.
     pub(crate) fn remove(&mut self, seq: u64) -> bool {
         let was_ready = self.ready.remove(&seq).is_some();
         let lease = self.leased.remove(&seq);
         if let Some(lease) = lease {
             self.deadlines.remove(&(lease.deadline, seq));
         }
-        was_ready || lease.is_some()
+        let was_delayed = match self.delayed_until.remove(&seq) {
+            Some(ready_at) => self.delayed.remove(&(ready_at, seq)).is_some(),
+            None => false,
+        };
+        let was_keyed = self.remove_from_key(seq);
+        was_ready || lease.is_some() || was_delayed || was_keyed
+    }
+
+    /// Takes `seq` out of its ordering key's queue, making the next message the head when
+    /// `seq` was the head. Returns whether `seq` had a key.
+    fn remove_from_key(&mut self, seq: u64) -> bool {
+        let Some(key) = self.keys.remove(&seq) else {
+            return false;
+        };
+        let Some(queue) = self.key_queues.get_mut(&key) else {
+            return true;
+        };
+        if queue.head != seq {
+            if queue.waiting.remove(&seq).is_some() {
+                self.waiting -= 1;
+            }
+            return true;
+        }
+        match queue.waiting.pop_first() {
+            Some((next, attempts)) => {
+                queue.head = next;
+                self.waiting -= 1;
+                self.ready.insert(next, attempts);
+            }
+            None => {
+                self.key_queues.remove(&key);
+            }
+        }
+        true
     }
 
     /// Moves the deadline of the lease `(seq, attempts)`. Returns false when that lease is no
@@ -80,6 +222,7 @@ impl QueueState {
     }
 
     /// Ends the lease `(seq, attempts)` early (a nack). Returns the lease when it was current.
+    /// The message stays the head of its ordering key until it is requeued or removed.
     pub(crate) fn release(&mut self, seq: u64, attempts: u32) -> Option<Lease> {
         match self.leased.get(&seq) {
             Some(lease) if lease.attempts == attempts => {
@@ -107,9 +250,10 @@ impl QueueState {
         expired
     }
 
-    /// Messages not yet acknowledged, leased ones included.
+    /// Messages not yet acknowledged: ready, delayed, waiting behind their ordering key and
+    /// leased ones.
     pub(crate) fn backlog(&self) -> usize {
-        self.ready.len() + self.leased.len()
+        self.ready.len() + self.delayed.len() + self.waiting + self.leased.len()
     }
 
     /// Messages currently leased to consumers.
@@ -123,67 +267,4 @@ impl QueueState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lease_takes_oldest_first() {
-        let mut queue = QueueState::default();
-        for seq in [3, 1, 2] {
-            queue.push(seq, 0);
-        }
-        let now = Instant::now();
-        assert_eq!(
-            queue.lease(2, now, Duration::from_secs(10)),
-            vec![(1, 1), (2, 1)]
-        );
-        assert_eq!(queue.backlog(), 3);
-        assert_eq!(queue.outstanding(), 2);
-    }
-
-    #[test]
-    fn expired_leases_come_back() {
-        let mut queue = QueueState::default();
-        queue.push(7, 0);
-        let now = Instant::now();
-        queue.lease(1, now, Duration::from_secs(10));
-        assert!(
-            queue.expire(now + Duration::from_secs(9)).is_empty(),
-            "not yet due"
-        );
-        assert_eq!(queue.expire(now + Duration::from_secs(10)), vec![(7, 1)]);
-        assert_eq!(queue.outstanding(), 0);
-    }
-
-    #[test]
-    fn stale_lease_cannot_extend_or_release() {
-        let mut queue = QueueState::default();
-        queue.push(7, 0);
-        let now = Instant::now();
-        queue.lease(1, now, Duration::from_secs(10));
-        queue.expire(now + Duration::from_secs(11));
-        queue.push(7, 1);
-        queue.lease(1, now + Duration::from_secs(11), Duration::from_secs(10));
-        assert!(
-            !queue.extend(7, 1, now + Duration::from_secs(100)),
-            "attempt 1 is stale"
-        );
-        assert!(queue.release(7, 1).is_none(), "attempt 1 is stale");
-        assert!(
-            queue.extend(7, 2, now + Duration::from_secs(100)),
-            "attempt 2 is current"
-        );
-    }
-
-    #[test]
-    fn remove_forgets_ready_and_leased() {
-        let mut queue = QueueState::default();
-        queue.push(1, 0);
-        queue.push(2, 0);
-        queue.lease(1, Instant::now(), Duration::from_secs(10));
-        assert!(queue.remove(1));
-        assert!(queue.remove(2));
-        assert!(!queue.remove(2), "already gone");
-        assert_eq!(queue.backlog(), 0);
-    }
-}
+mod tests;

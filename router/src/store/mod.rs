@@ -10,7 +10,9 @@
 //! - A message is appended to its topic with a sequence number that only grows; the decimal
 //!   sequence number is the message id, unique per topic for the life of the data dir.
 //! - Publishing adds the message to the pending set of every subscription the topic has at
-//!   that moment, so a subscription sees messages published after it was created.
+//!   that moment and whose filter the message's attributes match, so a subscription receives
+//!   messages published after it was created. A message that no filter lets through is
+//!   not stored, unless the topic has no subscription at all.
 //! - Acknowledging removes a message from one subscription's pending set; the message itself
 //!   is deleted once no subscription has it pending. Acknowledgements and delivery-attempt
 //!   counts are written without waiting for a flush: after a crash some acknowledged
@@ -24,6 +26,8 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+
+use crate::filter::FilterError;
 
 pub use sled_store::SledStore;
 
@@ -94,7 +98,32 @@ pub struct DeadLetterPolicy {
     pub max_delivery_attempts: u32,
 }
 
+/// How long a message waits before it is delivered again after a nack or an expired lease.
+///
+/// The delay grows exponentially from `minimum_backoff_secs` to `maximum_backoff_secs`; the
+/// broker computes it (see `RetryPolicy::backoff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Delay after the first failed delivery, in seconds, 0 to 600 as in Pub/Sub.
+    pub minimum_backoff_secs: u32,
+    /// Maximum delay, in seconds, 0 to 600 and not below `minimum_backoff_secs`.
+    pub maximum_backoff_secs: u32,
+}
+
+impl Default for RetryPolicy {
+    /// Returns Pub/Sub's defaults: 10 s to 600 s.
+    fn default() -> Self {
+        RetryPolicy {
+            minimum_backoff_secs: 10,
+            maximum_backoff_secs: 600,
+        }
+    }
+}
+
 /// The settings of a subscription.
+///
+/// The fields added after the first release carry `#[serde(default)]`, so that catalogs
+/// written before them still load.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionSpec {
     /// The subscription's name.
@@ -104,7 +133,37 @@ pub struct SubscriptionSpec {
     /// Seconds a consumer has to acknowledge a delivery, 10 to 600.
     pub ack_deadline_secs: u32,
     /// Dead-letter settings, if any.
+    #[serde(default)]
     pub dead_letter: Option<DeadLetterPolicy>,
+    /// Redelivery delays. Without a policy, a nacked or expired message is ready again at
+    /// once, as in Pub/Sub.
+    #[serde(default)]
+    pub retry_policy: Option<RetryPolicy>,
+    /// Delivers messages with the same non-empty ordering key in publish order, one at a
+    /// time. Fixed when the subscription is created.
+    #[serde(default)]
+    pub enable_message_ordering: bool,
+    /// A filter in Pub/Sub's filter dialect; messages that do not match it are acknowledged
+    /// when they are published. Empty passes every message. Fixed when the subscription is
+    /// created.
+    #[serde(default)]
+    pub filter: String,
+}
+
+impl SubscriptionSpec {
+    /// Returns a spec with Pub/Sub's defaults: a 10 s ack deadline, no dead-letter or retry
+    /// policy, no ordering and no filter.
+    pub fn new(name: impl Into<String>, topic: impl Into<String>) -> Self {
+        SubscriptionSpec {
+            name: name.into(),
+            topic: topic.into(),
+            ack_deadline_secs: 10,
+            dead_letter: None,
+            retry_policy: None,
+            enable_message_ordering: false,
+            filter: String::new(),
+        }
+    }
 }
 
 /// A subscription in the catalog.
@@ -136,13 +195,28 @@ pub enum StoreError {
     /// A subscription that does not exist.
     #[error("subscription {0:?} not found")]
     SubscriptionNotFound(String),
-    /// A subscription that exists with different immutable settings.
-    #[error("subscription {name:?} already exists with topic {existing:?}; delete it first to change its topic")]
+    /// A subscription that exists with a different value of a setting that is fixed at
+    /// creation: its topic, filter or message ordering.
+    #[error(
+        "subscription {name:?} already exists with {setting} {existing}, and a subscription's \
+         {setting} cannot change after it is created: set it back, or use a new subscription \
+         name for the new {setting}"
+    )]
     SubscriptionConflict {
         /// The subscription's name.
         name: String,
-        /// The topic it is bound to.
+        /// The setting that differs: `topic`, `filter` or `enable_message_ordering`.
+        setting: &'static str,
+        /// The stored value, quoted when it is a string.
         existing: String,
+    },
+    /// A subscription filter that does not parse.
+    #[error("subscription {name:?} has an invalid filter: {error}")]
+    InvalidFilter {
+        /// The subscription's name.
+        name: String,
+        /// The parse error, with its position in the filter.
+        error: FilterError,
     },
     /// The underlying database failed.
     #[error("storage failed: {0}")]
@@ -170,8 +244,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     ///
-    /// [`StoreError::TopicNotFound`] when the topic does not exist, and
-    /// [`StoreError::SubscriptionConflict`] when the subscription exists on another topic.
+    /// [`StoreError::TopicNotFound`] when the topic does not exist,
+    /// [`StoreError::InvalidFilter`] when the filter does not parse, and
+    /// [`StoreError::SubscriptionConflict`] when the subscription exists with another topic,
+    /// filter or `enable_message_ordering`.
     async fn create_subscription(
         &self,
         spec: SubscriptionSpec,

@@ -20,6 +20,7 @@ use super::{
     NewMessage, PendingEntry, Published, Store, StoreError, StoredMessage, SubscriptionRecord,
     SubscriptionSpec, TopicMessage, TopicRecord,
 };
+use crate::filter::pubsub::SubscriptionFilter;
 
 /// Writes queued for the committer before publishers wait for room.
 const WRITE_QUEUE: usize = 4096;
@@ -31,6 +32,9 @@ const MAX_GROUP: usize = 1024;
 struct Catalog {
     topics: BTreeMap<String, TopicRecord>,
     subscriptions: BTreeMap<String, SubscriptionRecord>,
+    /// The parsed filters of the subscriptions that have one, by subscription id, so that a
+    /// publish does not parse them again.
+    filters: HashMap<u32, SubscriptionFilter>,
 }
 
 impl Catalog {
@@ -40,6 +44,37 @@ impl Catalog {
             .filter(|s| s.topic_id == topic)
             .map(|s| s.id)
             .collect()
+    }
+
+    /// Returns the ids of the subscriptions of `topic` whose filter `message` passes, and
+    /// whether the topic has any subscription at all.
+    fn receivers_of(&self, topic: u32, message: &NewMessage) -> (Vec<u32>, bool) {
+        let mut any = false;
+        let receivers = self
+            .subscriptions
+            .values()
+            .filter(|s| s.topic_id == topic)
+            .inspect(|_| any = true)
+            .filter(|s| {
+                self.filters
+                    .get(&s.id)
+                    .is_none_or(|filter| filter.matches(&message.attributes))
+            })
+            .map(|s| s.id)
+            .collect();
+        (receivers, any)
+    }
+
+    fn insert_subscription(
+        &mut self,
+        record: SubscriptionRecord,
+        filter: Option<SubscriptionFilter>,
+    ) {
+        match filter {
+            Some(filter) => self.filters.insert(record.id, filter),
+            None => self.filters.remove(&record.id),
+        };
+        self.subscriptions.insert(record.spec.name.clone(), record);
     }
 
     fn next_topic_id(&self) -> u32 {
@@ -191,14 +226,51 @@ fn load_catalog(tree: &sled::Tree) -> Result<Catalog, StoreError> {
             Some(b's') => {
                 let subscription: SubscriptionRecord =
                     serde_json::from_slice(&value).map_err(decode_error)?;
-                catalog
-                    .subscriptions
-                    .insert(subscription.spec.name.clone(), subscription);
+                let filter = parse_filter(&subscription.spec).map_err(|err| {
+                    keys::corrupt(&key, format!("stored filter does not parse: {err}"))
+                })?;
+                catalog.insert_subscription(subscription, filter);
             }
             _ => return Err(keys::corrupt(&key, "unknown catalog key")),
         }
     }
     Ok(catalog)
+}
+
+/// Parses the filter of `spec`, or returns `None` when it has none.
+fn parse_filter(spec: &SubscriptionSpec) -> Result<Option<SubscriptionFilter>, StoreError> {
+    let filter =
+        SubscriptionFilter::parse(&spec.filter).map_err(|error| StoreError::InvalidFilter {
+            name: spec.name.clone(),
+            error,
+        })?;
+    Ok(filter.expression().is_some().then_some(filter))
+}
+
+/// Returns the first setting that is fixed at creation and differs between `existing` and
+/// `requested`, as an error.
+fn check_fixed_settings(
+    existing: &SubscriptionSpec,
+    requested: &SubscriptionSpec,
+) -> Result<(), StoreError> {
+    let conflict = |setting, existing: String| StoreError::SubscriptionConflict {
+        name: requested.name.clone(),
+        setting,
+        existing,
+    };
+    if existing.topic != requested.topic {
+        return Err(conflict("topic", format!("{:?}", existing.topic)));
+    }
+    if existing.filter != requested.filter {
+        return Err(conflict("filter", format!("{:?}", existing.filter)));
+    }
+    if existing.enable_message_ordering != requested.enable_message_ordering {
+        return Err(conflict(
+            "enable_message_ordering",
+            existing.enable_message_ordering.to_string(),
+        ));
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -462,13 +534,17 @@ impl Committer {
         let seq = self.last_seq.entry(topic).or_insert(0);
         *seq += 1;
         let seq = *seq;
-        batch.insert(
-            &keys::message(topic, seq),
-            keys::encode_message(message, now),
-        );
+        let (receivers, has_subscriptions) = self.read_catalog().receivers_of(topic, message);
+        // A message that every subscription's filter rejected is acknowledged by all of them
+        // at once, so it is not kept. A topic without subscriptions keeps its messages.
+        if !receivers.is_empty() || !has_subscriptions {
+            batch.insert(
+                &keys::message(topic, seq),
+                keys::encode_message(message, now),
+            );
+        }
         batch.insert(&keys::last_seq(topic), &seq.to_be_bytes());
-        let subscriptions = self.read_catalog().subscriptions_of(topic);
-        for subscription in subscriptions {
+        for subscription in receivers {
             batch.insert(&keys::pending(subscription, seq), &0u32.to_be_bytes());
         }
         Published {
@@ -548,23 +624,20 @@ impl Committer {
         let existing = self.read_catalog().subscriptions.get(&spec.name).cloned();
         let record = match existing {
             Some(existing) if existing.spec == spec => return Ok(existing),
-            Some(existing) if existing.topic_id != topic_id => {
-                return Err(StoreError::SubscriptionConflict {
-                    name: spec.name,
-                    existing: existing.spec.topic,
-                });
+            Some(existing) => {
+                check_fixed_settings(&existing.spec, &spec)?;
+                SubscriptionRecord { spec, ..existing }
             }
-            Some(existing) => SubscriptionRecord { spec, ..existing },
             None => SubscriptionRecord {
                 id: self.read_catalog().next_subscription_id(),
                 topic_id,
                 spec,
             },
         };
+        let filter = parse_filter(&record.spec)?;
         self.save(format!("s/{}", record.spec.name), &record)?;
         self.write_catalog()
-            .subscriptions
-            .insert(record.spec.name.clone(), record.clone());
+            .insert_subscription(record.clone(), filter);
         Ok(record)
     }
 }

@@ -1,0 +1,253 @@
+//! The paths that end a delivery without an acknowledgement: rejects, nacks and expired
+//! leases. Each either returns the message to its queue, after the subscription's retry
+//! backoff when it has a retry policy, or moves it to the dead-letter topic.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tracing::{debug, error, warn};
+
+use super::subscription::{Routing, Subscription};
+use super::{format_time, parse_ack_ids, read, Broker, BrokerError};
+use super::{DEAD_LETTER_REASON_ATTRIBUTE, LEASE_CHECK_INTERVAL};
+use crate::store::{NewMessage, StoredMessage, SubscriptionSpec};
+
+impl Broker {
+    /// Ends a delivery that its consumer cannot process, ever: the message goes to the
+    /// subscription's dead-letter topic now, whatever its attempts, with `reason` in the
+    /// [`DEAD_LETTER_REASON_ATTRIBUTE`] attribute of the copy.
+    ///
+    /// Without a dead-letter policy there is nowhere to keep the message, so it is
+    /// acknowledged and the reason is logged at error level. Returns whether the message was
+    /// dead-lettered. A delivery that is no longer leased (acknowledged, or expired and
+    /// leased again) is left alone and `false` is returned.
+    ///
+    /// # Errors
+    ///
+    /// Fails for an unknown subscription, a malformed ack id or a store failure; the message
+    /// then stays pending and is delivered again.
+    pub async fn reject(
+        &self,
+        name: &str,
+        ack_id: &str,
+        reason: &str,
+    ) -> Result<bool, BrokerError> {
+        let subscription = self.subscription(name)?;
+        let [(seq, attempts)] = parse_ack_ids(std::slice::from_ref(&ack_id.to_owned()))?[..] else {
+            return Err(BrokerError::InvalidAckId(ack_id.to_owned()));
+        };
+        if subscription.state().release(seq, attempts).is_none() {
+            return Ok(false);
+        }
+        let spec = subscription.spec();
+        let Some(policy) = &spec.dead_letter else {
+            error!(subscription = %name, message_id = seq, %reason, "message rejected and dropped: the subscription has no dead-letter topic");
+            subscription.state().remove(seq);
+            subscription.ready.notify_waiters();
+            subscription.counters.acked.fetch_add(1, Ordering::Relaxed);
+            self.store.ack(name, vec![seq]).await?;
+            return Ok(false);
+        };
+        let Some(original) = self.store.read(&spec.topic, seq)? else {
+            subscription.state().remove(seq);
+            subscription.ready.notify_waiters();
+            return Ok(false);
+        };
+        let mut message = dead_letter_copy(&original, name, attempts);
+        message
+            .attributes
+            .insert(DEAD_LETTER_REASON_ATTRIBUTE.to_owned(), reason.to_owned());
+        let routing = Routing::of(&message);
+        let receipt = match self
+            .store
+            .dead_letter(name, seq, &policy.topic, message)
+            .await
+        {
+            Ok(receipt) => receipt,
+            Err(err) => {
+                // The message stays pending; offer it again rather than lose it.
+                subscription
+                    .state()
+                    .requeue(seq, attempts, None, Instant::now());
+                subscription.ready.notify_waiters();
+                return Err(err.into());
+            }
+        };
+        subscription.state().remove(seq);
+        subscription.ready.notify_waiters();
+        subscription
+            .counters
+            .dead_lettered
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(subscription = %name, message_id = seq, attempts, dead_letter_topic = %policy.topic, %reason, "message rejected and dead-lettered");
+        self.make_ready(&policy.topic, &[(receipt.seq, routing)]);
+        Ok(true)
+    }
+
+    /// Returns expired leases of every subscription to their queues, or dead-letters them.
+    /// Returns how many leases expired.
+    pub async fn expire_leases(&self) -> usize {
+        let now = Instant::now();
+        let mut total = 0;
+        for (name, subscription) in self.all_subscriptions() {
+            let expired = subscription.state().expire(now);
+            if expired.is_empty() {
+                continue;
+            }
+            total += expired.len();
+            subscription
+                .counters
+                .expired
+                .fetch_add(expired.len() as u64, Ordering::Relaxed);
+            debug!(subscription = %name, count = expired.len(), "ack deadlines expired");
+            if let Err(err) = self.requeue(&name, &subscription, expired).await {
+                warn!(subscription = %name, error = %err, "returning expired leases failed");
+            }
+        }
+        total
+    }
+
+    /// Makes the delayed messages of every subscription whose retry backoff has ended ready
+    /// for delivery, and wakes the pulls waiting for them. Returns how many became ready.
+    ///
+    /// Pulls also do this themselves, so this only keeps the ready counts current between
+    /// pulls.
+    pub fn promote_delayed(&self) -> usize {
+        let now = Instant::now();
+        let mut total = 0;
+        for (_, subscription) in self.all_subscriptions() {
+            let promoted = subscription.state().promote(now);
+            if promoted > 0 {
+                total += promoted;
+                subscription.ready.notify_waiters();
+            }
+        }
+        total
+    }
+
+    fn all_subscriptions(&self) -> Vec<(String, Arc<Subscription>)> {
+        read(&self.subscriptions)
+            .iter()
+            .map(|(name, s)| (name.clone(), s.clone()))
+            .collect()
+    }
+
+    /// Returns released messages to the queue, or dead-letters those that used up their
+    /// attempts. With a retry policy, a message released after its delivery `n` becomes
+    /// ready again only after the backoff for `n`. Without one, it is ready at once.
+    pub(super) async fn requeue(
+        &self,
+        name: &str,
+        subscription: &Subscription,
+        released: Vec<(u64, u32)>,
+    ) -> Result<(), BrokerError> {
+        if released.is_empty() {
+            return Ok(());
+        }
+        let spec = subscription.spec();
+        let mut again = Vec::new();
+        for (seq, attempts) in released {
+            match &spec.dead_letter {
+                Some(policy) if attempts >= policy.max_delivery_attempts => {
+                    if let Err(err) = self
+                        .dead_letter(name, subscription, &spec, seq, attempts)
+                        .await
+                    {
+                        // The message stays pending so that nothing is lost; it is offered again.
+                        warn!(subscription = %name, seq, error = %err, "dead-lettering failed");
+                        again.push((seq, attempts));
+                    }
+                }
+                _ => again.push((seq, attempts)),
+            }
+        }
+        let now = Instant::now();
+        {
+            let mut state = subscription.state();
+            for (seq, attempts) in again {
+                let backoff = spec.retry_policy.map(|policy| policy.backoff(attempts));
+                if let Some(backoff) = backoff {
+                    debug!(subscription = %name, message_id = seq, attempts, backoff_ms = backoff.as_millis() as u64, "redelivery delayed");
+                }
+                state.requeue(seq, attempts, backoff.map(|backoff| now + backoff), now);
+            }
+        }
+        subscription.ready.notify_waiters();
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        name: &str,
+        subscription: &Subscription,
+        spec: &SubscriptionSpec,
+        seq: u64,
+        attempts: u32,
+    ) -> Result<(), BrokerError> {
+        let Some(policy) = &spec.dead_letter else {
+            return Ok(());
+        };
+        let Some(original) = self.store.read(&spec.topic, seq)? else {
+            subscription.state().remove(seq);
+            return Ok(());
+        };
+        let message = dead_letter_copy(&original, name, attempts);
+        let routing = Routing::of(&message);
+        let receipt = self
+            .store
+            .dead_letter(name, seq, &policy.topic, message)
+            .await?;
+        // Removing the message unblocks the next message of its ordering key; the caller
+        // wakes the waiting pulls.
+        subscription.state().remove(seq);
+        subscription
+            .counters
+            .dead_lettered
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(subscription = %name, message_id = seq, attempts, dead_letter_topic = %policy.topic, "message dead-lettered");
+        self.make_ready(&policy.topic, &[(receipt.seq, routing)]);
+        Ok(())
+    }
+
+    /// Expires leases and ends finished retry backoffs every [`LEASE_CHECK_INTERVAL`] until
+    /// `shutdown` completes.
+    pub async fn run_maintenance(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut interval = tokio::time::interval(LEASE_CHECK_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = interval.tick() => {
+                    self.expire_leases().await;
+                    self.promote_delayed();
+                }
+            }
+        }
+    }
+}
+
+/// The copy of a message that goes to a dead-letter topic: the same data, attributes and
+/// ordering key, plus the attributes Pub/Sub adds to dead-lettered messages.
+fn dead_letter_copy(original: &StoredMessage, subscription: &str, attempts: u32) -> NewMessage {
+    let mut message = original.message.clone();
+    let attributes = &mut message.attributes;
+    attributes.insert(
+        "CloudPubSubDeadLetterSourceDeliveryCount".to_owned(),
+        attempts.to_string(),
+    );
+    attributes.insert(
+        "CloudPubSubDeadLetterSourceSubscription".to_owned(),
+        subscription.to_owned(),
+    );
+    attributes.insert(
+        "CloudPubSubDeadLetterSourceSubscriptionProject".to_owned(),
+        "local".to_owned(),
+    );
+    attributes.insert(
+        "CloudPubSubDeadLetterSourceTopicPublishTime".to_owned(),
+        format_time(original.publish_time),
+    );
+    message
+}

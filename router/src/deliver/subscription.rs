@@ -1,0 +1,102 @@
+//! The live state of one subscription, and what the broker keeps of a published message to
+//! place it in each subscription: its attributes for the filter and its ordering key.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::{Mutex, RwLock};
+
+use tokio::sync::Notify;
+
+use super::queue::QueueState;
+use super::SubscriptionCounters;
+use crate::filter::pubsub::SubscriptionFilter;
+use crate::store::{NewMessage, StoreError, SubscriptionSpec};
+
+/// The live state of one subscription.
+#[derive(Debug)]
+pub(super) struct Subscription {
+    pub(super) spec: RwLock<SubscriptionSpec>,
+    /// The parsed filter, or `None` when the subscription has none. The filter is fixed at
+    /// creation, so later changes of `spec` leave it alone.
+    filter: Option<SubscriptionFilter>,
+    /// Whether ordering keys are honoured, fixed at creation like the filter.
+    ordered: bool,
+    pub(super) state: Mutex<QueueState>,
+    /// Woken when messages become ready, so that waiting pulls return.
+    pub(super) ready: Notify,
+    pub(super) counters: SubscriptionCounters,
+}
+
+impl Subscription {
+    /// Builds the live state of a subscription over an empty queue.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidFilter`] when the filter of `spec` does not parse.
+    pub(super) fn new(spec: SubscriptionSpec) -> Result<Self, StoreError> {
+        let filter =
+            SubscriptionFilter::parse(&spec.filter).map_err(|error| StoreError::InvalidFilter {
+                name: spec.name.clone(),
+                error,
+            })?;
+        Ok(Subscription {
+            filter: filter.expression().is_some().then_some(filter),
+            ordered: spec.enable_message_ordering,
+            spec: RwLock::new(spec),
+            state: Mutex::new(QueueState::default()),
+            ready: Notify::new(),
+            counters: SubscriptionCounters::default(),
+        })
+    }
+
+    pub(super) fn spec(&self) -> SubscriptionSpec {
+        self.spec
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        // The state is only changed by short, non-panicking sections; after a poisoning panic
+        // elsewhere it is still consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Returns whether a message with these attributes passes the subscription's filter.
+    pub(super) fn accepts(&self, attributes: &BTreeMap<String, String>) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|filter| filter.matches(attributes))
+    }
+
+    /// Returns whether the subscription delivers messages of one ordering key one at a time.
+    pub(super) fn is_ordered(&self) -> bool {
+        self.ordered
+    }
+
+    /// Returns the key that orders `ordering_key`'s messages in this subscription: `None`
+    /// for an empty key or when the subscription does not enable message ordering.
+    pub(super) fn key_of(&self, ordering_key: &str) -> Option<Arc<str>> {
+        (self.ordered && !ordering_key.is_empty()).then(|| Arc::from(ordering_key))
+    }
+}
+
+/// The parts of a published message that decide where it goes once the store has taken it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Routing {
+    /// The attributes that subscription filters test.
+    pub(super) attributes: BTreeMap<String, String>,
+    /// The ordering key, empty for none.
+    pub(super) ordering_key: String,
+}
+
+impl Routing {
+    pub(super) fn of(message: &NewMessage) -> Self {
+        Routing {
+            attributes: message.attributes.clone(),
+            ordering_key: message.ordering_key.clone(),
+        }
+    }
+}
