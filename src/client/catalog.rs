@@ -27,10 +27,12 @@ pub(crate) struct TopicsListArgs {
     server: ServerArgs,
 }
 
-/// List subscriptions with their backlog, outstanding and dead-lettered messages.
+/// List subscriptions with their backlog, outstanding, dead-lettered and filtered-out messages.
 ///
 /// BACKLOG counts the messages not yet acknowledged, OUTSTANDING those of them that are
 /// leased to a consumer now, and DEAD-LETTERED those forwarded to the dead-letter topic.
+/// FILTERED OUT counts the messages that the subscription's filter rejected since the server
+/// started, which were acknowledged without being delivered.
 #[derive(Debug, Args)]
 pub(crate) struct SubscriptionsListArgs {
     /// List only the subscriptions of this topic (short or full resource name)
@@ -146,6 +148,7 @@ struct SubscriptionRecord<'a> {
     dead_letter_topic: Option<&'a str>,
     max_delivery_attempts: Option<u32>,
     dead_lettered: u64,
+    filtered_out: u64,
 }
 
 impl<'a> From<&'a SubscriptionInfo> for SubscriptionRecord<'a> {
@@ -160,6 +163,7 @@ impl<'a> From<&'a SubscriptionInfo> for SubscriptionRecord<'a> {
             dead_letter_topic: has_dead_letter.then_some(subscription.dead_letter_topic.as_str()),
             max_delivery_attempts: has_dead_letter.then_some(subscription.max_delivery_attempts),
             dead_lettered: subscription.dead_lettered,
+            filtered_out: subscription.filtered_out,
         }
     }
 }
@@ -203,8 +207,9 @@ fn subscriptions_table(subscriptions: &[SubscriptionInfo]) -> Table {
             "ACK DEADLINE",
             "DEAD-LETTER TOPIC",
             "DEAD-LETTERED",
+            "FILTERED OUT",
         ],
-        numeric: vec![false, false, true, true, true, false, true],
+        numeric: vec![false, false, true, true, true, false, true, true],
         rows: subscriptions
             .iter()
             .map(|subscription| {
@@ -224,6 +229,7 @@ fn subscriptions_table(subscriptions: &[SubscriptionInfo]) -> Table {
                     format!("{}s", subscription.ack_deadline_seconds),
                     dead_letter_topic,
                     subscription.dead_lettered.to_string(),
+                    subscription.filtered_out.to_string(),
                 ]
             })
             .collect(),
@@ -298,6 +304,29 @@ mod tests {
     }
 
     #[test]
+    fn subscriptions_table_shows_filtered_out() {
+        let subscriptions = vec![SubscriptionInfo {
+            name: "finalized".to_owned(),
+            topic: "uploads".to_owned(),
+            backlog: 2,
+            ack_deadline_seconds: 10,
+            filtered_out: 37,
+            ..Default::default()
+        }];
+        let mut out = Vec::new();
+        write_table(&mut out, &subscriptions_table(&subscriptions))
+            .expect("writing to a Vec succeeds");
+        let text = String::from_utf8(out).expect("the table is UTF-8");
+        assert_eq!(
+            text,
+            "NAME       TOPIC    BACKLOG  OUTSTANDING  ACK DEADLINE  DEAD-LETTER TOPIC  \
+             DEAD-LETTERED  FILTERED OUT\n\
+             finalized  uploads        2            0           10s  -                              \
+             0            37\n"
+        );
+    }
+
+    #[test]
     fn subscription_record_nulls_missing_dead_letter() {
         let info = SubscriptionInfo {
             name: "s".to_owned(),
@@ -319,7 +348,8 @@ mod tests {
                 "ackDeadlineSeconds": 10,
                 "deadLetterTopic": null,
                 "maxDeliveryAttempts": null,
-                "deadLettered": 0
+                "deadLettered": 0,
+                "filteredOut": 0
             })
         );
     }

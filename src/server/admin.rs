@@ -67,6 +67,7 @@ impl Admin for AdminService {
                     dead_letter_topic: dead_letter.map(|p| p.topic.clone()).unwrap_or_default(),
                     max_delivery_attempts: dead_letter.map_or(0, |p| p.max_delivery_attempts),
                     dead_lettered: stats.dead_lettered,
+                    filtered_out: stats.filtered_out,
                 }
             })
             .collect();

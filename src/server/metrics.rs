@@ -110,7 +110,7 @@ struct BrokerCollector {
 impl Collector for BrokerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let stats = self.broker.stats();
-        let counters: [StatMetric; 4] = [
+        let counters: [StatMetric; 5] = [
             (
                 "deliveries",
                 "Messages handed to consumers, redeliveries included",
@@ -122,6 +122,11 @@ impl Collector for BrokerCollector {
                 "dead_letters",
                 "Messages moved to a dead-letter topic",
                 |s| s.dead_lettered,
+            ),
+            (
+                "filtered_out",
+                "Messages the subscription's filter rejected, acknowledged when published",
+                |s| s.filtered_out,
             ),
         ];
         for (name, help, read) in counters {

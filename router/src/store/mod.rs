@@ -199,8 +199,8 @@ pub enum StoreError {
     /// creation: its topic, filter or message ordering.
     #[error(
         "subscription {name:?} already exists with {setting} {existing}, and a subscription's \
-         {setting} cannot change after it is created: set it back, or use a new subscription \
-         name for the new {setting}"
+         {setting} cannot change after it is created: restore the old value, or use a new \
+         subscription name for the new {setting}"
     )]
     SubscriptionConflict {
         /// The subscription's name.
