@@ -250,6 +250,9 @@ impl Broker {
             .map(|m| (m.topic.clone(), Routing::of(&m.message)))
             .collect();
         let receipts = self.store.publish(messages).await?;
+        // NOTE: concurrent publishes with the same ordering key can reach `make_ready` out of
+        // sequence order. The queue puts the earlier message first unless the later one was
+        // already leased, in which case the key is delivered out of order.
         let mut by_topic: HashMap<String, Vec<(u64, Routing)>> = HashMap::new();
         for ((topic, routing), receipt) in routed.into_iter().zip(&receipts) {
             by_topic
@@ -283,6 +286,7 @@ impl Broker {
                     .counters
                     .filtered_out
                     .fetch_add(filtered_out, Ordering::Relaxed);
+                debug!(subscription = %read(&subscription.spec).name, count = filtered_out, "messages filtered out");
             }
             subscription.ready.notify_waiters();
         }
