@@ -11,8 +11,10 @@ pub(crate) fn init() {
 /// Installs the global subscriber with `default` as the filter when `RUST_LOG` is not set.
 pub(crate) fn init_with_default(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour codes only help a terminal; in a log file they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = if std::env::var("SLUICE_LOG_FORMAT").is_ok_and(|format| format == "json") {
         builder.json().try_init()

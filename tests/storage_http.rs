@@ -940,3 +940,101 @@ async fn restart_keeps_one_notification_config() {
     assert!(server.stop().success(), "server exits cleanly");
     drop(first);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_notification_replaces_the_old_one() {
+    let mut first = TestServer::start(Some(EVENTS_CONFIG));
+    let data_dir = first.data_dir.clone();
+    let config = data_dir
+        .parent()
+        .expect("the data directory has a parent")
+        .join("sluice.toml");
+    let (status, _) = first.terminate();
+    assert!(status.success(), "the first server exits cleanly");
+
+    // The same notification with another payload format and attribute value.
+    let edited = EVENTS_CONFIG.replace(
+        r#"custom_attributes = { origin = "storage-http-test" }"#,
+        "payload_format = \"NONE\"\ncustom_attributes = { origin = \"edited\" }",
+    );
+    std::fs::write(&config, edited).expect("the edited config is written");
+    let server = TestServer::start_in(&data_dir, Some(&config));
+    let client = http_client();
+    let channel = channel(&server).await;
+    upload(&client, &server, "uploads", "edited.txt", FOX).await;
+    let messages = pull_all(&channel, "test-events").await;
+
+    assert_eq!(
+        messages.len(),
+        1,
+        "the edited notification replaced the old one: {messages:?}"
+    );
+    assert_eq!(messages[0].attributes["origin"], "edited");
+    assert_eq!(messages[0].attributes["payloadFormat"], "NONE");
+    assert!(messages[0].data.is_empty(), "NONE carries no payload");
+    assert!(server.stop().success(), "server exits cleanly");
+    drop(first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_path_is_404_json() {
+    let server = TestServer::start(None);
+    let client = http_client();
+
+    for (method, path) in [("GET", "/nonexistent"), ("POST", "/upload/")] {
+        let response = client
+            .request(
+                method.parse().expect("method"),
+                format!("{}{path}", server.url),
+            )
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 404, "{method} {path}");
+        let body: serde_json::Value = response.json().await.expect("JSON error body");
+        assert_eq!(body["error"]["status"], "NOT_FOUND", "{method} {path}");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.contains(path), "{method} {path}: {message}");
+    }
+    assert!(server.stop().success(), "server exits cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_utf8_name_is_rejected() {
+    let server = TestServer::start(Some(EVENTS_CONFIG));
+    let client = http_client();
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "name",
+            reqwest::multipart::Part::bytes(b"a\xff\xfeb.jpg".to_vec()),
+        )
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(FOX.to_vec()).file_name("fox.txt"),
+        );
+
+    let response = client
+        .post(format!("{}/upload/uploads", server.url))
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload request");
+
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.expect("JSON error body");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("not valid UTF-8"), "{message}");
+    let listing: serde_json::Value = client
+        .get(format!("{}/storage/v1/b/uploads/o", server.url))
+        .send()
+        .await
+        .expect("list request")
+        .json()
+        .await
+        .expect("list body");
+    assert!(
+        listing.get("items").is_none(),
+        "nothing was stored: {listing}"
+    );
+    assert!(server.stop().success(), "server exits cleanly");
+}

@@ -208,7 +208,7 @@ impl Storage {
             Err(source) => {
                 warn!(
                     bucket = %change.object.bucket,
-                    object = %change.object.name,
+                    object = ?change.object.name,
                     generation = change.object.generation,
                     error = %source,
                     "object changed but its notifications were not published"

@@ -1147,31 +1147,44 @@ fn thumbnail_overwriting_source_rejected() {
         ),
         "subscription \"thumbnailer\": handler.destination_bucket \"uploads\" publishes \
          OBJECT_FINALIZE to this subscription's topic \"events\" and handler.name_prefix is \
-         empty, so every thumbnail would overwrite its source object and be thumbnailed again \
-         without end: write thumbnails to another bucket",
+         empty, so the thumbnail of an object in \"uploads\" would be written over that \
+         object: set handler.name_prefix (for example \"thumbnails/\"), or write thumbnails \
+         to a bucket that does not notify \"events\"",
     );
 }
 
 #[test]
-fn thumbnail_prefix_loop_rejected() {
+fn thumbnail_name_prefix_checked() {
     assert_single_error(
         &handler_config(
-            "kind = \"thumbnail\"\ndestination_bucket = \"uploads\"\nname_prefix = \"thumbs/\"",
-            "[[buckets]]\nname = \"uploads\"\n\
-             [[buckets.notifications]]\ntopic = \"events\"\nobject_name_prefix = \"th\"\n",
+            "kind = \"thumbnail\"\ndestination_bucket = \"small\"\nname_prefix = \"a\\nb/\"",
+            "[[buckets]]\nname = \"small\"\n",
         ),
-        "subscription \"thumbnailer\": handler.destination_bucket \"uploads\" publishes \
-         OBJECT_FINALIZE to this subscription's topic \"events\" for names starting with \
-         \"th\", and every thumbnail name starts with handler.name_prefix \"thumbs/\", so each \
-         thumbnail would be thumbnailed again, giving \"thumbs/thumbs/...\" names without end: \
-         write thumbnails to another bucket, or give that notification an object_name_prefix \
-         that thumbnail names do not start with",
+        "subscription \"thumbnailer\": handler.name_prefix \"a\\nb/\" contains a line break, \
+         which object names may not contain: remove it",
+    );
+    let long = "p".repeat(1024);
+    assert_single_error(
+        &handler_config(
+            &format!(
+                "kind = \"thumbnail\"\ndestination_bucket = \"small\"\nname_prefix = \"{long}\""
+            ),
+            "[[buckets]]\nname = \"small\"\n",
+        ),
+        "subscription \"thumbnailer\": handler.name_prefix is 1024 bytes long, so no \
+         thumbnail name would fit in 1024 bytes: shorten it",
     );
 }
 
 #[test]
 fn thumbnail_without_loop_allowed() {
     let cases = [
+        // Thumbnails go to "thumbs/" in the source bucket. The handler skips its own output,
+        // so the notification of each thumbnail ends there.
+        (
+            "name_prefix = \"thumbs/\"",
+            "topic = \"events\"\nobject_name_prefix = \"th\"",
+        ),
         // The notification only publishes names under "photos/", and thumbnails go to
         // "thumbs/".
         (

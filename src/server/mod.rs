@@ -187,6 +187,35 @@ fn app(service: &Service, max_upload_bytes: u64) -> axum::Router {
         .merge(http::routes(service.metrics.clone()))
         .merge(logging::routes(service.ingestor.clone()))
         .merge(storage::routes(service.storage.clone(), max_upload_bytes))
+        .fallback(unknown_route)
+}
+
+/// Answers a request that no route matches. A gRPC call gets UNIMPLEMENTED as gRPC status,
+/// which is what gRPC clients expect for an unknown method; anything else gets HTTP 404
+/// with Google's JSON error body.
+async fn unknown_route(request: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+
+    let is_grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"));
+    if is_grpc {
+        let method = request.uri().path().to_owned();
+        return tonic::Status::unimplemented(format!(
+            "unknown gRPC method {method}; this server implements sluice.v1, \
+             google.pubsub.v1 Publisher and Subscriber, and google.logging.v2 WriteLogEntries"
+        ))
+        .into_http::<axum::body::Body>()
+        .into_response();
+    }
+    let message = format!(
+        "no route for {} {}; see the README for the HTTP routes",
+        request.method(),
+        request.uri().path()
+    );
+    status::rest_error(tonic::Code::NotFound, &message, None).into_response()
 }
 
 /// Runs the service until SIGINT or SIGTERM.

@@ -18,6 +18,7 @@ mod json_api;
 mod patch;
 mod upload;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,7 +39,10 @@ pub(crate) const DEFAULT_MAX_UPLOAD_BYTES: u64 = 32 * 1024 * 1024;
 /// Opens the buckets under `<data_dir>/buckets` and brings them in line with the
 /// configuration: missing buckets are created, versioning is set as configured, and each
 /// configured notification config that the bucket does not store with the same settings is
-/// added. Configs that were added by other means stay.
+/// added. A config that an earlier configuration file added and the current one no longer
+/// declares, or declares with other settings, is deleted, so that editing a notification
+/// replaces it instead of adding a second one. Configs that were added by other means stay.
+/// The ids of the configs the file added are kept in [`MANAGED_CONFIGS_FILE`].
 ///
 /// # Errors
 ///
@@ -53,9 +57,14 @@ pub(crate) async fn open(
     let store = tokio::task::spawn_blocking(move || -> anyhow::Result<Buckets> {
         let store = Buckets::open(&root)
             .with_context(|| format!("failed to open the buckets in {}", root.display()))?;
+        let managed_path = root.join(MANAGED_CONFIGS_FILE);
+        let mut managed = read_managed(&managed_path)?;
+        remove_stale_configs(&store, &buckets, &mut managed)?;
+        write_managed(&managed_path, &managed)?;
         for bucket in &buckets {
-            apply_bucket(&store, bucket)?;
+            apply_bucket(&store, bucket, &mut managed)?;
         }
+        write_managed(&managed_path, &managed)?;
         Ok(store)
     })
     .await
@@ -63,8 +72,84 @@ pub(crate) async fn open(
     Ok(Storage::new(Arc::new(store), broker))
 }
 
+/// The file under `<data dir>/buckets` that lists, per bucket, the ids of the notification
+/// configs that the configuration file added.
+pub(crate) const MANAGED_CONFIGS_FILE: &str = "config-notifications.json";
+
+/// Bucket name to the ids of its notification configs that the configuration file added.
+type ManagedConfigs = BTreeMap<String, BTreeSet<String>>;
+
+fn read_managed(path: &Path) -> anyhow::Result<ManagedConfigs> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is not a valid list of notification config ids; delete it to stop sluice \
+                 from removing configs that an earlier configuration declared",
+                path.display()
+            )
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(ManagedConfigs::new()),
+        Err(err) => Err(err).with_context(|| format!("failed to read {}", path.display())),
+    }
+}
+
+fn write_managed(path: &Path, managed: &ManagedConfigs) -> anyhow::Result<()> {
+    let temporary = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(managed).context("failed to encode the config ids")?;
+    std::fs::write(&temporary, bytes)
+        .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// Deletes the notification configs that the configuration file added earlier and no longer
+/// declares with the same settings.
+fn remove_stale_configs(
+    store: &Buckets,
+    buckets: &[BucketSpec],
+    managed: &mut ManagedConfigs,
+) -> anyhow::Result<()> {
+    for (bucket, ids) in managed.iter_mut() {
+        let declared: &[NotificationConfig] = buckets
+            .iter()
+            .find(|spec| &spec.name == bucket)
+            .map_or(&[], |spec| spec.notifications.as_slice());
+        let stored = match store.notification_configs(bucket) {
+            Ok(stored) => stored,
+            // A bucket deleted by other means takes its configs with it.
+            Err(BucketError::BucketNotFound { .. }) => {
+                ids.clear();
+                continue;
+            }
+            Err(err) => return Err(err.into()),
+        };
+        for config in stored.iter().filter(|config| ids.contains(&config.id)) {
+            if declared.iter().any(|wanted| same_settings(config, wanted)) {
+                continue;
+            }
+            store
+                .delete_notification_config(bucket, &config.id)
+                .with_context(|| {
+                    format!(
+                        "failed to delete notification config {} of bucket {bucket:?}",
+                        config.id
+                    )
+                })?;
+            info!(bucket = %bucket, id = %config.id, topic = %config.topic, "notification config removed: the configuration no longer declares it");
+        }
+        let remaining = store.notification_configs(bucket)?;
+        ids.retain(|id| remaining.iter().any(|config| &config.id == id));
+    }
+    managed.retain(|_, ids| !ids.is_empty());
+    Ok(())
+}
+
 /// Creates one configured bucket if needed and adds its missing notification configs.
-fn apply_bucket(store: &Buckets, spec: &BucketSpec) -> anyhow::Result<()> {
+fn apply_bucket(
+    store: &Buckets,
+    spec: &BucketSpec,
+    managed: &mut ManagedConfigs,
+) -> anyhow::Result<()> {
     let name = &spec.name;
     match store.bucket(name) {
         Ok(info) if info.versioning != spec.versioning => {
@@ -100,6 +185,7 @@ fn apply_bucket(store: &Buckets, spec: &BucketSpec) -> anyhow::Result<()> {
                 )
             })?;
         info!(bucket = %name, id = %added.id, topic = %added.topic, "notification config added");
+        managed.entry(name.clone()).or_default().insert(added.id);
     }
     Ok(())
 }

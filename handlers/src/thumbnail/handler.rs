@@ -255,10 +255,11 @@ impl Handler for ThumbnailHandler {
                 width,
                 height,
             } => {
-                info!(source = %source, %thumbnail, width, height, "thumbnail written");
+                // Debug-formatted, so that control characters in object names stay escaped.
+                debug!(source = ?source.to_string(), thumbnail = ?thumbnail, width, height, "thumbnail written");
             }
             Outcome::Skipped(reason) => {
-                info!(source = %source, %reason, "no thumbnail needed");
+                info!(source = ?source.to_string(), %reason, "no thumbnail needed");
             }
         }
         Ok(())

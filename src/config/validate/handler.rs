@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use sluice_router::buckets::EventType;
+use sluice_router::buckets::{EventType, MAX_OBJECT_NAME_BYTES};
 
 use super::buckets::includes;
 use super::{check_range, Report};
@@ -24,8 +24,9 @@ pub(super) fn validate_handler(
         report.warning(
             label,
             "the subscription has a handler but no [subscriptions.dead_letter] table, so a \
-             message that the handler rejects for good, such as an object that is not an \
-             image, is delivered again until it is acknowledged: add a dead-letter topic",
+             message that the handler rejects for good, such as the event of a damaged \
+             image, is acknowledged and dropped with an error log line: add a dead-letter \
+             topic to keep such messages",
         );
     }
     match handler.kind.as_str() {
@@ -79,6 +80,8 @@ fn validate_thumbnail(
     } else {
         check_thumbnail_loop(subscription, handler, label, buckets, report);
     }
+
+    check_name_prefix(handler, label, report);
 
     let max_width = check_range(
         handler.max_width,
@@ -137,13 +140,13 @@ fn validate_thumbnail(
     })
 }
 
-/// Records an error when the thumbnails written to the destination bucket would come back
-/// to the handler as new sources without end.
+/// Records an error when a thumbnail could be written over the object it was made from.
 ///
-/// A thumbnail's name is `name_prefix` followed by the source's name. When the destination
-/// bucket publishes OBJECT_FINALIZE to the subscription's topic for names that start with a
-/// prefix that `name_prefix` starts with, every thumbnail reaches the handler again. With an
-/// empty `name_prefix`, each thumbnail even overwrites its source object.
+/// A thumbnail's name is `name_prefix` followed by the source's name. The handler skips
+/// objects that carry its own metadata, so thumbnails never trigger it again. But when the
+/// destination bucket publishes OBJECT_FINALIZE to the subscription's topic and
+/// `name_prefix` is empty, an object uploaded to the destination bucket would get a
+/// thumbnail under its own name, which replaces it.
 fn check_thumbnail_loop(
     subscription: &SubscriptionConfig,
     handler: &HandlerConfig,
@@ -151,40 +154,53 @@ fn check_thumbnail_loop(
     buckets: &[BucketConfig],
     report: &mut Report,
 ) {
+    if !handler.name_prefix.is_empty() {
+        return;
+    }
     let destination = &handler.destination_bucket;
-    let looping = buckets
+    let notifies_topic = buckets
         .iter()
         .filter(|bucket| bucket.name == *destination)
         .flat_map(|bucket| &bucket.notifications)
-        .find(|notification| {
+        .any(|notification| {
             notification.topic == subscription.topic
                 && includes(notification, EventType::ObjectFinalize)
-                && handler
-                    .name_prefix
-                    .starts_with(notification.object_name_prefix.as_str())
         });
-    let Some(notification) = looping else {
-        return;
-    };
-    let topic = &subscription.topic;
-    let message = if handler.name_prefix.is_empty() {
-        format!(
-            "handler.destination_bucket {destination:?} publishes OBJECT_FINALIZE to this \
-             subscription's topic {topic:?} and handler.name_prefix is empty, so every \
-             thumbnail would overwrite its source object and be thumbnailed again without end: \
-             write thumbnails to another bucket"
-        )
-    } else {
-        let prefix = &handler.name_prefix;
-        format!(
-            "handler.destination_bucket {destination:?} publishes OBJECT_FINALIZE to this \
-             subscription's topic {topic:?} for names starting with {:?}, and every thumbnail \
-             name starts with handler.name_prefix {prefix:?}, so each thumbnail would be \
-             thumbnailed again, giving \"{prefix}{prefix}...\" names without end: write \
-             thumbnails to another bucket, or give that notification an object_name_prefix \
-             that thumbnail names do not start with",
-            notification.object_name_prefix
-        )
-    };
-    report.error(label, message);
+    if notifies_topic {
+        let topic = &subscription.topic;
+        report.error(
+            label,
+            format!(
+                "handler.destination_bucket {destination:?} publishes OBJECT_FINALIZE to this \
+                 subscription's topic {topic:?} and handler.name_prefix is empty, so the \
+                 thumbnail of an object in {destination:?} would be written over that object: \
+                 set handler.name_prefix (for example \"thumbnails/\"), or write thumbnails \
+                 to a bucket that does not notify {topic:?}"
+            ),
+        );
+    }
+}
+
+/// Records an error when `name_prefix` would make thumbnail names that Cloud Storage's
+/// naming rules reject.
+fn check_name_prefix(handler: &HandlerConfig, label: &str, report: &mut Report) {
+    let prefix = &handler.name_prefix;
+    if prefix.contains(['\r', '\n']) {
+        report.error(
+            label,
+            format!(
+                "handler.name_prefix {prefix:?} contains a line break, which object names \
+                 may not contain: remove it"
+            ),
+        );
+    } else if prefix.len() >= MAX_OBJECT_NAME_BYTES {
+        report.error(
+            label,
+            format!(
+                "handler.name_prefix is {} bytes long, so no thumbnail name would fit in \
+                 {MAX_OBJECT_NAME_BYTES} bytes: shorten it",
+                prefix.len()
+            ),
+        );
+    }
 }

@@ -89,12 +89,12 @@ pub(super) async fn upload(
             .await;
         match stored {
             Ok(object) => {
-                debug!(bucket = %bucket, object = %object.name, generation = object.generation, "object uploaded");
+                debug!(bucket = %bucket, object = ?object.name, generation = object.generation, "object uploaded");
                 objects.push(object.to_json());
             }
             Err(err) if objects.is_empty() => return storage_http_error(&err),
             Err(err) => {
-                warn!(bucket = %bucket, object = %name, stored = objects.len(), error = %err, "upload failed after storing some files");
+                warn!(bucket = %bucket, object = ?name, stored = objects.len(), error = %err, "upload failed after storing some files");
                 let message = format!(
                     "{err}; the {} files before this one were stored",
                     objects.len()
@@ -164,7 +164,15 @@ async fn read_parts(form: &mut Multipart) -> Result<Vec<UploadedFile>, FormError
                             .to_owned(),
                     ));
                 }
-                pending_name = Some(field.text().await.map_err(invalid_body)?);
+                let bytes = field.bytes().await.map_err(invalid_body)?;
+                let name = String::from_utf8(bytes.to_vec()).map_err(|err| {
+                    FormError::Invalid(format!(
+                        "the `name` part is not valid UTF-8 (invalid byte at offset {}): \
+                         object names are UTF-8, so send the name UTF-8 encoded",
+                        err.utf8_error().valid_up_to()
+                    ))
+                })?;
+                pending_name = Some(name);
             }
             Some("file") => {
                 let number = files.len() + 1;
