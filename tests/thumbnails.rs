@@ -406,6 +406,29 @@ async fn overwrite_gets_one_new_thumbnail() {
         after[0]["generation"], before[0]["generation"],
         "one new thumbnail generation was written"
     );
+
+    // Two finalize events succeeded; the DELETE of the first generation counts too, because
+    // the handler acknowledges it without work.
+    let metrics = http
+        .get(format!("{}/metrics", server.url()))
+        .send()
+        .await
+        .expect("metrics request")
+        .text()
+        .await
+        .expect("metrics body");
+    assert!(
+        metrics.contains(
+            "sluice_handler_succeeded_total{subscription=\"thumbnailer\",handler=\"thumbnail\"} 3"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "sluice_handler_rejected_total{subscription=\"thumbnailer\",handler=\"thumbnail\"} 0"
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ use sluice_router::deliver::Broker;
 use sluice_router::storage::Storage;
 use tracing::{info, warn};
 
+use super::metrics::Metrics;
 use crate::config::{HandlerSpec, SubscriptionHandler};
 
 /// The runners of the configured handlers.
@@ -24,6 +25,7 @@ pub(crate) fn start<F>(
     handlers: &[SubscriptionHandler],
     broker: &Arc<Broker>,
     storage: &Storage,
+    metrics: &Metrics,
     shutdown: impl Fn() -> F,
 ) -> Runners
 where
@@ -39,6 +41,7 @@ where
                 concurrency = options.concurrency,
                 "handler started"
             );
+            let name = handler.name().to_owned();
             let runner = runner::spawn(
                 broker.clone(),
                 configured.subscription.clone(),
@@ -46,6 +49,7 @@ where
                 options,
                 shutdown(),
             );
+            metrics.add_handler(&configured.subscription, &name, runner.stats().clone());
             (configured.subscription.clone(), runner)
         })
         .collect();

@@ -4,7 +4,7 @@
 //! read from the broker at scrape time by [`BrokerCollector`], so that the broker keeps its
 //! own counters and nothing is counted twice.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -12,6 +12,7 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
+use sluice_handlers::runner::RunnerStats;
 use sluice_router::deliver::{Broker, SubscriptionStats};
 
 /// A per-subscription figure: metric name, help text and how to read it from the stats.
@@ -49,7 +50,12 @@ pub(crate) struct Metrics {
     pub(crate) sink_matches: Family<SinkLabel, Counter>,
     /// Messages published, per topic.
     pub(crate) publishes: Family<TopicLabel, Counter>,
+    /// The counters of the built-in handlers' runners, read at scrape time.
+    handler_runs: HandlerRuns,
 }
+
+/// The runners of the built-in handlers: subscription, handler name and counters.
+type HandlerRuns = Arc<Mutex<Vec<(String, String, Arc<RunnerStats>)>>>;
 
 impl Metrics {
     /// Registers every metric, including the per-subscription figures read from `broker`.
@@ -82,6 +88,10 @@ impl Metrics {
             publishes.clone(),
         );
         registry.register_collector(Box::new(BrokerCollector { broker }));
+        let handler_runs = HandlerRuns::default();
+        registry.register_collector(Box::new(HandlerCollector {
+            runs: handler_runs.clone(),
+        }));
         Metrics {
             registry,
             entries_in,
@@ -89,7 +99,16 @@ impl Metrics {
             unmatched,
             sink_matches,
             publishes,
+            handler_runs,
         }
+    }
+
+    /// Adds the counters of a started handler runner to the scrape.
+    pub(crate) fn add_handler(&self, subscription: &str, handler: &str, stats: Arc<RunnerStats>) {
+        self.handler_runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((subscription.to_owned(), handler.to_owned(), stats));
     }
 
     /// Encodes every metric in the OpenMetrics text format.
@@ -163,5 +182,70 @@ impl Collector for BrokerCollector {
             }
         }
         Ok(())
+    }
+}
+
+/// A handler runner figure: metric name, help text and how to read it from the counters.
+type RunnerMetric = (&'static str, &'static str, fn(&RunnerStats) -> u64);
+
+/// Label set naming a built-in handler and the subscription it consumes.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandlerLabel {
+    subscription: String,
+    handler: String,
+}
+
+/// Reads the built-in handlers' counters on each scrape.
+#[derive(Debug)]
+struct HandlerCollector {
+    runs: HandlerRuns,
+}
+
+impl Collector for HandlerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering;
+
+        let runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        let counters: [RunnerMetric; 4] = [
+            (
+                "handler_succeeded",
+                "Events a built-in handler processed and acknowledged",
+                |s| s.succeeded.load(Ordering::Relaxed),
+            ),
+            (
+                "handler_retried",
+                "Events a built-in handler failed with a retryable error",
+                |s| s.retried.load(Ordering::Relaxed),
+            ),
+            (
+                "handler_rejected",
+                "Events a built-in handler rejected for good, dead-lettered or dropped",
+                |s| s.rejected.load(Ordering::Relaxed),
+            ),
+            (
+                "handler_broker_errors",
+                "Failed broker calls of a handler runner",
+                |s| s.broker_errors.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, read) in counters {
+            let metric = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+            for (subscription, handler, stats) in runs.iter() {
+                let label = HandlerLabel {
+                    subscription: subscription.clone(),
+                    handler: handler.clone(),
+                };
+                ConstCounter::new(read(stats)).encode(family.encode_family(&label)?)?;
+            }
+        }
+        let panics = ConstCounter::new(sluice_handlers::contract::caught_panics());
+        let descriptor = encoder.encode_descriptor(
+            "handler_panics",
+            "Handler panics caught and turned into retryable errors",
+            None,
+            panics.metric_type(),
+        )?;
+        panics.encode(descriptor)
     }
 }

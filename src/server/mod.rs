@@ -285,9 +285,13 @@ pub(crate) async fn start(
             .clone()
             .run_maintenance(wait_for(stopped.clone())),
     );
-    let runners = handlers::start(&service.handlers, &service.broker, &service.storage, || {
-        wait_for(stopped.clone())
-    });
+    let runners = handlers::start(
+        &service.handlers,
+        &service.broker,
+        &service.storage,
+        &service.metrics,
+        || wait_for(stopped.clone()),
+    );
     let app = app(&service, options.max_upload_bytes);
     let task = tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
