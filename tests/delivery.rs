@@ -15,7 +15,7 @@ use sluice_proto::google::pubsub::v1::{
 use sluice_proto::sluice::v1::admin_client::AdminClient;
 use sluice_proto::sluice::v1::ListSubscriptionsRequest;
 use sluice_proto::tonic::transport::Channel;
-use support::TestServer;
+use support::{channel, TestServer};
 
 const CONFIG: &str = r#"
 [[topics]]
@@ -61,14 +61,6 @@ fn topic(name: &str) -> String {
 
 fn subscription(name: &str) -> String {
     format!("projects/local/subscriptions/{name}")
-}
-
-async fn channel(server: &TestServer) -> Channel {
-    Channel::from_shared(server.url.clone())
-        .expect("valid URL")
-        .connect()
-        .await
-        .expect("connects")
 }
 
 fn message(data: &str, ordering_key: &str, attributes: &[(&str, &str)]) -> PubsubMessage {

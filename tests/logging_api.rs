@@ -22,7 +22,7 @@ use sluice_proto::google::rpc;
 use sluice_proto::prost::Message as _;
 use sluice_proto::tonic::transport::Channel;
 use sluice_proto::tonic::{Code, Status};
-use support::TestServer;
+use support::{channel, TestServer};
 
 /// The subscriptions of the built-in configuration: `storage-audit` routes
 /// `resource.type="gcs_bucket"` here ...
@@ -49,14 +49,6 @@ name = "bucket-deletes"
 filter = 'protoPayload.methodName="storage.objects.delete" AND protoPayload.authenticationInfo.principalEmail:"@example.com" AND protoPayload.numResponseItems>2 AND httpRequest.status=403'
 destination = "deletes"
 "#;
-
-async fn channel(server: &TestServer) -> Channel {
-    Channel::from_shared(server.url.clone())
-        .expect("the server URL is valid")
-        .connect()
-        .await
-        .expect("gRPC connects")
-}
 
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()

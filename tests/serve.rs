@@ -17,7 +17,7 @@ use sluice_proto::sluice::v1::log_ingest_client::LogIngestClient;
 use sluice_proto::sluice::v1::IngestBatch;
 use sluice_proto::tonic::transport::Channel;
 use sluice_router::filter::LogFilter;
-use support::TestServer;
+use support::{channel, TestServer};
 
 fn topic(name: &str) -> String {
     format!("projects/local/topics/{name}")
@@ -25,14 +25,6 @@ fn topic(name: &str) -> String {
 
 fn subscription(name: &str) -> String {
     format!("projects/local/subscriptions/{name}")
-}
-
-async fn channel(server: &TestServer) -> Channel {
-    Channel::from_shared(server.url.clone())
-        .expect("valid URL")
-        .connect()
-        .await
-        .expect("connects")
 }
 
 async fn pull(

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sluice_proto::google::pubsub::v1::subscriber_client::SubscriberClient;
 use sluice_proto::google::pubsub::v1::{AcknowledgeRequest, PubsubMessage, PullRequest};
 use sluice_proto::tonic::transport::Channel;
-use support::TestServer;
+use support::{channel, encode_segment, TestServer};
 
 /// A text whose checksums below were computed outside this project, the MD5 with Python's
 /// hashlib and the CRC32C with a bitwise reference implementation, so that they do not come
@@ -60,19 +60,6 @@ fn object_url(server: &TestServer, bucket: &str, name: &str) -> String {
         server.url,
         encode_segment(name)
     )
-}
-
-/// Percent-encodes every byte outside RFC 3986's unreserved set.
-fn encode_segment(text: &str) -> String {
-    text.bytes()
-        .map(|byte| {
-            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-                char::from(byte).to_string()
-            } else {
-                format!("%{byte:02X}")
-            }
-        })
-        .collect()
 }
 
 /// Returns a `file` part named `name`, with a content type when given.
@@ -143,14 +130,6 @@ fn error_message(status: StatusCode, body: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("message in {body}"))
         .to_owned()
-}
-
-async fn channel(server: &TestServer) -> Channel {
-    Channel::from_shared(server.url.clone())
-        .expect("the server URL is valid")
-        .connect()
-        .await
-        .expect("gRPC connects")
 }
 
 /// Pulls and acknowledges every message available on `subscription` now.

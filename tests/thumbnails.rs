@@ -15,11 +15,10 @@ use sluice_proto::google::pubsub::v1::subscriber_client::SubscriberClient;
 use sluice_proto::google::pubsub::v1::{PullRequest, ReceivedMessage};
 use sluice_proto::sluice::v1::admin_client::AdminClient;
 use sluice_proto::sluice::v1::ListSubscriptionsRequest;
-use sluice_proto::tonic::transport::Channel;
-use support::TestServer;
+use support::{channel, TestServer};
 
-/// Longest wait for the handler to work through the uploads: far above what it needs, so
-/// that only a stuck handler fails the test.
+/// Maximum wait for the handler to work through the uploads. It is far above what the
+/// handler needs, so that only a stuck handler fails the test.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The box of the default configuration.
@@ -127,7 +126,7 @@ async fn list_objects(http: &reqwest::Client, server: &TestServer, bucket: &str)
 }
 
 async fn media(http: &reqwest::Client, server: &TestServer, bucket: &str, name: &str) -> Vec<u8> {
-    let encoded = percent_encode(name);
+    let encoded = support::encode_segment(name);
     let response = http
         .get(format!(
             "{}/storage/v1/b/{bucket}/o/{encoded}?alt=media",
@@ -138,26 +137,6 @@ async fn media(http: &reqwest::Client, server: &TestServer, bucket: &str, name: 
         .expect("media request");
     assert_eq!(response.status(), 200, "media of {bucket}/{name}");
     response.bytes().await.expect("media body").to_vec()
-}
-
-fn percent_encode(name: &str) -> String {
-    name.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-async fn channel(server: &TestServer) -> Channel {
-    Channel::from_shared(server.url().to_owned())
-        .expect("valid URL")
-        .connect()
-        .await
-        .expect("connects")
 }
 
 /// Waits until the `thumbnailer` subscription has nothing left to deliver or in flight.

@@ -18,6 +18,29 @@ pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
 }
 
+/// Connects a gRPC channel to `server`.
+pub async fn channel(server: &TestServer) -> sluice_proto::tonic::transport::Channel {
+    sluice_proto::tonic::transport::Channel::from_shared(server.url.clone())
+        .expect("the server URL is valid")
+        .connect()
+        .await
+        .expect("gRPC connects")
+}
+
+/// Percent-encodes every byte outside RFC 3986's unreserved set, so that `text` is one URL
+/// path segment.
+pub fn encode_segment(text: &str) -> String {
+    text.bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                char::from(byte).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
+}
+
 /// A running server.
 pub struct TestServer {
     child: Child,
