@@ -6,9 +6,9 @@
 //! change caused through the [`Broker`].
 //!
 //! NOTE: the change is durable before its notifications are published. A crash between the
-//! two, or a publish that fails (a config naming a topic that was never created), keeps the
-//! change and loses its notifications; the failure is logged and returned as
-//! [`StorageError::Notify`] so that callers can report it.
+//! two keeps the change and loses its notifications. So does a publish that fails, such as
+//! one to a topic that was never created. That failure is logged and returned as
+//! [`StorageError::Notify`], so that callers can report it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ pub enum StorageError {
     Notify {
         /// The change that was made.
         change: Box<ObjectChange>,
-        /// Why publishing failed.
+        /// The error of the publish.
         source: StoreError,
     },
     /// The blocking task did not finish, because the runtime is shutting down.
@@ -53,7 +53,7 @@ impl Storage {
         Self { buckets, broker }
     }
 
-    /// The bucket store, for operations that cause no events.
+    /// Returns the bucket store, for operations that cause no events.
     pub fn buckets(&self) -> &Arc<Buckets> {
         &self.buckets
     }
@@ -197,7 +197,7 @@ impl Storage {
     ) -> Result<ObjectResource, StorageError> {
         let change = self.blocking(operation).await?;
         let bucket = &change.object.bucket;
-        // The configs are read after the change; one added in between already sees it.
+        // The configs are read after the change, so a config added in between applies to it.
         let configs = self.buckets.notification_configs(bucket)?;
         let messages = notification_messages(&configs, &change.events);
         if messages.is_empty() {

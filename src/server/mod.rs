@@ -190,8 +190,8 @@ fn app(service: &Service, max_upload_bytes: u64) -> axum::Router {
         .fallback(unknown_route)
 }
 
-/// Answers a request that no route matches. A gRPC call gets UNIMPLEMENTED as gRPC status,
-/// which is what gRPC clients expect for an unknown method; anything else gets HTTP 404
+/// Responds to a request that no route matches. A gRPC call gets UNIMPLEMENTED as gRPC status,
+/// which is what gRPC clients expect for an unknown method. Anything else gets HTTP 404
 /// with Google's JSON error body.
 async fn unknown_route(request: axum::extract::Request) -> axum::response::Response {
     use axum::response::IntoResponse as _;

@@ -59,13 +59,17 @@ impl ThumbnailConfig {
 
 /// The thumbnail background function, for `google.storage.object.finalize` events.
 ///
-/// An event ends without a thumbnail, acknowledged and logged at info level, when the object
-/// is a thumbnail, when its name starts with `name_prefix` in the destination bucket, when
-/// the destination already contains a thumbnail of this generation or a later one, when the
-/// generation no longer exists, and when the renderer skips the object (not an image, empty,
-/// unsupported format). It fails permanently when the destination is the source bucket and
-/// `name_prefix` is empty, when the image is too large or corrupt, and for an invalid name or
-/// a missing destination bucket. Other storage failures are retryable.
+/// An event ends without a thumbnail, acknowledged and logged at info level, when:
+///
+/// - the object is a thumbnail, or its name starts with `name_prefix` in the destination
+///   bucket;
+/// - the destination already contains a thumbnail of this generation or a later one;
+/// - the generation no longer exists;
+/// - the renderer skips the object (not an image, empty, unsupported format).
+///
+/// It fails permanently when the destination is the source bucket and `name_prefix` is
+/// empty, when the image is too large or corrupt, and for an invalid name or a missing
+/// destination bucket. Other storage failures are retryable.
 #[derive(Debug)]
 pub struct ThumbnailHandler {
     storage: Storage,

@@ -154,7 +154,7 @@ impl Broker {
                         .dead_letter(name, subscription, &spec, seq, attempts)
                         .await
                     {
-                        // The message stays pending so that nothing is lost; it is offered again.
+                        // The message stays pending, so nothing is lost and it is offered again.
                         warn!(subscription = %name, seq, error = %err, "dead-lettering failed");
                         again.push((seq, attempts));
                     }
@@ -228,8 +228,8 @@ impl Broker {
     }
 }
 
-/// The copy of a message that goes to a dead-letter topic: the same data, attributes and
-/// ordering key, plus the attributes Pub/Sub adds to dead-lettered messages.
+/// Builds the copy of a message that goes to a dead-letter topic: the same data, attributes
+/// and ordering key, plus the attributes Pub/Sub adds to dead-lettered messages.
 fn dead_letter_copy(original: &StoredMessage, subscription: &str, attempts: u32) -> NewMessage {
     let mut message = original.message.clone();
     let attributes = &mut message.attributes;

@@ -24,8 +24,8 @@ use crate::filter::pubsub::SubscriptionFilter;
 
 /// Writes queued for the committer before publishers wait for room.
 const WRITE_QUEUE: usize = 4096;
-/// Bytes of sled's page cache. sled's default of 1 GiB let the resident memory grow with the
-/// backlog, to 614 MiB at a million pending messages; at 64 MiB it was 155 MiB
+/// Bytes of sled's page cache. With sled's default of 1 GiB, the resident memory grew with
+/// the backlog, to 614 MiB at a million pending messages. At 64 MiB it was 155 MiB
 /// (docs/benchmarks.md).
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Most writes applied in one batch, so that one group cannot grow without bound.
