@@ -286,7 +286,7 @@ async fn camera_jpeg_gets_one_thumbnail() {
         source.generation.to_string()
     );
     assert_eq!(thumbnail_size(&setup, thumbnail).await, (256, 192));
-    assert_eq!(runner.stats().succeeded.load(Ordering::Relaxed), 1);
+    wait_for_count(&runner.stats().succeeded, 1).await;
     assert!(setup.dead_letters().await.is_empty());
 }
 
@@ -333,7 +333,7 @@ async fn redelivered_finalize_writes_nothing() {
 
     let after = setup.versions("thumbs").await;
     assert_eq!(after, before, "no new thumbnail generation");
-    assert_eq!(runner.stats().succeeded.load(Ordering::Relaxed), 2);
+    wait_for_count(&runner.stats().succeeded, 2).await;
     assert!(setup.dead_letters().await.is_empty());
 }
 
@@ -364,7 +364,7 @@ async fn overwrite_makes_one_new_thumbnail() {
         thumbnail_size(&setup, live[0]).await,
         rendered_size(PORTRAIT_JPEG)
     );
-    assert_eq!(runner.stats().succeeded.load(Ordering::Relaxed), 3);
+    wait_for_count(&runner.stats().succeeded, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,7 +420,7 @@ async fn same_bucket_with_prefix_settles() {
     let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(names, ["photo.jpg", "thumbs/photo.jpg"]);
     // The upload's event wrote the thumbnail, and the thumbnail's own event wrote nothing.
-    assert_eq!(runner.stats().succeeded.load(Ordering::Relaxed), 2);
+    wait_for_count(&runner.stats().succeeded, 2).await;
     assert!(setup.dead_letters().await.is_empty());
 }
 
@@ -469,7 +469,7 @@ async fn corrupt_jpeg_is_dead_lettered() {
     let reason = &attributes["sluiceDeadLetterReason"];
     assert!(reason.contains("gs://photos/corrupted.jpg#"), "{reason}");
     assert!(reason.contains("could not be decoded"), "{reason}");
-    assert_eq!(runner.stats().rejected.load(Ordering::Relaxed), 1);
+    wait_for_count(&runner.stats().rejected, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,7 +484,7 @@ async fn text_file_is_skipped() {
 
     assert!(setup.versions("thumbs").await.is_empty());
     assert!(setup.dead_letters().await.is_empty());
-    assert_eq!(runner.stats().succeeded.load(Ordering::Relaxed), 1);
+    wait_for_count(&runner.stats().succeeded, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -505,7 +505,7 @@ async fn deleted_generation_is_skipped() {
 
     assert!(setup.versions("thumbs").await.is_empty());
     assert!(setup.dead_letters().await.is_empty());
-    assert_eq!(runner.stats().succeeded.load(Ordering::Relaxed), 2);
+    wait_for_count(&runner.stats().succeeded, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -531,4 +531,19 @@ async fn missing_destination_is_dead_lettered() {
     assert_eq!(dead.len(), 1);
     let reason = &dead[0].message.message.attributes["sluiceDeadLetterReason"];
     assert!(reason.contains("\"no-such-bucket\" not found"), "{reason}");
+}
+
+/// Waits until a runner counter reaches `expected`, and fails if it does not in time. The
+/// runner counts an event after the broker call that ends it, so the counter can trail the
+/// backlog that `settle` watches.
+async fn wait_for_count(counter: &std::sync::atomic::AtomicU64, expected: u64) {
+    let give_up = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let count = counter.load(Ordering::Relaxed);
+        if count == expected || tokio::time::Instant::now() >= give_up {
+            assert_eq!(count, expected);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

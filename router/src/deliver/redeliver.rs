@@ -13,6 +13,10 @@ use super::{format_time, parse_ack_ids, read, Broker, BrokerError};
 use super::{DEAD_LETTER_REASON_ATTRIBUTE, LEASE_CHECK_INTERVAL};
 use crate::store::{NewMessage, StoredMessage, SubscriptionSpec};
 
+/// How long [`Broker::reject`] holds a lease while it writes the dead-letter copy: the
+/// longest ack deadline Pub/Sub allows, far above the time of one store write.
+const REJECT_HOLD: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl Broker {
     /// Ends a delivery that its consumer cannot process, ever: the message goes to the
     /// subscription's dead-letter topic now, whatever its attempts, with `reason` in the
@@ -37,7 +41,12 @@ impl Broker {
         let [(seq, attempts)] = parse_ack_ids(std::slice::from_ref(&ack_id.to_owned()))?[..] else {
             return Err(BrokerError::InvalidAckId(ack_id.to_owned()));
         };
-        if subscription.state().release(seq, attempts).is_none() {
+        // The lease is kept, and moved out of the maintenance tick's reach, until the message
+        // is dead-lettered or dropped. Releasing it first would leave the message in neither
+        // the queue nor the leases for the length of the store write, so the backlog would
+        // read 0 while the message is still on its way to the dead-letter topic.
+        let hold = Instant::now() + REJECT_HOLD;
+        if !subscription.state().extend(seq, attempts, hold) {
             return Ok(false);
         }
         let spec = subscription.spec();
@@ -66,10 +75,11 @@ impl Broker {
         {
             Ok(receipt) => receipt,
             Err(err) => {
-                // The message stays pending; offer it again rather than lose it.
-                subscription
-                    .state()
-                    .requeue(seq, attempts, None, Instant::now());
+                // The message stays pending, so offer it again rather than lose it.
+                let mut state = subscription.state();
+                state.release(seq, attempts);
+                state.requeue(seq, attempts, None, Instant::now());
+                drop(state);
                 subscription.ready.notify_waiters();
                 return Err(err.into());
             }
