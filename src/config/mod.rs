@@ -16,6 +16,7 @@ mod handler;
 mod unknown_keys;
 mod validate;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::Path;
@@ -24,7 +25,9 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use sluice_router::filter::{FilterError, Position, Warning};
 use sluice_router::route::Sink;
-use sluice_router::store::SubscriptionSpec;
+use sluice_router::store::{
+    SubscriptionSpec, TopicSettings, DEFAULT_RETENTION_SECS, MAX_RETENTION_SECS, MIN_RETENTION_SECS,
+};
 
 pub(crate) use buckets::{BucketConfig, BucketNotificationConfig, BucketSpec};
 pub(crate) use handler::{HandlerConfig, HandlerSpec, SubscriptionHandler};
@@ -49,6 +52,9 @@ const ACK_DEADLINE_SECS: RangeInclusive<u32> = 10..=600;
 
 /// Ack deadline of a subscription that does not set one, in seconds.
 const DEFAULT_ACK_DEADLINE_SECS: i64 = 10;
+
+/// Valid message retention of topics and subscriptions, in seconds: 10 minutes to 31 days.
+const RETENTION_SECS: RangeInclusive<u64> = MIN_RETENTION_SECS..=MAX_RETENTION_SECS;
 
 /// Valid dead-letter delivery attempt limits.
 const MAX_DELIVERY_ATTEMPTS: RangeInclusive<u32> = 5..=100;
@@ -99,6 +105,10 @@ pub(crate) struct TopicConfig {
     /// missing name together with every other problem.
     #[serde(default = "default_name")]
     pub(crate) name: String,
+    /// Seconds the topic keeps every message, acknowledged or not, so that subscriptions can
+    /// seek back over them. Unset keeps messages only while a subscription needs them.
+    #[serde(default)]
+    pub(crate) message_retention_secs: Option<i64>,
 }
 
 /// One `[[subscriptions]]` table.
@@ -127,6 +137,12 @@ pub(crate) struct SubscriptionConfig {
     /// Pub/Sub filter on message attributes. Empty passes every message.
     #[serde(default = "default_subscription_filter")]
     pub(crate) filter: String,
+    /// Seconds an unacknowledged message stays in the subscription before it expires.
+    #[serde(default = "default_message_retention_secs")]
+    pub(crate) message_retention_secs: i64,
+    /// Keeps acknowledged messages for `message_retention_secs`, for seeking back.
+    #[serde(default)]
+    pub(crate) retain_acked_messages: bool,
     /// A built-in handler that consumes the subscription's messages inside the server.
     #[serde(default = "default_handler")]
     pub(crate) handler: Option<HandlerConfig>,
@@ -241,6 +257,10 @@ fn default_subscription_filter() -> String {
     String::new()
 }
 
+fn default_message_retention_secs() -> i64 {
+    DEFAULT_RETENTION_SECS as i64
+}
+
 fn default_minimum_backoff_secs() -> i64 {
     DEFAULT_MINIMUM_BACKOFF_SECS
 }
@@ -279,6 +299,8 @@ fn default_exclusion_filter() -> String {
 pub(crate) struct Config {
     /// Declared topic names, in file order.
     pub(crate) topics: Vec<String>,
+    /// The settings of each declared topic, by name.
+    pub(crate) topic_settings: HashMap<String, TopicSettings>,
     /// Subscriptions, in file order.
     pub(crate) subscriptions: Vec<SubscriptionSpec>,
     /// Sinks in file order, disabled ones included.

@@ -398,10 +398,11 @@ filtre = "severity=INFO"
     let expected = [
         "top level: unknown key \"sink\" at line 2, column 1: did you mean \"sinks\"?",
         "topics[1]: unknown key \"retention\" at line 6, column 1: the keys of this table \
-         are name",
+         are name, message_retention_secs",
         "subscriptions[1]: unknown key \"ack_deadline\" at line 14, column 1: the keys of this \
          table are name, topic, ack_deadline_secs, dead_letter, retry_policy, \
-         enable_message_ordering, filter, handler",
+         enable_message_ordering, filter, message_retention_secs, retain_acked_messages, \
+         handler",
         "subscriptions[1].dead_letter: unknown key \"max_delivery_attempt\" at line 17, \
          column 1: did you mean \"max_delivery_attempts\"?",
         "sinks[2].exclusions[1]: unknown key \"filtre\" at line 29, column 1: did you mean \

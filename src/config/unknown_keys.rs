@@ -282,6 +282,8 @@ mod tests {
                 "retry_policy",
                 "enable_message_ordering",
                 "filter",
+                "message_retention_secs",
+                "retain_acked_messages",
                 "handler"
             ],
             "subscription keys"

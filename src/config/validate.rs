@@ -14,12 +14,13 @@ use std::ops::RangeInclusive;
 use sluice_router::filter::pubsub::SubscriptionFilter;
 use sluice_router::filter::{self, LogFilter};
 use sluice_router::route::{Exclusion, Sink};
-use sluice_router::store::{DeadLetterPolicy, RetryPolicy, SubscriptionSpec};
+use sluice_router::store::{DeadLetterPolicy, RetryPolicy, SubscriptionSpec, TopicSettings};
 
 use super::{
     render_warning, Config, ConfigFile, DeadLetterConfig, Diagnostic, ExclusionConfig,
     RetryPolicyConfig, SinkConfig, SubscriptionConfig, SubscriptionHandler, ValidationErrors,
     ACK_DEADLINE_SECS, BACKOFF_SECS, MAX_DELIVERY_ATTEMPTS, MAX_NAME_CHARS, RESOURCE_NAME_CHARS,
+    RETENTION_SECS,
 };
 
 impl ConfigFile {
@@ -54,12 +55,29 @@ impl ConfigFile {
         }
 
         let mut first_use = HashMap::new();
+        let mut topic_settings = HashMap::new();
         for (index, topic) in self.topics.iter().enumerate() {
             let label = component_label("topic", &topic.name, index);
             if let Some(first) = record_name(&mut first_use, &topic.name, index) {
                 report.error(&label, duplicate_message("topic", first));
             }
             check_resource_name(&topic.name, "topic", &label, &mut report);
+            let message_retention_secs = topic.message_retention_secs.and_then(|secs| {
+                check_range(
+                    secs,
+                    &RETENTION_SECS,
+                    "message_retention_secs",
+                    " seconds",
+                    &label,
+                    &mut report,
+                )
+            });
+            topic_settings.insert(
+                topic.name.clone(),
+                TopicSettings {
+                    message_retention_secs,
+                },
+            );
         }
 
         let mut first_use = HashMap::new();
@@ -108,6 +126,7 @@ impl ConfigFile {
         if report.errors.is_empty() {
             Ok(Config {
                 topics: self.topics.iter().map(|topic| topic.name.clone()).collect(),
+                topic_settings,
                 subscriptions,
                 sinks,
                 catch_all_topic: self.catch_all_topic.clone(),
@@ -322,6 +341,14 @@ fn validate_subscription(
         None => None,
     };
     let filter = check_subscription_filter(&subscription.filter, label, report);
+    let message_retention_secs = check_range(
+        subscription.message_retention_secs,
+        &RETENTION_SECS,
+        "message_retention_secs",
+        " seconds",
+        label,
+        report,
+    );
 
     Some(SubscriptionSpec {
         name: subscription.name.clone(),
@@ -337,6 +364,8 @@ fn validate_subscription(
         },
         enable_message_ordering: subscription.enable_message_ordering,
         filter: filter?,
+        message_retention_secs: message_retention_secs?,
+        retain_acked_messages: subscription.retain_acked_messages,
     })
 }
 

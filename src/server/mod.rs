@@ -138,10 +138,21 @@ async fn build(
     let store: Arc<dyn Store> = Arc::new(store);
     let broker = Arc::new(Broker::open(store)?);
     for topic in &config.topics {
-        broker
+        let record = broker
             .create_topic(topic)
             .await
             .with_context(|| format!("failed to create topic {topic:?}"))?;
+        let settings = config
+            .topic_settings
+            .get(topic)
+            .copied()
+            .unwrap_or_default();
+        if record.settings != settings {
+            broker
+                .update_topic(topic, settings)
+                .await
+                .with_context(|| format!("failed to update the settings of topic {topic:?}"))?;
+        }
     }
     for subscription in &config.subscriptions {
         broker

@@ -34,6 +34,9 @@ pub(crate) fn from_store(err: &StoreError) -> Status {
         StoreError::SubscriptionNotFound(name) => subscription_not_found(name),
         StoreError::SubscriptionConflict { .. } => Status::already_exists(err.to_string()),
         StoreError::InvalidFilter { .. } => Status::invalid_argument(err.to_string()),
+        StoreError::SnapshotNotFound(_) => Status::not_found(err.to_string()),
+        StoreError::SnapshotExists(_) => Status::already_exists(err.to_string()),
+        StoreError::SnapshotTopicMismatch { .. } => Status::invalid_argument(err.to_string()),
         StoreError::Closed => {
             Status::unavailable("the server is shutting down; retry against a running server")
         }

@@ -22,12 +22,13 @@
 
 mod queue;
 mod redeliver;
+mod retention;
 mod retry;
 mod subscription;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -37,6 +38,7 @@ use crate::store::{
     Published, Store, StoreError, StoredMessage, SubscriptionRecord, SubscriptionSpec,
     TopicMessage, TopicRecord,
 };
+use queue::QueueState;
 use subscription::{Routing, Subscription};
 
 /// The attribute that carries the reason on a copy dead-lettered by [`Broker::reject`].
@@ -44,6 +46,10 @@ pub const DEAD_LETTER_REASON_ATTRIBUTE: &str = "sluiceDeadLetterReason";
 
 /// How often leases are checked for expiry.
 pub const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often message retention is applied. Retention is at least 10 minutes, so a message
+/// outlives it by at most this much.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Errors of the broker.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +107,8 @@ pub struct SubscriptionCounters {
     /// Published messages that the subscription's filter rejected, which were acknowledged
     /// at once and never delivered.
     pub filtered_out: AtomicU64,
+    /// Unacknowledged messages removed because they outlived the message retention.
+    pub retention_expired: AtomicU64,
 }
 
 /// A snapshot of one subscription for operators.
@@ -122,6 +130,9 @@ pub struct SubscriptionStats {
     pub nacked: u64,
     /// Messages the filter rejected since the process started.
     pub filtered_out: u64,
+    /// Unacknowledged messages removed for outliving the message retention since the
+    /// process started.
+    pub retention_expired: u64,
 }
 
 /// Topics and subscriptions with delivery state, over a [`Store`].
@@ -129,10 +140,41 @@ pub struct SubscriptionStats {
 pub struct Broker {
     store: Arc<dyn Store>,
     subscriptions: RwLock<HashMap<String, Arc<Subscription>>>,
+    clock: Clock,
+    /// Per topic without subscriptions, the messages that outlived its retention since the
+    /// process started.
+    unclaimed_expired: Mutex<BTreeMap<String, u64>>,
+}
+
+/// The wall clock as the broker sees it: the system time at start plus the time elapsed on
+/// tokio's clock since, so that tests with a paused clock can advance it.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    start_system: SystemTime,
+    start_instant: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            start_system: SystemTime::now(),
+            start_instant: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> SystemTime {
+        self.start_system + self.start_instant.elapsed()
+    }
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -153,6 +195,8 @@ impl Broker {
         let broker = Broker {
             store,
             subscriptions: RwLock::new(HashMap::new()),
+            clock: Clock::new(),
+            unclaimed_expired: Mutex::new(BTreeMap::new()),
         };
         for record in broker.store.subscriptions() {
             broker.load(record)?;
@@ -162,22 +206,30 @@ impl Broker {
 
     fn load(&self, record: SubscriptionRecord) -> Result<(), StoreError> {
         let subscription = Subscription::new(record.spec.clone())?;
-        {
-            let mut state = subscription.state();
-            // The pending set is listed in sequence order, which is publish order, so each
-            // ordering key's messages queue up behind its oldest one.
-            for entry in self.store.pending(&record.spec.name)? {
-                let key = if subscription.is_ordered() {
-                    self.store
-                        .read(&record.spec.topic, entry.seq)?
-                        .and_then(|stored| subscription.key_of(&stored.message.ordering_key))
-                } else {
-                    None
-                };
-                state.push(entry.seq, entry.attempts, key);
-            }
-        }
+        self.fill(&subscription, &record.spec, &mut subscription.state())?;
         write(&self.subscriptions).insert(record.spec.name, Arc::new(subscription));
+        Ok(())
+    }
+
+    /// Pushes every pending message of a subscription, as the store lists it, into `state`.
+    fn fill(
+        &self,
+        subscription: &Subscription,
+        spec: &SubscriptionSpec,
+        state: &mut QueueState,
+    ) -> Result<(), StoreError> {
+        // The pending set is listed in sequence order, which is publish order, so each
+        // ordering key's messages queue up behind its oldest one.
+        for entry in self.store.pending(&spec.name)? {
+            let key = if subscription.is_ordered() {
+                self.store
+                    .read(&spec.topic, entry.seq)?
+                    .and_then(|stored| subscription.key_of(&stored.message.ordering_key))
+            } else {
+                None
+            };
+            state.push(entry.seq, entry.attempts, key);
+        }
         Ok(())
     }
 
@@ -249,7 +301,7 @@ impl Broker {
             .iter()
             .map(|m| (m.topic.clone(), Routing::of(&m.message)))
             .collect();
-        let receipts = self.store.publish(messages).await?;
+        let receipts = self.store.publish(messages, self.now()).await?;
         // NOTE: concurrent publishes with the same ordering key can reach `make_ready` out of
         // sequence order. The queue puts the earlier message first unless the later one was
         // already leased, in which case the key is delivered out of order.
@@ -457,6 +509,7 @@ impl Broker {
                     acked: counters.acked.load(Ordering::Relaxed),
                     nacked: counters.nacked.load(Ordering::Relaxed),
                     filtered_out: counters.filtered_out.load(Ordering::Relaxed),
+                    retention_expired: counters.retention_expired.load(Ordering::Relaxed),
                 }
             })
             .collect();

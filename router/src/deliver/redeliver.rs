@@ -10,7 +10,7 @@ use tracing::{debug, error, warn};
 
 use super::subscription::{Routing, Subscription};
 use super::{format_time, parse_ack_ids, read, Broker, BrokerError};
-use super::{DEAD_LETTER_REASON_ATTRIBUTE, LEASE_CHECK_INTERVAL};
+use super::{DEAD_LETTER_REASON_ATTRIBUTE, LEASE_CHECK_INTERVAL, SWEEP_INTERVAL};
 use crate::store::{NewMessage, StoredMessage, SubscriptionSpec};
 
 /// How long [`Broker::reject`] holds a lease while it writes the dead-letter copy: the
@@ -70,7 +70,7 @@ impl Broker {
         let routing = Routing::of(&message);
         let receipt = match self
             .store
-            .dead_letter(name, seq, &policy.topic, message)
+            .dead_letter(name, seq, &policy.topic, message, self.now())
             .await
         {
             Ok(receipt) => receipt,
@@ -206,7 +206,7 @@ impl Broker {
         let routing = Routing::of(&message);
         let receipt = self
             .store
-            .dead_letter(name, seq, &policy.topic, message)
+            .dead_letter(name, seq, &policy.topic, message, self.now())
             .await?;
         // Removing the message unblocks the next message of its ordering key; the caller
         // wakes the waiting pulls.
@@ -220,18 +220,25 @@ impl Broker {
         Ok(())
     }
 
-    /// Expires leases and ends finished retry backoffs every [`LEASE_CHECK_INTERVAL`] until
-    /// `shutdown` completes.
+    /// Expires leases and ends finished retry backoffs every [`LEASE_CHECK_INTERVAL`], and
+    /// applies message retention every [`SWEEP_INTERVAL`], until `shutdown` completes.
     pub async fn run_maintenance(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut interval = tokio::time::interval(LEASE_CHECK_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweeps = tokio::time::interval(SWEEP_INTERVAL);
+        sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = &mut shutdown => return,
                 _ = interval.tick() => {
                     self.expire_leases().await;
                     self.promote_delayed();
+                }
+                _ = sweeps.tick() => {
+                    if let Err(err) = self.sweep().await {
+                        warn!(error = %err, "applying message retention failed; retrying at the next sweep");
+                    }
                 }
             }
         }

@@ -11,6 +11,10 @@
 //!   as a big-endian u32
 //! - `q{topic id:u32}`: the last sequence number used in the topic, so that ids are never
 //!   reused after the newest message is deleted
+//! - `r{snapshot id:u32}{seq:u64}`: a message that was unacknowledged when the snapshot was
+//!   taken; the value is empty
+//!
+//! Tree `catalog` also holds `n/{name}`: a [`SnapshotRecord`](super::SnapshotRecord).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +37,14 @@ pub(super) fn pending_prefix(subscription: u32) -> [u8; 5] {
 
 pub(super) fn message_prefix(topic: u32) -> [u8; 5] {
     id_prefix(b'm', topic)
+}
+
+pub(super) fn snapshot_member(snapshot: u32, seq: u64) -> [u8; 13] {
+    prefixed(b'r', snapshot, seq)
+}
+
+pub(super) fn snapshot_prefix(snapshot: u32) -> [u8; 5] {
+    id_prefix(b'r', snapshot)
 }
 
 pub(super) fn last_seq(topic: u32) -> [u8; 5] {
@@ -111,6 +123,13 @@ pub(super) fn encode_message(message: &NewMessage, publish_time: SystemTime) -> 
     // Encoding into a Vec only fails on types postcard cannot represent, and this one has
     // none.
     postcard::to_stdvec(&value).unwrap_or_default()
+}
+
+/// Reads only the publish time of a stored message, which is its first two fields.
+pub(super) fn decode_publish_time(key: &[u8], bytes: &[u8]) -> Result<SystemTime, StoreError> {
+    let ((secs, nanos), _): ((u64, u32), _) = postcard::take_from_bytes(bytes)
+        .map_err(|err| corrupt(key, format!("message does not decode: {err}")))?;
+    Ok(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
 pub(super) fn decode_message(

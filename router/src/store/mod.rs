@@ -87,7 +87,28 @@ pub struct TopicRecord {
     pub id: u32,
     /// The topic's name.
     pub name: String,
+    /// The settings that can change after creation.
+    #[serde(default)]
+    pub settings: TopicSettings,
 }
+
+/// The settings of a topic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSettings {
+    /// How long the topic keeps every message, acknowledged or not, in seconds, so that
+    /// subscriptions can seek back over it; `None` keeps messages only while a subscription
+    /// or a snapshot needs them. 600 to 2,678,400 (31 days) as in Pub/Sub.
+    pub message_retention_secs: Option<u64>,
+}
+
+/// Shortest message retention Pub/Sub accepts, for topics and subscriptions: 10 minutes.
+pub const MIN_RETENTION_SECS: u64 = 600;
+/// Longest message retention Pub/Sub accepts: 31 days.
+pub const MAX_RETENTION_SECS: u64 = 31 * 24 * 3600;
+/// A subscription's message retention when none is set: 7 days, as in Pub/Sub. It is also
+/// how long a topic without subscriptions keeps its messages, and the longest a snapshot
+/// lives.
+pub const DEFAULT_RETENTION_SECS: u64 = 7 * 24 * 3600;
 
 /// Where messages go after too many failed deliveries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,11 +169,24 @@ pub struct SubscriptionSpec {
     /// created.
     #[serde(default)]
     pub filter: String,
+    /// How long an unacknowledged message stays in the subscription, in seconds, 600 to
+    /// 2,678,400. A message older than this is removed, counted and logged. With
+    /// `retain_acked_messages`, acknowledged messages are kept as long, for seeking back.
+    #[serde(default = "default_retention_secs")]
+    pub message_retention_secs: u64,
+    /// Keeps acknowledged messages for `message_retention_secs`, so that a seek to an earlier
+    /// time delivers them again.
+    #[serde(default)]
+    pub retain_acked_messages: bool,
+}
+
+fn default_retention_secs() -> u64 {
+    DEFAULT_RETENTION_SECS
 }
 
 impl SubscriptionSpec {
     /// Returns a spec with Pub/Sub's defaults: a 10 s ack deadline, no dead-letter or retry
-    /// policy, no ordering and no filter.
+    /// policy, no ordering, no filter, and unacknowledged messages kept for 7 days.
     pub fn new(name: impl Into<String>, topic: impl Into<String>) -> Self {
         SubscriptionSpec {
             name: name.into(),
@@ -162,6 +196,8 @@ impl SubscriptionSpec {
             retry_policy: None,
             enable_message_ordering: false,
             filter: String::new(),
+            message_retention_secs: DEFAULT_RETENTION_SECS,
+            retain_acked_messages: false,
         }
     }
 }
@@ -175,6 +211,63 @@ pub struct SubscriptionRecord {
     pub topic_id: u32,
     /// The settings.
     pub spec: SubscriptionSpec,
+    /// The first sequence number of the topic that the subscription received: messages
+    /// before it were published before the subscription existed. Records written before this
+    /// field load as 0.
+    #[serde(default)]
+    pub first_seq: u64,
+}
+
+/// A snapshot: the acknowledgement state of a subscription at one moment, which a
+/// subscription of the same topic can seek to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// Internal id, used in storage keys.
+    pub id: u32,
+    /// The snapshot's name.
+    pub name: String,
+    /// The topic of the subscription it was taken from.
+    pub topic: String,
+    /// The subscription it was taken from.
+    pub subscription: String,
+    /// When it was taken, in seconds since the Unix epoch.
+    pub created_secs: u64,
+    /// When it is deleted, in seconds since the Unix epoch: 7 days after the publish time of
+    /// the oldest message it holds unacknowledged, or after its creation when it holds none.
+    pub expire_secs: u64,
+    /// The first sequence number published after the snapshot was taken. A seek to the
+    /// snapshot makes every message from here on unacknowledged again.
+    pub next_seq: u64,
+    /// How many messages were unacknowledged when it was taken.
+    pub unacked: u64,
+}
+
+/// Where [`Store::seek`] moves a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeekTarget {
+    /// Messages published before the time count as acknowledged, the retained messages
+    /// published at or after it as unacknowledged.
+    Time(SystemTime),
+    /// The acknowledgement state recorded by the named snapshot.
+    Snapshot(String),
+}
+
+/// What one [`Store::sweep`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Unacknowledged messages removed from subscriptions because they outlived the
+    /// subscription's retention, as `(subscription, seq, publish time)`.
+    pub expired: Vec<(String, u64, SystemTime)>,
+    /// Messages of topics without subscriptions that outlived their retention, as
+    /// `(topic, count)`.
+    pub unclaimed: Vec<(String, u64)>,
+    /// Messages deleted because nothing needed them any longer.
+    pub deleted: u64,
+    /// Names of snapshots deleted because they expired.
+    pub expired_snapshots: Vec<String>,
+    /// Whether the sweep stopped at its limit of messages examined per call, so that
+    /// another call has more to do.
+    pub more: bool,
 }
 
 /// A message waiting in a subscription, with the deliveries it has had.
@@ -218,6 +311,27 @@ pub enum StoreError {
         /// The parse error, with its position in the filter.
         error: FilterError,
     },
+    /// A snapshot that does not exist.
+    #[error("snapshot {0:?} not found")]
+    SnapshotNotFound(String),
+    /// A snapshot name that is already taken.
+    #[error("snapshot {0:?} already exists; delete it first or choose another name")]
+    SnapshotExists(String),
+    /// A seek to a snapshot taken from a subscription of another topic.
+    #[error(
+        "snapshot {snapshot:?} was taken on topic {snapshot_topic:?}, but subscription \
+         {subscription:?} receives from topic {topic:?}; seek only to a snapshot of the same topic"
+    )]
+    SnapshotTopicMismatch {
+        /// The snapshot's name.
+        snapshot: String,
+        /// The snapshot's topic.
+        snapshot_topic: String,
+        /// The subscription's name.
+        subscription: String,
+        /// The subscription's topic.
+        topic: String,
+    },
     /// The underlying database failed.
     #[error("storage failed: {0}")]
     Database(#[from] sled::Error),
@@ -259,10 +373,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Returns the subscriptions, ordered by name.
     fn subscriptions(&self) -> Vec<SubscriptionRecord>;
 
-    /// Appends messages to their topics and returns once they are flushed to disk.
+    /// Appends messages to their topics, with `now` as their publish time, and returns once
+    /// they are flushed to disk.
     ///
     /// The receipts are in the order of `messages`.
-    async fn publish(&self, messages: Vec<TopicMessage>) -> Result<Vec<Published>, StoreError>;
+    async fn publish(
+        &self,
+        messages: Vec<TopicMessage>,
+        now: SystemTime,
+    ) -> Result<Vec<Published>, StoreError>;
 
     /// Lists the messages pending in a subscription, in sequence order.
     fn pending(&self, subscription: &str) -> Result<Vec<PendingEntry>, StoreError>;
@@ -281,15 +400,76 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Removes messages from a subscription's pending set.
     async fn ack(&self, subscription: &str, seqs: Vec<u64>) -> Result<(), StoreError>;
 
-    /// Publishes `message` to `topic` and removes `seq` from the subscription's pending set,
-    /// in one atomic write that is flushed before this returns.
+    /// Publishes `message` to `topic` with `now` as its publish time, and removes `seq` from
+    /// the subscription's pending set, in one atomic write that is flushed before this
+    /// returns.
     async fn dead_letter(
         &self,
         subscription: &str,
         seq: u64,
         topic: &str,
         message: NewMessage,
+        now: SystemTime,
     ) -> Result<Published, StoreError>;
+
+    /// Changes the settings of a topic.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::TopicNotFound`] when the topic does not exist.
+    async fn update_topic(
+        &self,
+        name: &str,
+        settings: TopicSettings,
+    ) -> Result<TopicRecord, StoreError>;
+
+    /// Takes a snapshot of a subscription: its unacknowledged messages now, and every
+    /// message published from now on, which the store keeps until the snapshot expires or is
+    /// deleted. `now` is the creation time.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::SnapshotExists`] when the name is taken and
+    /// [`StoreError::SubscriptionNotFound`] when the subscription does not exist.
+    async fn create_snapshot(
+        &self,
+        name: &str,
+        subscription: &str,
+        now: SystemTime,
+    ) -> Result<SnapshotRecord, StoreError>;
+
+    /// Returns the snapshots, ordered by name.
+    fn snapshots(&self) -> Vec<SnapshotRecord>;
+
+    /// Deletes a snapshot, and the messages that only it kept.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::SnapshotNotFound`] when it does not exist.
+    async fn delete_snapshot(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Replaces a subscription's pending set as the target says, in one atomic write.
+    ///
+    /// Messages that stay pending keep their attempt counts; messages that become pending
+    /// again start from 0. Only messages that the subscription may still see come back: those
+    /// that its topic retains, those it retains itself with `retain_acked_messages`, and
+    /// those a snapshot holds. Returns the new pending set.
+    ///
+    /// # Errors
+    ///
+    /// Fails for an unknown subscription or snapshot, and with
+    /// [`StoreError::SnapshotTopicMismatch`] for a snapshot of another topic.
+    async fn seek(
+        &self,
+        subscription: &str,
+        target: SeekTarget,
+        now: SystemTime,
+    ) -> Result<Vec<PendingEntry>, StoreError>;
+
+    /// Applies retention as of `now`: removes unacknowledged messages older than their
+    /// subscription's retention, deletes expired snapshots and the messages nothing needs
+    /// any longer. Returns what it removed, so that the caller can count and log it.
+    async fn sweep(&self, now: SystemTime) -> Result<SweepReport, StoreError>;
 
     /// Counts the messages a topic still stores.
     fn retained_messages(&self, topic: &str) -> Result<u64, StoreError>;

@@ -6,10 +6,12 @@
 //! the next one, so the cost of an fsync is spread over every publish that arrived meanwhile.
 //! Reads go straight to sled from the calling thread.
 
+mod retention;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
@@ -17,8 +19,9 @@ use tracing::{debug, error};
 
 use super::keys;
 use super::{
-    NewMessage, PendingEntry, Published, Store, StoreError, StoredMessage, SubscriptionRecord,
-    SubscriptionSpec, TopicMessage, TopicRecord,
+    NewMessage, PendingEntry, Published, SeekTarget, SnapshotRecord, Store, StoreError,
+    StoredMessage, SubscriptionRecord, SubscriptionSpec, SweepReport, TopicMessage, TopicRecord,
+    TopicSettings, DEFAULT_RETENTION_SECS,
 };
 use crate::filter::pubsub::SubscriptionFilter;
 
@@ -39,6 +42,7 @@ struct Catalog {
     /// The parsed filters of the subscriptions that have one, by subscription id, so that a
     /// publish does not parse them again.
     filters: HashMap<u32, SubscriptionFilter>,
+    snapshots: BTreeMap<String, SnapshotRecord>,
 }
 
 impl Catalog {
@@ -81,6 +85,88 @@ impl Catalog {
         self.subscriptions.insert(record.spec.name.clone(), record);
     }
 
+    /// Returns whether the topic keeps messages after every subscription acknowledged them:
+    /// it has a retention, a subscription with `retain_acked_messages`, or a snapshot.
+    fn retains_acked(&self, topic: u32) -> bool {
+        let Some(record) = self.topics.values().find(|t| t.id == topic) else {
+            return false;
+        };
+        record.settings.message_retention_secs.is_some()
+            || self
+                .subscriptions
+                .values()
+                .any(|s| s.topic_id == topic && s.spec.retain_acked_messages)
+            || self.snapshots.values().any(|n| n.topic == record.name)
+    }
+
+    /// Returns whether a retention rule of the topic keeps a message that no subscription
+    /// has pending: the topic's retention, a subscription's retention of acknowledged
+    /// messages, a snapshot that holds everything from its creation on, or, for a topic
+    /// without subscriptions, the default retention. Snapshot members are checked by the
+    /// caller.
+    fn keeps(&self, topic: u32, seq: u64, publish_time: SystemTime, now: SystemTime) -> bool {
+        let Some(record) = self.topics.values().find(|t| t.id == topic) else {
+            return false;
+        };
+        let within = |secs: u64| publish_time + Duration::from_secs(secs) > now;
+        let mut subscribed = false;
+        for subscription in self.subscriptions.values().filter(|s| s.topic_id == topic) {
+            subscribed = true;
+            let spec = &subscription.spec;
+            if spec.retain_acked_messages
+                && seq >= subscription.first_seq
+                && within(spec.message_retention_secs)
+            {
+                return true;
+            }
+        }
+        let topic_retention = match record.settings.message_retention_secs {
+            Some(secs) => Some(secs),
+            None if !subscribed => Some(DEFAULT_RETENTION_SECS),
+            None => None,
+        };
+        topic_retention.is_some_and(within)
+            || self
+                .snapshots
+                .values()
+                .any(|n| n.topic == record.name && seq >= n.next_seq)
+    }
+
+    /// Returns the longest time-based retention of a topic, in seconds: how old a message
+    /// must be before a sweep considers deleting it.
+    fn longest_retention(&self, topic: u32) -> u64 {
+        let Some(record) = self.topics.values().find(|t| t.id == topic) else {
+            return 0;
+        };
+        let mut longest = record.settings.message_retention_secs.unwrap_or(0);
+        let mut subscribed = false;
+        for subscription in self.subscriptions.values().filter(|s| s.topic_id == topic) {
+            subscribed = true;
+            if subscription.spec.retain_acked_messages {
+                longest = longest.max(subscription.spec.message_retention_secs);
+            }
+        }
+        if !subscribed && record.settings.message_retention_secs.is_none() {
+            longest = DEFAULT_RETENTION_SECS;
+        }
+        longest
+    }
+
+    fn snapshot_ids_of(&self, topic: &str) -> Vec<u32> {
+        self.snapshots
+            .values()
+            .filter(|n| n.topic == topic)
+            .map(|n| n.id)
+            .collect()
+    }
+
+    fn topic_name(&self, topic: u32) -> Option<&str> {
+        self.topics
+            .values()
+            .find(|t| t.id == topic)
+            .map(|t| t.name.as_str())
+    }
+
     fn next_topic_id(&self) -> u32 {
         self.topics.values().map(|t| t.id + 1).max().unwrap_or(1)
     }
@@ -107,6 +193,7 @@ enum Write {
     },
     Publish {
         messages: Vec<(u32, NewMessage)>,
+        now: SystemTime,
         reply: Reply<Vec<Published>>,
     },
     Ack {
@@ -126,11 +213,52 @@ enum Write {
         seq: u64,
         target: u32,
         message: NewMessage,
+        now: SystemTime,
         reply: Reply<Published>,
     },
     Flush {
         reply: Reply<()>,
     },
+    UpdateTopic {
+        name: String,
+        settings: TopicSettings,
+        reply: Reply<TopicRecord>,
+    },
+    CreateSnapshot {
+        name: String,
+        subscription: String,
+        now: SystemTime,
+        reply: Reply<SnapshotRecord>,
+    },
+    DeleteSnapshot {
+        name: String,
+        reply: Reply<()>,
+    },
+    Seek {
+        subscription: String,
+        target: SeekTarget,
+        now: SystemTime,
+        reply: Reply<Vec<PendingEntry>>,
+    },
+    Sweep {
+        now: SystemTime,
+        reply: Reply<SweepReport>,
+    },
+}
+
+impl Write {
+    /// Whether the write runs alone, after the writes queued before it are applied: writes
+    /// that read what earlier writes change, or that change the catalog.
+    fn is_exclusive(&self) -> bool {
+        !matches!(
+            self,
+            Write::Publish { .. }
+                | Write::Ack { .. }
+                | Write::Attempts { .. }
+                | Write::DeadLetter { .. }
+                | Write::Flush { .. }
+        )
+    }
 }
 
 /// The sled implementation of [`Store`].
@@ -170,6 +298,10 @@ impl SledStore {
             data: data.clone(),
             catalog: catalog.clone(),
             last_seq,
+            sweep_from: HashMap::new(),
+            // Settings may have changed while the store was closed.
+            rescan: catalog_topic_ids(&catalog),
+            last_publish_time: SystemTime::UNIX_EPOCH,
         };
         std::thread::Builder::new()
             .name("sluice-committer".to_owned())
@@ -216,6 +348,16 @@ impl SledStore {
     }
 }
 
+fn catalog_topic_ids(catalog: &RwLock<Catalog>) -> HashSet<u32> {
+    catalog
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .topics
+        .values()
+        .map(|t| t.id)
+        .collect()
+}
+
 fn load_catalog(tree: &sled::Tree) -> Result<Catalog, StoreError> {
     let mut catalog = Catalog::default();
     for item in tree.iter() {
@@ -235,6 +377,11 @@ fn load_catalog(tree: &sled::Tree) -> Result<Catalog, StoreError> {
                     keys::corrupt(&key, format!("stored filter does not parse: {err}"))
                 })?;
                 catalog.insert_subscription(subscription, filter);
+            }
+            Some(b'n') => {
+                let snapshot: SnapshotRecord =
+                    serde_json::from_slice(&value).map_err(decode_error)?;
+                catalog.snapshots.insert(snapshot.name.clone(), snapshot);
             }
             _ => return Err(keys::corrupt(&key, "unknown catalog key")),
         }
@@ -304,13 +451,18 @@ impl Store for SledStore {
         self.catalog().subscriptions.values().cloned().collect()
     }
 
-    async fn publish(&self, messages: Vec<TopicMessage>) -> Result<Vec<Published>, StoreError> {
+    async fn publish(
+        &self,
+        messages: Vec<TopicMessage>,
+        now: SystemTime,
+    ) -> Result<Vec<Published>, StoreError> {
         let resolved = messages
             .into_iter()
             .map(|m| Ok((self.topic_id(&m.topic)?, m.message)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.send(|reply| Write::Publish {
             messages: resolved,
+            now,
             reply,
         })
         .await
@@ -375,6 +527,7 @@ impl Store for SledStore {
         seq: u64,
         topic: &str,
         message: NewMessage,
+        now: SystemTime,
     ) -> Result<Published, StoreError> {
         let record = self.subscription(subscription)?;
         let target = self.topic_id(topic)?;
@@ -384,9 +537,71 @@ impl Store for SledStore {
             seq,
             target,
             message,
+            now,
             reply,
         })
         .await
+    }
+
+    async fn update_topic(
+        &self,
+        name: &str,
+        settings: TopicSettings,
+    ) -> Result<TopicRecord, StoreError> {
+        let name = name.to_owned();
+        self.send(|reply| Write::UpdateTopic {
+            name,
+            settings,
+            reply,
+        })
+        .await
+    }
+
+    async fn create_snapshot(
+        &self,
+        name: &str,
+        subscription: &str,
+        now: SystemTime,
+    ) -> Result<SnapshotRecord, StoreError> {
+        let name = name.to_owned();
+        let subscription = subscription.to_owned();
+        self.send(|reply| Write::CreateSnapshot {
+            name,
+            subscription,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    fn snapshots(&self) -> Vec<SnapshotRecord> {
+        self.catalog().snapshots.values().cloned().collect()
+    }
+
+    async fn delete_snapshot(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.send(|reply| Write::DeleteSnapshot { name, reply })
+            .await
+    }
+
+    async fn seek(
+        &self,
+        subscription: &str,
+        target: SeekTarget,
+        now: SystemTime,
+    ) -> Result<Vec<PendingEntry>, StoreError> {
+        let subscription = subscription.to_owned();
+        self.send(|reply| Write::Seek {
+            subscription,
+            target,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn sweep(&self, now: SystemTime) -> Result<SweepReport, StoreError> {
+        self.send(|reply| Write::Sweep { now, reply }).await
     }
 
     fn retained_messages(&self, topic: &str) -> Result<u64, StoreError> {
@@ -409,6 +624,15 @@ struct Committer {
     data: sled::Tree,
     catalog: Arc<RwLock<Catalog>>,
     last_seq: HashMap<u32, u64>,
+    /// Per topic, the sequence number where the next sweep starts looking for messages that
+    /// nothing needs. Every message before it was deleted or was kept because a subscription
+    /// had it pending or a snapshot held it; those are reconsidered when that changes.
+    sweep_from: HashMap<u32, u64>,
+    /// Topics that kept acknowledged messages until a setting changed, so that the next
+    /// sweep looks through all their messages once.
+    rescan: HashSet<u32>,
+    /// The latest publish time given to a message since the store opened.
+    last_publish_time: SystemTime,
 }
 
 /// A reply waiting for its group's batch to be applied and flushed.
@@ -420,10 +644,19 @@ enum Outcome {
 
 impl Committer {
     fn run(mut self, mut queue: mpsc::Receiver<Write>) {
-        while let Some(first) = queue.blocking_recv() {
+        let mut next = None;
+        while let Some(first) = next.take().or_else(|| queue.blocking_recv()) {
+            if first.is_exclusive() {
+                self.run_exclusive(first);
+                continue;
+            }
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
                 match queue.try_recv() {
+                    Ok(write) if write.is_exclusive() => {
+                        next = Some(write);
+                        break;
+                    }
                     Ok(write) => group.push(write),
                     Err(_) => break,
                 }
@@ -444,13 +677,11 @@ impl Committer {
         let now = SystemTime::now();
         for write in group {
             match write {
-                Write::CreateTopic { name, reply } => {
-                    let _ = reply.send(self.create_topic(name));
-                }
-                Write::CreateSubscription { spec, reply } => {
-                    let _ = reply.send(self.create_subscription(spec));
-                }
-                Write::Publish { messages, reply } => {
+                Write::Publish {
+                    messages,
+                    now,
+                    reply,
+                } => {
                     let receipts = messages
                         .into_iter()
                         .map(|(topic, message)| self.append(&mut batch, topic, &message, now))
@@ -465,7 +696,12 @@ impl Committer {
                     reply,
                 } => {
                     for seq in seqs {
-                        self.remove_pending(&mut batch, &mut removed, subscription, topic, seq);
+                        self.remove_pending(
+                            &mut batch,
+                            &mut removed,
+                            (subscription, topic, seq),
+                            now,
+                        );
                     }
                     outcomes.push(Outcome::Done(reply));
                 }
@@ -490,10 +726,11 @@ impl Committer {
                     seq,
                     target,
                     message,
+                    now,
                     reply,
                 } => {
                     let receipt = self.append(&mut batch, target, &message, now);
-                    self.remove_pending(&mut batch, &mut removed, subscription, topic, seq);
+                    self.remove_pending(&mut batch, &mut removed, (subscription, topic, seq), now);
                     outcomes.push(Outcome::DeadLettered(reply, receipt));
                     durable = true;
                 }
@@ -501,6 +738,7 @@ impl Committer {
                     outcomes.push(Outcome::Done(reply));
                     durable = true;
                 }
+                exclusive => self.run_exclusive(exclusive),
             }
         }
         let result = self.data.apply_batch(batch).and_then(|()| {
@@ -536,13 +774,23 @@ impl Committer {
         message: &NewMessage,
         now: SystemTime,
     ) -> Published {
+        // Publish times never go back within the store, so that sequence order is publish
+        // order, which the retention sweep relies on.
+        let now = now.max(self.last_publish_time);
+        self.last_publish_time = now;
         let seq = self.last_seq.entry(topic).or_insert(0);
         *seq += 1;
         let seq = *seq;
-        let (receivers, has_subscriptions) = self.read_catalog().receivers_of(topic, message);
+        let (receivers, retained) = {
+            let catalog = self.read_catalog();
+            let (receivers, has_subscriptions) = catalog.receivers_of(topic, message);
+            let retained = !has_subscriptions || catalog.retains_acked(topic);
+            (receivers, retained)
+        };
         // A message that every subscription's filter rejected is acknowledged by all of them
-        // at once, so it is not kept. A topic without subscriptions keeps its messages.
-        if !receivers.is_empty() || !has_subscriptions {
+        // at once, so it is not kept unless a retention rule keeps acknowledged messages. A
+        // topic without subscriptions keeps its messages for the default retention.
+        if !receivers.is_empty() || retained {
             batch.insert(
                 &keys::message(topic, seq),
                 keys::encode_message(message, now),
@@ -558,27 +806,66 @@ impl Committer {
         }
     }
 
-    /// Removes one pending entry, and the message too once no other subscription of its topic
-    /// has it pending.
+    /// Removes the pending entry `(subscription, topic, seq)`, and the message too once
+    /// nothing needs it any longer (see [`Self::is_needed`]).
     fn remove_pending(
         &self,
         batch: &mut sled::Batch,
         removed: &mut HashSet<[u8; 13]>,
-        subscription: u32,
-        topic: u32,
-        seq: u64,
+        (subscription, topic, seq): (u32, u32, u64),
+        now: SystemTime,
     ) {
         let key = keys::pending(subscription, seq);
         batch.remove(&key);
         removed.insert(key);
-        let others = self.read_catalog().subscriptions_of(topic);
-        let still_pending = others.into_iter().any(|other| {
+        if !self.is_needed(removed, topic, seq, now) {
+            batch.remove(&keys::message(topic, seq));
+        }
+    }
+
+    /// Returns whether a message must stay stored: a subscription has it pending (entries in
+    /// `removed` no longer count), a retention rule keeps it, or a snapshot holds it. On a
+    /// read error it answers yes, so that nothing is deleted by mistake.
+    fn is_needed(
+        &self,
+        removed: &HashSet<[u8; 13]>,
+        topic: u32,
+        seq: u64,
+        now: SystemTime,
+    ) -> bool {
+        let catalog = self.read_catalog();
+        let pending = catalog.subscriptions_of(topic).into_iter().any(|other| {
             let key = keys::pending(other, seq);
             !removed.contains(&key) && self.data.contains_key(key).unwrap_or(true)
         });
-        if !still_pending {
-            batch.remove(&keys::message(topic, seq));
+        if pending {
+            return true;
         }
+        let has_subscriptions = catalog.subscriptions.values().any(|s| s.topic_id == topic);
+        if has_subscriptions && !catalog.retains_acked(topic) {
+            return false;
+        }
+        let key = keys::message(topic, seq);
+        let publish_time = match self.data.get(key) {
+            Ok(Some(bytes)) => match keys::decode_publish_time(&key, &bytes) {
+                Ok(time) => time,
+                Err(_) => return true,
+            },
+            Ok(None) => return false,
+            Err(_) => return true,
+        };
+        if catalog.keeps(topic, seq, publish_time, now) {
+            return true;
+        }
+        let snapshots = catalog
+            .topic_name(topic)
+            .map(|name| catalog.snapshot_ids_of(name))
+            .unwrap_or_default();
+        snapshots.into_iter().any(|snapshot| {
+            self.data
+                .contains_key(keys::snapshot_member(snapshot, seq))
+                .unwrap_or(true)
+        })
     }
 
     fn read_catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
@@ -591,6 +878,55 @@ impl Committer {
         self.catalog
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs a write that must not share a batch with others, and answers it.
+    fn run_exclusive(&mut self, write: Write) {
+        match write {
+            Write::CreateTopic { name, reply } => {
+                let _ = reply.send(self.create_topic(name));
+            }
+            Write::CreateSubscription { spec, reply } => {
+                let _ = reply.send(self.create_subscription(spec));
+            }
+            Write::UpdateTopic {
+                name,
+                settings,
+                reply,
+            } => {
+                let _ = reply.send(self.update_topic(&name, settings));
+            }
+            Write::CreateSnapshot {
+                name,
+                subscription,
+                now,
+                reply,
+            } => {
+                let _ = reply.send(self.create_snapshot(name, &subscription, now));
+            }
+            Write::DeleteSnapshot { name, reply } => {
+                let _ = reply.send(self.delete_snapshot(&name, SystemTime::now()));
+            }
+            Write::Seek {
+                subscription,
+                target,
+                now,
+                reply,
+            } => {
+                let _ = reply.send(self.seek(&subscription, &target, now));
+            }
+            Write::Sweep { now, reply } => {
+                let _ = reply.send(self.sweep(now));
+            }
+            other => self.commit(vec![other]),
+        }
+    }
+
+    /// Applies a batch and flushes it.
+    fn apply_durably(&self, batch: sled::Batch) -> Result<(), StoreError> {
+        self.data.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
     }
 
     fn save(&self, key: String, value: &impl serde::Serialize) -> Result<(), StoreError> {
@@ -608,6 +944,7 @@ impl Committer {
         let topic = TopicRecord {
             id: self.read_catalog().next_topic_id(),
             name,
+            settings: TopicSettings::default(),
         };
         self.save(format!("t/{}", topic.name), &topic)?;
         self.write_catalog()
@@ -617,7 +954,7 @@ impl Committer {
     }
 
     fn create_subscription(
-        &self,
+        &mut self,
         spec: SubscriptionSpec,
     ) -> Result<SubscriptionRecord, StoreError> {
         let topic_id = self
@@ -637,10 +974,14 @@ impl Committer {
                 id: self.read_catalog().next_subscription_id(),
                 topic_id,
                 spec,
+                first_seq: self.last_seq.get(&topic_id).copied().unwrap_or(0) + 1,
             },
         };
         let filter = parse_filter(&record.spec)?;
         self.save(format!("s/{}", record.spec.name), &record)?;
+        // A changed retention can free messages that the sweep already passed.
+        self.sweep_from.remove(&topic_id);
+        self.rescan.insert(topic_id);
         self.write_catalog()
             .insert_subscription(record.clone(), filter);
         Ok(record)
