@@ -22,6 +22,7 @@ use sluice_proto::google::pubsub::v1::{AcknowledgeRequest, PullRequest};
 use sluice_proto::sluice::v1::admin_client::AdminClient;
 use sluice_proto::sluice::v1::log_ingest_client::LogIngestClient;
 use sluice_proto::sluice::v1::{IngestAck, IngestBatch, ListSubscriptionsRequest};
+use sluice_router::store::StoreOptions;
 use tonic::transport::Channel;
 
 use super::write_stdout;
@@ -161,6 +162,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         data_dir: data_dir.path.clone(),
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         max_upload_bytes: server::DEFAULT_MAX_UPLOAD_BYTES,
+        store: StoreOptions::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = server::start(config, &options, async {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use sluice_router::store::StoreOptions;
 
 use crate::server::{self, ServeOptions};
 
@@ -29,6 +30,10 @@ pub(crate) struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     max_upload_bytes: u64,
+    /// Free space to keep on the data directory's disk, in MiB; below it, publishes get
+    /// RESOURCE_EXHAUSTED until space is freed, while acknowledgements still work
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    disk_reserve_mib: u64,
 }
 
 /// Runs the server until SIGINT or SIGTERM; exits 0 after a clean shutdown, 1 on an error.
@@ -39,6 +44,10 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         data_dir: args.data_dir,
         listen: args.listen,
         max_upload_bytes: args.max_upload_bytes,
+        store: StoreOptions {
+            disk_reserve_bytes: args.disk_reserve_mib.saturating_mul(1024 * 1024),
+            ..StoreOptions::default()
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -43,7 +43,7 @@ use sluice_proto::sluice::v1::log_ingest_server::LogIngestServer;
 use sluice_router::deliver::Broker;
 use sluice_router::route::LogRouter;
 use sluice_router::storage::Storage;
-use sluice_router::store::{SledStore, Store};
+use sluice_router::store::{SledStore, Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -70,6 +70,8 @@ pub(crate) struct ServeOptions {
     pub(crate) listen: SocketAddr,
     /// The largest request body of `POST /upload/{bucket}`, in bytes.
     pub(crate) max_upload_bytes: u64,
+    /// The store's disk reserve and publish budget.
+    pub(crate) store: StoreOptions,
 }
 
 /// Loads and validates the configuration, joining every problem into one error.
@@ -124,11 +126,12 @@ struct Service {
 async fn build(
     config: Config,
     data_dir: &Path,
+    store_options: StoreOptions,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Service> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
-    let store = SledStore::open(data_dir).with_context(|| {
+    let store = SledStore::open_with(data_dir, store_options).with_context(|| {
         format!(
             "failed to open the store in {}; if another sluice is running on it, stop that one \
              first, otherwise move the directory aside and start again",
@@ -280,7 +283,7 @@ pub(crate) async fn start(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
     let (stop, stopped) = watch::channel(false);
-    let service = build(config, &options.data_dir, stopped.clone()).await?;
+    let service = build(config, &options.data_dir, options.store, stopped.clone()).await?;
     let listener = TcpListener::bind(options.listen).await.with_context(|| {
         format!(
             "failed to listen on {}; pick another address with --listen",

@@ -40,6 +40,13 @@ pub(crate) fn from_store(err: &StoreError) -> Status {
         StoreError::Closed => {
             Status::unavailable("the server is shutting down; retry against a running server")
         }
+        StoreError::DiskFull { .. } | StoreError::Overloaded { .. } => {
+            Status::resource_exhausted(err.to_string())
+        }
+        StoreError::Stalled { .. } => Status::unavailable(err.to_string()),
+        StoreError::Database(_) if err.is_disk_full() => Status::resource_exhausted(format!(
+            "{err}: the disk of the data directory is full; free disk space, then retry"
+        )),
         StoreError::Database(_) | StoreError::Corrupt { .. } => Status::internal(err.to_string()),
     }
 }

@@ -47,6 +47,11 @@ pub const DEAD_LETTER_REASON_ATTRIBUTE: &str = "sluiceDeadLetterReason";
 /// How often leases are checked for expiry.
 pub const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Most pending messages of one subscription kept ready or delayed in memory. The rest stay
+/// in the store and are read in sequence order as the queue drains, so that memory does not
+/// grow with the backlog.
+pub const QUEUE_WINDOW: usize = 10_000;
+
 /// How often message retention is applied. Retention is at least 10 minutes, so a message
 /// outlives it by at most this much.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
@@ -211,16 +216,36 @@ impl Broker {
         Ok(())
     }
 
-    /// Pushes every pending message of a subscription, as the store lists it, into `state`.
+    /// Fills an empty `state` with a subscription's pending messages: the first
+    /// [`QUEUE_WINDOW`] in memory, the rest counted as spilled.
     fn fill(
         &self,
         subscription: &Subscription,
         spec: &SubscriptionSpec,
         state: &mut QueueState,
     ) -> Result<(), StoreError> {
+        state.spill_all(0, self.store.pending_count(&spec.name)?);
+        self.refill(subscription, spec, state)
+    }
+
+    /// Reads spilled messages from the store when the queue runs low.
+    fn refill(
+        &self,
+        subscription: &Subscription,
+        spec: &SubscriptionSpec,
+        state: &mut QueueState,
+    ) -> Result<(), StoreError> {
+        let Some(request) = state.refill_request(QUEUE_WINDOW) else {
+            return Ok(());
+        };
+        let pending = self
+            .store
+            .pending_from(&spec.name, request.from, request.limit)?;
+        let exhausted = pending.len() < request.limit;
         // The pending set is listed in sequence order, which is publish order, so each
         // ordering key's messages queue up behind its oldest one.
-        for entry in self.store.pending(&spec.name)? {
+        let mut entries = Vec::with_capacity(pending.len());
+        for entry in pending {
             let key = if subscription.is_ordered() {
                 self.store
                     .read(&spec.topic, entry.seq)?
@@ -228,8 +253,9 @@ impl Broker {
             } else {
                 None
             };
-            state.push(entry.seq, entry.attempts, key);
+            entries.push((entry.seq, entry.attempts, key));
         }
+        state.refilled(entries, exhausted);
         Ok(())
     }
 
@@ -330,7 +356,11 @@ impl Broker {
                         filtered_out += 1;
                         continue;
                     }
-                    state.push(*seq, 0, subscription.key_of(&routing.ordering_key));
+                    state.admit(
+                        *seq,
+                        subscription.key_of(&routing.ordering_key),
+                        QUEUE_WINDOW,
+                    );
                 }
             }
             if filtered_out > 0 {
@@ -386,6 +416,7 @@ impl Broker {
         let now = Instant::now();
         let leased = {
             let mut state = subscription.state();
+            self.refill(subscription, &spec, &mut state)?;
             state.promote(now);
             state.lease(max, now, ack_deadline)
         };

@@ -54,9 +54,84 @@ pub(crate) struct QueueState {
     key_queues: HashMap<Arc<str>, KeyQueue>,
     /// Messages in the `waiting` maps of `key_queues`, counted for [`Self::backlog`].
     waiting: usize,
+    /// Pending messages left in the store because the window was full when they arrived.
+    spilled: u64,
+    /// The first sequence number that may be spilled: every pending message before it is in
+    /// memory. Meaningful only while `spilled` is above 0.
+    spill_from: u64,
+}
+
+/// What [`QueueState::refill_request`] asks the broker to read from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refill {
+    /// The first sequence number to read.
+    pub(crate) from: u64,
+    /// How many pending entries to read at most.
+    pub(crate) limit: usize,
 }
 
 impl QueueState {
+    /// Adds a newly published message, or leaves it in the store and counts it as spilled
+    /// when `window` messages are already ready or delayed, or others are spilled before it.
+    pub(crate) fn admit(&mut self, seq: u64, key: Option<Arc<str>>, window: usize) {
+        let spilling = self.spilled > 0 && seq >= self.spill_from;
+        if spilling || self.ready.len() + self.delayed.len() >= window {
+            if self.spilled == 0 {
+                self.spill_from = seq;
+            }
+            self.spilled += 1;
+            return;
+        }
+        self.push(seq, 0, key);
+    }
+
+    /// Returns what to read from the store when spilled messages are waiting and fewer than
+    /// half of `window` messages are ready or delayed.
+    ///
+    /// Messages waiting behind their ordering key do not count, so that a long key cannot
+    /// keep other keys' messages in the store. They are not bounded by the window.
+    pub(crate) fn refill_request(&self, window: usize) -> Option<Refill> {
+        let queued = self.ready.len() + self.delayed.len();
+        (self.spilled > 0 && queued < window / 2).then(|| Refill {
+            from: self.spill_from,
+            limit: window - queued,
+        })
+    }
+
+    /// Adds the entries read for a [`Refill`], in sequence order, as `(seq, attempts, key)`.
+    /// `exhausted` says that the read reached the end of the pending set, so that nothing is
+    /// spilled any longer.
+    pub(crate) fn refilled(&mut self, entries: Vec<(u64, u32, Option<Arc<str>>)>, exhausted: bool) {
+        let mut next = self.spill_from;
+        for (seq, attempts, key) in entries {
+            next = next.max(seq + 1);
+            self.push(seq, attempts, key);
+            self.spilled = self.spilled.saturating_sub(1);
+        }
+        self.spill_from = next;
+        if exhausted {
+            self.spilled = 0;
+        } else if self.spilled == 0 {
+            // More entries are pending than were counted, which happens when a publish and
+            // a refill race; count one so that the next refill reads on.
+            self.spilled = 1;
+        }
+    }
+
+    /// Marks `count` pending messages from `from` on as spilled, before the first refill
+    /// of an empty queue.
+    pub(crate) fn spill_all(&mut self, from: u64, count: u64) {
+        self.spill_from = from;
+        self.spilled = count;
+    }
+
+    /// Forgets a message that left the store's pending set, in memory or spilled.
+    pub(crate) fn forget(&mut self, seq: u64) {
+        if !self.remove(seq) && self.spilled > 0 && seq >= self.spill_from {
+            self.spilled -= 1;
+        }
+    }
+
     /// Adds a message that is ready for delivery. When an earlier message of its ordering key
     /// is still pending, the new one waits behind it.
     pub(crate) fn push(&mut self, seq: u64, attempts: u32, key: Option<Arc<str>>) {
@@ -253,7 +328,8 @@ impl QueueState {
     /// Messages not yet acknowledged: ready, delayed, waiting behind their ordering key and
     /// leased ones.
     pub(crate) fn backlog(&self) -> usize {
-        self.ready.len() + self.delayed.len() + self.waiting + self.leased.len()
+        let spilled = usize::try_from(self.spilled).unwrap_or(usize::MAX);
+        self.ready.len() + self.delayed.len() + self.waiting + self.leased.len() + spilled
     }
 
     /// Messages currently leased to consumers.
@@ -261,8 +337,9 @@ impl QueueState {
         self.leased.len()
     }
 
+    /// Whether a message is ready now, or spilled messages wait to be read.
     pub(crate) fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
+        !self.ready.is_empty() || self.spilled > 0
     }
 }
 

@@ -125,7 +125,7 @@ impl Broker {
                 {
                     let mut state = subscription.state();
                     for (seq, _) in &messages {
-                        state.remove(*seq);
+                        state.forget(*seq);
                     }
                 }
                 subscription

@@ -22,6 +22,7 @@ mod keys;
 mod sled_store;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::filter::FilterError;
 
-pub use sled_store::SledStore;
+pub use sled_store::{SledStore, StoreOptions};
 
 /// A message as a publisher sends it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -332,6 +333,41 @@ pub enum StoreError {
         /// The subscription's topic.
         topic: String,
     },
+    /// The data directory's file system has less free space than the store keeps in reserve,
+    /// so publishes are rejected until space is freed. Acknowledgements still work.
+    #[error(
+        "the disk of the data directory {path} has {available_mib} MiB free, below the \
+         reserve of {reserve_mib} MiB: free disk space or acknowledge messages, then retry"
+    )]
+    DiskFull {
+        /// The data directory.
+        path: PathBuf,
+        /// Free space now, in MiB.
+        available_mib: u64,
+        /// The reserve, in MiB.
+        reserve_mib: u64,
+    },
+    /// Publishes waiting for the store already hold the maximum number of bytes.
+    #[error(
+        "the store has {queued_mib} MiB of publishes waiting to be written, at its limit of \
+         {limit_mib} MiB: retry with backoff"
+    )]
+    Overloaded {
+        /// Bytes waiting, in MiB.
+        queued_mib: u64,
+        /// The limit, in MiB.
+        limit_mib: u64,
+    },
+    /// The store's writer has been busy with one write for too long, so new writes are
+    /// rejected instead of queued.
+    #[error(
+        "the store has not finished a write for {busy_secs} s, so it takes no new ones; check \
+         the disk of the data directory, then retry"
+    )]
+    Stalled {
+        /// Seconds the current write has taken so far.
+        busy_secs: u64,
+    },
     /// The underlying database failed.
     #[error("storage failed: {0}")]
     Database(#[from] sled::Error),
@@ -346,6 +382,17 @@ pub enum StoreError {
     /// The store is shutting down and accepts no more writes.
     #[error("the store is closed")]
     Closed,
+}
+
+impl StoreError {
+    /// Returns whether the error is the file system reporting that it is out of space.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(sled::Error::Io(io))
+                if io.kind() == std::io::ErrorKind::StorageFull
+        )
+    }
 }
 
 /// Durable topics, subscriptions and messages.
@@ -385,6 +432,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Lists the messages pending in a subscription, in sequence order.
     fn pending(&self, subscription: &str) -> Result<Vec<PendingEntry>, StoreError>;
+
+    /// Lists up to `limit` messages pending in a subscription from sequence number `from`
+    /// on, in sequence order.
+    fn pending_from(
+        &self,
+        subscription: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<PendingEntry>, StoreError>;
+
+    /// Counts the messages pending in a subscription.
+    fn pending_count(&self, subscription: &str) -> Result<u64, StoreError>;
 
     /// Reads one message; `None` when it no longer exists.
     fn read(&self, topic: &str, seq: u64) -> Result<Option<StoredMessage>, StoreError>;

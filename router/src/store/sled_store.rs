@@ -6,6 +6,7 @@
 //! the next one, so the cost of an fsync is spread over every publish that arrived meanwhile.
 //! Reads go straight to sled from the calling thread.
 
+mod guard;
 mod retention;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -16,6 +17,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error};
+
+pub use guard::StoreOptions;
 
 use super::keys;
 use super::{
@@ -268,15 +271,27 @@ pub struct SledStore {
     /// Shared with the committer, which is the only writer.
     catalog: Arc<RwLock<Catalog>>,
     writes: mpsc::Sender<Write>,
+    guard: Arc<guard::Guard>,
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `path` and starts its committer thread.
+    /// Opens (or creates) the store in `path` with the default [`StoreOptions`] and starts
+    /// its committer thread.
     ///
     /// # Errors
     ///
     /// Fails when sled cannot open the directory or a stored record does not decode.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store in `path` with the given limits and starts its committer
+    /// thread.
+    ///
+    /// # Errors
+    ///
+    /// Fails when sled cannot open the directory or a stored record does not decode.
+    pub fn open_with(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .flush_every_ms(Some(200))
@@ -292,7 +307,9 @@ impl SledStore {
             last_seq.insert(topic, keys::decode_u64(&key, &value)?);
         }
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        let guard = Arc::new(guard::Guard::new(path, options));
         let committer = Committer {
+            guard: guard.clone(),
             db,
             catalog_tree,
             data: data.clone(),
@@ -311,10 +328,12 @@ impl SledStore {
             data,
             catalog,
             writes,
+            guard,
         })
     }
 
     async fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Write) -> Result<T, StoreError> {
+        self.guard.check_stall()?;
         let (reply, answer) = oneshot::channel();
         self.writes
             .send(make(reply))
@@ -346,6 +365,16 @@ impl SledStore {
             .cloned()
             .ok_or_else(|| StoreError::SubscriptionNotFound(name.to_owned()))
     }
+}
+
+/// Returns the bytes a message takes in memory, roughly: data, attributes and ordering key.
+fn message_bytes(message: &NewMessage) -> u64 {
+    let attributes: usize = message
+        .attributes
+        .iter()
+        .map(|(key, value)| key.len() + value.len())
+        .sum();
+    (message.data.len() + attributes + message.ordering_key.len()) as u64
 }
 
 fn catalog_topic_ids(catalog: &RwLock<Catalog>) -> HashSet<u32> {
@@ -460,6 +489,9 @@ impl Store for SledStore {
             .into_iter()
             .map(|m| Ok((self.topic_id(&m.topic)?, m.message)))
             .collect::<Result<Vec<_>, StoreError>>()?;
+        self.guard.check_disk()?;
+        let bytes = resolved.iter().map(|(_, m)| message_bytes(m)).sum();
+        let _queued = self.guard.reserve(bytes)?;
         self.send(|reply| Write::Publish {
             messages: resolved,
             now,
@@ -479,6 +511,40 @@ impl Store for SledStore {
             });
         }
         Ok(entries)
+    }
+
+    fn pending_from(
+        &self,
+        subscription: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<PendingEntry>, StoreError> {
+        let record = self.subscription(subscription)?;
+        let start = keys::pending(record.id, from);
+        let end = keys::pending(record.id, u64::MAX);
+        let mut entries = Vec::with_capacity(limit.min(4096));
+        for item in self.data.range(start..=end).take(limit) {
+            let (key, value) = item?;
+            entries.push(PendingEntry {
+                seq: keys::seq_of(&key)?,
+                attempts: keys::decode_u32(&key, &value)?,
+            });
+        }
+        Ok(entries)
+    }
+
+    fn pending_count(&self, subscription: &str) -> Result<u64, StoreError> {
+        let record = self.subscription(subscription)?;
+        let mut count = 0;
+        for item in self
+            .data
+            .scan_prefix(keys::pending_prefix(record.id))
+            .keys()
+        {
+            item?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     fn read(&self, topic: &str, seq: u64) -> Result<Option<StoredMessage>, StoreError> {
@@ -619,6 +685,7 @@ impl Store for SledStore {
 
 /// The single writer: owns the sequence counters and applies queued writes in groups.
 struct Committer {
+    guard: Arc<guard::Guard>,
     db: sled::Db,
     catalog_tree: sled::Tree,
     data: sled::Tree,
@@ -646,8 +713,10 @@ impl Committer {
     fn run(mut self, mut queue: mpsc::Receiver<Write>) {
         let mut next = None;
         while let Some(first) = next.take().or_else(|| queue.blocking_recv()) {
+            self.guard.mark_busy();
             if first.is_exclusive() {
                 self.run_exclusive(first);
+                self.guard.mark_idle();
                 continue;
             }
             let mut group = vec![first];
@@ -662,6 +731,7 @@ impl Committer {
                 }
             }
             self.commit(group);
+            self.guard.mark_idle();
         }
         if let Err(err) = self.db.flush() {
             error!(error = %err, "final flush of the store failed");

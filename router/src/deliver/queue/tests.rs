@@ -192,3 +192,90 @@ fn removing_waiting_message_keeps_order() {
     assert_eq!(queue.backlog(), 0);
     assert!(queue.key_queues.is_empty(), "the key is forgotten");
 }
+
+#[test]
+fn admit_spills_beyond_window() {
+    let mut queue = QueueState::default();
+    for seq in 1..=5 {
+        queue.admit(seq, None, 3);
+    }
+    assert_eq!(queue.backlog(), 5, "spilled messages count in the backlog");
+    let now = Instant::now();
+    assert_eq!(queue.lease(10, now, DEADLINE), vec![(1, 1), (2, 1), (3, 1)]);
+    assert_eq!(
+        queue.refill_request(3),
+        Some(Refill { from: 4, limit: 3 }),
+        "the queue is empty, so the spilled messages are read from the first one"
+    );
+}
+
+#[test]
+fn later_messages_spill_behind_spilled_ones() {
+    let mut queue = QueueState::default();
+    for seq in 1..=3 {
+        queue.admit(seq, None, 2);
+    }
+    queue.lease(10, Instant::now(), DEADLINE);
+    queue.admit(4, None, 2);
+    assert_eq!(
+        queue.refill_request(2).map(|refill| refill.from),
+        Some(3),
+        "4 waits behind the spilled 3, so the refill starts at 3"
+    );
+}
+
+#[test]
+fn refill_loads_and_tracks_the_end() {
+    let mut queue = QueueState::default();
+    queue.spill_all(0, 4);
+    let refill = queue.refill_request(2).expect("all spilled");
+    assert_eq!(refill, Refill { from: 0, limit: 2 });
+    queue.refilled(vec![(1, 0, None), (2, 3, None)], false);
+    assert_eq!(queue.backlog(), 4);
+    assert_eq!(queue.refill_request(2), None, "the window is full");
+
+    let now = Instant::now();
+    assert_eq!(queue.lease(10, now, DEADLINE), vec![(1, 1), (2, 4)]);
+    let refill = queue.refill_request(2).expect("two still spilled");
+    assert_eq!(refill.from, 3);
+    queue.refilled(vec![(3, 0, None)], true);
+    assert_eq!(
+        queue.backlog(),
+        3,
+        "the read reached the end: one fewer than counted"
+    );
+    assert_eq!(
+        queue.refill_request(2),
+        None,
+        "nothing is spilled any longer"
+    );
+}
+
+#[test]
+fn forget_spilled_message() {
+    let mut queue = QueueState::default();
+    for seq in 1..=3 {
+        queue.admit(seq, None, 1);
+    }
+    assert_eq!(queue.backlog(), 3);
+    queue.forget(3);
+    assert_eq!(queue.backlog(), 2, "a spilled message leaves the count");
+    queue.forget(1);
+    assert_eq!(queue.backlog(), 1, "an in-memory message is removed");
+}
+
+#[test]
+fn keyed_refill_keeps_key_order() {
+    let mut queue = QueueState::default();
+    queue.admit(1, key("k"), 1);
+    queue.admit(2, key("k"), 1);
+    let now = Instant::now();
+    assert_eq!(queue.lease(10, now, DEADLINE), vec![(1, 1)]);
+    queue.refilled(vec![(2, 0, key("k"))], true);
+    assert!(
+        queue.lease(10, now, DEADLINE).is_empty(),
+        "2 waits until 1 is settled"
+    );
+    queue.remove(1);
+    assert_eq!(queue.lease(10, now, DEADLINE), vec![(2, 1)]);
+}
