@@ -1,6 +1,7 @@
-//! Cloud Storage JSON API uploads and buckets over raw HTTP against a real `sluice serve`:
-//! media and multipart uploads with their checks and notifications, downloads of a byte
-//! range, bucket creation that survives a restart, and the error bodies of bad requests.
+//! Cloud Storage JSON API uploads and buckets over raw HTTP against a real `sluice serve`.
+//! The tests cover media and multipart uploads with their checks and notifications,
+//! downloads of a byte range, bucket creation that survives a restart, and the error bodies
+//! of bad requests.
 
 mod support;
 
@@ -171,6 +172,17 @@ async fn media_upload_takes_name_and_type() {
     assert_eq!(pull_all(&server, "test-events").await.len(), 1);
 }
 
+/// One rejected upload: URL, Content-Type, body, expected status, reason, and a part of the
+/// expected message.
+type BadUpload = (
+    String,
+    &'static str,
+    Vec<u8>,
+    StatusCode,
+    &'static str,
+    &'static str,
+);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_uploads_get_clear_errors() {
     let server = TestServer::start_with_args(Some(EVENTS_CONFIG), &["--max-upload-bytes", "1000"]);
@@ -184,7 +196,7 @@ async fn bad_uploads_get_clear_errors() {
         async move { json_body(request.send().await.expect("POST completes")).await }
     };
 
-    let cases: Vec<(String, &str, Vec<u8>, StatusCode, &str, &str)> = vec![
+    let cases: Vec<BadUpload> = vec![
         (
             format!("{base}/uploads/o?name=x"),
             "text/plain",

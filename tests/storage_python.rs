@@ -3,8 +3,8 @@
 //! and media uploads to `uploads`, the thumbnails that appear in `thumbnails`, downloads,
 //! listings, patches, deletes and bucket creation.
 //!
-//! The client comes from `scripts/test`, which exports `SLUICE_TEST_PYTHON`; without it the
-//! test fails and says so.
+//! The client comes from `scripts/test`, which exports `SLUICE_TEST_PYTHON`. Without it the
+//! test fails with a message that names the fix.
 
 mod support;
 

@@ -238,7 +238,8 @@ struct StorageState {
     sessions: Arc<Sessions>,
 }
 
-/// The folder under the data directory that holds the bytes of resumable uploads in progress.
+/// The folder under the data directory that contains the bytes of resumable uploads in
+/// progress.
 const SPOOL_DIR: &str = "resumable-uploads";
 
 /// Returns the upload routes and the JSON API routes.

@@ -72,8 +72,8 @@ pub(super) async fn add_error_list(response: HttpResponse) -> HttpResponse {
     let (mut parts, body) = response.into_parts();
     let bytes = match to_bytes(body, MAX_ERROR_BODY_BYTES).await {
         Ok(bytes) => bytes,
-        // A body that cannot be read again is lost either way; the status still tells the
-        // client what happened.
+        // A body that cannot be read again is lost either way, but the status still gives
+        // the client the outcome.
         Err(_) => return HttpResponse::from_parts(parts, Body::empty()),
     };
     let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {

@@ -77,8 +77,8 @@ pub(super) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'
         .map(|(_, value)| value.as_str())
 }
 
-/// Returns the 400 response for the first parameter or header that asks for something
-/// sluice does not do.
+/// Returns the 400 response for the first parameter or header that requests a feature
+/// sluice lacks.
 #[allow(
     clippy::result_large_err,
     reason = "the error is the finished HTTP response, returned at once"

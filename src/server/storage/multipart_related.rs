@@ -50,7 +50,7 @@ pub(super) fn boundary(content_type: &str) -> Result<String, String> {
 pub(super) fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, String> {
     let delimiter = format!("--{boundary}");
     let inner_delimiter = format!("\r\n--{boundary}");
-    // The preamble before the first delimiter is ignored, as RFC 2046 says.
+    // The preamble before the first delimiter is ignored, as RFC 2046 section 5.1.1 requires.
     let mut position = if body.starts_with(delimiter.as_bytes()) {
         delimiter.len()
     } else {

@@ -4,7 +4,7 @@
 /// The `Content-Range` of a request to a resumable upload session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ChunkRange {
-    /// `bytes */*`: asks how many bytes the session has, and sends none.
+    /// `bytes */*`: requests the number of bytes the session has, and sends none.
     Query,
     /// `bytes */TOTAL`: sends no bytes and ends the upload at `total` bytes.
     Finish { total: u64 },
@@ -65,11 +65,11 @@ fn parse_number(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
-/// What a download's `Range` header selects of an object of a given size.
+/// The bytes of an object that a download's `Range` header selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Selection {
-    /// Every byte: no Range, or one that HTTP says to ignore (another unit, several ranges,
-    /// invalid syntax).
+    /// Every byte: no Range, or one that RFC 9110 lets the server ignore (another unit,
+    /// several ranges, invalid syntax).
     All,
     /// Bytes `first` to `last` inclusive, both within the object.
     Part { first: u64, last: u64 },

@@ -1,5 +1,5 @@
-//! The requests to a resumable upload session: `PUT` to the session URL sends bytes or asks
-//! for the offset, and `DELETE` cancels the session. `json_upload.rs` starts sessions, and
+//! The requests to a resumable upload session: `PUT` to the session URL sends bytes or
+//! requests the offset, and `DELETE` cancels the session. `json_upload.rs` starts sessions, and
 //! `sessions.rs` keeps them.
 //!
 //! Each PUT's Content-Range (`ranges.rs`) places its bytes in the object. A chunk may repeat
@@ -222,6 +222,7 @@ impl Chunk<'_> {
     ) -> Result<(), HttpResponse> {
         let session = lease.session();
         let received = session.received;
+
         if let (Some(known), Some(total)) = (session.total, total) {
             if known != total {
                 return Err(invalid(&format!(
@@ -237,6 +238,7 @@ impl Chunk<'_> {
                 )));
             }
         }
+
         if first > received {
             return Err(invalid(&format!(
                 "the chunk starts at byte {first}, but the session has only {received} bytes: \
@@ -255,6 +257,7 @@ impl Chunk<'_> {
         if last >= limit || total.is_some_and(|total| total > limit) {
             return Err(too_large(limit));
         }
+
         let new_bytes = (last + 1).saturating_sub(received);
         lease
             .reserve(new_bytes)
@@ -291,6 +294,7 @@ impl Chunk<'_> {
                 })
             }
         };
+
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .open(&path)
@@ -303,6 +307,7 @@ impl Chunk<'_> {
         file.seek(std::io::SeekFrom::Start(received))
             .await
             .map_err(io_failed("written"))?;
+
         let mut skip = received.saturating_sub(first);
         let mut counted: u64 = 0;
         let mut stream = body.into_data_stream();
@@ -322,6 +327,7 @@ impl Chunk<'_> {
                 .await
                 .map_err(io_failed("written"))?;
         }
+
         if counted < length {
             return Err(invalid(&format!(
                 "the body has {counted} bytes, fewer than the {length} of its Content-Range: \
@@ -370,6 +376,7 @@ impl Chunk<'_> {
                 return session_error(&err);
             }
         };
+
         // Hashing up to the upload limit takes milliseconds, too long for a runtime thread.
         let hashed = tokio::task::spawn_blocking(move || (Checksums::of(&bytes), bytes)).await;
         let Ok((checksums, bytes)) = hashed else {
@@ -380,6 +387,7 @@ impl Chunk<'_> {
             lease.end().await;
             return invalid(&message);
         }
+
         let session = lease.session();
         let object = session.object.clone();
         let name = object.name.clone().unwrap_or_default();

@@ -63,7 +63,7 @@ pub(super) struct Session {
     pub(super) bucket: String,
     /// The object's name, content type, metadata and the checksums the client gave.
     pub(super) object: NewObject,
-    /// The object's size, once the client has said it.
+    /// The object's size, once the client has sent it.
     pub(super) total: Option<u64>,
     /// Bytes received and written to the spool file, from the start of the object.
     pub(super) received: u64,
@@ -71,12 +71,12 @@ pub(super) struct Session {
     pub(super) path: PathBuf,
 }
 
-/// Why a session cannot be created or used.
+/// An error that prevents creating or using a session.
 #[derive(Debug)]
 pub(super) enum SessionError {
     /// No open session has this id.
     NotFound(String),
-    /// Another request holds the session.
+    /// Another request has the session checked out.
     Busy(String),
     /// The limit of open sessions is reached.
     TooManySessions(usize),
@@ -148,7 +148,7 @@ struct Table {
 
 #[derive(Debug)]
 struct Slot {
-    /// The session, or `None` while a request holds it.
+    /// The session, or `None` while a request has it checked out.
     session: Option<Session>,
     last_used: Instant,
     /// This session's share of [`Table::spooled`].
@@ -201,6 +201,7 @@ impl Sessions {
             self.id_keys.hash_one((number, 0u8)),
             self.id_keys.hash_one((number, 1u8))
         );
+
         let path = self.dir.join(&id);
         tokio::fs::create_dir_all(&self.dir)
             .await
@@ -215,6 +216,7 @@ impl Sessions {
             received: 0,
             path: path.clone(),
         };
+
         // Another request may have opened a session since the check above.
         let inserted = {
             let mut table = lock(&self.table);
@@ -248,7 +250,7 @@ impl Sessions {
     /// # Errors
     ///
     /// [`SessionError::NotFound`] for an unknown or expired id, and [`SessionError::Busy`]
-    /// while another request holds the session.
+    /// while another request has the session checked out.
     pub(super) fn checkout(self: &Arc<Self>, id: &str) -> Result<Lease, SessionError> {
         let mut table = lock(&self.table);
         let timeout = self.limits.idle_timeout;
@@ -331,14 +333,14 @@ impl Lease {
     pub(super) fn session(&self) -> &Session {
         self.session
             .as_ref()
-            .expect("a lease holds its session until it is consumed")
+            .expect("a lease contains its session until `end` consumes the lease")
     }
 
     /// Returns the session to change.
     pub(super) fn session_mut(&mut self) -> &mut Session {
         self.session
             .as_mut()
-            .expect("a lease holds its session until it is consumed")
+            .expect("a lease contains its session until `end` consumes the lease")
     }
 
     /// Counts `bytes` more against the spool limit for a request about to write them. The
