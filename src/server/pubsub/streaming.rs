@@ -21,7 +21,10 @@
 //! because clients acknowledge them after reconnecting. Messages that were leased but never
 //! handed to the transport are nacked at once.
 
-use std::collections::{BTreeMap, VecDeque};
+mod requests;
+mod responses;
+
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -41,12 +44,9 @@ use tracing::{debug, warn, Instrument as _};
 
 use super::outstanding::StreamLeases;
 use super::{names, received, status, PubsubService};
+use requests::{limit, reject_first_request_fields, stream_ack_deadline};
+use responses::{split_responses, MAX_RESPONSE_BYTES};
 
-/// Largest StreamingPullResponse sent with more than one message: 4 MiB, the default receive
-/// limit of gRPC clients (`DEFAULT_MAX_RECV_MESSAGE_SIZE` in tonic 0.14). The Rust client
-/// keeps it, and so does the Python client in emulator mode, because google-cloud-pubsub
-/// 2.44.0 then opens its channel without options.
-const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// Maximum messages leased in one step, as for a unary Pull.
 const MAX_PULL_MESSAGES: usize = 100;
 /// Bytes that one leasing step aims to stay under, estimated from the sizes seen so far.
@@ -68,9 +68,6 @@ const FINAL_STATUS_WAIT: Duration = Duration::from_secs(1);
 /// The status message of streams that server shutdown ends.
 const SHUTTING_DOWN: &str =
     "the server is shutting down; open the stream again on a running server";
-/// Stream ack deadlines the service accepts, in seconds.
-const STREAM_ACK_DEADLINE_SECS: std::ops::RangeInclusive<i32> = 10..=600;
-
 /// The response stream of StreamingPull.
 pub(super) type ResponseStream =
     Pin<Box<dyn Stream<Item = Result<StreamingPullResponse, Status>> + Send + 'static>>;
@@ -428,110 +425,6 @@ impl PullStream {
     }
 }
 
-/// Splits messages into responses of at most [`MAX_RESPONSE_BYTES`] each, in order. A
-/// message that alone exceeds the limit gets a response of its own.
-fn split_responses(
-    messages: Vec<ReceivedMessage>,
-    properties: SubscriptionProperties,
-) -> Vec<StreamingPullResponse> {
-    let empty = StreamingPullResponse {
-        subscription_properties: Some(properties),
-        ..Default::default()
-    };
-    let mut responses = Vec::new();
-    let mut current = empty.clone();
-    let mut size = empty.encoded_len();
-    for message in messages {
-        let length = message.encoded_len();
-        // Field tag, length prefix and the message itself.
-        let field = 1 + sluice_proto::prost::length_delimiter_len(length) + length;
-        if !current.received_messages.is_empty() && size + field > MAX_RESPONSE_BYTES {
-            responses.push(std::mem::replace(&mut current, empty.clone()));
-            size = empty.encoded_len();
-        }
-        size += field;
-        current.received_messages.push(message);
-    }
-    if !current.received_messages.is_empty() {
-        responses.push(current);
-    }
-    responses
-}
-
-/// Rejects the fields that only the first request of a stream may set.
-fn reject_first_request_fields(request: &StreamingPullRequest) -> Result<(), Status> {
-    if !request.subscription.is_empty() {
-        return Err(Status::invalid_argument(format!(
-            "subscription is set to {:?} in a later request; set it only in the first request \
-             of a stream",
-            request.subscription
-        )));
-    }
-    let first_only = [
-        ("max_outstanding_messages", request.max_outstanding_messages),
-        ("max_outstanding_bytes", request.max_outstanding_bytes),
-        ("protocol_version", request.protocol_version),
-    ];
-    for (field, value) in first_only {
-        if value != 0 {
-            return Err(Status::invalid_argument(format!(
-                "{field} is {value} in a later request; set it only in the first request of a \
-                 stream"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Returns a stream ack deadline in seconds when it is within 10..600.
-fn stream_ack_deadline(seconds: i32) -> Option<u32> {
-    STREAM_ACK_DEADLINE_SECS
-        .contains(&seconds)
-        .then(|| u32::try_from(seconds).ok())
-        .flatten()
-}
-
-/// Returns a flow-control limit, or `None` for a value <= 0, which means no limit.
-fn limit(value: i64) -> Option<usize> {
-    (value > 0).then(|| usize::try_from(value).unwrap_or(usize::MAX))
-}
-
-impl PubsubService {
-    /// Applies the acks and deadline changes of a StreamingPull request, after checking all
-    /// of them.
-    async fn apply_stream_acks(
-        &self,
-        subscription: &str,
-        request: &StreamingPullRequest,
-    ) -> Result<(), Status> {
-        if request.modify_deadline_ack_ids.len() != request.modify_deadline_seconds.len() {
-            return Err(Status::invalid_argument(format!(
-                "ack IDs and deadlines must have the same size; the request has {} \
-                 modify_deadline_ack_ids and {} modify_deadline_seconds",
-                request.modify_deadline_ack_ids.len(),
-                request.modify_deadline_seconds.len()
-            )));
-        }
-        let mut by_deadline: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-        for (ack_id, seconds) in request
-            .modify_deadline_ack_ids
-            .iter()
-            .zip(&request.modify_deadline_seconds)
-        {
-            let seconds = super::ack_deadline_seconds(*seconds, "modify_deadline_seconds")?;
-            by_deadline.entry(seconds).or_default().push(ack_id.clone());
-        }
-        if !request.ack_ids.is_empty() {
-            self.acknowledge_ids(subscription, &request.ack_ids).await?;
-        }
-        for (seconds, ack_ids) in by_deadline {
-            self.modify_deadlines(subscription, &ack_ids, seconds)
-                .await?;
-        }
-        Ok(())
-    }
-}
-
 /// Completes with the leasing step's result, or never when no step is running.
 async fn poll_pull(pull: &mut Option<Pull>) -> Result<Vec<Delivery>, BrokerError> {
     match pull.as_mut() {
@@ -550,62 +443,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use sluice_proto::google::pubsub::v1::PubsubMessage;
-
-    use super::*;
-
-    fn message(bytes: usize) -> ReceivedMessage {
-        ReceivedMessage {
-            ack_id: "1-1".to_owned(),
-            message: Some(PubsubMessage {
-                data: vec![b'x'; bytes],
-                ..Default::default()
-            }),
-            delivery_attempt: 0,
-        }
-    }
-
-    #[test]
-    fn responses_stay_under_the_limit() {
-        let messages = (0..10).map(|_| message(1_000_000)).collect();
-        let responses = split_responses(messages, SubscriptionProperties::default());
-        assert_eq!(responses.len(), 3, "four 1 MB messages fit in 4 MiB");
-        for response in &responses {
-            assert!(response.encoded_len() <= MAX_RESPONSE_BYTES);
-        }
-        let total: usize = responses.iter().map(|r| r.received_messages.len()).sum();
-        assert_eq!(total, 10);
-    }
-
-    #[test]
-    fn oversized_message_goes_alone() {
-        let messages = vec![message(10), message(5_000_000), message(10)];
-        let responses = split_responses(messages, SubscriptionProperties::default());
-        let sizes: Vec<usize> = responses
-            .iter()
-            .map(|r| r.received_messages.len())
-            .collect();
-        assert_eq!(sizes, [1, 1, 1]);
-    }
-
-    #[test]
-    fn stream_ack_deadline_range() {
-        assert_eq!(stream_ack_deadline(9), None);
-        assert_eq!(stream_ack_deadline(10), Some(10));
-        assert_eq!(stream_ack_deadline(600), Some(600));
-        assert_eq!(stream_ack_deadline(601), None);
-        assert_eq!(stream_ack_deadline(-10), None);
-    }
-
-    #[test]
-    fn non_positive_limits_mean_none() {
-        assert_eq!(limit(0), None);
-        assert_eq!(limit(-1), None);
-        assert_eq!(limit(2), Some(2));
     }
 }
