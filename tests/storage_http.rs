@@ -883,7 +883,19 @@ async fn upload_publishes_finalize() {
         config.starts_with("projects/_/buckets/uploads/notificationConfigs/"),
         "{config}"
     );
-    let data: Value = serde_json::from_slice(&message.data).expect("the data is JSON");
+    let mut data: Value = serde_json::from_slice(&message.data).expect("the data is JSON");
+    // The response links to the server the client used. The message, which has no client,
+    // links to Google's endpoint as Cloud Storage's messages do.
+    let media_link = data["mediaLink"].as_str().expect("mediaLink");
+    assert!(
+        media_link.starts_with("https://www.googleapis.com/download/storage/v1/b/uploads/o/"),
+        "{media_link}"
+    );
+    let mut object = object;
+    for link in ["selfLink", "mediaLink"] {
+        data[link] = Value::Null;
+        object[link] = Value::Null;
+    }
     assert_eq!(data, object, "the data is the uploaded object resource");
 
     // Changes of the versioned bucket without notifications publish nothing.

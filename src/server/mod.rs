@@ -183,10 +183,11 @@ async fn build(
 }
 
 fn app(service: &Service, max_upload_bytes: u64) -> axum::Router {
-    let pubsub = pubsub::PubsubService {
-        broker: service.broker.clone(),
-        metrics: service.metrics.clone(),
-    };
+    let pubsub = pubsub::PubsubService::new(
+        service.broker.clone(),
+        service.metrics.clone(),
+        service.ingestor.shutdown.clone(),
+    );
     let admin = admin::AdminService {
         broker: service.broker.clone(),
     };

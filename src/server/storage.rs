@@ -5,17 +5,34 @@
 //! object change of the routes goes through [`Storage`], so that it publishes the bucket's
 //! notifications.
 //!
-//! The routes, which return errors as Google's JSON error body:
+//! The routes, which return errors as Google's JSON error body with Cloud Storage's
+//! `errors` list (`errors.rs`):
 //!
 //! - `POST /upload/{bucket}`: a multipart/form-data upload of one or more files
 //!   (`upload.rs`);
-//! - a subset of Cloud Storage's JSON API under Google's paths (`json_api.rs`):
-//!   `GET /storage/v1/b/{bucket}/o` lists objects, `GET`, `PATCH` and `DELETE` on
-//!   `/storage/v1/b/{bucket}/o/{object}` read, patch and delete one, and
-//!   `GET /download/storage/v1/b/{bucket}/o/{object}` downloads its bytes.
+//! - a subset of Cloud Storage's JSON API under Google's paths, enough for Google's client
+//!   libraries with `STORAGE_EMULATOR_HOST` (docs/storage-api.md lists it):
+//!   - objects (`json_api.rs`): `GET /storage/v1/b/{bucket}/o` lists objects, `GET`,
+//!     `PATCH` and `DELETE` on `/storage/v1/b/{bucket}/o/{object}` read, patch and delete
+//!     one, and `GET /download/storage/v1/b/{bucket}/o/{object}` downloads its bytes;
+//!   - uploads (`json_upload.rs`): `POST /upload/storage/v1/b/{bucket}/o` with
+//!     `uploadType` media, multipart or resumable, and `PUT` and `DELETE` on a resumable
+//!     session's URL (`resumable.rs`, with the sessions in `sessions.rs`);
+//!   - buckets (`buckets_api.rs`): `GET /storage/v1/b/{bucket}`, and `GET` and `POST` on
+//!     `/storage/v1/b`.
 
+mod body;
+mod buckets_api;
+mod errors;
 mod json_api;
+mod json_upload;
+mod links;
+mod multipart_related;
+mod new_object;
 mod patch;
+mod ranges;
+mod resumable;
+mod sessions;
 mod upload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +41,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::map_response;
 use axum::routing::{get, post};
 use axum::Router;
 use sluice_router::buckets::{BucketError, Buckets, EventType, NotificationConfig};
@@ -32,6 +50,7 @@ use sluice_router::storage::Storage;
 use tracing::info;
 
 use crate::config::BucketSpec;
+use sessions::{SessionLimits, Sessions};
 
 /// Default of `sluice serve --max-upload-bytes`: 32 MiB.
 pub(crate) const DEFAULT_MAX_UPLOAD_BYTES: u64 = 32 * 1024 * 1024;
@@ -212,21 +231,52 @@ fn same_settings(a: &NotificationConfig, b: &NotificationConfig) -> bool {
 #[derive(Debug, Clone)]
 struct StorageState {
     storage: Storage,
-    /// The largest request body that `POST /upload/{bucket}` accepts, in bytes.
+    /// The largest request body of `POST /upload/{bucket}`, and the largest object of the
+    /// JSON API uploads, in bytes.
     max_upload_bytes: u64,
+    /// The open resumable uploads.
+    sessions: Arc<Sessions>,
 }
 
-/// Returns the upload route and the JSON API routes.
+/// The folder under the data directory that contains the bytes of resumable uploads in
+/// progress.
+const SPOOL_DIR: &str = "resumable-uploads";
+
+/// Returns the upload routes and the JSON API routes.
 pub(crate) fn routes(storage: Storage, max_upload_bytes: u64) -> Router {
+    // The bucket store's root is `<data dir>/buckets`, as `open` makes it.
+    let data_dir = storage
+        .buckets()
+        .root()
+        .parent()
+        .unwrap_or(storage.buckets().root())
+        .to_owned();
+    let sessions = Sessions::new(
+        data_dir.join(SPOOL_DIR),
+        SessionLimits::for_upload_limit(max_upload_bytes),
+    );
     let state = StorageState {
         storage,
         max_upload_bytes,
+        sessions: Arc::new(sessions),
     };
-    // The upload route counts its body itself, so that it can return 413 with the limit.
+    // The upload routes count their bodies themselves, so that they can return 413 with the
+    // limit.
     let upload = Router::new()
         .route("/upload/{bucket}", post(upload::upload))
+        .route(
+            "/upload/storage/v1/b/{bucket}/o",
+            post(json_upload::insert_object)
+                .put(resumable::put_chunk)
+                .delete(resumable::cancel),
+        )
         .layer(DefaultBodyLimit::disable());
     let json_api = Router::new()
+        .route(
+            "/storage/v1/b",
+            get(buckets_api::list_buckets).post(buckets_api::insert_bucket),
+        )
+        .route("/storage/v1/b/{bucket}", get(buckets_api::get_bucket))
         .route("/storage/v1/b/{bucket}/o", get(json_api::list_objects))
         .route(
             "/storage/v1/b/{bucket}/o/{*object}",
@@ -238,7 +288,10 @@ pub(crate) fn routes(storage: Storage, max_upload_bytes: u64) -> Router {
             "/download/storage/v1/b/{bucket}/o/{*object}",
             get(json_api::download_object),
         );
-    upload.merge(json_api).with_state(state)
+    upload
+        .merge(json_api)
+        .layer(map_response(errors::add_error_list))
+        .with_state(state)
 }
 
 #[cfg(test)]

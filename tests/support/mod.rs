@@ -2,6 +2,8 @@
 //! a temporary data directory, stopped with SIGTERM (or SIGKILL) by its process id.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod python;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -1,25 +1,29 @@
 //! google.pubsub.v1 Publisher and Subscriber over the broker.
 //!
-//! This covers publishing, pulling, acknowledging, deadline changes and reading the catalog.
-//! Topics and subscriptions come from the configuration; the admin calls that would change
-//! them, StreamingPull, snapshots and seek return UNIMPLEMENTED for now.
+//! This covers publishing, pulling (unary and [`streaming`]), acknowledging, deadline changes
+//! and reading the catalog. Topics and subscriptions come from the configuration; the admin
+//! calls that would change them, snapshots and seek return UNIMPLEMENTED for now.
+
+mod outstanding;
+mod streaming;
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::Stream;
 use sluice_proto::google::protobuf::{Duration as ProtoDuration, Empty, Timestamp};
 use sluice_proto::google::pubsub::v1 as pubsub;
 use sluice_proto::google::pubsub::v1::publisher_server::Publisher;
 use sluice_proto::google::pubsub::v1::subscriber_server::Subscriber;
 use sluice_router::deliver::{Broker, Delivery};
 use sluice_router::store::{NewMessage, SubscriptionSpec, TopicMessage};
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::metrics::{Metrics, TopicLabel};
 use super::{names, status};
+use outstanding::StreamRegistry;
 
 /// Most messages in one publish request, as the service allows.
 const MAX_PUBLISH_MESSAGES: usize = 1000;
@@ -39,11 +43,20 @@ const PULL_WAIT: Duration = Duration::from_secs(2);
 /// Most messages one pull returns, as the emulator caps it; this also keeps responses small.
 const MAX_PULL_MESSAGES: usize = 100;
 
+/// Maximum ack deadline a deadline change may set, in seconds.
+const MAX_ACK_DEADLINE_SECS: u32 = 600;
+
 /// The Pub/Sub services, sharing the broker.
 #[derive(Debug, Clone)]
 pub(crate) struct PubsubService {
-    pub(crate) broker: Arc<Broker>,
-    pub(crate) metrics: Arc<Metrics>,
+    broker: Arc<Broker>,
+    metrics: Arc<Metrics>,
+    /// The flow-control sets of the StreamingPull streams, which unary acks and deadline
+    /// changes update as well.
+    streams: Arc<StreamRegistry>,
+    /// Becomes true when the server shuts down; open StreamingPull streams then end with
+    /// UNAVAILABLE, so that the graceful shutdown does not wait for their clients.
+    shutdown: watch::Receiver<bool>,
 }
 
 fn unimplemented(method: &str) -> Status {
@@ -164,6 +177,51 @@ fn new_message(index: usize, message: pubsub::PubsubMessage) -> Result<NewMessag
 }
 
 impl PubsubService {
+    /// Builds the services over `broker`; `shutdown` ends their StreamingPull streams.
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        PubsubService {
+            broker,
+            metrics,
+            streams: Arc::default(),
+            shutdown,
+        }
+    }
+
+    /// Acknowledges deliveries and frees their flow-control slots on StreamingPull streams.
+    async fn acknowledge_ids(&self, subscription: &str, ack_ids: &[String]) -> Result<(), Status> {
+        self.broker
+            .ack(subscription, ack_ids)
+            .await
+            .map_err(|err| status::from_broker(&err))?;
+        self.streams.settle(subscription, ack_ids);
+        Ok(())
+    }
+
+    /// Moves the deadline of deliveries to `seconds` from now, 0 being a nack, and records
+    /// the change for the flow control of StreamingPull streams.
+    async fn modify_deadlines(
+        &self,
+        subscription: &str,
+        ack_ids: &[String],
+        seconds: u32,
+    ) -> Result<(), Status> {
+        self.broker
+            .modify_ack_deadline(subscription, ack_ids, seconds)
+            .await
+            .map_err(|err| status::from_broker(&err))?;
+        if seconds == 0 {
+            self.streams.settle(subscription, ack_ids);
+        } else {
+            let deadline = Instant::now() + Duration::from_secs(u64::from(seconds));
+            self.streams.extend(subscription, ack_ids, deadline);
+        }
+        Ok(())
+    }
+
     fn check_topic(&self, name: &str) -> Result<(), Status> {
         if self.broker.store().topics().iter().any(|t| t.name == name) {
             Ok(())
@@ -317,8 +375,18 @@ impl Publisher for PubsubService {
     }
 }
 
-type StreamingPullStream =
-    Pin<Box<dyn Stream<Item = Result<pubsub::StreamingPullResponse, Status>> + Send + 'static>>;
+/// Returns a deadline change in seconds, checked to be within 0..600; `field` names the
+/// request field in the error.
+fn ack_deadline_seconds(value: i32, field: &str) -> Result<u32, Status> {
+    u32::try_from(value)
+        .ok()
+        .filter(|seconds| *seconds <= MAX_ACK_DEADLINE_SECS)
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "{field} is {value}; use 0 to {MAX_ACK_DEADLINE_SECS}"
+            ))
+        })
+}
 
 #[tonic::async_trait]
 impl Subscriber for PubsubService {
@@ -379,19 +447,9 @@ impl Subscriber for PubsubService {
         if request.ack_ids.is_empty() {
             return Err(Status::invalid_argument("No ack ids specified"));
         }
-        let seconds = u32::try_from(request.ack_deadline_seconds)
-            .ok()
-            .filter(|s| *s <= 600)
-            .ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "ack_deadline_seconds is {}; use 0 to 600",
-                    request.ack_deadline_seconds
-                ))
-            })?;
-        self.broker
-            .modify_ack_deadline(name, &request.ack_ids, seconds)
-            .await
-            .map_err(|err| status::from_broker(&err))?;
+        let seconds = ack_deadline_seconds(request.ack_deadline_seconds, "ack_deadline_seconds")?;
+        self.modify_deadlines(name, &request.ack_ids, seconds)
+            .await?;
         Ok(Response::new(()))
     }
 
@@ -404,10 +462,7 @@ impl Subscriber for PubsubService {
         if request.ack_ids.is_empty() {
             return Err(Status::invalid_argument("No ack ids specified"));
         }
-        self.broker
-            .ack(name, &request.ack_ids)
-            .await
-            .map_err(|err| status::from_broker(&err))?;
+        self.acknowledge_ids(name, &request.ack_ids).await?;
         Ok(Response::new(()))
     }
 
@@ -444,13 +499,13 @@ impl Subscriber for PubsubService {
         Ok(Response::new(pubsub::PullResponse { received_messages }))
     }
 
-    type StreamingPullStream = StreamingPullStream;
+    type StreamingPullStream = streaming::ResponseStream;
 
     async fn streaming_pull(
         &self,
-        _: Request<Streaming<pubsub::StreamingPullRequest>>,
+        request: Request<Streaming<pubsub::StreamingPullRequest>>,
     ) -> Result<Response<Self::StreamingPullStream>, Status> {
-        Err(unimplemented("StreamingPull"))
+        streaming::open(self, request).await
     }
 
     async fn modify_push_config(

@@ -7,7 +7,12 @@
 //! works too.
 //!
 //! Precondition parameters (`ifGenerationMatch` and the like) are rejected with 400, because
-//! the bucket store cannot check them in the same step as the change.
+//! the bucket store cannot check them in the same step as the change. So are the list
+//! parameters whose filtering sluice does not do (`matchGlob`, `startOffset`, `endOffset`,
+//! `includeTrailingDelimiter`, `includeFoldersAsPrefixes`).
+//!
+//! A download honours a single byte range in `Range` with 206, as Cloud Storage does, and
+//! sends the object's CRC32C and MD5 in `x-goog-hash`, which the clients check.
 //!
 //! NOTE: listings are not paginated, so `maxResults` and `pageToken` are ignored and every
 //! matching object is returned at once.
@@ -15,18 +20,19 @@
 use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CONTENT_TYPE, ETAG};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::header::{ACCEPT_RANGES, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse as _, Response as HttpResponse};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sluice_router::buckets::{ObjectResource, DEFAULT_CONTENT_TYPE};
-use tonic::Code;
+use sluice_router::buckets::DEFAULT_CONTENT_TYPE;
 
+use super::errors::{invalid, range_not_satisfiable, storage_error};
+use super::links::{object_json, BaseUrl};
 use super::patch::parse_patch;
+use super::ranges::{select_range, Selection};
 use super::StorageState;
-use crate::server::status::{rest_error, storage_http_error};
 
 /// The query parameters of `objects.list` that sluice reads.
 #[derive(Debug, Deserialize)]
@@ -37,6 +43,31 @@ pub(super) struct ListParams {
     delimiter: Option<String>,
     #[serde(default)]
     versions: bool,
+    #[serde(rename = "matchGlob")]
+    match_glob: Option<String>,
+    #[serde(rename = "startOffset")]
+    start_offset: Option<String>,
+    #[serde(rename = "endOffset")]
+    end_offset: Option<String>,
+    #[serde(rename = "includeTrailingDelimiter", default)]
+    include_trailing_delimiter: bool,
+    #[serde(rename = "includeFoldersAsPrefixes", default)]
+    include_folders_as_prefixes: bool,
+}
+
+impl ListParams {
+    /// Returns the name of the first parameter whose filtering sluice does not do.
+    fn unsupported(&self) -> Option<&'static str> {
+        [
+            ("matchGlob", self.match_glob.is_some()),
+            ("startOffset", self.start_offset.is_some()),
+            ("endOffset", self.end_offset.is_some()),
+            ("includeTrailingDelimiter", self.include_trailing_delimiter),
+            ("includeFoldersAsPrefixes", self.include_folders_as_prefixes),
+        ]
+        .into_iter()
+        .find_map(|(name, given)| given.then_some(name))
+    }
 }
 
 /// The query parameters of `objects.get`, `objects.patch` and `objects.delete` that sluice
@@ -82,12 +113,19 @@ pub(super) async fn list_objects(
     State(state): State<StorageState>,
     bucket: Result<Path<String>, PathRejection>,
     params: Result<Query<ListParams>, QueryRejection>,
+    base: BaseUrl,
 ) -> HttpResponse {
     let (Path(bucket), Query(params)) = match (bucket, params) {
         (Ok(bucket), Ok(params)) => (bucket, params),
         (Err(rejection), _) => return invalid(&rejection.body_text()),
         (_, Err(rejection)) => return invalid(&rejection.body_text()),
     };
+    if let Some(name) = params.unsupported() {
+        return invalid(&format!(
+            "{name} is not supported: sluice filters listings only by prefix and delimiter, so \
+             leave it out and filter the items yourself"
+        ));
+    }
     let listing = state
         .storage
         .list(
@@ -99,14 +137,14 @@ pub(super) async fn list_objects(
         .await;
     let listing = match listing {
         Ok(listing) => listing,
-        Err(err) => return storage_http_error(&err),
+        Err(err) => return storage_error(&err),
     };
     let mut response = json!({ "kind": "storage#objects" });
     if !listing.objects.is_empty() {
         let items: Vec<Value> = listing
             .objects
             .iter()
-            .map(ObjectResource::to_json)
+            .map(|object| object_json(object, &base))
             .collect();
         response["items"] = Value::Array(items);
     }
@@ -122,6 +160,8 @@ pub(super) async fn get_object(
     State(state): State<StorageState>,
     path: ObjectPath,
     params: ObjectQuery,
+    base: BaseUrl,
+    headers: HeaderMap,
 ) -> HttpResponse {
     let ((bucket, name), params) = match object_request(path, params) {
         Ok(request) => request,
@@ -129,10 +169,10 @@ pub(super) async fn get_object(
     };
     match params.alt.as_deref() {
         None | Some("json") => match state.storage.get(&bucket, &name, params.generation).await {
-            Ok(object) => Json(object.to_json()).into_response(),
-            Err(err) => storage_http_error(&err),
+            Ok(object) => Json(object_json(&object, &base)).into_response(),
+            Err(err) => storage_error(&err),
         },
-        Some("media") => media(&state, &bucket, &name, params.generation).await,
+        Some("media") => media(&state, &bucket, &name, params.generation, &headers).await,
         Some(other) => invalid(&format!(
             "invalid alt {other:?}: use alt=json for the metadata or alt=media for the bytes"
         )),
@@ -144,6 +184,7 @@ pub(super) async fn download_object(
     State(state): State<StorageState>,
     path: ObjectPath,
     params: ObjectQuery,
+    headers: HeaderMap,
 ) -> HttpResponse {
     let ((bucket, name), params) = match object_request(path, params) {
         Ok(request) => request,
@@ -152,7 +193,7 @@ pub(super) async fn download_object(
     if params.alt.as_deref().is_some_and(|alt| alt != "media") {
         return invalid("the download path returns only the bytes: use alt=media or leave it out");
     }
-    media(&state, &bucket, &name, params.generation).await
+    media(&state, &bucket, &name, params.generation, &headers).await
 }
 
 /// `DELETE /storage/v1/b/{bucket}/o/{object}`: deletes the live version, or one generation,
@@ -172,7 +213,7 @@ pub(super) async fn delete_object(
         .await
     {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(err) => storage_http_error(&err),
+        Err(err) => storage_error(&err),
     }
 }
 
@@ -187,6 +228,7 @@ pub(super) async fn patch_object(
     State(state): State<StorageState>,
     path: ObjectPath,
     params: ObjectQuery,
+    base: BaseUrl,
     body: Result<Json<Value>, JsonRejection>,
 ) -> HttpResponse {
     let ((bucket, name), params) = match object_request(path, params) {
@@ -205,7 +247,7 @@ pub(super) async fn patch_object(
     let live = if needs_live {
         match state.storage.get(&bucket, &name, None).await {
             Ok(live) => Some(live),
-            Err(err) => return storage_http_error(&err),
+            Err(err) => return storage_error(&err),
         }
     } else {
         None
@@ -232,8 +274,8 @@ pub(super) async fn patch_object(
         .patch_metadata(&bucket, &name, changes, patch.content_type)
         .await;
     match patched {
-        Ok(object) => Json(object.to_json()).into_response(),
-        Err(err) => storage_http_error(&err),
+        Ok(object) => Json(object_json(&object, &base)).into_response(),
+        Err(err) => storage_error(&err),
     }
 }
 
@@ -258,17 +300,37 @@ fn object_request(
     Ok((path, params))
 }
 
-/// Returns the response with an object's bytes and Cloud Storage's `x-goog-*` headers.
+/// Returns the response with an object's bytes, or the part that a Range header selects,
+/// and Cloud Storage's `x-goog-*` headers.
 async fn media(
     state: &StorageState,
     bucket: &str,
     name: &str,
     generation: Option<i64>,
+    request_headers: &HeaderMap,
 ) -> HttpResponse {
-    let (object, bytes) = match state.storage.read(bucket, name, generation).await {
+    let (object, mut bytes) = match state.storage.read(bucket, name, generation).await {
         Ok(read) => read,
-        Err(err) => return storage_http_error(&err),
+        Err(err) => return storage_error(&err),
     };
+    let range = request_headers
+        .get(RANGE)
+        .and_then(|value| value.to_str().ok());
+    let mut content_range = None;
+    if let Some(range) = range {
+        match select_range(range, object.size) {
+            Selection::All => {}
+            Selection::Part { first, last } => {
+                let (first, last) = (to_index(first), to_index(last));
+                bytes = bytes
+                    .get(first..=last)
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default();
+                content_range = Some(format!("bytes {first}-{last}/{}", object.size));
+            }
+            Selection::Unsatisfiable => return range_not_satisfiable(range, object.size),
+        }
+    }
     let content_type = HeaderValue::from_str(&object.content_type)
         .unwrap_or(HeaderValue::from_static(DEFAULT_CONTENT_TYPE));
     let headers = [
@@ -279,10 +341,12 @@ async fn media(
             format!("crc32c={},md5={}", object.crc32c, object.md5_hash),
         ),
         ("x-goog-stored-content-length", object.size.to_string()),
+        ("x-goog-storage-class", object.storage_class.clone()),
     ];
     let mut response = Body::from(bytes).into_response();
     let response_headers = response.headers_mut();
     response_headers.insert(CONTENT_TYPE, content_type);
+    response_headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", object.etag())) {
         response_headers.insert(ETAG, etag);
     }
@@ -291,9 +355,15 @@ async fn media(
             response_headers.insert(HeaderName::from_static(name), value);
         }
     }
+    if let Some(content_range) = content_range.and_then(|value| HeaderValue::from_str(&value).ok())
+    {
+        response_headers.insert(CONTENT_RANGE, content_range);
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
     response
 }
 
-fn invalid(message: &str) -> HttpResponse {
-    rest_error(Code::InvalidArgument, message, None)
+/// Converts a byte offset within an object that was read into memory, so it fits a usize.
+fn to_index(offset: u64) -> usize {
+    usize::try_from(offset).unwrap_or(usize::MAX)
 }

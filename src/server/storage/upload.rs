@@ -7,36 +7,27 @@
 //! one invalid name stores nothing. The response is `{"objects": [object resources]}`.
 //!
 //! The whole body may be at most `max_upload_bytes`. A larger one gets 413, after the rest of
-//! the body is read and discarded (up to [`MAX_DISCARDED_BYTES`]). Without that, the server
-//! would close the connection while the client still sends, and the client's TCP stack
-//! could drop the response when the reset arrives.
+//! the body is read and discarded, as `body.rs` describes.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::body::{Body, BodyDataStream, Bytes};
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest as _, Multipart, Path, Request, State};
-use axum::http::header::{CONTENT_LENGTH, EXPECT};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse as _, Response as HttpResponse};
 use axum::Json;
-use futures::{Stream, StreamExt as _};
 use serde_json::json;
 use sluice_router::buckets::{validate_object_name, BucketError};
 use tonic::Code;
 use tracing::{debug, warn};
 
+use super::body::{discard_unless_expecting, reject_declared_length, LimitedBody};
+use super::errors::storage_error;
+use super::links::{object_json, BaseUrl};
 use super::StorageState;
-use crate::server::status::{payload_too_large, rest_error, storage_code, storage_http_error};
-
-/// How many bytes past the limit an oversized upload may still send, to be discarded, before
-/// the server responds with 413 and closes the connection. Past this, the client may see a reset
-/// connection and no 413.
-const MAX_DISCARDED_BYTES: u64 = 64 * 1024 * 1024;
+use crate::server::status::{payload_too_large, rest_error, storage_code};
 
 /// One file of the form, read and named.
 struct UploadedFile {
@@ -56,6 +47,7 @@ enum FormError {
 pub(super) async fn upload(
     State(state): State<StorageState>,
     bucket: Result<Path<String>, PathRejection>,
+    base: BaseUrl,
     request: Request,
 ) -> HttpResponse {
     let Path(bucket) = match bucket {
@@ -71,7 +63,7 @@ pub(super) async fn upload(
         }
     };
     if let Err(err) = state.storage.bucket(&bucket) {
-        return storage_http_error(&err);
+        return storage_error(&err);
     }
 
     let mut objects = Vec::with_capacity(files.len());
@@ -90,9 +82,9 @@ pub(super) async fn upload(
         match stored {
             Ok(object) => {
                 debug!(bucket = %bucket, object = ?object.name, generation = object.generation, "object uploaded");
-                objects.push(object.to_json());
+                objects.push(object_json(&object, &base));
             }
-            Err(err) if objects.is_empty() => return storage_http_error(&err),
+            Err(err) if objects.is_empty() => return storage_error(&err),
             Err(err) => {
                 warn!(bucket = %bucket, object = ?name, stored = objects.len(), error = %err, "upload failed after storing some files");
                 let message = format!(
@@ -117,21 +109,12 @@ fn too_large(limit: u64) -> HttpResponse {
 /// Reads every part of the form within `limit` bytes, and checks the object names.
 async fn read_form(request: Request, limit: u64) -> Result<Vec<UploadedFile>, FormError> {
     let (parts, body) = request.into_parts();
-    if let Some(length) = content_length(&parts.headers).filter(|length| *length > limit) {
-        // A client that waits for "100 Continue" has not sent the body yet, so responding now
-        // saves it the transfer.
-        if !parts.headers.contains_key(EXPECT) && length - limit <= MAX_DISCARDED_BYTES {
-            discard(body).await;
-        }
+    if reject_declared_length(&parts.headers, limit) {
+        discard_unless_expecting(&parts.headers, body, limit).await;
         return Err(FormError::TooLarge);
     }
     let exceeded = Arc::new(AtomicBool::new(false));
-    let body = Body::from_stream(LimitedBody {
-        inner: body.into_data_stream(),
-        remaining: limit,
-        discarded: 0,
-        exceeded: exceeded.clone(),
-    });
+    let body = Body::from_stream(LimitedBody::new(body, limit, exceeded.clone()));
     let mut form = Multipart::from_request(Request::from_parts(parts, body), &())
         .await
         .map_err(|rejection| {
@@ -223,69 +206,4 @@ async fn read_parts(form: &mut Multipart) -> Result<Vec<UploadedFile>, FormError
         ));
     }
     Ok(files)
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-/// Reads and drops a request body, up to [`MAX_DISCARDED_BYTES`].
-async fn discard(body: Body) {
-    let mut stream = body.into_data_stream();
-    let mut discarded: u64 = 0;
-    while let Some(Ok(chunk)) = stream.next().await {
-        discarded += chunk.len() as u64;
-        if discarded > MAX_DISCARDED_BYTES {
-            break;
-        }
-    }
-}
-
-/// A request body that ends with an error once more than `remaining` bytes came through.
-///
-/// Before it returns the error, it reads and drops the rest of the body, up to
-/// [`MAX_DISCARDED_BYTES`], and sets `exceeded`, so that the handler can tell the limit from
-/// a malformed form.
-struct LimitedBody {
-    inner: BodyDataStream,
-    /// Bytes still allowed.
-    remaining: u64,
-    /// Bytes dropped after the limit was passed.
-    discarded: u64,
-    exceeded: Arc<AtomicBool>,
-}
-
-impl Stream for LimitedBody {
-    type Item = Result<Bytes, std::io::Error>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        loop {
-            let chunk = match this.inner.poll_next_unpin(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => chunk,
-                Poll::Ready(Some(Err(err))) => {
-                    return Poll::Ready(Some(Err(std::io::Error::other(err))))
-                }
-                Poll::Ready(None) if this.exceeded.load(Ordering::Relaxed) => {
-                    return Poll::Ready(Some(Err(limit_error())))
-                }
-                Poll::Ready(None) => return Poll::Ready(None),
-            };
-            let length = chunk.len() as u64;
-            if !this.exceeded.load(Ordering::Relaxed) && length <= this.remaining {
-                this.remaining -= length;
-                return Poll::Ready(Some(Ok(chunk)));
-            }
-            this.exceeded.store(true, Ordering::Relaxed);
-            this.discarded += length;
-            if this.discarded > MAX_DISCARDED_BYTES {
-                return Poll::Ready(Some(Err(limit_error())));
-            }
-        }
-    }
-}
-
-fn limit_error() -> std::io::Error {
-    std::io::Error::other("the request body is larger than the upload limit")
 }
