@@ -366,6 +366,8 @@ fn validate_subscription(
         filter: filter?,
         message_retention_secs: message_retention_secs?,
         retain_acked_messages: subscription.retain_acked_messages,
+        // NOTE: push endpoints are set through the Pub/Sub API only, not in the file yet.
+        push: None,
     })
 }
 

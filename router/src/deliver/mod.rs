@@ -292,6 +292,35 @@ impl Broker {
         Ok(record)
     }
 
+    /// Deletes a subscription and its backlog. Pulls waiting on it return empty.
+    ///
+    /// # Errors
+    ///
+    /// Fails as [`Store::delete_subscription`] does.
+    pub async fn delete_subscription(&self, name: &str) -> Result<(), StoreError> {
+        self.store.delete_subscription(name).await?;
+        if let Some(subscription) = write(&self.subscriptions).remove(name) {
+            subscription.ready.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Deletes a topic. Its subscriptions stay, detached, with an empty backlog.
+    ///
+    /// # Errors
+    ///
+    /// Fails as [`Store::delete_topic`] does.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), StoreError> {
+        let detached = self.subscriptions_of(name);
+        self.store.delete_topic(name).await?;
+        for subscription in detached {
+            write(&subscription.spec).topic = crate::store::DELETED_TOPIC.to_owned();
+            *subscription.state() = QueueState::default();
+            subscription.ready.notify_waiters();
+        }
+        Ok(())
+    }
+
     /// Returns the current settings of a subscription.
     ///
     /// # Errors

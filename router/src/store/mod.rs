@@ -179,7 +179,41 @@ pub struct SubscriptionSpec {
     /// time delivers them again.
     #[serde(default)]
     pub retain_acked_messages: bool,
+    /// Where the server pushes messages; `None` for a pull subscription.
+    #[serde(default)]
+    pub push: Option<PushConfig>,
 }
+
+/// The push endpoint of a subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushConfig {
+    /// The URL that receives each message in a POST request.
+    pub endpoint: String,
+    /// Endpoint attributes, such as `x-goog-version`, as Pub/Sub's `PushConfig.attributes`.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// How each message is written into the request.
+    #[serde(default)]
+    pub format: PushFormat,
+}
+
+/// How a push request carries a message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushFormat {
+    /// Pub/Sub's JSON body: `{"message": {...}, "subscription": "..."}`.
+    #[default]
+    Wrapped,
+    /// The message data as the body, with Pub/Sub's `x-goog-*` headers; with
+    /// `write_metadata`, the attributes become headers too.
+    Unwrapped {
+        /// Whether the attributes are sent as headers.
+        write_metadata: bool,
+    },
+}
+
+/// The topic name Pub/Sub gives the subscriptions of a deleted topic.
+pub const DELETED_TOPIC: &str = "_deleted-topic_";
 
 fn default_retention_secs() -> u64 {
     DEFAULT_RETENTION_SECS
@@ -199,6 +233,7 @@ impl SubscriptionSpec {
             filter: String::new(),
             message_retention_secs: DEFAULT_RETENTION_SECS,
             retain_acked_messages: false,
+            push: None,
         }
     }
 }
@@ -470,6 +505,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         message: NewMessage,
         now: SystemTime,
     ) -> Result<Published, StoreError>;
+
+    /// Deletes a subscription with its pending set, and the messages nothing else needs.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::SubscriptionNotFound`] when it does not exist.
+    async fn delete_subscription(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Deletes a topic with its messages and snapshots. Its subscriptions stay, detached:
+    /// their topic becomes [`DELETED_TOPIC`] and they receive nothing more, as in Pub/Sub.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::TopicNotFound`] when it does not exist.
+    async fn delete_topic(&self, name: &str) -> Result<(), StoreError>;
 
     /// Changes the settings of a topic.
     ///

@@ -6,6 +6,7 @@
 //! the next one, so the cost of an fsync is spread over every publish that arrived meanwhile.
 //! Reads go straight to sled from the calling thread.
 
+mod deletion;
 mod guard;
 mod retention;
 
@@ -246,6 +247,15 @@ enum Write {
     Sweep {
         now: SystemTime,
         reply: Reply<SweepReport>,
+    },
+    DeleteSubscription {
+        name: String,
+        now: SystemTime,
+        reply: Reply<()>,
+    },
+    DeleteTopic {
+        name: String,
+        reply: Reply<()>,
     },
 }
 
@@ -607,6 +617,18 @@ impl Store for SledStore {
             reply,
         })
         .await
+    }
+
+    async fn delete_subscription(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        let now = SystemTime::now();
+        self.send(|reply| Write::DeleteSubscription { name, now, reply })
+            .await
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.send(|reply| Write::DeleteTopic { name, reply }).await
     }
 
     async fn update_topic(
@@ -987,6 +1009,12 @@ impl Committer {
             }
             Write::Sweep { now, reply } => {
                 let _ = reply.send(self.sweep(now));
+            }
+            Write::DeleteSubscription { name, now, reply } => {
+                let _ = reply.send(self.delete_subscription(&name, now));
+            }
+            Write::DeleteTopic { name, reply } => {
+                let _ = reply.send(self.delete_topic(&name));
             }
             other => self.commit(vec![other]),
         }
