@@ -15,7 +15,7 @@ use sluice_proto::prost::Message as _;
 use sluice_proto::sluice::v1::admin_client::AdminClient;
 use sluice_proto::sluice::v1::ListSubscriptionsRequest;
 use sluice_proto::tonic::{Code, Status, Streaming};
-use support::{channel, TestServer};
+use support::{channel, python, TestServer};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -41,6 +41,42 @@ const ARRIVAL: Duration = Duration::from_secs(10);
 const QUIET: Duration = Duration::from_secs(1);
 
 const SUBSCRIPTION: &str = "projects/local/subscriptions/workers";
+
+/// Publishes `sys.argv[1]` messages with Google's Python client, then receives and acks them
+/// with `SubscriberClient.subscribe`, which uses StreamingPull and unary acks.
+const PYTHON_SUBSCRIBER: &str = r#"
+import sys, threading, time
+from google.cloud import pubsub_v1
+
+count = int(sys.argv[1])
+publisher = pubsub_v1.PublisherClient()
+topic = publisher.topic_path("local", "events")
+for future in [publisher.publish(topic, b"data", index=str(i)) for i in range(count)]:
+    future.result(timeout=30)
+
+subscriber = pubsub_v1.SubscriberClient()
+seen = set()
+lock = threading.Lock()
+done = threading.Event()
+
+def callback(message):
+    with lock:
+        seen.add(message.attributes["index"])
+        if len(seen) == count:
+            done.set()
+    message.ack()
+
+streaming = subscriber.subscribe(
+    subscriber.subscription_path("local", "workers"), callback=callback
+)
+received_all = done.wait(60)
+# The client sends acks in batches every 100 ms or so; let the last batch go out.
+time.sleep(2)
+streaming.cancel()
+subscriber.close()
+print(f"received {len(seen)} of {count}")
+sys.exit(0 if received_all else 1)
+"#;
 
 /// A StreamingPull call: the sender of its requests and the stream of its responses.
 struct PullStream {
@@ -621,4 +657,26 @@ async fn responses_stay_under_four_mebibytes() {
         responses >= 3,
         "10 MB need at least 3 responses, got {responses}"
     );
+}
+
+/// Needs `SLUICE_TEST_PYTHON`, which `scripts/test` sets to a Python with Google's clients.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_client_receives_and_acks() {
+    let server = TestServer::start(Some(CONFIG));
+    let host = server.url().trim_start_matches("http://").to_owned();
+    let interpreter = python::interpreter();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(interpreter)
+            .args(["-c", PYTHON_SUBSCRIBER, "200"])
+            .env("PUBSUB_EMULATOR_HOST", host)
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .output()
+            .expect("the Python interpreter runs")
+    })
+    .await
+    .expect("the subscriber task completes");
+    python::assert_success("the Python subscriber", &output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("received 200 of 200"), "{stdout}");
+    wait_for_backlog(&server, 0).await;
 }
