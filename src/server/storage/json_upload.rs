@@ -20,7 +20,7 @@ use axum::http::header::{CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse as _, Response as HttpResponse};
 use axum::Json;
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 use sluice_router::buckets::Checksums;
 use tracing::debug;
@@ -37,6 +37,13 @@ use crate::server::status::payload_too_large;
 /// The largest object resource that starts a resumable upload. Cloud Storage allows 8 KiB of
 /// custom metadata, so this leaves room for the rest.
 const MAX_RESOURCE_BYTES: u64 = 64 * 1024;
+
+/// Characters that stay unescaped in a URL path segment: RFC 3986's unreserved set.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// The header that carries a resumable session's id, as Cloud Storage sends it.
 pub(super) const UPLOAD_ID_HEADER: HeaderName = HeaderName::from_static("x-guploader-uploadid");
@@ -272,7 +279,7 @@ impl Upload<'_> {
         let location = format!(
             "{}/upload/storage/v1/b/{}/o?uploadType=resumable&upload_id={id}",
             self.base.root(),
-            utf8_percent_encode(self.bucket, NON_ALPHANUMERIC),
+            utf8_percent_encode(self.bucket, PATH_SEGMENT),
         );
         let mut response = axum::http::StatusCode::OK.into_response();
         let headers = response.headers_mut();
