@@ -179,6 +179,13 @@ impl PullStream {
             .broker
             .subscription_spec(&subscription)
             .map_err(|err| status::from_broker(&err))?;
+        if let Some(push) = &spec.push {
+            return Err(Status::failed_precondition(format!(
+                "subscription {subscription:?} pushes its messages to {:?}; StreamingPull \
+                 serves pull subscriptions only, so remove its push endpoint first",
+                push.endpoint
+            )));
+        }
         let leases = service.streams.open(&subscription, &first.client_id);
         Ok(PullStream {
             service: service.clone(),
@@ -443,5 +450,47 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sluice_router::deliver::Broker;
+    use sluice_router::store::{PushConfig, SledStore, Store, SubscriptionSpec};
+
+    use super::*;
+    use crate::server::metrics::Metrics;
+
+    #[tokio::test]
+    async fn push_subscription_is_failed_precondition() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("store opens"));
+        let broker = Arc::new(Broker::open(store).expect("broker opens"));
+        broker.create_topic("events").await.expect("topic created");
+        let mut spec = SubscriptionSpec::new("pushed", "events");
+        spec.push = Some(PushConfig {
+            endpoint: "http://127.0.0.1:9/push".to_owned(),
+            attributes: Default::default(),
+            format: Default::default(),
+        });
+        broker
+            .create_subscription(spec)
+            .await
+            .expect("subscription created");
+        let (_stop, shutdown) = watch::channel(false);
+        let metrics = Arc::new(Metrics::new(broker.clone()));
+        let service = PubsubService::new(broker, metrics, shutdown);
+        let first = StreamingPullRequest {
+            subscription: "projects/local/subscriptions/pushed".to_owned(),
+            stream_ack_deadline_seconds: 60,
+            ..Default::default()
+        };
+        let status = PullStream::from_first_request(&service, &first)
+            .err()
+            .expect("a push subscription is rejected");
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status}");
+        assert!(status.message().contains("127.0.0.1:9/push"), "{status}");
     }
 }
