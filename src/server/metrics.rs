@@ -129,7 +129,7 @@ struct BrokerCollector {
 impl Collector for BrokerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let stats = self.broker.stats();
-        let counters: [StatMetric; 5] = [
+        let counters: [StatMetric; 6] = [
             (
                 "deliveries",
                 "Messages handed to consumers, redeliveries included",
@@ -146,6 +146,11 @@ impl Collector for BrokerCollector {
                 "filtered_out",
                 "Messages the subscription's filter rejected, acknowledged when published",
                 |s| s.filtered_out,
+            ),
+            (
+                "expired",
+                "Unacknowledged messages removed for outliving the message retention",
+                |s| s.retention_expired,
             ),
         ];
         for (name, help, read) in counters {

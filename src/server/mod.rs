@@ -43,7 +43,7 @@ use sluice_proto::sluice::v1::log_ingest_server::LogIngestServer;
 use sluice_router::deliver::Broker;
 use sluice_router::route::LogRouter;
 use sluice_router::storage::Storage;
-use sluice_router::store::{SledStore, Store, StoreOptions};
+use sluice_router::store::{SledStore, Store, StoreError, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -123,6 +123,25 @@ struct Service {
     handlers: Vec<crate::config::SubscriptionHandler>,
 }
 
+/// Explains why the store did not open and what the operator can do, so that a supervisor
+/// restarting sluice shows the cause instead of a crash loop.
+fn open_error(data_dir: &Path, err: &StoreError) -> anyhow::Error {
+    let dir = data_dir.display();
+    if err.is_locked() {
+        anyhow::anyhow!(
+            "failed to open the store in {dir}: another process holds its lock, most likely \
+             another sluice on the same --data-dir; stop that one first or choose another \
+             directory ({err})"
+        )
+    } else {
+        anyhow::anyhow!(
+            "failed to open the store in {dir}: {err}. The files are damaged. To start again, \
+             stop sluice, move {dir} aside (keep it: it holds the messages not yet \
+             acknowledged) and start with an empty data directory"
+        )
+    }
+}
+
 async fn build(
     config: Config,
     data_dir: &Path,
@@ -131,13 +150,8 @@ async fn build(
 ) -> anyhow::Result<Service> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
-    let store = SledStore::open_with(data_dir, store_options).with_context(|| {
-        format!(
-            "failed to open the store in {}; if another sluice is running on it, stop that one \
-             first, otherwise move the directory aside and start again",
-            data_dir.display()
-        )
-    })?;
+    let store =
+        SledStore::open_with(data_dir, store_options).map_err(|err| open_error(data_dir, &err))?;
     let store: Arc<dyn Store> = Arc::new(store);
     let broker = Arc::new(Broker::open(store)?);
     for topic in &config.topics {

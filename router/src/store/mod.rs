@@ -420,6 +420,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Returns whether the error is another process holding the lock on the data directory.
+    pub fn is_locked(&self) -> bool {
+        // sled wraps the failed flock in an error of kind `Other` whose message carries the
+        // original `WouldBlock` error, so the message is what identifies it.
+        matches!(
+            self,
+            StoreError::Database(sled::Error::Io(io))
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock")
+        )
+    }
+
     /// Returns whether the error is the file system reporting that it is out of space.
     pub fn is_disk_full(&self) -> bool {
         matches!(

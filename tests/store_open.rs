@@ -1,0 +1,76 @@
+//! Start-up with a data directory the store cannot open: sluice exits at once with an error
+//! that names the directory and the way out, rather than serving or crash-looping.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use support::TestServer;
+
+/// Runs `sluice serve` on `data_dir` and returns its output; it must exit by itself.
+fn serve_once(data_dir: &Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sluice starts");
+    for _ in 0..200 {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a plain test without an async runtime"
+        )]
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("output");
+    panic!(
+        "sluice kept running on a data directory it cannot open; stderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn unreadable_store_exits_with_recovery_step() {
+    let mut server = TestServer::start(None);
+    let data_dir = server.data_dir.clone();
+    server.terminate();
+    // Replace sled's log file with a directory, which no open can read as a log.
+    std::fs::remove_file(data_dir.join("db")).expect("remove the log");
+    std::fs::create_dir(data_dir.join("db")).expect("put a directory in its place");
+
+    let output = serve_once(&data_dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains(&data_dir.display().to_string()),
+        "names the directory: {stderr}"
+    );
+    assert!(stderr.contains("move"), "says how to recover: {stderr}");
+    assert!(
+        stderr.contains("not yet acknowledged"),
+        "warns that the old directory holds messages: {stderr}"
+    );
+}
+
+#[test]
+fn second_server_on_same_dir_exits() {
+    let server = TestServer::start(None);
+    let output = serve_once(&server.data_dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("another sluice on the same --data-dir"),
+        "names the likely cause: {stderr}"
+    );
+    assert!(
+        stderr.contains(&server.data_dir.display().to_string()),
+        "names the directory: {stderr}"
+    );
+}
