@@ -436,3 +436,57 @@ fn spec_written_before_new_settings_loads() {
         }
     );
 }
+
+#[tokio::test]
+async fn pull_within_returns_what_does_not_fit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = broker(dir.path()).await;
+    broker.create_topic("t").await.expect("topic");
+    broker
+        .create_subscription(SubscriptionSpec {
+            dead_letter: None,
+            ..spec("s", "t")
+        })
+        .await
+        .expect("subscription");
+    let big = "x".repeat(600);
+    broker
+        .publish(vec![to("t", &big), to("t", &big), to("t", &big)])
+        .await
+        .expect("publish");
+
+    let first = broker
+        .pull_within("s", 10, 1000, NO_WAIT)
+        .await
+        .expect("pull");
+    assert_eq!(
+        first.len(),
+        1,
+        "a second 600-byte message would pass 1000 bytes"
+    );
+    let rest = broker.pull("s", 10, NO_WAIT).await.expect("pull");
+    assert_eq!(rest.len(), 2, "the others were returned at once");
+    assert!(
+        rest.iter().all(|delivery| delivery.attempts() == 1),
+        "the returned messages' first delivery is still their first attempt"
+    );
+
+    let alone = broker
+        .pull_within("s", 10, 10, NO_WAIT)
+        .await
+        .expect("pull");
+    assert!(alone.is_empty(), "everything is leased");
+    broker
+        .modify_ack_deadline("s", &[rest[0].ack_id.clone()], 0)
+        .await
+        .expect("nack");
+    let oversized = broker
+        .pull_within("s", 10, 10, NO_WAIT)
+        .await
+        .expect("pull");
+    assert_eq!(
+        oversized.len(),
+        1,
+        "one message is delivered even when larger than the limit"
+    );
+}

@@ -20,6 +20,7 @@
 //!
 //! `docs/delivery.md` describes the delivery semantics for users.
 
+mod flow;
 mod queue;
 mod redeliver;
 mod retention;
@@ -38,6 +39,7 @@ use crate::store::{
     Published, Store, StoreError, StoredMessage, SubscriptionRecord, SubscriptionSpec,
     TopicMessage, TopicRecord,
 };
+pub use flow::delivery_bytes;
 use queue::QueueState;
 use subscription::{Routing, Subscription};
 

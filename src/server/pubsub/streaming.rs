@@ -19,7 +19,7 @@
 //! subscription. Server shutdown ends it with UNAVAILABLE, so that clients reconnect. When
 //! the client goes away, the messages it was sent keep their leases until their deadline,
 //! because clients acknowledge them after reconnecting. Messages that were leased but never
-//! handed to the transport are nacked at once.
+//! handed to the transport are returned at once, without counting a delivery attempt.
 
 mod requests;
 mod responses;
@@ -49,7 +49,7 @@ use responses::{split_responses, MAX_RESPONSE_BYTES};
 
 /// Maximum messages leased in one step, as for a unary Pull.
 const MAX_PULL_MESSAGES: usize = 100;
-/// Bytes that one leasing step aims to stay under, estimated from the sizes seen so far.
+/// Bytes that one leasing step stays under, except for a single larger message.
 const PULL_BYTES_BUDGET: usize = MAX_RESPONSE_BYTES;
 /// Maximum unsettled messages per stream, whatever `max_outstanding_messages` requests. It
 /// bounds the bookkeeping of a stream that sets no limit. The figure is sluice's choice,
@@ -146,9 +146,6 @@ struct PullStream {
     leases: std::sync::Arc<StreamLeases>,
     /// Responses leased from the broker and not yet handed to the transport.
     outbox: VecDeque<StreamingPullResponse>,
-    /// Encoded size of a large recent message, to size the next leasing step; 0 before the
-    /// first.
-    size_estimate: usize,
     last_sent: Instant,
     /// Whether a keepalive request is waiting for its heartbeat.
     pong_due: bool,
@@ -204,7 +201,6 @@ impl PullStream {
             },
             leases,
             outbox: VecDeque::new(),
-            size_estimate: 0,
             last_sent: Instant::now(),
             pong_due: false,
         })
@@ -333,30 +329,31 @@ impl PullStream {
     /// Starts leasing as many messages as the flow-control limits leave room for, or returns
     /// `None` when they leave none.
     fn start_pull(&self) -> Option<Pull> {
-        let max = self.pull_size()?;
+        let (max, max_bytes) = self.pull_size()?;
         let broker = self.service.broker.clone();
         let subscription = self.subscription.clone();
         Some(Box::pin(async move {
-            broker.pull(&subscription, max, PULL_WAIT).await
+            broker
+                .pull_within(&subscription, max, max_bytes, PULL_WAIT)
+                .await
         }))
     }
 
-    fn pull_size(&self) -> Option<usize> {
+    /// Returns how many messages, and how many bytes of them, the flow-control limits leave
+    /// room for in the next leasing step.
+    fn pull_size(&self) -> Option<(usize, usize)> {
         let (messages, bytes) = self.leases.usage();
         let message_room = self.max_messages.checked_sub(messages).filter(|n| *n > 0)?;
         let byte_room = match self.max_bytes {
             Some(max) => max.checked_sub(bytes).filter(|n| *n > 0)?,
             None => usize::MAX,
         };
-        // NOTE: the broker leases by count, so the byte limits are met by estimating the
-        // size of the next messages from the largest recent one. When sizes jump, one step
-        // can exceed the budget and the stream's byte limit by up to MAX_PULL_MESSAGES
-        // messages. A broker pull bounded in bytes would make both exact.
-        let by_size = match self.size_estimate {
-            0 => 1,
-            estimate => (byte_room.min(PULL_BYTES_BUDGET) / estimate).max(1),
-        };
-        Some(message_room.min(MAX_PULL_MESSAGES).min(by_size))
+        // The broker counts data, attributes and ordering key; the stream's usage counts the
+        // encoded message, a few bytes more each, so a step may overshoot by that much.
+        Some((
+            message_room.min(MAX_PULL_MESSAGES),
+            byte_room.min(PULL_BYTES_BUDGET),
+        ))
     }
 
     /// Records leased messages against the stream's limits, queues them in responses and
@@ -368,14 +365,10 @@ impl PullStream {
         let deadline = Instant::now() + Duration::from_secs(u64::from(self.ack_deadline_secs));
         let messages: Vec<ReceivedMessage> = deliveries.into_iter().map(received).collect();
         let ack_ids: Vec<String> = messages.iter().map(|m| m.ack_id.clone()).collect();
-        let mut largest = 0;
         for message in &messages {
-            let bytes = message.encoded_len();
-            largest = largest.max(bytes);
-            self.leases.add(message.ack_id.clone(), bytes, deadline);
+            self.leases
+                .add(message.ack_id.clone(), message.encoded_len(), deadline);
         }
-        // Large messages raise the estimate at once; it falls back by a quarter per step.
-        self.size_estimate = largest.max(self.size_estimate / 4 * 3);
         let batch = split_responses(messages, self.properties);
         self.outbox.extend(batch);
         if self.ack_deadline_secs != self.subscription_deadline_secs {
@@ -409,8 +402,8 @@ impl PullStream {
         unsent
     }
 
-    /// Nacks the messages that were leased but never handed to the transport: `unsent` and
-    /// those of the leasing step still running.
+    /// Returns the messages that were leased but never handed to the transport, `unsent`
+    /// and those of the leasing step still running, without counting a delivery attempt.
     async fn release(self, mut unsent: Vec<String>, pull: Option<Pull>) {
         if let Some(pull) = pull {
             match pull.await {
@@ -422,7 +415,7 @@ impl PullStream {
             let released = self
                 .service
                 .broker
-                .modify_ack_deadline(&self.subscription, &unsent, 0)
+                .return_unsent(&self.subscription, &unsent)
                 .await;
             if let Err(err) = released {
                 warn!(count = unsent.len(), error = %err, "releasing unsent messages failed");
