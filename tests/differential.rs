@@ -1,9 +1,9 @@
-//! Differential tests: one scenario, run with Google's Python client against Google's Pub/Sub
-//! emulator and against the real `sluice serve`, both started empty on 127.0.0.1. The test
-//! compares the two recordings step by step and fails on every difference that
+//! Differential tests: each scenario runs with Google's Python client against Google's
+//! Pub/Sub emulator and against the real `sluice serve`, both started empty on 127.0.0.1.
+//! The test compares the two recordings step by step and fails on every difference that
 //! docs/compatibility.md does not list as intended.
 //!
-//! The scenario scripts are `tests/python/differential_*.py`; each step records the request
+//! The scenario scripts are `tests/python/differential_*.py`. Each step records the request
 //! and the response or gRPC status. Before the comparison, values that legitimately differ
 //! are checked for their shape and replaced by placeholders: message ids, ack ids and
 //! timestamps. Error messages are shown in the report but not compared, only status codes.
@@ -27,6 +27,8 @@ use support::{python, TestServer};
 /// A configuration without topics or subscriptions, so that sluice starts as empty as the
 /// emulator.
 const EMPTY_CONFIG: &str = "";
+/// The start of the push endpoints that the push scenario serves.
+const LOCAL_ENDPOINT: &str = "http://127.0.0.1:";
 
 /// One recorded call: the request as sent and its result.
 #[derive(Debug, Clone)]
@@ -94,6 +96,34 @@ const INTENDED: &[Intended] = &[
         },
     },
     Intended {
+        step: "push.outcomes",
+        reason: "push acknowledgement codes: the service and sluice take 102, 200, 201, 202 \
+                 and 204 as an acknowledgement, the emulator 102, 200, 201, 203 and 204",
+        check: |emulator, sluice| {
+            let mut problems = expect_value(
+                emulator,
+                "emulator",
+                &json!({"ok": {
+                    "200": "acknowledged",
+                    "202": "redelivered",
+                    "203": "acknowledged",
+                    "500": "redelivered",
+                }}),
+            );
+            problems.extend(expect_value(
+                sluice,
+                "sluice",
+                &json!({"ok": {
+                    "200": "acknowledged",
+                    "202": "acknowledged",
+                    "203": "redelivered",
+                    "500": "redelivered",
+                }}),
+            ));
+            problems
+        },
+    },
+    Intended {
         step: "filter.delivered",
         reason: "filters: the emulator delivers every message, sluice only those that match",
         check: |emulator, sluice| {
@@ -110,12 +140,23 @@ const INTENDED: &[Intended] = &[
 
 #[test]
 fn scenario_matches_emulator() {
+    assert_same_as_emulator("differential_scenario.py");
+}
+
+#[test]
+fn push_matches_emulator() {
+    assert_same_as_emulator("differential_push.py");
+}
+
+/// Runs `script` against a fresh emulator and a fresh sluice at the same time, and fails
+/// with every unintended difference between the two recordings.
+fn assert_same_as_emulator(script: &str) {
     let emulator = Emulator::start();
     let server = TestServer::start(Some(EMPTY_CONFIG));
     let sluice_host = host_port(server.url());
     let (expected, actual) = std::thread::scope(|scope| {
-        let expected = scope.spawn(|| record("differential_scenario.py", &emulator.host_port));
-        let actual = scope.spawn(|| record("differential_scenario.py", sluice_host));
+        let expected = scope.spawn(|| record(script, &emulator.host_port));
+        let actual = scope.spawn(|| record(script, sluice_host));
         (
             expected.join().expect("the emulator run"),
             actual.join().expect("the sluice run"),
@@ -166,47 +207,75 @@ fn record(script: &str, host: &str) -> Recording {
 
 /// Compares two recordings and returns one report per difference.
 fn compare(emulator: &Recording, sluice: &Recording) -> Vec<String> {
-    let mut differences = Vec::new();
+    let mut differences = scenario_problems(emulator);
     let mut seen = BTreeSet::new();
     let names = emulator.order.iter().chain(&sluice.order);
     for name in names.filter(|name| seen.insert(name.as_str())) {
-        let (ours, theirs) = (sluice.steps.get(name), emulator.steps.get(name));
-        let (Some(theirs), Some(ours)) = (theirs, ours) else {
+        let emulator_step = emulator.steps.get(name);
+        let sluice_step = sluice.steps.get(name);
+        let (Some(expected), Some(actual)) = (emulator_step, sluice_step) else {
+            let problem = "step recorded on one side only".to_owned();
+            let request = emulator_step.or(sluice_step);
             differences.push(report(
                 name,
-                theirs.or(ours),
-                theirs,
-                ours,
-                &["step missing on one side".into()],
+                request,
+                emulator_step,
+                sluice_step,
+                &[problem],
             ));
             continue;
         };
         let problems = match INTENDED.iter().find(|intended| intended.step == name) {
-            Some(intended) => (intended.check)(&theirs.result, &ours.result)
+            Some(intended) => (intended.check)(&expected.result, &actual.result)
                 .into_iter()
                 .map(|problem| format!("{problem} (intended difference: {})", intended.reason))
                 .collect(),
-            None => compare_values(&normalise(&theirs.result), &normalise(&ours.result)),
+            None => compare_values(&normalise(&expected.result), &normalise(&actual.result)),
         };
         if !problems.is_empty() {
             differences.push(report(
                 name,
-                Some(theirs),
-                Some(theirs),
-                Some(ours),
+                Some(expected),
+                emulator_step,
+                sluice_step,
                 &problems,
             ));
         }
     }
+    differences
+}
+
+/// Returns what is wrong with the scenario itself, judged by the emulator's recording: the
+/// scenario is written so that every part runs to its end there, and every intended
+/// difference of the parts it ran must have been recorded.
+fn scenario_problems(emulator: &Recording) -> Vec<String> {
+    let mut problems: Vec<String> = emulator
+        .order
+        .iter()
+        .filter(|name| name.ends_with(".aborted"))
+        .map(|name| {
+            format!(
+                "scenario error: {name} on the emulator: {}\n",
+                emulator.steps[name].result
+            )
+        })
+        .collect();
+    let sections: BTreeSet<&str> = emulator.order.iter().map(|name| section(name)).collect();
     for intended in INTENDED {
-        if !seen.contains(intended.step) {
-            differences.push(format!(
-                "step {}: not recorded on either side\n",
+        if sections.contains(section(intended.step)) && !emulator.steps.contains_key(intended.step)
+        {
+            problems.push(format!(
+                "scenario error: {} was not recorded\n",
                 intended.step
             ));
         }
     }
-    differences
+    problems
+}
+
+/// Returns the part of the scenario a step belongs to: `push` of `push.outcomes`.
+fn section(step: &str) -> &str {
+    step.split_once('.').map_or(step, |(section, _)| section)
 }
 
 /// Formats one difference: the step, the request and both results as they were returned.
@@ -250,7 +319,9 @@ fn normalise(result: &Value) -> Value {
 
 fn normalise_field(key: &str, value: &Value) -> Value {
     match (key, value) {
-        ("message_id", Value::String(id)) => placeholder("message_id", id, is_decimal(id)),
+        ("message_id" | "messageId", Value::String(id)) => {
+            placeholder("message_id", id, is_decimal(id))
+        }
         ("message_ids", Value::Array(ids)) => ids
             .iter()
             .map(|id| match id {
@@ -259,8 +330,19 @@ fn normalise_field(key: &str, value: &Value) -> Value {
             })
             .collect(),
         ("ack_id", Value::String(id)) => placeholder("ack_id", id, !id.is_empty()),
+        // The endpoints of the push scenario listen on a port of their own in each run.
+        ("push_endpoint", Value::String(url)) => match url.strip_prefix(LOCAL_ENDPOINT) {
+            Some(rest) => {
+                let path = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+                Value::String(format!("{LOCAL_ENDPOINT}<port>{path}"))
+            }
+            None => value.clone(),
+        },
         (
-            "publish_time" | "expire_time" | "CloudPubSubDeadLetterSourceTopicPublishTime",
+            "publish_time"
+            | "publishTime"
+            | "expire_time"
+            | "CloudPubSubDeadLetterSourceTopicPublishTime",
             Value::String(time),
         ) => placeholder(
             "timestamp",
