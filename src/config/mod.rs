@@ -8,11 +8,12 @@
 //! keys included, each prefixed by the topic, subscription, sink, exclusion or bucket at
 //! fault, so that one run reports them all.
 //!
-//! The tables of buckets are in [`buckets`], and the handler table of a subscription in
-//! [`handler`].
+//! The tables of buckets are in [`buckets`], the handler table of a subscription in
+//! [`handler`] and its push table in [`push`].
 
 mod buckets;
 mod handler;
+mod push;
 mod unknown_keys;
 mod validate;
 
@@ -31,6 +32,7 @@ use sluice_router::store::{
 
 pub(crate) use buckets::{BucketConfig, BucketNotificationConfig, BucketSpec};
 pub(crate) use handler::{HandlerConfig, HandlerSpec, SubscriptionHandler};
+pub(crate) use push::PushEndpointConfig;
 
 /// The default configuration, `config/default.toml`, built into the binary.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
@@ -146,6 +148,9 @@ pub(crate) struct SubscriptionConfig {
     /// A built-in handler that consumes the subscription's messages inside the server.
     #[serde(default = "default_handler")]
     pub(crate) handler: Option<HandlerConfig>,
+    /// An endpoint that the server POSTs the subscription's messages to.
+    #[serde(default = "default_push")]
+    pub(crate) push: Option<PushEndpointConfig>,
 }
 
 /// One `[subscriptions.dead_letter]` table.
@@ -242,6 +247,10 @@ fn default_dead_letter() -> Option<DeadLetterConfig> {
 }
 
 fn default_handler() -> Option<HandlerConfig> {
+    None
+}
+
+fn default_push() -> Option<PushEndpointConfig> {
     None
 }
 

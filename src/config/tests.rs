@@ -5,6 +5,7 @@ use sluice_router::buckets::{EventType, NotificationConfig, PayloadFormat};
 use super::*;
 
 mod delivery;
+mod push;
 
 fn validate_text(text: &str) -> Result<Config, ValidationErrors> {
     let file = parse(text, "test.toml").expect("test config should parse");
@@ -402,7 +403,7 @@ filtre = "severity=INFO"
         "subscriptions[1]: unknown key \"ack_deadline\" at line 14, column 1: the keys of this \
          table are name, topic, ack_deadline_secs, dead_letter, retry_policy, \
          enable_message_ordering, filter, message_retention_secs, retain_acked_messages, \
-         handler",
+         handler, push",
         "subscriptions[1].dead_letter: unknown key \"max_delivery_attempt\" at line 17, \
          column 1: did you mean \"max_delivery_attempts\"?",
         "sinks[2].exclusions[1]: unknown key \"filtre\" at line 29, column 1: did you mean \

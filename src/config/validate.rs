@@ -1,10 +1,11 @@
 //! [`ConfigFile::validate`]: the checks that turn the file as written into a [`Config`].
 //!
 //! The checks of buckets are in `validate/buckets.rs`, those of handlers in
-//! `validate/handler.rs`.
+//! `validate/handler.rs` and those of push endpoints in `validate/push.rs`.
 
 mod buckets;
 mod handler;
+mod push;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -349,6 +350,10 @@ fn validate_subscription(
         label,
         report,
     );
+    let push = match &subscription.push {
+        Some(push) => push::validate_push(subscription, push, label, report),
+        None => None,
+    };
 
     Some(SubscriptionSpec {
         name: subscription.name.clone(),
@@ -366,8 +371,10 @@ fn validate_subscription(
         filter: filter?,
         message_retention_secs: message_retention_secs?,
         retain_acked_messages: subscription.retain_acked_messages,
-        // NOTE: push endpoints are set through the Pub/Sub API only, not in the file yet.
-        push: None,
+        push: match subscription.push {
+            Some(_) => Some(push?),
+            None => None,
+        },
     })
 }
 
