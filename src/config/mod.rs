@@ -40,6 +40,10 @@ pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml"
 /// The name under which messages about [`DEFAULT_CONFIG`] refer to it.
 pub(crate) const DEFAULT_CONFIG_NAME: &str = "<built-in config/default.toml>";
 
+/// The project of the configuration when the file sets none, as in Google's emulator
+/// examples.
+pub(crate) const DEFAULT_PROJECT: &str = "local";
+
 /// Maximum length of a sink or exclusion name, in characters.
 const MAX_NAME_CHARS: usize = 100;
 
@@ -79,6 +83,10 @@ const DEFAULT_MAXIMUM_BACKOFF_SECS: i64 = 600;
 /// The configuration file as written.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ConfigFile {
+    /// The Pub/Sub project id that the declared topics and subscriptions live in, so that
+    /// clients address them as `projects/{project}/topics/NAME`.
+    #[serde(default = "default_project")]
+    pub(crate) project: String,
     /// Topic for entries that no enabled sink routed. Without it they are dropped.
     #[serde(default = "default_catch_all_topic")]
     pub(crate) catch_all_topic: Option<String>,
@@ -210,6 +218,10 @@ pub(crate) struct ExclusionConfig {
     pub(crate) disabled: bool,
 }
 
+fn default_project() -> String {
+    DEFAULT_PROJECT.to_owned()
+}
+
 fn default_catch_all_topic() -> Option<String> {
     None
 }
@@ -306,6 +318,8 @@ fn default_exclusion_filter() -> String {
 /// resolved.
 #[derive(Debug)]
 pub(crate) struct Config {
+    /// The project id of the declared topics and subscriptions.
+    pub(crate) project: String,
     /// Declared topic names, in file order.
     pub(crate) topics: Vec<String>,
     /// The settings of each declared topic, by name.

@@ -553,6 +553,31 @@ fn catch_all_topic_must_be_declared() {
 }
 
 #[test]
+fn project_defaults_to_local() {
+    let config = validate_text("").expect("an empty file is valid");
+    assert_eq!(config.project, "local", "default project");
+    let config = validate_text("project = \"my-project\"\n").expect("a project id is valid");
+    assert_eq!(config.project, "my-project", "project kept");
+}
+
+#[test]
+fn project_must_fit_resource_names() {
+    assert_single_error(
+        "project = \"\"\n",
+        "project: invalid project id \"\": it is empty; clients name resources \
+         projects/PROJECT/topics/NAME, so use an id such as \"local\" or \"my-project\"",
+    );
+    assert_single_error(
+        "project = \"a/b\"\n",
+        "project: invalid project id \"a/b\": it contains '/'; clients name resources \
+         projects/PROJECT/topics/NAME, so use an id such as \"local\" or \"my-project\"",
+    );
+    let errors = error_lines("project = \"my project\"\n");
+    assert_eq!(errors.len(), 1, "one error for a space: {errors:?}");
+    assert!(errors[0].contains("it contains ' '"), "{errors:?}");
+}
+
+#[test]
 fn subscription_topic_must_be_declared() {
     assert_single_error(
         "[[subscriptions]]\nname = \"billing\"\ntopic = \"orders\"\n",

@@ -266,6 +266,7 @@ mod tests {
         assert_eq!(
             field_names::<ConfigFile>(),
             [
+                "project",
                 "catch_all_topic",
                 "topics",
                 "subscriptions",

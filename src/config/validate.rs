@@ -35,6 +35,7 @@ impl ConfigFile {
     pub(crate) fn validate(&self) -> Result<Config, ValidationErrors> {
         let mut report = Report::default();
         report.errors.extend(self.unknown_keys.iter().cloned());
+        check_project(&self.project, &mut report);
 
         let declared: HashSet<&str> = self
             .topics
@@ -126,6 +127,7 @@ impl ConfigFile {
 
         if report.errors.is_empty() {
             Ok(Config {
+                project: self.project.clone(),
                 topics: self.topics.iter().map(|topic| topic.name.clone()).collect(),
                 topic_settings,
                 subscriptions,
@@ -268,6 +270,30 @@ where
             None
         }
     }
+}
+
+/// Records an error unless `project` can be the project segment of a resource name.
+///
+/// Google's emulator accepts any project id, so this only rejects what cannot stand in
+/// `projects/{project}/topics/NAME`: an empty id, a `/`, white space or control characters.
+fn check_project(project: &str, report: &mut Report) {
+    let problem = if project.is_empty() {
+        "it is empty".to_owned()
+    } else if let Some(c) = project
+        .chars()
+        .find(|c| *c == '/' || c.is_whitespace() || c.is_control())
+    {
+        format!("it contains {c:?}")
+    } else {
+        return;
+    };
+    report.error(
+        "project",
+        format!(
+            "invalid project id {project:?}: {problem}; clients name resources \
+             projects/PROJECT/topics/NAME, so use an id such as \"local\" or \"my-project\""
+        ),
+    );
 }
 
 /// Records an error unless `name` follows the Pub/Sub rules for topic and subscription

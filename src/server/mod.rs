@@ -148,6 +148,7 @@ async fn build(
     store_options: StoreOptions,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Service> {
+    names::set_config_project(&config.project).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
     let store =
