@@ -10,6 +10,7 @@ use serde_json::Value;
 use tonic::{Code, Status};
 
 use super::json::{self, Encoding, JsonMessage, Kind as _};
+use super::kinds::Int32;
 use crate::server::status;
 
 /// A REST request, taken apart.
@@ -110,7 +111,7 @@ impl Call {
     /// INVALID_ARGUMENT when pageSize is not a 32-bit integer.
     pub(super) fn page(&self) -> Result<(i32, String), Status> {
         let size = match self.query_parameter("pageSize", "page_size") {
-            Some(text) => json::Int32::parse(&Value::String(text.to_owned()), "pageSize")
+            Some(text) => Int32::parse(&Value::String(text.to_owned()), "pageSize")
                 .map_err(Status::invalid_argument)?,
             None => 0,
         };

@@ -8,9 +8,9 @@ use sluice_proto::google::pubsub::v1::{
     push_config, seek_request, subscription, topic,
 };
 
-use super::json::{
-    json_message, proto_enum, Bool, Bytes, Enum, Inner, Int32, Int64, Message, OptionalStr,
-    Repeated, Str, StrMap,
+use super::json::json_message;
+use super::kinds::{
+    proto_enum, Bool, Bytes, Enum, Inner, Int32, Int64, Message, OptionalStr, Repeated, Str, StrMap,
 };
 use super::wkt::{Duration, FieldMask, Struct, Timestamp, TimestampValue};
 

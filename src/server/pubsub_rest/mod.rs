@@ -29,6 +29,7 @@
 
 mod call;
 mod json;
+mod kinds;
 mod messages;
 mod subscriptions;
 mod topics;
