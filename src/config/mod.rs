@@ -8,11 +8,12 @@
 //! keys included, each prefixed by the topic, subscription, sink, exclusion or bucket at
 //! fault, so that one run reports them all.
 //!
-//! The tables of buckets are in [`buckets`], and the handler table of a subscription in
-//! [`handler`].
+//! The tables of buckets are in [`buckets`], the handler table of a subscription in
+//! [`handler`] and its push table in [`push`].
 
 mod buckets;
 mod handler;
+mod push;
 mod unknown_keys;
 mod validate;
 
@@ -31,12 +32,17 @@ use sluice_router::store::{
 
 pub(crate) use buckets::{BucketConfig, BucketNotificationConfig, BucketSpec};
 pub(crate) use handler::{HandlerConfig, HandlerSpec, SubscriptionHandler};
+pub(crate) use push::PushEndpointConfig;
 
 /// The default configuration, `config/default.toml`, built into the binary.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
 
 /// The name under which messages about [`DEFAULT_CONFIG`] refer to it.
 pub(crate) const DEFAULT_CONFIG_NAME: &str = "<built-in config/default.toml>";
+
+/// The project of the configuration when the file sets none, as in Google's emulator
+/// examples.
+pub(crate) const DEFAULT_PROJECT: &str = "local";
 
 /// Maximum length of a sink or exclusion name, in characters.
 const MAX_NAME_CHARS: usize = 100;
@@ -77,6 +83,10 @@ const DEFAULT_MAXIMUM_BACKOFF_SECS: i64 = 600;
 /// The configuration file as written.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ConfigFile {
+    /// The Pub/Sub project id that the declared topics and subscriptions live in, so that
+    /// clients address them as `projects/{project}/topics/NAME`.
+    #[serde(default = "default_project")]
+    pub(crate) project: String,
     /// Topic for entries that no enabled sink routed. Without it they are dropped.
     #[serde(default = "default_catch_all_topic")]
     pub(crate) catch_all_topic: Option<String>,
@@ -146,6 +156,9 @@ pub(crate) struct SubscriptionConfig {
     /// A built-in handler that consumes the subscription's messages inside the server.
     #[serde(default = "default_handler")]
     pub(crate) handler: Option<HandlerConfig>,
+    /// An endpoint that the server POSTs the subscription's messages to.
+    #[serde(default = "default_push")]
+    pub(crate) push: Option<PushEndpointConfig>,
 }
 
 /// One `[subscriptions.dead_letter]` table.
@@ -205,6 +218,10 @@ pub(crate) struct ExclusionConfig {
     pub(crate) disabled: bool,
 }
 
+fn default_project() -> String {
+    DEFAULT_PROJECT.to_owned()
+}
+
 fn default_catch_all_topic() -> Option<String> {
     None
 }
@@ -242,6 +259,10 @@ fn default_dead_letter() -> Option<DeadLetterConfig> {
 }
 
 fn default_handler() -> Option<HandlerConfig> {
+    None
+}
+
+fn default_push() -> Option<PushEndpointConfig> {
     None
 }
 
@@ -297,6 +318,8 @@ fn default_exclusion_filter() -> String {
 /// resolved.
 #[derive(Debug)]
 pub(crate) struct Config {
+    /// The project id of the declared topics and subscriptions.
+    pub(crate) project: String,
     /// Declared topic names, in file order.
     pub(crate) topics: Vec<String>,
     /// The settings of each declared topic, by name.

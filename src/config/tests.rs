@@ -5,6 +5,7 @@ use sluice_router::buckets::{EventType, NotificationConfig, PayloadFormat};
 use super::*;
 
 mod delivery;
+mod push;
 
 fn validate_text(text: &str) -> Result<Config, ValidationErrors> {
     let file = parse(text, "test.toml").expect("test config should parse");
@@ -402,7 +403,7 @@ filtre = "severity=INFO"
         "subscriptions[1]: unknown key \"ack_deadline\" at line 14, column 1: the keys of this \
          table are name, topic, ack_deadline_secs, dead_letter, retry_policy, \
          enable_message_ordering, filter, message_retention_secs, retain_acked_messages, \
-         handler",
+         handler, push",
         "subscriptions[1].dead_letter: unknown key \"max_delivery_attempt\" at line 17, \
          column 1: did you mean \"max_delivery_attempts\"?",
         "sinks[2].exclusions[1]: unknown key \"filtre\" at line 29, column 1: did you mean \
@@ -549,6 +550,31 @@ fn catch_all_topic_must_be_declared() {
         Some("unmatched"),
         "catch-all topic kept"
     );
+}
+
+#[test]
+fn project_defaults_to_local() {
+    let config = validate_text("").expect("an empty file is valid");
+    assert_eq!(config.project, "local", "default project");
+    let config = validate_text("project = \"my-project\"\n").expect("a project id is valid");
+    assert_eq!(config.project, "my-project", "project kept");
+}
+
+#[test]
+fn project_must_fit_resource_names() {
+    assert_single_error(
+        "project = \"\"\n",
+        "project: invalid project id \"\": it is empty; clients name resources \
+         projects/PROJECT/topics/NAME, so use an id such as \"local\" or \"my-project\"",
+    );
+    assert_single_error(
+        "project = \"a/b\"\n",
+        "project: invalid project id \"a/b\": it contains '/'; clients name resources \
+         projects/PROJECT/topics/NAME, so use an id such as \"local\" or \"my-project\"",
+    );
+    let errors = error_lines("project = \"my project\"\n");
+    assert_eq!(errors.len(), 1, "one error for a space: {errors:?}");
+    assert!(errors[0].contains("it contains ' '"), "{errors:?}");
 }
 
 #[test]

@@ -11,7 +11,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     BucketConfig, BucketNotificationConfig, ConfigFile, DeadLetterConfig, Diagnostic,
-    ExclusionConfig, HandlerConfig, RetryPolicyConfig, SinkConfig, SubscriptionConfig, TopicConfig,
+    ExclusionConfig, HandlerConfig, PushEndpointConfig, RetryPolicyConfig, SinkConfig,
+    SubscriptionConfig, TopicConfig,
 };
 
 /// Maximum edit distance between an unknown key and the known key suggested in its place.
@@ -155,6 +156,7 @@ fn known_keys(table_path: &[Segment]) -> &'static [&'static str] {
         ["subscriptions", "dead_letter"] => field_names::<DeadLetterConfig>(),
         ["subscriptions", "retry_policy"] => field_names::<RetryPolicyConfig>(),
         ["subscriptions", "handler"] => field_names::<HandlerConfig>(),
+        ["subscriptions", "push"] => field_names::<PushEndpointConfig>(),
         ["sinks"] => field_names::<SinkConfig>(),
         ["sinks", "exclusions"] => field_names::<ExclusionConfig>(),
         ["buckets"] => field_names::<BucketConfig>(),
@@ -264,6 +266,7 @@ mod tests {
         assert_eq!(
             field_names::<ConfigFile>(),
             [
+                "project",
                 "catch_all_topic",
                 "topics",
                 "subscriptions",
@@ -284,9 +287,15 @@ mod tests {
                 "filter",
                 "message_retention_secs",
                 "retain_acked_messages",
-                "handler"
+                "handler",
+                "push"
             ],
             "subscription keys"
+        );
+        assert_eq!(
+            field_names::<PushEndpointConfig>(),
+            ["endpoint", "attributes", "format", "write_metadata"],
+            "push keys"
         );
         assert_eq!(
             field_names::<RetryPolicyConfig>(),

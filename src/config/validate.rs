@@ -1,10 +1,11 @@
 //! [`ConfigFile::validate`]: the checks that turn the file as written into a [`Config`].
 //!
 //! The checks of buckets are in `validate/buckets.rs`, those of handlers in
-//! `validate/handler.rs`.
+//! `validate/handler.rs` and those of push endpoints in `validate/push.rs`.
 
 mod buckets;
 mod handler;
+mod push;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -34,6 +35,7 @@ impl ConfigFile {
     pub(crate) fn validate(&self) -> Result<Config, ValidationErrors> {
         let mut report = Report::default();
         report.errors.extend(self.unknown_keys.iter().cloned());
+        check_project(&self.project, &mut report);
 
         let declared: HashSet<&str> = self
             .topics
@@ -125,6 +127,7 @@ impl ConfigFile {
 
         if report.errors.is_empty() {
             Ok(Config {
+                project: self.project.clone(),
                 topics: self.topics.iter().map(|topic| topic.name.clone()).collect(),
                 topic_settings,
                 subscriptions,
@@ -269,6 +272,30 @@ where
     }
 }
 
+/// Records an error unless `project` can be the project segment of a resource name.
+///
+/// Google's emulator accepts any project id, so this only rejects what cannot stand in
+/// `projects/{project}/topics/NAME`: an empty id, a `/`, white space or control characters.
+fn check_project(project: &str, report: &mut Report) {
+    let problem = if project.is_empty() {
+        "it is empty".to_owned()
+    } else if let Some(c) = project
+        .chars()
+        .find(|c| *c == '/' || c.is_whitespace() || c.is_control())
+    {
+        format!("it contains {c:?}")
+    } else {
+        return;
+    };
+    report.error(
+        "project",
+        format!(
+            "invalid project id {project:?}: {problem}; clients name resources \
+             projects/PROJECT/topics/NAME, so use an id such as \"local\" or \"my-project\""
+        ),
+    );
+}
+
 /// Records an error unless `name` follows the Pub/Sub rules for topic and subscription
 /// names. The message names the rule that failed.
 fn check_resource_name(name: &str, kind: &str, label: &str, report: &mut Report) {
@@ -349,6 +376,10 @@ fn validate_subscription(
         label,
         report,
     );
+    let push = match &subscription.push {
+        Some(push) => push::validate_push(subscription, push, label, report),
+        None => None,
+    };
 
     Some(SubscriptionSpec {
         name: subscription.name.clone(),
@@ -366,8 +397,10 @@ fn validate_subscription(
         filter: filter?,
         message_retention_secs: message_retention_secs?,
         retain_acked_messages: subscription.retain_acked_messages,
-        // NOTE: push endpoints are set through the Pub/Sub API only, not in the file yet.
-        push: None,
+        push: match subscription.push {
+            Some(_) => Some(push?),
+            None => None,
+        },
     })
 }
 

@@ -7,8 +7,8 @@
 //! - gRPC: sluice.v1 LogIngest and Admin, google.pubsub.v1 Publisher and Subscriber,
 //!   google.logging.v2 WriteLogEntries;
 //! - HTTP: `POST /v2/entries:write` (Cloud Logging's REST write), `POST /upload/{bucket}`
-//!   and a subset of Cloud Storage's JSON API (see [`storage`]), `GET /healthz` and
-//!   `GET /metrics`.
+//!   and a subset of Cloud Storage's JSON API (see [`storage`]), Pub/Sub's REST API under
+//!   `/v1/projects/` (see [`pubsub_rest`]), `GET /healthz` and `GET /metrics`.
 //!
 //! It also starts one runner per subscription that names a built-in handler (see
 //! [`handlers`]), which pulls the subscription's messages inside the process.
@@ -26,6 +26,7 @@ mod logging;
 pub(crate) mod metrics;
 mod names;
 mod pubsub;
+mod pubsub_rest;
 mod status;
 mod storage;
 
@@ -148,6 +149,7 @@ async fn build(
     store_options: StoreOptions,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Service> {
+    names::set_config_project(&config.project).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
     let store =
@@ -210,12 +212,13 @@ fn app(service: &Service, max_upload_bytes: u64) -> axum::Router {
     )
     .add_service(AdminServer::new(admin))
     .add_service(PublisherServer::new(pubsub.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
-    .add_service(SubscriberServer::new(pubsub).max_decoding_message_size(MAX_REQUEST_BYTES))
+    .add_service(SubscriberServer::new(pubsub.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
     .add_service(logging::grpc_service(service.ingestor.clone()));
     grpc.into_axum_router()
         .merge(http::routes(service.metrics.clone()))
         .merge(logging::routes(service.ingestor.clone()))
         .merge(storage::routes(service.storage.clone(), max_upload_bytes))
+        .merge(pubsub_rest::routes(pubsub))
         .fallback(unknown_route)
 }
 

@@ -312,8 +312,8 @@ impl Publisher for PubsubService {
         request: Request<pubsub::GetTopicRequest>,
     ) -> Result<Response<pubsub::Topic>, Status> {
         let name = names::topic(&request.get_ref().topic)?;
-        self.check_topic(name)?;
-        Ok(Response::new(topic_of(name)))
+        self.check_topic(&name)?;
+        Ok(Response::new(topic_of(&name)))
     }
 
     async fn list_topics(
@@ -338,7 +338,7 @@ impl Publisher for PubsubService {
         request: Request<pubsub::ListTopicSubscriptionsRequest>,
     ) -> Result<Response<pubsub::ListTopicSubscriptionsResponse>, Status> {
         let topic = names::topic(&request.get_ref().topic)?;
-        self.check_topic(topic)?;
+        self.check_topic(&topic)?;
         let subscriptions = self
             .broker
             .store()
@@ -403,7 +403,7 @@ impl Subscriber for PubsubService {
     ) -> Result<Response<pubsub::Subscription>, Status> {
         let name = names::subscription(&request.get_ref().subscription)?;
         Ok(Response::new(subscription_of(
-            &self.subscription_spec(name)?,
+            &self.subscription_spec(&name)?,
         )))
     }
 
@@ -448,7 +448,7 @@ impl Subscriber for PubsubService {
             return Err(Status::invalid_argument("No ack ids specified"));
         }
         let seconds = ack_deadline_seconds(request.ack_deadline_seconds, "ack_deadline_seconds")?;
-        self.modify_deadlines(name, &request.ack_ids, seconds)
+        self.modify_deadlines(&name, &request.ack_ids, seconds)
             .await?;
         Ok(Response::new(()))
     }
@@ -462,7 +462,7 @@ impl Subscriber for PubsubService {
         if request.ack_ids.is_empty() {
             return Err(Status::invalid_argument("No ack ids specified"));
         }
-        self.acknowledge_ids(name, &request.ack_ids).await?;
+        self.acknowledge_ids(&name, &request.ack_ids).await?;
         Ok(Response::new(()))
     }
 
@@ -492,7 +492,7 @@ impl Subscriber for PubsubService {
         };
         let deliveries = self
             .broker
-            .pull(name, max.min(MAX_PULL_MESSAGES), wait)
+            .pull(&name, max.min(MAX_PULL_MESSAGES), wait)
             .await
             .map_err(|err| status::from_broker(&err))?;
         let received_messages = deliveries.into_iter().map(received).collect();

@@ -1,0 +1,439 @@
+//! Differential tests: each scenario runs with Google's Python client against Google's
+//! Pub/Sub emulator and against the real `sluice serve`, both started empty on 127.0.0.1.
+//! The test compares the two recordings step by step and fails on every difference that
+//! docs/compatibility.md does not list as intended.
+//!
+//! The scenario scripts are `tests/python/differential_*.py`. Each step records the request
+//! and the response or gRPC status. Before the comparison, values that legitimately differ
+//! are checked for their shape and replaced by placeholders: message ids, ack ids and
+//! timestamps. Error messages are shown in the report but not compared, only status codes.
+//!
+//! The intended differences in [`INTENDED`] are asserted on each side instead of skipped:
+//! the emulator must still show its documented behaviour and sluice the service's.
+//!
+//! The emulator comes from the Debian package `google-cloud-cli-pubsub-emulator` and the
+//! client from `scripts/test`, which exports `SLUICE_TEST_PYTHON`. Without either, the test
+//! fails with a message that names the fix.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+use support::emulator::Emulator;
+use support::{python, TestServer};
+
+/// A configuration without topics or subscriptions, so that sluice starts as empty as the
+/// emulator.
+const EMPTY_CONFIG: &str = "";
+/// The start of the push endpoints that the push scenario serves.
+const LOCAL_ENDPOINT: &str = "http://127.0.0.1:";
+
+/// One recorded call: the request as sent and its result.
+#[derive(Debug, Clone)]
+struct Step {
+    request: Value,
+    /// `{"ok": RESPONSE}` or `{"error": CODE, "message": TEXT}`.
+    result: Value,
+}
+
+/// A scenario run against one server, by step name, and the order the steps ran in.
+#[derive(Debug)]
+struct Recording {
+    steps: BTreeMap<String, Step>,
+    order: Vec<String>,
+}
+
+/// A difference the project chose: the emulator behaves one way, sluice (like the service)
+/// another. `check` returns what does not match the documented behaviour of either side.
+struct Intended {
+    step: &'static str,
+    /// The documented difference, for the failure message.
+    reason: &'static str,
+    check: fn(emulator: &Value, sluice: &Value) -> Vec<String>,
+}
+
+/// The intended differences, each documented in docs/compatibility.md.
+const INTENDED: &[Intended] = &[
+    Intended {
+        step: "subscription.create_ack_deadline_5",
+        reason: "ack deadline range: the emulator accepts 0 to 600 s, the service and sluice 10 to 600 s",
+        check: |emulator, sluice| {
+            let mut problems = expect_ok_field(emulator, "emulator", "ack_deadline_seconds", &json!(5));
+            problems.extend(expect_error(sluice, "sluice", "INVALID_ARGUMENT"));
+            problems
+        },
+    },
+    Intended {
+        step: "subscription.update_ack_deadline_5",
+        reason: "ack deadline range: the emulator accepts 0 to 600 s, the service and sluice 10 to 600 s",
+        check: |emulator, sluice| {
+            let mut problems = expect_ok_field(emulator, "emulator", "ack_deadline_seconds", &json!(5));
+            problems.extend(expect_error(sluice, "sluice", "INVALID_ARGUMENT"));
+            problems
+        },
+    },
+    Intended {
+        step: "modack.deadline_700",
+        reason: "ack deadline range: the emulator accepts any deadline change of 0 s or more, \
+              the service and sluice at most 600 s",
+        check: |emulator, sluice| {
+            let mut problems = expect_ok(emulator, "emulator");
+            problems.extend(expect_error(sluice, "sluice", "INVALID_ARGUMENT"));
+            problems
+        },
+    },
+    Intended {
+        step: "subscription.create_bad_filter",
+        reason: "filters: the emulator stores a filter without parsing it, sluice rejects one \
+              that does not parse",
+        check: |emulator, sluice| {
+            let mut problems =
+                expect_ok_field(emulator, "emulator", "filter", &json!("attributes.kind ="));
+            problems.extend(expect_error(sluice, "sluice", "INVALID_ARGUMENT"));
+            problems
+        },
+    },
+    Intended {
+        step: "push.outcomes",
+        reason: "push acknowledgement codes: the service and sluice take 102, 200, 201, 202 \
+                 and 204 as an acknowledgement, the emulator 102, 200, 201, 203 and 204",
+        check: |emulator, sluice| {
+            let mut problems = expect_value(
+                emulator,
+                "emulator",
+                &json!({"ok": {
+                    "200": "acknowledged",
+                    "202": "redelivered",
+                    "203": "acknowledged",
+                    "500": "redelivered",
+                }}),
+            );
+            problems.extend(expect_value(
+                sluice,
+                "sluice",
+                &json!({"ok": {
+                    "200": "acknowledged",
+                    "202": "acknowledged",
+                    "203": "redelivered",
+                    "500": "redelivered",
+                }}),
+            ));
+            problems
+        },
+    },
+    Intended {
+        step: "filter.delivered",
+        reason: "filters: the emulator delivers every message, sluice only those that match",
+        check: |emulator, sluice| {
+            let mut problems = expect_value(
+                emulator,
+                "emulator",
+                &json!({"ok": ["dropped", "kept", "no-attributes"]}),
+            );
+            problems.extend(expect_value(sluice, "sluice", &json!({"ok": ["kept"]})));
+            problems
+        },
+    },
+];
+
+#[test]
+fn scenario_matches_emulator() {
+    assert_same_as_emulator("differential_scenario.py");
+}
+
+#[test]
+fn push_matches_emulator() {
+    assert_same_as_emulator("differential_push.py");
+}
+
+/// Runs `script` against a fresh emulator and a fresh sluice at the same time, and fails
+/// with every unintended difference between the two recordings.
+fn assert_same_as_emulator(script: &str) {
+    let emulator = Emulator::start();
+    let server = TestServer::start(Some(EMPTY_CONFIG));
+    let sluice_host = host_port(server.url());
+    let (expected, actual) = std::thread::scope(|scope| {
+        let expected = scope.spawn(|| record(script, &emulator.host_port));
+        let actual = scope.spawn(|| record(script, sluice_host));
+        (
+            expected.join().expect("the emulator run"),
+            actual.join().expect("the sluice run"),
+        )
+    });
+    let differences = compare(&expected, &actual);
+    assert!(
+        differences.is_empty(),
+        "{} unintended differences between Google's Pub/Sub emulator {} and sluice \
+         (error messages are shown but only codes are compared):\n\n{}",
+        differences.len(),
+        emulator.version,
+        differences.join("\n")
+    );
+}
+
+/// Returns `127.0.0.1:PORT` of `http://127.0.0.1:PORT`, the form of `PUBSUB_EMULATOR_HOST`.
+fn host_port(url: &str) -> &str {
+    url.strip_prefix("http://")
+        .unwrap_or_else(|| panic!("the server URL {url:?} does not start with http://"))
+}
+
+/// Runs `script` against the server at `host` and returns its recording.
+fn record(script: &str, host: &str) -> Recording {
+    let output = python::run(script, &[], &[("PUBSUB_EMULATOR_HOST", host)]);
+    python::assert_success(script, &output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let recording: Value = stdout
+        .lines()
+        .last()
+        .and_then(|line| serde_json::from_str(line).ok())
+        .unwrap_or_else(|| panic!("no JSON recording at the end of {script}'s output:\n{stdout}"));
+    let mut steps = BTreeMap::new();
+    let mut order = Vec::new();
+    for step in recording["steps"].as_array().expect("a list of steps") {
+        let name = step["name"].as_str().expect("a step name").to_owned();
+        order.push(name.clone());
+        steps.insert(
+            name,
+            Step {
+                request: step["request"].clone(),
+                result: step["result"].clone(),
+            },
+        );
+    }
+    Recording { steps, order }
+}
+
+/// Compares two recordings and returns one report per difference.
+fn compare(emulator: &Recording, sluice: &Recording) -> Vec<String> {
+    let mut differences = scenario_problems(emulator);
+    let mut seen = BTreeSet::new();
+    let names = emulator.order.iter().chain(&sluice.order);
+    for name in names.filter(|name| seen.insert(name.as_str())) {
+        let emulator_step = emulator.steps.get(name);
+        let sluice_step = sluice.steps.get(name);
+        let (Some(expected), Some(actual)) = (emulator_step, sluice_step) else {
+            let problem = "step recorded on one side only".to_owned();
+            let request = emulator_step.or(sluice_step);
+            differences.push(report(
+                name,
+                request,
+                emulator_step,
+                sluice_step,
+                &[problem],
+            ));
+            continue;
+        };
+        let problems = match INTENDED.iter().find(|intended| intended.step == name) {
+            Some(intended) => (intended.check)(&expected.result, &actual.result)
+                .into_iter()
+                .map(|problem| format!("{problem} (intended difference: {})", intended.reason))
+                .collect(),
+            None => compare_values(&normalise(&expected.result), &normalise(&actual.result)),
+        };
+        if !problems.is_empty() {
+            differences.push(report(
+                name,
+                Some(expected),
+                emulator_step,
+                sluice_step,
+                &problems,
+            ));
+        }
+    }
+    differences
+}
+
+/// Returns what is wrong with the scenario itself, judged by the emulator's recording: the
+/// scenario is written so that every part runs to its end there, and every intended
+/// difference of the parts it ran must have been recorded.
+fn scenario_problems(emulator: &Recording) -> Vec<String> {
+    let mut problems: Vec<String> = emulator
+        .order
+        .iter()
+        .filter(|name| name.ends_with(".aborted"))
+        .map(|name| {
+            format!(
+                "scenario error: {name} on the emulator: {}\n",
+                emulator.steps[name].result
+            )
+        })
+        .collect();
+    let sections: BTreeSet<&str> = emulator.order.iter().map(|name| section(name)).collect();
+    for intended in INTENDED {
+        if sections.contains(section(intended.step)) && !emulator.steps.contains_key(intended.step)
+        {
+            problems.push(format!(
+                "scenario error: {} was not recorded\n",
+                intended.step
+            ));
+        }
+    }
+    problems
+}
+
+/// Returns the part of the scenario a step belongs to: `push` of `push.outcomes`.
+fn section(step: &str) -> &str {
+    step.split_once('.').map_or(step, |(section, _)| section)
+}
+
+/// Formats one difference: the step, the request and both results as they were returned.
+fn report(
+    name: &str,
+    request: Option<&Step>,
+    emulator: Option<&Step>,
+    sluice: Option<&Step>,
+    problems: &[String],
+) -> String {
+    let result_text = |step: Option<&Step>| {
+        step.map_or_else(
+            || "(not recorded)".to_owned(),
+            |step| step.result.to_string(),
+        )
+    };
+    let mut text = format!("step {name}\n");
+    let request = request.map_or_else(String::new, |step| step.request.to_string());
+    let _ = writeln!(text, "  request:  {request}");
+    let _ = writeln!(text, "  emulator: {}", result_text(emulator));
+    let _ = writeln!(text, "  sluice:   {}", result_text(sluice));
+    for problem in problems {
+        let _ = writeln!(text, "  - {problem}");
+    }
+    text
+}
+
+/// Returns a copy of a result with the values that legitimately differ replaced by
+/// placeholders, after checking their shape, and without the error message.
+fn normalise(result: &Value) -> Value {
+    match result {
+        Value::Object(fields) => fields
+            .iter()
+            .filter(|(key, _)| !(key.as_str() == "message" && fields.contains_key("error")))
+            .map(|(key, value)| (key.clone(), normalise_field(key, value)))
+            .collect(),
+        Value::Array(items) => items.iter().map(normalise).collect(),
+        other => other.clone(),
+    }
+}
+
+fn normalise_field(key: &str, value: &Value) -> Value {
+    match (key, value) {
+        ("message_id" | "messageId", Value::String(id)) => {
+            placeholder("message_id", id, is_decimal(id))
+        }
+        ("message_ids", Value::Array(ids)) => ids
+            .iter()
+            .map(|id| match id {
+                Value::String(id) => placeholder("message_id", id, is_decimal(id)),
+                other => other.clone(),
+            })
+            .collect(),
+        ("ack_id", Value::String(id)) => placeholder("ack_id", id, !id.is_empty()),
+        // The endpoints of the push scenario listen on a port of their own in each run.
+        ("push_endpoint", Value::String(url)) => match url.strip_prefix(LOCAL_ENDPOINT) {
+            Some(rest) => {
+                let path = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+                Value::String(format!("{LOCAL_ENDPOINT}<port>{path}"))
+            }
+            None => value.clone(),
+        },
+        (
+            "publish_time"
+            | "publishTime"
+            | "expire_time"
+            | "CloudPubSubDeadLetterSourceTopicPublishTime",
+            Value::String(time),
+        ) => placeholder(
+            "timestamp",
+            time,
+            chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+        ),
+        _ => normalise(value),
+    }
+}
+
+/// Returns `<kind>` for a well-formed value and the value itself, marked, otherwise.
+fn placeholder(kind: &str, value: &str, well_formed: bool) -> Value {
+    if well_formed {
+        Value::String(format!("<{kind}>"))
+    } else {
+        Value::String(format!("<malformed {kind}: {value}>"))
+    }
+}
+
+/// Pub/Sub message ids are decimal strings, on the service and on the emulator.
+fn is_decimal(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit())
+}
+
+/// Returns each JSON path where two normalised results differ.
+fn compare_values(emulator: &Value, sluice: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    diff_paths("", emulator, sluice, &mut problems);
+    problems
+}
+
+fn diff_paths(path: &str, emulator: &Value, sluice: &Value, problems: &mut Vec<String>) {
+    match (emulator, sluice) {
+        (Value::Object(left), Value::Object(right)) => {
+            let keys: BTreeSet<&String> = left.keys().chain(right.keys()).collect();
+            for key in keys {
+                let child = format!("{path}/{key}");
+                match (left.get(key), right.get(key)) {
+                    (Some(l), Some(r)) => diff_paths(&child, l, r, problems),
+                    (Some(l), None) => {
+                        problems.push(format!("{child}: emulator {l}, sluice absent"))
+                    }
+                    (None, Some(r)) => {
+                        problems.push(format!("{child}: emulator absent, sluice {r}"))
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+        (Value::Array(left), Value::Array(right)) if left.len() == right.len() => {
+            for (index, (l, r)) in left.iter().zip(right).enumerate() {
+                diff_paths(&format!("{path}/{index}"), l, r, problems);
+            }
+        }
+        _ if emulator != sluice => {
+            let path = if path.is_empty() { "/" } else { path };
+            problems.push(format!("{path}: emulator {emulator}, sluice {sluice}"));
+        }
+        _ => {}
+    }
+}
+
+fn expect_ok(result: &Value, side: &str) -> Vec<String> {
+    if result.get("ok").is_some() {
+        Vec::new()
+    } else {
+        vec![format!("{side}: expected success, got {result}")]
+    }
+}
+
+fn expect_ok_field(result: &Value, side: &str, field: &str, expected: &Value) -> Vec<String> {
+    match result.get("ok").and_then(|ok| ok.get(field)) {
+        Some(value) if value == expected => Vec::new(),
+        _ => vec![format!(
+            "{side}: expected success with {field} = {expected}, got {result}"
+        )],
+    }
+}
+
+fn expect_error(result: &Value, side: &str, code: &str) -> Vec<String> {
+    if result.get("error").and_then(Value::as_str) == Some(code) {
+        Vec::new()
+    } else {
+        vec![format!("{side}: expected {code}, got {result}")]
+    }
+}
+
+fn expect_value(result: &Value, side: &str, expected: &Value) -> Vec<String> {
+    if result == expected {
+        Vec::new()
+    } else {
+        vec![format!("{side}: expected {expected}, got {result}")]
+    }
+}
