@@ -261,3 +261,45 @@ async fn ordering_fixed_at_creation() {
         "names the fix: {message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_publishes_keep_key_order() {
+    let test = setup(ordered()).await;
+    let broker = test.broker.clone();
+    // Many one-message publishes of one key at once: the store gives them sequence numbers
+    // in some order, and the key must be delivered in exactly that order.
+    let publishes: Vec<_> = (0..64)
+        .map(|index| {
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                let message = harness::message(&index.to_string(), "k", &[]);
+                broker
+                    .publish(vec![sluice_router::store::TopicMessage {
+                        topic: TOPIC.to_owned(),
+                        message,
+                    }])
+                    .await
+                    .expect("publish")
+            })
+        })
+        .collect();
+    for publish in publishes {
+        publish.await.expect("publish task");
+    }
+
+    let mut seqs = Vec::new();
+    loop {
+        let deliveries = test.pull(SUBSCRIPTION, 10).await;
+        assert!(deliveries.len() <= 1, "one outstanding message per key");
+        let Some(delivery) = deliveries.first() else {
+            break;
+        };
+        seqs.push(delivery.message.seq);
+        test.ack(SUBSCRIPTION, delivery).await;
+    }
+    assert_eq!(seqs.len(), 64);
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "delivered in sequence order: {seqs:?}"
+    );
+}

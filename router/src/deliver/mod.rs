@@ -36,12 +36,12 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::store::{
-    Published, Store, StoreError, StoredMessage, SubscriptionRecord, SubscriptionSpec,
-    TopicMessage, TopicRecord,
+    CommitListener, Committed, Published, Store, StoreError, StoredMessage, SubscriptionRecord,
+    SubscriptionSpec, TopicMessage, TopicRecord,
 };
 pub use flow::delivery_bytes;
 use queue::QueueState;
-use subscription::{Routing, Subscription};
+use subscription::Subscription;
 
 /// The attribute that carries the reason on a copy dead-lettered by [`Broker::reject`].
 pub const DEAD_LETTER_REASON_ATTRIBUTE: &str = "sluiceDeadLetterReason";
@@ -142,11 +142,14 @@ pub struct SubscriptionStats {
     pub retention_expired: u64,
 }
 
+/// The live subscriptions by name, shared between the broker and its [`Dispatcher`].
+type Subscriptions = Arc<RwLock<HashMap<String, Arc<Subscription>>>>;
+
 /// Topics and subscriptions with delivery state, over a [`Store`].
 #[derive(Debug)]
 pub struct Broker {
     store: Arc<dyn Store>,
-    subscriptions: RwLock<HashMap<String, Arc<Subscription>>>,
+    subscriptions: Subscriptions,
     clock: Clock,
     /// Per topic without subscriptions, the messages that outlived its retention since the
     /// process started.
@@ -199,9 +202,13 @@ impl Broker {
     /// Fails when the store cannot list a subscription's pending messages or read their
     /// ordering keys, or when a stored filter does not parse.
     pub fn open(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let subscriptions = Subscriptions::default();
+        store.set_commit_listener(Arc::new(Dispatcher {
+            subscriptions: subscriptions.clone(),
+        }));
         let broker = Broker {
             store,
-            subscriptions: RwLock::new(HashMap::new()),
+            subscriptions,
             clock: Clock::new(),
             unclaimed_expired: Mutex::new(BTreeMap::new()),
         };
@@ -212,10 +219,18 @@ impl Broker {
     }
 
     fn load(&self, record: SubscriptionRecord) -> Result<(), StoreError> {
-        let subscription = Subscription::new(record.spec.clone())?;
-        self.fill(&subscription, &record.spec, &mut subscription.state())?;
-        write(&self.subscriptions).insert(record.spec.name, Arc::new(subscription));
-        Ok(())
+        let subscription = Arc::new(Subscription::new(record.spec.clone())?);
+        // The subscription is visible to the dispatcher before its pending set is read, and
+        // its state stays locked until the read is done. A message committed meanwhile is
+        // either in the read or pushed after it; pushing it twice changes nothing.
+        let mut state = subscription.state();
+        write(&self.subscriptions).insert(record.spec.name.clone(), subscription.clone());
+        let filled = self.fill(&subscription, &record.spec, &mut state);
+        drop(state);
+        if filled.is_err() {
+            write(&self.subscriptions).remove(&record.spec.name);
+        }
+        filled
     }
 
     /// Fills an empty `state` with a subscription's pending messages: the first
@@ -354,55 +369,9 @@ impl Broker {
     ///
     /// Fails when a topic does not exist or the store cannot write; then nothing is published.
     pub async fn publish(&self, messages: Vec<TopicMessage>) -> Result<Vec<Published>, StoreError> {
-        let routed: Vec<(String, Routing)> = messages
-            .iter()
-            .map(|m| (m.topic.clone(), Routing::of(&m.message)))
-            .collect();
-        let receipts = self.store.publish(messages, self.now()).await?;
-        // NOTE: concurrent publishes with the same ordering key can reach `make_ready` out of
-        // sequence order. The queue puts the earlier message first unless the later one was
-        // already leased, in which case the key is delivered out of order.
-        let mut by_topic: HashMap<String, Vec<(u64, Routing)>> = HashMap::new();
-        for ((topic, routing), receipt) in routed.into_iter().zip(&receipts) {
-            by_topic
-                .entry(topic)
-                .or_default()
-                .push((receipt.seq, routing));
-        }
-        for (topic, messages) in by_topic {
-            self.make_ready(&topic, &messages);
-        }
-        Ok(receipts)
-    }
-
-    /// Adds newly stored messages to the subscriptions of `topic` whose filter they pass, in
-    /// the order given, which must be sequence order.
-    fn make_ready(&self, topic: &str, messages: &[(u64, Routing)]) {
-        for subscription in self.subscriptions_of(topic) {
-            let mut filtered_out = 0;
-            {
-                let mut state = subscription.state();
-                for (seq, routing) in messages {
-                    if !subscription.accepts(&routing.attributes) {
-                        filtered_out += 1;
-                        continue;
-                    }
-                    state.admit(
-                        *seq,
-                        subscription.key_of(&routing.ordering_key),
-                        QUEUE_WINDOW,
-                    );
-                }
-            }
-            if filtered_out > 0 {
-                subscription
-                    .counters
-                    .filtered_out
-                    .fetch_add(filtered_out, Ordering::Relaxed);
-                debug!(subscription = %read(&subscription.spec).name, count = filtered_out, "messages filtered out");
-            }
-            subscription.ready.notify_waiters();
-        }
+        // The store reports the messages to the dispatcher, which makes them ready, in
+        // sequence order and before this returns.
+        self.store.publish(messages, self.now()).await
     }
 
     /// Leases up to `max` messages of a subscription, waiting up to `wait` for the first one.
@@ -588,6 +557,62 @@ impl Broker {
             state.has_ready()
         })
     }
+}
+
+/// Makes newly committed messages ready in every subscription of their topic whose filter
+/// they pass. The store calls it in sequence order, so each ordering key's messages queue up
+/// in publish order, even when concurrent publishes return in another order.
+struct Dispatcher {
+    subscriptions: Subscriptions,
+}
+
+impl CommitListener for Dispatcher {
+    fn committed(&self, messages: &[Committed<'_>]) {
+        let mut by_topic: HashMap<&str, Vec<&Committed<'_>>> = HashMap::new();
+        for message in messages {
+            by_topic.entry(message.topic).or_default().push(message);
+        }
+        for (topic, messages) in by_topic {
+            // The map's lock is released before any state is locked; `Broker::load` takes
+            // them in the other order.
+            let receivers: Vec<Arc<Subscription>> = read(&self.subscriptions)
+                .values()
+                .filter(|s| read(&s.spec).topic == topic)
+                .cloned()
+                .collect();
+            for subscription in receivers {
+                make_ready(&subscription, &messages);
+            }
+        }
+    }
+}
+
+/// Adds committed messages, in sequence order, to one subscription whose topic they are on.
+fn make_ready(subscription: &Subscription, messages: &[&Committed<'_>]) {
+    let mut filtered_out = 0;
+    {
+        let mut state = subscription.state();
+        for committed in messages {
+            let message = committed.message;
+            if !subscription.accepts(&message.attributes) {
+                filtered_out += 1;
+                continue;
+            }
+            state.admit(
+                committed.seq,
+                subscription.key_of(&message.ordering_key),
+                QUEUE_WINDOW,
+            );
+        }
+    }
+    if filtered_out > 0 {
+        subscription
+            .counters
+            .filtered_out
+            .fetch_add(filtered_out, Ordering::Relaxed);
+        debug!(subscription = %read(&subscription.spec).name, count = filtered_out, "messages filtered out");
+    }
+    subscription.ready.notify_waiters();
 }
 
 /// Formats a time as RFC 3339 in UTC with milliseconds, as Pub/Sub writes publish times.

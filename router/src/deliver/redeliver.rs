@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
-use super::subscription::{Routing, Subscription};
+use super::subscription::Subscription;
 use super::{format_time, parse_ack_ids, read, Broker, BrokerError};
 use super::{DEAD_LETTER_REASON_ATTRIBUTE, LEASE_CHECK_INTERVAL, SWEEP_INTERVAL};
 use crate::store::{NewMessage, StoredMessage, SubscriptionSpec};
@@ -67,7 +67,6 @@ impl Broker {
         message
             .attributes
             .insert(DEAD_LETTER_REASON_ATTRIBUTE.to_owned(), reason.to_owned());
-        let routing = Routing::of(&message);
         let receipt = match self
             .store
             .dead_letter(name, seq, &policy.topic, message, self.now())
@@ -91,7 +90,7 @@ impl Broker {
             .dead_lettered
             .fetch_add(1, Ordering::Relaxed);
         warn!(subscription = %name, message_id = seq, attempts, dead_letter_topic = %policy.topic, %reason, "message rejected and dead-lettered");
-        self.make_ready(&policy.topic, &[(receipt.seq, routing)]);
+        debug!(subscription = %name, dead_letter_id = receipt.seq, "dead-letter copy stored");
         Ok(true)
     }
 
@@ -203,7 +202,6 @@ impl Broker {
             return Ok(());
         };
         let message = dead_letter_copy(&original, name, attempts);
-        let routing = Routing::of(&message);
         let receipt = self
             .store
             .dead_letter(name, seq, &policy.topic, message, self.now())
@@ -216,7 +214,7 @@ impl Broker {
             .dead_lettered
             .fetch_add(1, Ordering::Relaxed);
         warn!(subscription = %name, message_id = seq, attempts, dead_letter_topic = %policy.topic, "message dead-lettered");
-        self.make_ready(&policy.topic, &[(receipt.seq, routing)]);
+        debug!(subscription = %name, dead_letter_id = receipt.seq, "dead-letter copy stored");
         Ok(())
     }
 

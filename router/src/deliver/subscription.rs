@@ -1,5 +1,4 @@
-//! The live state of one subscription, and what the broker keeps of a published message to
-//! place it in each subscription: its attributes for the filter and its ordering key.
+//! The live state of one subscription.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +9,7 @@ use tokio::sync::Notify;
 use super::queue::QueueState;
 use super::SubscriptionCounters;
 use crate::filter::pubsub::SubscriptionFilter;
-use crate::store::{NewMessage, StoreError, SubscriptionSpec};
+use crate::store::{StoreError, SubscriptionSpec};
 
 /// The live state of one subscription.
 #[derive(Debug)]
@@ -80,23 +79,5 @@ impl Subscription {
     /// for an empty key or when the subscription does not enable message ordering.
     pub(super) fn key_of(&self, ordering_key: &str) -> Option<Arc<str>> {
         (self.ordered && !ordering_key.is_empty()).then(|| Arc::from(ordering_key))
-    }
-}
-
-/// The parts of a published message that decide where it goes once the store has taken it.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Routing {
-    /// The attributes that subscription filters test.
-    pub(super) attributes: BTreeMap<String, String>,
-    /// The ordering key, empty for none.
-    pub(super) ordering_key: String,
-}
-
-impl Routing {
-    pub(super) fn of(message: &NewMessage) -> Self {
-        Routing {
-            attributes: message.attributes.clone(),
-            ordering_key: message.ordering_key.clone(),
-        }
     }
 }

@@ -23,6 +23,7 @@ mod sled_store;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -442,9 +443,35 @@ impl StoreError {
     }
 }
 
+/// A message the store has made durable, as reported to a [`CommitListener`].
+#[derive(Debug, Clone, Copy)]
+pub struct Committed<'a> {
+    /// The topic's name.
+    pub topic: &'a str,
+    /// The position in the topic.
+    pub seq: u64,
+    /// The message as published.
+    pub message: &'a NewMessage,
+}
+
+/// Receives every message the store makes durable, in sequence order per topic, before the
+/// publish that wrote it returns.
+///
+/// The store calls it from its writer, so it must not block and must not call back into
+/// the store's write methods. Because the writer calls it whatever happens to the publisher
+/// afterwards, a publish whose caller went away still reaches the subscriptions.
+pub trait CommitListener: Send + Sync {
+    /// Handles messages that were just flushed, in sequence order per topic.
+    fn committed(&self, messages: &[Committed<'_>]);
+}
+
 /// Durable topics, subscriptions and messages.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Sets the listener that every durable message is reported to, replacing any earlier
+    /// one.
+    fn set_commit_listener(&self, listener: Arc<dyn CommitListener>);
+
     /// Creates a topic, or returns the existing one of that name.
     async fn create_topic(&self, name: &str) -> Result<TopicRecord, StoreError>;
 

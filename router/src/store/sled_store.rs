@@ -23,9 +23,9 @@ pub use guard::StoreOptions;
 
 use super::keys;
 use super::{
-    NewMessage, PendingEntry, Published, SeekTarget, SnapshotRecord, Store, StoreError,
-    StoredMessage, SubscriptionRecord, SubscriptionSpec, SweepReport, TopicMessage, TopicRecord,
-    TopicSettings, DEFAULT_RETENTION_SECS,
+    CommitListener, Committed, NewMessage, PendingEntry, Published, SeekTarget, SnapshotRecord,
+    Store, StoreError, StoredMessage, SubscriptionRecord, SubscriptionSpec, SweepReport,
+    TopicMessage, TopicRecord, TopicSettings, DEFAULT_RETENTION_SECS,
 };
 use crate::filter::pubsub::SubscriptionFilter;
 
@@ -274,9 +274,29 @@ impl Write {
     }
 }
 
+/// The commit listener, shared between the store and its committer.
+#[derive(Clone, Default)]
+struct Listener(Arc<RwLock<Option<Arc<dyn CommitListener>>>>);
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Listener")
+    }
+}
+
+impl Listener {
+    fn get(&self) -> Option<Arc<dyn CommitListener>> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// The sled implementation of [`Store`].
 #[derive(Debug, Clone)]
 pub struct SledStore {
+    listener: Listener,
     data: sled::Tree,
     /// Shared with the committer, which is the only writer.
     catalog: Arc<RwLock<Catalog>>,
@@ -318,7 +338,9 @@ impl SledStore {
         }
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         let guard = Arc::new(guard::Guard::new(path, options));
+        let listener = Listener::default();
         let committer = Committer {
+            listener: listener.clone(),
             guard: guard.clone(),
             db,
             catalog_tree,
@@ -335,6 +357,7 @@ impl SledStore {
             .spawn(move || committer.run(queue))
             .map_err(|err| StoreError::Database(sled::Error::Io(err)))?;
         Ok(SledStore {
+            listener,
             data,
             catalog,
             writes,
@@ -466,6 +489,14 @@ fn check_fixed_settings(
 
 #[async_trait]
 impl Store for SledStore {
+    fn set_commit_listener(&self, listener: Arc<dyn CommitListener>) {
+        *self
+            .listener
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(listener);
+    }
+
     async fn create_topic(&self, name: &str) -> Result<TopicRecord, StoreError> {
         if let Some(topic) = self.catalog().topics.get(name) {
             return Ok(topic.clone());
@@ -707,6 +738,7 @@ impl Store for SledStore {
 
 /// The single writer: owns the sequence counters and applies queued writes in groups.
 struct Committer {
+    listener: Listener,
     guard: Arc<guard::Guard>,
     db: sled::Db,
     catalog_tree: sled::Tree,
@@ -766,6 +798,8 @@ impl Committer {
         let mut removed = HashSet::new();
         let mut outcomes = Vec::with_capacity(group.len());
         let mut durable = false;
+        // The messages appended by this group, in sequence order, for the commit listener.
+        let mut appended: Vec<(u32, u64, NewMessage)> = Vec::new();
         let now = SystemTime::now();
         for write in group {
             match write {
@@ -774,10 +808,12 @@ impl Committer {
                     now,
                     reply,
                 } => {
-                    let receipts = messages
-                        .into_iter()
-                        .map(|(topic, message)| self.append(&mut batch, topic, &message, now))
-                        .collect();
+                    let mut receipts = Vec::with_capacity(messages.len());
+                    for (topic, message) in messages {
+                        let receipt = self.append(&mut batch, topic, &message, now);
+                        appended.push((topic, receipt.seq, message));
+                        receipts.push(receipt);
+                    }
                     outcomes.push(Outcome::Published(reply, receipts));
                     durable = true;
                 }
@@ -822,6 +858,7 @@ impl Committer {
                     reply,
                 } => {
                     let receipt = self.append(&mut batch, target, &message, now);
+                    appended.push((target, receipt.seq, message));
                     self.remove_pending(&mut batch, &mut removed, (subscription, topic, seq), now);
                     outcomes.push(Outcome::DeadLettered(reply, receipt));
                     durable = true;
@@ -842,6 +879,9 @@ impl Committer {
         });
         if let Err(err) = &result {
             error!(error = %err, "store write failed");
+        }
+        if result.is_ok() && !appended.is_empty() {
+            self.report_committed(&appended);
         }
         for outcome in outcomes {
             let failed = |err: &sled::Error| StoreError::Database(err.clone());
@@ -970,6 +1010,33 @@ impl Committer {
         self.catalog
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reports durable messages to the commit listener, before their publishers get their
+    /// receipts.
+    fn report_committed(&self, appended: &[(u32, u64, NewMessage)]) {
+        let Some(listener) = self.listener.get() else {
+            return;
+        };
+        let names: HashMap<u32, String> = {
+            let catalog = self.read_catalog();
+            catalog
+                .topics
+                .values()
+                .map(|t| (t.id, t.name.clone()))
+                .collect()
+        };
+        let committed: Vec<Committed<'_>> = appended
+            .iter()
+            .filter_map(|(topic, seq, message)| {
+                Some(Committed {
+                    topic: names.get(topic)?,
+                    seq: *seq,
+                    message,
+                })
+            })
+            .collect();
+        listener.committed(&committed);
     }
 
     /// Runs a write that must not share a batch with others, and answers it.
