@@ -15,6 +15,7 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::sync::OnceLock;
 
+use sluice_router::store::DELETED_TOPIC;
 use tonic::Status;
 
 /// The project of the configuration, set by [`set_config_project`].
@@ -140,8 +141,12 @@ pub(crate) fn in_project(store_name: &str, project: &str) -> bool {
     project_of(store_name).0 == project
 }
 
-/// The full resource name of a topic.
+/// The full resource name of a topic. The topic that Pub/Sub gives the subscriptions of a
+/// deleted topic, `_deleted-topic_`, is written as it is.
 pub(crate) fn topic_resource(store_name: &str) -> String {
+    if store_name == DELETED_TOPIC {
+        return DELETED_TOPIC.to_owned();
+    }
     resource(store_name, Collection::Topics)
 }
 
@@ -235,6 +240,7 @@ mod tests {
             subscription_resource("audit"),
             "projects/local/subscriptions/audit"
         );
+        assert_eq!(topic_resource(DELETED_TOPIC), "_deleted-topic_");
     }
 
     #[test]
@@ -244,7 +250,10 @@ mod tests {
         assert_eq!(topic_resource(&name), "projects/other/topics/audit");
         assert!(in_project(&name, "other"), "in its own project");
         assert!(!in_project(&name, "local"), "not in the config project");
-        assert!(in_project("audit", "local"), "unprefixed is the config project");
+        assert!(
+            in_project("audit", "local"),
+            "unprefixed is the config project"
+        );
         assert_eq!(
             snapshot("projects/p-2/snapshots/s1").ok().as_deref(),
             Some("p-2/s1")

@@ -27,6 +27,39 @@ pub(crate) fn subscription_not_found(name: &str) -> Status {
     ))
 }
 
+/// NOT_FOUND for a snapshot, worded as Pub/Sub words it, with the full resource name.
+pub(crate) fn snapshot_not_found(name: &str) -> Status {
+    Status::not_found(format!(
+        "Snapshot does not exist: {}",
+        names::snapshot_resource(name)
+    ))
+}
+
+/// ALREADY_EXISTS for a topic, worded as Pub/Sub words it, with the full resource name.
+pub(crate) fn topic_exists(name: &str) -> Status {
+    Status::already_exists(format!(
+        "Topic already exists: {}",
+        names::topic_resource(name)
+    ))
+}
+
+/// ALREADY_EXISTS for a subscription, worded as Pub/Sub words it, with the full resource
+/// name.
+pub(crate) fn subscription_exists(name: &str) -> Status {
+    Status::already_exists(format!(
+        "Subscription already exists: {}",
+        names::subscription_resource(name)
+    ))
+}
+
+/// ALREADY_EXISTS for a snapshot, worded as Pub/Sub words it, with the full resource name.
+pub(crate) fn snapshot_exists(name: &str) -> Status {
+    Status::already_exists(format!(
+        "Snapshot already exists: {}",
+        names::snapshot_resource(name)
+    ))
+}
+
 /// Maps a store error to the status Pub/Sub would return for it.
 pub(crate) fn from_store(err: &StoreError) -> Status {
     match err {
@@ -34,9 +67,19 @@ pub(crate) fn from_store(err: &StoreError) -> Status {
         StoreError::SubscriptionNotFound(name) => subscription_not_found(name),
         StoreError::SubscriptionConflict { .. } => Status::already_exists(err.to_string()),
         StoreError::InvalidFilter { .. } => Status::invalid_argument(err.to_string()),
-        StoreError::SnapshotNotFound(_) => Status::not_found(err.to_string()),
-        StoreError::SnapshotExists(_) => Status::already_exists(err.to_string()),
-        StoreError::SnapshotTopicMismatch { .. } => Status::invalid_argument(err.to_string()),
+        StoreError::SnapshotNotFound(name) => snapshot_not_found(name),
+        StoreError::SnapshotExists(name) => snapshot_exists(name),
+        // Google's emulator returns FAILED_PRECONDITION with this wording.
+        StoreError::SnapshotTopicMismatch {
+            snapshot_topic,
+            topic,
+            ..
+        } => Status::failed_precondition(format!(
+            "The subscription's topic {} is different from that of the snapshot {}; they \
+             must match in order for Seek to work",
+            names::topic_resource(topic),
+            names::topic_resource(snapshot_topic)
+        )),
         StoreError::Closed => {
             Status::unavailable("the server is shutting down; retry against a running server")
         }

@@ -1,23 +1,35 @@
 //! google.pubsub.v1 Publisher and Subscriber over the broker.
 //!
-//! This covers publishing, pulling (unary and [`streaming`]), acknowledging, deadline changes
-//! and reading the catalog. Topics and subscriptions come from the configuration; the admin
-//! calls that would change them, snapshots and seek return UNIMPLEMENTED for now.
+//! This file covers publishing, pulling (unary and [`streaming`]), acknowledging and deadline
+//! changes. The admin calls are in [`topics`], [`subscriptions`] and [`snapshots`] (with
+//! Seek), which check their requests with [`settings`], return the resources that
+//! [`resources`] builds and paginate lists with [`pages`]. Resource names map to the store's
+//! names as [`names`](super::names) describes.
+//!
+//! Topics and subscriptions come from the configuration at start and from these calls. A
+//! configured one that a call deletes or changes is created again, with the configured
+//! settings, at the next start.
 
 mod outstanding;
+mod pages;
+mod resources;
+mod settings;
+mod snapshots;
 mod streaming;
+mod subscriptions;
+mod topics;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sluice_proto::google::protobuf::{Duration as ProtoDuration, Empty, Timestamp};
+use sluice_proto::google::protobuf::{Empty, FieldMask, Timestamp};
 use sluice_proto::google::pubsub::v1 as pubsub;
 use sluice_proto::google::pubsub::v1::publisher_server::Publisher;
 use sluice_proto::google::pubsub::v1::subscriber_server::Subscriber;
 use sluice_router::deliver::{Broker, Delivery};
-use sluice_router::store::{NewMessage, SubscriptionSpec, TopicMessage};
-use tokio::sync::watch;
+use sluice_router::store::{NewMessage, SubscriptionSpec, TopicMessage, TopicRecord};
+use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -57,12 +69,9 @@ pub(crate) struct PubsubService {
     /// Becomes true when the server shuts down; open StreamingPull streams then end with
     /// UNAVAILABLE, so that the graceful shutdown does not wait for their clients.
     shutdown: watch::Receiver<bool>,
-}
-
-fn unimplemented(method: &str) -> Status {
-    Status::unimplemented(format!(
-        "{method} is not supported yet; declare topics and subscriptions in the configuration file"
-    ))
+    /// Held by the admin calls that check the catalog and then change it, so that, for one,
+    /// two CreateTopic calls for the same name cannot both succeed.
+    catalog: Arc<Mutex<()>>,
 }
 
 fn timestamp(time: SystemTime) -> Timestamp {
@@ -70,43 +79,6 @@ fn timestamp(time: SystemTime) -> Timestamp {
     Timestamp {
         seconds: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
         nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0),
-    }
-}
-
-fn topic_of(name: &str) -> pubsub::Topic {
-    pubsub::Topic {
-        name: names::topic_resource(name),
-        ..Default::default()
-    }
-}
-
-fn subscription_of(spec: &SubscriptionSpec) -> pubsub::Subscription {
-    pubsub::Subscription {
-        name: names::subscription_resource(&spec.name),
-        topic: names::topic_resource(&spec.topic),
-        ack_deadline_seconds: i32::try_from(spec.ack_deadline_secs).unwrap_or(i32::MAX),
-        dead_letter_policy: spec
-            .dead_letter
-            .as_ref()
-            .map(|policy| pubsub::DeadLetterPolicy {
-                dead_letter_topic: names::topic_resource(&policy.topic),
-                max_delivery_attempts: i32::try_from(policy.max_delivery_attempts)
-                    .unwrap_or(i32::MAX),
-            }),
-        retry_policy: spec.retry_policy.map(|policy| pubsub::RetryPolicy {
-            minimum_backoff: Some(seconds(policy.minimum_backoff_secs)),
-            maximum_backoff: Some(seconds(policy.maximum_backoff_secs)),
-        }),
-        enable_message_ordering: spec.enable_message_ordering,
-        filter: spec.filter.clone(),
-        ..Default::default()
-    }
-}
-
-fn seconds(seconds: u32) -> ProtoDuration {
-    ProtoDuration {
-        seconds: i64::from(seconds),
-        nanos: 0,
     }
 }
 
@@ -188,6 +160,7 @@ impl PubsubService {
             metrics,
             streams: Arc::default(),
             shutdown,
+            catalog: Arc::default(),
         }
     }
 
@@ -230,14 +203,37 @@ impl PubsubService {
         }
     }
 
-    fn subscription_spec(&self, name: &str) -> Result<SubscriptionSpec, Status> {
+    fn find_topic(&self, name: &str) -> Option<TopicRecord> {
         self.broker
             .store()
-            .subscriptions()
+            .topics()
             .into_iter()
-            .find(|s| s.spec.name == name)
-            .map(|s| s.spec)
-            .ok_or_else(|| status::subscription_not_found(name))
+            .find(|topic| topic.name == name)
+    }
+
+    /// Returns the message retention of a topic, `None` when it has none or does not exist.
+    fn topic_retention(&self, name: &str) -> Option<u64> {
+        self.find_topic(name)
+            .and_then(|topic| topic.settings.message_retention_secs)
+    }
+
+    /// Returns the settings of a subscription as deliveries use them now.
+    fn live_spec(&self, name: &str) -> Result<SubscriptionSpec, Status> {
+        self.broker
+            .subscription_spec(name)
+            .map_err(|err| status::from_broker(&err))
+    }
+}
+
+/// Returns the paths of an update request's mask, which must name at least one field.
+/// `request` names the request type in the error, as Pub/Sub does.
+fn update_paths(mask: Option<&FieldMask>, request: &str) -> Result<Vec<String>, Status> {
+    match mask {
+        Some(mask) if !mask.paths.is_empty() => Ok(mask.paths.clone()),
+        _ => Err(Status::invalid_argument(format!(
+            "The update_mask in the {request} must be set, and must contain a non-empty paths \
+             list."
+        ))),
     }
 }
 
@@ -245,16 +241,20 @@ impl PubsubService {
 impl Publisher for PubsubService {
     async fn create_topic(
         &self,
-        _: Request<pubsub::Topic>,
+        request: Request<pubsub::Topic>,
     ) -> Result<Response<pubsub::Topic>, Status> {
-        Err(unimplemented("CreateTopic"))
+        topics::create(self, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn update_topic(
         &self,
-        _: Request<pubsub::UpdateTopicRequest>,
+        request: Request<pubsub::UpdateTopicRequest>,
     ) -> Result<Response<pubsub::Topic>, Status> {
-        Err(unimplemented("UpdateTopic"))
+        topics::update(self, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn publish(
@@ -311,67 +311,44 @@ impl Publisher for PubsubService {
         &self,
         request: Request<pubsub::GetTopicRequest>,
     ) -> Result<Response<pubsub::Topic>, Status> {
-        let name = names::topic(&request.get_ref().topic)?;
-        self.check_topic(&name)?;
-        Ok(Response::new(topic_of(&name)))
+        topics::get(self, request.get_ref()).map(Response::new)
     }
 
     async fn list_topics(
         &self,
-        _: Request<pubsub::ListTopicsRequest>,
+        request: Request<pubsub::ListTopicsRequest>,
     ) -> Result<Response<pubsub::ListTopicsResponse>, Status> {
-        let topics = self
-            .broker
-            .store()
-            .topics()
-            .iter()
-            .map(|t| topic_of(&t.name))
-            .collect();
-        Ok(Response::new(pubsub::ListTopicsResponse {
-            topics,
-            next_page_token: String::new(),
-        }))
+        topics::list(self, request.get_ref()).map(Response::new)
     }
 
     async fn list_topic_subscriptions(
         &self,
         request: Request<pubsub::ListTopicSubscriptionsRequest>,
     ) -> Result<Response<pubsub::ListTopicSubscriptionsResponse>, Status> {
-        let topic = names::topic(&request.get_ref().topic)?;
-        self.check_topic(&topic)?;
-        let subscriptions = self
-            .broker
-            .store()
-            .subscriptions()
-            .iter()
-            .filter(|s| s.spec.topic == topic)
-            .map(|s| names::subscription_resource(&s.spec.name))
-            .collect();
-        Ok(Response::new(pubsub::ListTopicSubscriptionsResponse {
-            subscriptions,
-            next_page_token: String::new(),
-        }))
+        topics::list_subscriptions(self, request.get_ref()).map(Response::new)
     }
 
     async fn list_topic_snapshots(
         &self,
-        _: Request<pubsub::ListTopicSnapshotsRequest>,
+        request: Request<pubsub::ListTopicSnapshotsRequest>,
     ) -> Result<Response<pubsub::ListTopicSnapshotsResponse>, Status> {
-        Err(unimplemented("ListTopicSnapshots"))
+        topics::list_snapshots(self, request.get_ref()).map(Response::new)
     }
 
     async fn delete_topic(
         &self,
-        _: Request<pubsub::DeleteTopicRequest>,
+        request: Request<pubsub::DeleteTopicRequest>,
     ) -> Result<Response<Empty>, Status> {
-        Err(unimplemented("DeleteTopic"))
+        topics::delete(self, request.get_ref())
+            .await
+            .map(Response::new)
     }
 
     async fn detach_subscription(
         &self,
-        _: Request<pubsub::DetachSubscriptionRequest>,
+        request: Request<pubsub::DetachSubscriptionRequest>,
     ) -> Result<Response<pubsub::DetachSubscriptionResponse>, Status> {
-        Err(unimplemented("DetachSubscription"))
+        subscriptions::detach(self, request.get_ref()).map(Response::new)
     }
 }
 
@@ -392,50 +369,43 @@ fn ack_deadline_seconds(value: i32, field: &str) -> Result<u32, Status> {
 impl Subscriber for PubsubService {
     async fn create_subscription(
         &self,
-        _: Request<pubsub::Subscription>,
+        request: Request<pubsub::Subscription>,
     ) -> Result<Response<pubsub::Subscription>, Status> {
-        Err(unimplemented("CreateSubscription"))
+        subscriptions::create(self, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn get_subscription(
         &self,
         request: Request<pubsub::GetSubscriptionRequest>,
     ) -> Result<Response<pubsub::Subscription>, Status> {
-        let name = names::subscription(&request.get_ref().subscription)?;
-        Ok(Response::new(subscription_of(
-            &self.subscription_spec(&name)?,
-        )))
+        subscriptions::get(self, request.get_ref()).map(Response::new)
     }
 
     async fn update_subscription(
         &self,
-        _: Request<pubsub::UpdateSubscriptionRequest>,
+        request: Request<pubsub::UpdateSubscriptionRequest>,
     ) -> Result<Response<pubsub::Subscription>, Status> {
-        Err(unimplemented("UpdateSubscription"))
+        subscriptions::update(self, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_subscriptions(
         &self,
-        _: Request<pubsub::ListSubscriptionsRequest>,
+        request: Request<pubsub::ListSubscriptionsRequest>,
     ) -> Result<Response<pubsub::ListSubscriptionsResponse>, Status> {
-        let subscriptions = self
-            .broker
-            .store()
-            .subscriptions()
-            .iter()
-            .map(|s| subscription_of(&s.spec))
-            .collect();
-        Ok(Response::new(pubsub::ListSubscriptionsResponse {
-            subscriptions,
-            next_page_token: String::new(),
-        }))
+        subscriptions::list(self, request.get_ref()).map(Response::new)
     }
 
     async fn delete_subscription(
         &self,
-        _: Request<pubsub::DeleteSubscriptionRequest>,
+        request: Request<pubsub::DeleteSubscriptionRequest>,
     ) -> Result<Response<Empty>, Status> {
-        Err(unimplemented("DeleteSubscription"))
+        subscriptions::delete(self, request.get_ref())
+            .await
+            .map(Response::new)
     }
 
     async fn modify_ack_deadline(
@@ -510,50 +480,58 @@ impl Subscriber for PubsubService {
 
     async fn modify_push_config(
         &self,
-        _: Request<pubsub::ModifyPushConfigRequest>,
+        request: Request<pubsub::ModifyPushConfigRequest>,
     ) -> Result<Response<Empty>, Status> {
-        Err(unimplemented("ModifyPushConfig"))
+        subscriptions::modify_push_config(self, request.get_ref())
+            .await
+            .map(Response::new)
     }
 
     async fn get_snapshot(
         &self,
-        _: Request<pubsub::GetSnapshotRequest>,
+        request: Request<pubsub::GetSnapshotRequest>,
     ) -> Result<Response<pubsub::Snapshot>, Status> {
-        Err(unimplemented("GetSnapshot"))
+        snapshots::get(self, request.get_ref()).map(Response::new)
     }
 
     async fn list_snapshots(
         &self,
-        _: Request<pubsub::ListSnapshotsRequest>,
+        request: Request<pubsub::ListSnapshotsRequest>,
     ) -> Result<Response<pubsub::ListSnapshotsResponse>, Status> {
-        Err(unimplemented("ListSnapshots"))
+        snapshots::list(self, request.get_ref()).map(Response::new)
     }
 
     async fn create_snapshot(
         &self,
-        _: Request<pubsub::CreateSnapshotRequest>,
+        request: Request<pubsub::CreateSnapshotRequest>,
     ) -> Result<Response<pubsub::Snapshot>, Status> {
-        Err(unimplemented("CreateSnapshot"))
+        snapshots::create(self, request.get_ref())
+            .await
+            .map(Response::new)
     }
 
     async fn update_snapshot(
         &self,
-        _: Request<pubsub::UpdateSnapshotRequest>,
+        request: Request<pubsub::UpdateSnapshotRequest>,
     ) -> Result<Response<pubsub::Snapshot>, Status> {
-        Err(unimplemented("UpdateSnapshot"))
+        snapshots::update(self, request.get_ref()).map(Response::new)
     }
 
     async fn delete_snapshot(
         &self,
-        _: Request<pubsub::DeleteSnapshotRequest>,
+        request: Request<pubsub::DeleteSnapshotRequest>,
     ) -> Result<Response<Empty>, Status> {
-        Err(unimplemented("DeleteSnapshot"))
+        snapshots::delete(self, request.get_ref())
+            .await
+            .map(Response::new)
     }
 
     async fn seek(
         &self,
-        _: Request<pubsub::SeekRequest>,
+        request: Request<pubsub::SeekRequest>,
     ) -> Result<Response<pubsub::SeekResponse>, Status> {
-        Err(unimplemented("Seek"))
+        snapshots::seek(self, request.get_ref())
+            .await
+            .map(Response::new)
     }
 }
