@@ -10,11 +10,15 @@
 //! photo. [`thumbnail::ThumbnailHandler`] reads each object finalized in a bucket and writes
 //! that copy into another bucket, or into the same one under a name prefix.
 //!
+//! [`push`] is the push client: it POSTs each message of a push subscription to its endpoint
+//! in Pub/Sub's push format, under the same runner.
+//!
 //! A message moves through them in this order: the broker delivers it to the runner,
 //! [`event::to_event`] converts it, [`contract::invoke`] runs the handler, and the runner
 //! acknowledges, retries or rejects the delivery according to the result.
 
 pub mod contract;
 pub mod event;
+pub mod push;
 pub mod runner;
 pub mod thumbnail;

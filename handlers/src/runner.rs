@@ -1,8 +1,10 @@
-//! The runner: serves one [`Broker`] subscription to one [`Handler`].
+//! The runner: serves one [`Broker`] subscription to one [`Handler`] or [`DeliveryHandler`].
 //!
 //! [`spawn`] starts a task that pulls deliveries, converts each message into `(data, context)`
 //! with [`to_event`] and calls the handler through [`invoke`], which turns a panic into a
-//! retryable error. At most [`RunnerOptions::concurrency`] events are handled at once, and the
+//! retryable error. [`spawn_for_deliveries`] does the same for a [`DeliveryHandler`], which
+//! receives each delivery as it is, with the subscription's settings; the push client in
+//! [`crate::push`] is one. At most [`RunnerOptions::concurrency`] events are handled at once, and the
 //! runner pulls only as many messages as it has free slots. While the handler runs, the
 //! runner extends the delivery's lease every half ack deadline so that the message is not
 //! delivered again meanwhile. The handler's result decides what happens to the delivery:
@@ -25,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use futures::FutureExt as _;
 use sluice_router::deliver::{Broker, BrokerError, Delivery};
 use sluice_router::store::SubscriptionSpec;
@@ -33,7 +36,7 @@ use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, error, info, warn, Instrument as _};
 
-use crate::contract::{invoke, EventContext, Handler, HandlerError};
+use crate::contract::{invoke, Handler, HandlerError};
 use crate::event::to_event;
 
 /// How long one pull waits for messages. The runner checks for shutdown between pulls, so this
@@ -50,6 +53,46 @@ const PULL_FAILURES_PER_WARNING: u64 = 60;
 /// The ack deadline assumed when the subscription's settings cannot be read: Pub/Sub's
 /// minimum and default.
 const FALLBACK_ACK_DEADLINE_SECS: u32 = 10;
+
+/// What a runner calls for each delivery.
+///
+/// [`spawn`] wraps a background function in one that converts the message with [`to_event`].
+/// Implement this trait directly to see the delivery itself: its delivery attempt, ordering key
+/// and attributes, which the `(data, context)` pair of a background function does not carry.
+#[async_trait]
+pub trait DeliveryHandler: Send + Sync + std::fmt::Debug {
+    /// Name of the handler, used in logs.
+    fn name(&self) -> &str;
+
+    /// Processes one delivery. `spec` holds the subscription's settings as read for this
+    /// delivery, or `None` when they could not be read. The result decides what happens to
+    /// the delivery, as the module documentation describes.
+    async fn handle_delivery(
+        &self,
+        delivery: &Delivery,
+        spec: Option<&SubscriptionSpec>,
+    ) -> Result<(), HandlerError>;
+}
+
+/// A background function seen as a [`DeliveryHandler`].
+#[derive(Debug)]
+struct EventHandler(Arc<dyn Handler>);
+
+#[async_trait]
+impl DeliveryHandler for EventHandler {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    async fn handle_delivery(
+        &self,
+        delivery: &Delivery,
+        _spec: Option<&SubscriptionSpec>,
+    ) -> Result<(), HandlerError> {
+        let (data, context) = to_event(&delivery.message);
+        invoke(self.0.as_ref(), &data, &context).await
+    }
+}
 
 /// Settings of a runner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +214,28 @@ pub fn spawn<F>(
 where
     F: Future + Send + 'static,
 {
+    let handler = Arc::new(EventHandler(handler));
+    spawn_for_deliveries(broker, subscription, handler, options, shutdown)
+}
+
+/// Starts a runner like [`spawn`] that passes each delivery to a [`DeliveryHandler`].
+///
+/// Unlike [`spawn`], it does not catch a panic of the handler. The panic ends the event's
+/// task and is logged, and the delivery's lease lapses, so the message is delivered again.
+///
+/// # Panics
+///
+/// Panics when called outside a Tokio runtime.
+pub fn spawn_for_deliveries<F>(
+    broker: Arc<Broker>,
+    subscription: String,
+    handler: Arc<dyn DeliveryHandler>,
+    options: RunnerOptions,
+    shutdown: F,
+) -> RunnerHandle
+where
+    F: Future + Send + 'static,
+{
     let stats = Arc::new(RunnerStats::default());
     let runner = Arc::new(Runner {
         broker,
@@ -187,7 +252,7 @@ where
 struct Runner {
     broker: Arc<Broker>,
     subscription: String,
-    handler: Arc<dyn Handler>,
+    handler: Arc<dyn DeliveryHandler>,
     options: RunnerOptions,
     stats: Arc<RunnerStats>,
 }
@@ -270,12 +335,12 @@ impl Runner {
 
     /// Handles one delivery and settles it with the broker.
     async fn process(self: Arc<Self>, delivery: Delivery) {
-        let (data, context) = to_event(&delivery.message);
+        // The message id is the event id of the background event that `to_event` builds.
         let span = tracing::info_span!(
             "event",
             subscription = %self.subscription,
             handler = self.handler.name(),
-            event_id = %context.event_id,
+            event_id = %delivery.message.id(),
             attempt = delivery.attempts(),
         );
         async {
@@ -286,9 +351,7 @@ impl Runner {
                     None
                 }
             };
-            let result = self
-                .invoke_with_lease(&delivery, &data, &context, spec.as_ref())
-                .await;
+            let result = self.handle_with_lease(&delivery, spec.as_ref()).await;
             match result {
                 Ok(()) => self.acknowledge(&delivery).await,
                 Err(HandlerError::Permanent(reason)) => self.reject(&delivery, &reason).await,
@@ -303,11 +366,9 @@ impl Runner {
 
     /// Runs the handler and extends the delivery's lease every half ack deadline until it
     /// returns.
-    async fn invoke_with_lease(
+    async fn handle_with_lease(
         &self,
         delivery: &Delivery,
-        data: &[u8],
-        context: &EventContext,
         spec: Option<&SubscriptionSpec>,
     ) -> Result<(), HandlerError> {
         let deadline_secs = spec.map_or(FALLBACK_ACK_DEADLINE_SECS, |s| s.ack_deadline_secs);
@@ -316,7 +377,7 @@ impl Runner {
         let mut lease_ticks = tokio::time::interval_at(Instant::now() + period, period);
         lease_ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
-        let handling = invoke(self.handler.as_ref(), data, context);
+        let handling = self.handler.handle_delivery(delivery, spec);
         tokio::pin!(handling);
         loop {
             tokio::select! {
@@ -427,8 +488,9 @@ impl Runner {
     }
 
     fn log_task_end(&self, result: Result<(), JoinError>) {
-        // Handler panics are caught by `invoke`, so a panic here comes from the runner's own
-        // code. The delivery's lease lapses and the message is delivered again.
+        // Background functions' panics are caught by `invoke`, so a panic here comes from the
+        // runner's own code or from a `DeliveryHandler`. The delivery's lease lapses and the
+        // message is delivered again.
         if let Err(err) = result {
             error!(subscription = %self.subscription, handler = self.handler.name(), error = %err, "event task failed");
         }

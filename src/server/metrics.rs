@@ -4,6 +4,7 @@
 //! read from the broker at scrape time by [`BrokerCollector`], so that the broker keeps its
 //! own counters and nothing is counted twice.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::collector::Collector;
@@ -12,6 +13,7 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
+use sluice_handlers::push::PushStats;
 use sluice_handlers::runner::RunnerStats;
 use sluice_router::deliver::{Broker, SubscriptionStats};
 
@@ -52,10 +54,16 @@ pub(crate) struct Metrics {
     pub(crate) publishes: Family<TopicLabel, Counter>,
     /// The counters of the built-in handlers' runners, read at scrape time.
     handler_runs: HandlerRuns,
+    /// The push outcomes of each push subscription, read at scrape time.
+    push_stats: PushStatsBySubscription,
 }
 
 /// The runners of the built-in handlers: subscription, handler name and counters.
 type HandlerRuns = Arc<Mutex<Vec<(String, String, Arc<RunnerStats>)>>>;
+
+/// Push counters by subscription. They are kept when a subscription's push runner stops, so
+/// that a restarted runner counts on from where the last one ended.
+type PushStatsBySubscription = Arc<Mutex<BTreeMap<String, Arc<PushStats>>>>;
 
 impl Metrics {
     /// Registers every metric, including the per-subscription figures read from `broker`.
@@ -92,6 +100,10 @@ impl Metrics {
         registry.register_collector(Box::new(HandlerCollector {
             runs: handler_runs.clone(),
         }));
+        let push_stats = PushStatsBySubscription::default();
+        registry.register_collector(Box::new(PushCollector {
+            stats: push_stats.clone(),
+        }));
         Metrics {
             registry,
             entries_in,
@@ -100,7 +112,18 @@ impl Metrics {
             sink_matches,
             publishes,
             handler_runs,
+            push_stats,
         }
+    }
+
+    /// Returns the push counters of a subscription, which the scrape reports from now on.
+    pub(crate) fn push_stats(&self, subscription: &str) -> Arc<PushStats> {
+        self.push_stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(subscription.to_owned())
+            .or_default()
+            .clone()
     }
 
     /// Adds the counters of a started handler runner to the scrape.
@@ -252,5 +275,44 @@ impl Collector for HandlerCollector {
             panics.metric_type(),
         )?;
         panics.encode(descriptor)
+    }
+}
+
+/// Reads the push subscriptions' counters on each scrape.
+#[derive(Debug)]
+struct PushCollector {
+    stats: PushStatsBySubscription,
+}
+
+impl Collector for PushCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering;
+
+        type PushMetric = (&'static str, &'static str, fn(&PushStats) -> u64);
+
+        let stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        let counters: [PushMetric; 2] = [
+            (
+                "push_succeeded",
+                "Push requests answered with an acknowledging status",
+                |s| s.succeeded.load(Ordering::Relaxed),
+            ),
+            (
+                "push_failed",
+                "Push requests that failed: another status, a connection error or a timeout",
+                |s| s.failed.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, read) in counters {
+            let metric = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+            for (subscription, counters) in stats.iter() {
+                let label = SubscriptionLabel {
+                    subscription: subscription.clone(),
+                };
+                ConstCounter::new(read(counters)).encode(family.encode_family(&label)?)?;
+            }
+        }
+        Ok(())
     }
 }

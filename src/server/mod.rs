@@ -11,7 +11,8 @@
 //!   `/v1/projects/` (see [`pubsub_rest`]), `GET /healthz` and `GET /metrics`.
 //!
 //! It also starts one runner per subscription that names a built-in handler (see
-//! [`handlers`]), which pulls the subscription's messages inside the process.
+//! [`handlers`]), which pulls the subscription's messages inside the process, and one per
+//! subscription with a push config, which POSTs them to its endpoint (see [`push`]).
 //!
 //! SIGINT or SIGTERM stops accepting connections and the runners' pulls, lets open requests
 //! and the events being handled finish for up to [`GRACE_PERIOD`] each, stops the lease timers and flushes the store before the process exits.
@@ -27,6 +28,7 @@ pub(crate) mod metrics;
 mod names;
 mod pubsub;
 mod pubsub_rest;
+mod push;
 mod status;
 mod storage;
 
@@ -324,6 +326,11 @@ pub(crate) async fn start(
         &service.metrics,
         || wait_for(stopped.clone()),
     );
+    let pushes = push::start(
+        service.broker.clone(),
+        service.metrics.clone(),
+        wait_for(stopped.clone()),
+    )?;
     let app = app(&service, options.max_upload_bytes);
     let task = tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -339,7 +346,7 @@ pub(crate) async fn start(
         }
         // The runners stopped pulling at the signal. Their events in flight get up to one
         // more grace period to finish, while the lease timers still run.
-        runners.stop(GRACE_PERIOD).await;
+        tokio::join!(runners.stop(GRACE_PERIOD), pushes.stop(GRACE_PERIOD));
         maintenance.abort();
         service
             .broker

@@ -53,6 +53,28 @@ def request_counts():
         return {code: len(Endpoints.bodies.get(code, [])) for code in STATUS_CODES}
 
 
+def modify_push_config(rec, clients):
+    """Turn the 500 subscription into a pull subscription and pull its nacked message."""
+    subscription = subscription_path("diff-push-500")
+    rec.call(
+        "push.modify_to_pull",
+        {"subscription": subscription, "push_config": {}},
+        lambda r: clients.subscriber.modify_push_config(request=r),
+    )
+    received = clients.pull_until(subscription, 1)
+    rec.record(
+        "push.pull_after_modify",
+        {"subscription": subscription},
+        {"ok": [m.message.data.decode() for m in received]},
+    )
+    clients.ack(subscription, received)
+    rec.call(
+        "push.get_after_modify",
+        {"subscription": subscription},
+        lambda r: clients.subscriber.get_subscription(request=r),
+    )
+
+
 def main():
     rec = Recorder()
     clients = Clients()
@@ -100,6 +122,7 @@ def main():
         {"subscription": subscription_path("diff-push-200")},
         lambda r: clients.subscriber.get_subscription(request=r),
     )
+    modify_push_config(rec, clients)
     server.shutdown()
     rec.dump()
 

@@ -10,6 +10,7 @@ snapshots, and subscription filters. Every step runs even when an earlier one fa
 that one missing feature does not hide the other differences.
 """
 
+import datetime
 import time
 
 from google.protobuf import timestamp_pb2
@@ -26,6 +27,8 @@ from differential_record import (
 )
 
 TOPIC = topic_path("diff-topic")
+# The dead-letter topic of the subscriptions that the administration steps create.
+DEAD_LETTER_TOPIC = topic_path("diff-dead-letter")
 SUBSCRIPTION = subscription_path("diff-sub")
 # How long the filter step waits for messages that sluice filters out and the emulator
 # delivers.
@@ -40,14 +43,14 @@ def topics(rec, clients):
 
     rec.call("topic.create", {"name": TOPIC}, create)
     rec.call(
-        "topic.create_with_fields",
-        {
-            "name": topic_path("diff-labelled"),
-            "labels": {"team": "diff"},
-            "message_retention_duration": {"seconds": 7200},
-        },
+        "topic.create_with_retention",
+        {"name": DEAD_LETTER_TOPIC, "message_retention_duration": {"seconds": 7200}},
         create,
     )
+    labelled = topic_path("diff-labelled")
+    if rec.call("topic.create_with_labels", {"name": labelled, "labels": {"team": "diff"}}, create):
+        # Delete it again, so that a server without labels differs in this step only.
+        publisher.delete_topic(topic=labelled)
     rec.call("topic.create_existing", {"name": TOPIC}, create)
     # Resource names need 3 to 255 characters and must not start with "goog".
     rec.call("topic.create_short_name", {"name": topic_path("t1")}, create)
@@ -64,6 +67,11 @@ def topics(rec, clients):
         "topic.list",
         {"project": "projects/local"},
         lambda r: sorted(t.name for t in publisher.list_topics(request=r)),
+    )
+    rec.call(
+        "topic.list_pages",
+        {"project": "projects/local", "page_size": 1},
+        lambda r: page_sizes(publisher.list_topics(request=r), "topics"),
     )
 
     def update(request):
@@ -96,6 +104,11 @@ def topics(rec, clients):
     rec.call("topic.get_after_update", {"topic": TOPIC}, lambda r: publisher.get_topic(request=r))
 
 
+def page_sizes(pager, field):
+    """The number of items on each page of a listing, which shows how page tokens work."""
+    return [len(getattr(page, field)) for page in pager.pages]
+
+
 def create_subscription(clients):
     return lambda request: clients.subscriber.create_subscription(request=request)
 
@@ -118,17 +131,23 @@ def subscriptions(rec, clients):
             "ack_deadline_seconds": 30,
             "retain_acked_messages": True,
             "message_retention_duration": {"seconds": 3600},
-            "labels": {"team": "diff"},
             "enable_message_ordering": True,
             "filter": 'attributes.kind = "keep"',
             "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 5}},
             "dead_letter_policy": {
-                "dead_letter_topic": topic_path("diff-labelled"),
+                "dead_letter_topic": DEAD_LETTER_TOPIC,
                 "max_delivery_attempts": 7,
             },
         },
         create,
     )
+    labelled = subscription_path("diff-labelled")
+    if rec.call(
+        "subscription.create_with_labels",
+        {"name": labelled, "topic": TOPIC, "labels": {"team": "diff"}},
+        create,
+    ):
+        subscriber.delete_subscription(subscription=labelled)
     rec.call("subscription.create_existing", {"name": SUBSCRIPTION, "topic": TOPIC}, create)
     rec.call(
         "subscription.create_missing_topic",
@@ -161,7 +180,7 @@ def subscriptions(rec, clients):
                 "name": subscription_path(f"diff-dla-{attempts}"),
                 "topic": TOPIC,
                 "dead_letter_policy": {
-                    "dead_letter_topic": topic_path("diff-labelled"),
+                    "dead_letter_topic": DEAD_LETTER_TOPIC,
                     "max_delivery_attempts": attempts,
                 },
             },
@@ -208,6 +227,11 @@ def subscriptions(rec, clients):
         lambda r: sorted(s.name for s in subscriber.list_subscriptions(request=r)),
     )
     rec.call(
+        "subscription.list_pages",
+        {"project": "projects/local", "page_size": 1},
+        lambda r: page_sizes(subscriber.list_subscriptions(request=r), "subscriptions"),
+    )
+    rec.call(
         "topic.list_subscriptions",
         {"topic": TOPIC},
         lambda r: sorted(clients.publisher.list_topic_subscriptions(request=r)),
@@ -238,7 +262,7 @@ def update_subscription(rec, clients):
             "subscription": {
                 "name": SUBSCRIPTION,
                 "dead_letter_policy": {
-                    "dead_letter_topic": topic_path("diff-labelled"),
+                    "dead_letter_topic": DEAD_LETTER_TOPIC,
                     "max_delivery_attempts": 10,
                 },
                 "retry_policy": {"minimum_backoff": {"seconds": 2}},
@@ -277,10 +301,18 @@ def update_subscription(rec, clients):
         },
         update,
     )
-    rec.call(
+    subscription = rec.call(
         "subscription.get_after_update",
         {"subscription": SUBSCRIPTION},
         lambda r: subscriber.get_subscription(request=r),
+    )
+    # An output-only field: the service sets it to the retention of the topic, which
+    # topic.update_retention set to 3600 s.
+    retention = to_json(subscription).get("topic_message_retention_duration") if subscription else None
+    rec.record(
+        "subscription.topic_message_retention",
+        {"subscription": SUBSCRIPTION, "field": "topic_message_retention_duration"},
+        {"ok": retention},
     )
 
 
@@ -495,12 +527,12 @@ def dead_letter(rec, clients):
         },
         create_subscription(clients),
     )
-    response = rec.call(
+    rec.call(
         "dead_letter.publish",
         {"topic": topic, "messages": [{"data": b"poison", "attributes": {"origin": "diff"}}]},
         clients.publish,
     )
-    original_id = response.message_ids[0] if response is not None else None
+    publish_times = []
     attempts = []
     dead = []
     # Five deliveries with backoffs of at most 1 s take about 8 s on the emulator.
@@ -508,6 +540,7 @@ def dead_letter(rec, clients):
     while not dead and time.monotonic() < deadline:
         for message in clients.pull_now(subscription).received_messages:
             attempts.append(message.delivery_attempt)
+            publish_times.append(message.message.publish_time)
             clients.subscriber.modify_ack_deadline(
                 subscription=subscription, ack_ids=[message.ack_id], ack_deadline_seconds=0
             )
@@ -521,11 +554,21 @@ def dead_letter(rec, clients):
         {"ok": [message_view(m) for m in dead]},
     )
     rec.record(
-        "dead_letter.new_message_id",
+        "dead_letter.source_publish_time",
         {"subscription": dead_subscription},
-        {"ok": [m.message.message_id != original_id for m in dead]},
+        {"ok": [source_publish_time_matches(m, publish_times) for m in dead]},
     )
     clients.ack(dead_subscription, dead)
+
+
+def source_publish_time_matches(dead, publish_times):
+    """Whether CloudPubSubDeadLetterSourceTopicPublishTime is the publish time of the
+    original message, to the millisecond that the emulator keeps."""
+    text = dead.message.attributes.get("CloudPubSubDeadLetterSourceTopicPublishTime")
+    if text is None or not publish_times:
+        return False
+    source = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return abs((source - publish_times[0]).total_seconds()) < 0.001
 
 
 def timestamp(seconds):
@@ -572,9 +615,10 @@ def seek(rec, clients):
         {"subscription": retained},
         {"ok": sorted(m.message.data.decode() for m in again)},
     )
+    time.sleep(0.2)
     rec.call(
         "seek.time_after_publish",
-        {"subscription": retained, "time": timestamp(time.time() + 1)},
+        {"subscription": retained, "time": timestamp(time.time())},
         seek_call,
     )
     rec.call(
