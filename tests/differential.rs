@@ -59,21 +59,13 @@ struct Intended {
 const INTENDED: &[Intended] = &[
     Intended {
         step: "subscription.create_ack_deadline_5",
-        reason: "ack deadline range: the emulator accepts 0 to 600 s, the service and sluice 10 to 600 s",
-        check: |emulator, sluice| {
-            let mut problems = expect_ok_field(emulator, "emulator", "ack_deadline_seconds", &json!(5));
-            problems.extend(expect_error(sluice, "sluice", "INVALID_ARGUMENT"));
-            problems
-        },
+        reason: ACK_DEADLINE_RANGE,
+        check: check_ack_deadline_5,
     },
     Intended {
         step: "subscription.update_ack_deadline_5",
-        reason: "ack deadline range: the emulator accepts 0 to 600 s, the service and sluice 10 to 600 s",
-        check: |emulator, sluice| {
-            let mut problems = expect_ok_field(emulator, "emulator", "ack_deadline_seconds", &json!(5));
-            problems.extend(expect_error(sluice, "sluice", "INVALID_ARGUMENT"));
-            problems
-        },
+        reason: ACK_DEADLINE_RANGE,
+        check: check_ack_deadline_5,
     },
     Intended {
         step: "modack.deadline_700",
@@ -149,6 +141,17 @@ const INTENDED: &[Intended] = &[
         },
     },
 ];
+
+const ACK_DEADLINE_RANGE: &str =
+    "ack deadline range: the emulator accepts 0 to 600 s, the service and sluice 10 to 600 s";
+
+/// Checks a subscription with `ack_deadline_seconds` 5: the emulator accepts it and sluice
+/// rejects it.
+fn check_ack_deadline_5(emulator: &Value, sluice: &Value) -> Vec<String> {
+    let mut problems = expect_ok_field(emulator, "emulator", "ack_deadline_seconds", &json!(5));
+    problems.extend(expect_error(sluice, "sluice", "INVALID_ARGUMENT"));
+    problems
+}
 
 #[test]
 fn scenario_matches_emulator() {

@@ -15,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from differential_record import Clients, Recorder, subscription_path, topic_path
 
-# Status codes the endpoints respond with: 200 acknowledges and 500 nacks everywhere, 202 and 203 differ
-# between the service and the emulator.
+# Status codes the endpoints respond with: 200 acknowledges and 500 nacks everywhere, and 202
+# and 203 differ between the service and the emulator.
 STATUS_CODES = [200, 202, 203, 500]
 # The retry backoff of the push subscriptions, so that a nacked message comes back quickly.
 BACKOFF = {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 1}}
@@ -51,6 +51,15 @@ class Endpoints(BaseHTTPRequestHandler):
 def request_counts():
     with Endpoints.lock:
         return {code: len(Endpoints.bodies.get(code, [])) for code in STATUS_CODES}
+
+
+def outcome(request_count):
+    """What the requests an endpoint received show about its status code."""
+    if request_count == 0:
+        return "none"
+    if request_count == 1:
+        return "acknowledged"
+    return "redelivered"
 
 
 def modify_push_config(rec, clients):
@@ -108,10 +117,7 @@ def main():
         time.sleep(0.1)
     time.sleep(SETTLE_SECS)
     counts = request_counts()
-    outcomes = {
-        str(code): "none" if count == 0 else "acknowledged" if count == 1 else "redelivered"
-        for code, count in counts.items()
-    }
+    outcomes = {str(code): outcome(count) for code, count in counts.items()}
     rec.record("push.outcomes", {"status_codes": STATUS_CODES}, {"ok": outcomes})
     with Endpoints.lock:
         first = (Endpoints.bodies.get(200) or [None])[0]

@@ -92,7 +92,8 @@ class Recorder:
         except exceptions.GoogleAPICallError as error:
             self.record(f"{name}.aborted", {}, error_result(error))
         except Exception as error:  # noqa: BLE001 - recorded for the comparison
-            self.record(f"{name}.aborted", {}, {"error": type(error).__name__, "message": str(error)})
+            result = {"error": type(error).__name__, "message": str(error)}
+            self.record(f"{name}.aborted", {}, result)
 
     def dump(self):
         """Print the recording as one JSON line, the last line of the output."""

@@ -162,7 +162,11 @@ def subscriptions(rec, clients):
     for name, seconds in [("700", 700), ("negative", -1)]:
         rec.call(
             f"subscription.create_ack_deadline_{name}",
-            {"name": subscription_path(f"diff-ack-{name}"), "topic": TOPIC, "ack_deadline_seconds": seconds},
+            {
+                "name": subscription_path(f"diff-ack-{name}"),
+                "topic": TOPIC,
+                "ack_deadline_seconds": seconds,
+            },
             create,
         )
     created = rec.call(
@@ -209,13 +213,21 @@ def subscriptions(rec, clients):
     )
     created = rec.call(
         "subscription.create_bad_filter",
-        {"name": subscription_path("diff-bad-filter"), "topic": TOPIC, "filter": "attributes.kind ="},
+        {
+            "name": subscription_path("diff-bad-filter"),
+            "topic": TOPIC,
+            "filter": "attributes.kind =",
+        },
         create,
     )
     if created is not None:
         subscriber.delete_subscription(subscription=subscription_path("diff-bad-filter"))
 
-    rec.call("subscription.get", {"subscription": SUBSCRIPTION}, lambda r: subscriber.get_subscription(request=r))
+    rec.call(
+        "subscription.get",
+        {"subscription": SUBSCRIPTION},
+        lambda r: subscriber.get_subscription(request=r),
+    )
     rec.call(
         "subscription.get_missing",
         {"subscription": subscription_path("missing-sub")},
@@ -268,7 +280,9 @@ def update_subscription(rec, clients):
                 "retry_policy": {"minimum_backoff": {"seconds": 2}},
                 "retain_acked_messages": True,
             },
-            "update_mask": {"paths": ["dead_letter_policy", "retry_policy", "retain_acked_messages"]},
+            "update_mask": {
+                "paths": ["dead_letter_policy", "retry_policy", "retain_acked_messages"]
+            },
         },
         update,
     )
@@ -308,7 +322,9 @@ def update_subscription(rec, clients):
     )
     # An output-only field: the service sets it to the retention of the topic, which
     # topic.update_retention set to 3600 s.
-    retention = to_json(subscription).get("topic_message_retention_duration") if subscription else None
+    retention = None
+    if subscription is not None:
+        retention = to_json(subscription).get("topic_message_retention_duration")
     rec.record(
         "subscription.topic_message_retention",
         {"subscription": SUBSCRIPTION, "field": "topic_message_retention_duration"},
@@ -402,7 +418,11 @@ def ack_errors(rec, clients, subscription):
     )
     rec.call(
         "pull.missing_subscription",
-        {"subscription": subscription_path("missing-sub"), "max_messages": 1, "return_immediately": True},
+        {
+            "subscription": subscription_path("missing-sub"),
+            "max_messages": 1,
+            "return_immediately": True,
+        },
         lambda r: subscriber.pull(request=r),
     )
 
@@ -445,7 +465,8 @@ def nack_and_extend(rec, clients, subscription, received):
         {
             "ok": {
                 "messages": by_data([message_view(m) for m in again]),
-                "same_message": [m.message.message_id for m in again] == [nacked.message.message_id],
+                "same_message": [m.message.message_id for m in again]
+                == [nacked.message.message_id],
                 "new_ack_id": all(m.ack_id != nacked.ack_id for m in again),
             }
         },
@@ -527,26 +548,16 @@ def dead_letter(rec, clients):
         },
         create_subscription(clients),
     )
+
     rec.call(
         "dead_letter.publish",
         {"topic": topic, "messages": [{"data": b"poison", "attributes": {"origin": "diff"}}]},
         clients.publish,
     )
-    publish_times = []
-    attempts = []
-    dead = []
-    # Five deliveries with backoffs of at most 1 s take about 8 s on the emulator.
-    deadline = time.monotonic() + 30.0
-    while not dead and time.monotonic() < deadline:
-        for message in clients.pull_now(subscription).received_messages:
-            attempts.append(message.delivery_attempt)
-            publish_times.append(message.message.publish_time)
-            clients.subscriber.modify_ack_deadline(
-                subscription=subscription, ack_ids=[message.ack_id], ack_deadline_seconds=0
-            )
-        dead = list(clients.pull_now(dead_subscription).received_messages)
-        if not dead:
-            time.sleep(0.1)
+    attempts, publish_times, dead = nack_until_dead_lettered(
+        clients, subscription, dead_subscription
+    )
+
     rec.record("dead_letter.delivery_attempts", {"subscription": subscription}, {"ok": attempts})
     rec.record(
         "dead_letter.forwarded",
@@ -559,6 +570,29 @@ def dead_letter(rec, clients):
         {"ok": [source_publish_time_matches(m, publish_times) for m in dead]},
     )
     clients.ack(dead_subscription, dead)
+
+
+def nack_until_dead_lettered(clients, subscription, dead_subscription):
+    """Nack every delivery on `subscription` until a message arrives on
+    `dead_subscription`. Return the delivery attempts, the publish times seen and the
+    dead-lettered messages."""
+    publish_times = []
+    attempts = []
+    dead = []
+    # Five deliveries with backoffs of at most 1 s took about 8 s on the emulator.
+    deadline = time.monotonic() + 30.0
+    while not dead and time.monotonic() < deadline:
+        for message in clients.pull_now(subscription).received_messages:
+            attempts.append(message.delivery_attempt)
+            publish_times.append(message.message.publish_time)
+            clients.subscriber.modify_ack_deadline(
+                subscription=subscription, ack_ids=[message.ack_id], ack_deadline_seconds=0
+            )
+
+        dead = list(clients.pull_now(dead_subscription).received_messages)
+        if not dead:
+            time.sleep(0.1)
+    return attempts, publish_times, dead
 
 
 def source_publish_time_matches(dead, publish_times):
@@ -608,7 +642,11 @@ def seek(rec, clients):
     def seek_call(request):
         return subscriber.seek(request=request)
 
-    rec.call("seek.time_before_publish", {"subscription": retained, "time": timestamp(before)}, seek_call)
+    rec.call(
+        "seek.time_before_publish",
+        {"subscription": retained, "time": timestamp(before)},
+        seek_call,
+    )
     again = clients.pull_until(retained, 2)
     rec.record(
         "seek.redelivered_after_seek_back",
@@ -646,7 +684,10 @@ def snapshots(rec, clients, topic, subscription, seek_call):
     rec.call("snapshot.create_existing", {"name": snapshot, "subscription": subscription}, create)
     rec.call(
         "snapshot.create_missing_subscription",
-        {"name": snapshot_path("diff-snapshot-2"), "subscription": subscription_path("missing-sub")},
+        {
+            "name": snapshot_path("diff-snapshot-2"),
+            "subscription": subscription_path("missing-sub"),
+        },
         create,
     )
     rec.call(
@@ -777,7 +818,11 @@ def deletion(rec, clients):
     )
     rec.call(
         "subscription.pull_of_deleted_topic",
-        {"subscription": subscription_path("diff-full"), "max_messages": 1, "return_immediately": True},
+        {
+            "subscription": subscription_path("diff-full"),
+            "max_messages": 1,
+            "return_immediately": True,
+        },
         lambda r: subscriber.pull(request=r),
     )
     rec.call("topic.create_again", {"name": TOPIC}, lambda r: publisher.create_topic(request=r))
