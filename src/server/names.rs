@@ -141,7 +141,7 @@ pub(crate) fn in_project(store_name: &str, project: &str) -> bool {
     project_of(store_name).0 == project
 }
 
-/// The full resource name of a topic. The topic that Pub/Sub gives the subscriptions of a
+/// Returns the full resource name of a topic. The topic that Pub/Sub gives the subscriptions of a
 /// deleted topic, `_deleted-topic_`, is written as it is.
 pub(crate) fn topic_resource(store_name: &str) -> String {
     if store_name == DELETED_TOPIC {
@@ -150,12 +150,12 @@ pub(crate) fn topic_resource(store_name: &str) -> String {
     resource(store_name, Collection::Topics)
 }
 
-/// The full resource name of a subscription.
+/// Returns the full resource name of a subscription.
 pub(crate) fn subscription_resource(store_name: &str) -> String {
     resource(store_name, Collection::Subscriptions)
 }
 
-/// The full resource name of a snapshot.
+/// Returns the full resource name of a snapshot.
 pub(crate) fn snapshot_resource(store_name: &str) -> String {
     resource(store_name, Collection::Snapshots)
 }

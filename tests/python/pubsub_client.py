@@ -55,8 +55,8 @@ class Receiver:
         else:
             message.nack()
 
-    def wait(self, what):
-        check(self.done.wait(ARRIVAL_SECS), f"timed out waiting for {what}")
+    def wait(self, description):
+        check(self.done.wait(ARRIVAL_SECS), f"timed out waiting for {description}")
         # The client sends acks in batches about every 100 ms; let the last one go out.
         time.sleep(1)
 
@@ -82,6 +82,7 @@ def admin_round_trip(publisher, subscriber):
     topic, subscription = create_pair(
         publisher, subscriber, "py-admin", ack_deadline_seconds=30
     )
+
     try:
         publisher.create_topic(name=topic)
         check(False, "creating an existing topic should fail")
@@ -94,6 +95,7 @@ def admin_round_trip(publisher, subscriber):
         check(False, "getting a missing subscription should fail")
     except exceptions.NotFound as err:
         check("Subscription does not exist" in err.message, f"message: {err.message}")
+
     fetched = subscriber.get_subscription(subscription=subscription)
     check(fetched.ack_deadline_seconds == 30, f"ack deadline {fetched.ack_deadline_seconds}")
     updated = subscriber.update_subscription(
@@ -103,10 +105,13 @@ def admin_round_trip(publisher, subscriber):
         }
     )
     check(updated.ack_deadline_seconds == 45, f"updated to {updated.ack_deadline_seconds}")
-    topics = [t.name for t in publisher.list_topics(request={"project": f"projects/{PROJECT}", "page_size": 1})]
+
+    listing = publisher.list_topics(request={"project": f"projects/{PROJECT}", "page_size": 1})
+    topics = [t.name for t in listing]
     check(topic in topics, f"{topic} listed across pages: {topics}")
     subscriptions = list(publisher.list_topic_subscriptions(request={"topic": topic}))
     check(subscriptions == [subscription], f"topic subscriptions: {subscriptions}")
+
     subscriber.delete_subscription(subscription=subscription)
     publisher.delete_topic(topic=topic)
     report("admin", topics_listed=len(topics))

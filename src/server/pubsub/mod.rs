@@ -69,8 +69,8 @@ pub(crate) struct PubsubService {
     /// Becomes true when the server shuts down; open StreamingPull streams then end with
     /// UNAVAILABLE, so that the graceful shutdown does not wait for their clients.
     shutdown: watch::Receiver<bool>,
-    /// Held by the admin calls that check the catalog and then change it, so that, for one,
-    /// two CreateTopic calls for the same name cannot both succeed.
+    /// Held by the admin calls that check the catalog and then change it, so that two
+    /// CreateTopic calls for the same name cannot both succeed.
     catalog: Arc<Mutex<()>>,
 }
 

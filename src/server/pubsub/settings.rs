@@ -3,7 +3,7 @@
 //! and their conversion to the store's types.
 //!
 //! Where Google's emulator (0.8.20) words an error, the message starts with its wording;
-//! the rest says what to send instead.
+//! the rest explains what to send instead.
 
 use std::ops::RangeInclusive;
 
@@ -77,7 +77,7 @@ fn retention(duration: &ProtoDuration) -> Result<u64, Status> {
 }
 
 /// Returns a dead-letter policy with its topic's store name, or `None` for none.
-/// `topic_exists` tells whether a topic of that store name exists.
+/// `topic_exists` returns whether a topic of that store name exists.
 ///
 /// # Errors
 ///
