@@ -322,8 +322,6 @@ async fn collect_pages(
 }
 
 #[tokio::test]
-// TODO: remove the ignore once the gRPC service does what the test needs.
-#[ignore = "the gRPC service still returns every list in one page"]
 async fn lists_are_paginated() {
     let server = TestServer::start(Some(CONFIG));
     let rest = Rest::new(&server);
@@ -365,8 +363,6 @@ async fn lists_are_paginated() {
 }
 
 #[tokio::test]
-// TODO: remove the ignore once the gRPC service does what the test needs.
-#[ignore = "the gRPC service still answers the admin RPCs with UNIMPLEMENTED"]
 async fn topic_lifecycle() {
     let server = TestServer::start(None);
     let rest = Rest::new(&server);
@@ -422,8 +418,6 @@ async fn topic_lifecycle() {
 }
 
 #[tokio::test]
-// TODO: remove the ignore once the gRPC service does what the test needs.
-#[ignore = "the gRPC service still answers the admin RPCs with UNIMPLEMENTED"]
 async fn subscription_lifecycle_in_both_spellings() {
     let server = TestServer::start(Some(CONFIG));
     let rest = Rest::new(&server);
@@ -532,8 +526,6 @@ async fn subscription_lifecycle_in_both_spellings() {
 }
 
 #[tokio::test]
-// TODO: remove the ignore once the gRPC service does what the test needs.
-#[ignore = "the gRPC service still answers the admin RPCs with UNIMPLEMENTED"]
 async fn snapshots_and_seek() {
     let server = TestServer::start(Some(CONFIG));
     let rest = Rest::new(&server);
