@@ -68,6 +68,16 @@ const INTENDED: &[Intended] = &[
         check: check_ack_deadline_5,
     },
     Intended {
+        step: "topic.create_with_labels",
+        reason: LABELS,
+        check: check_labels,
+    },
+    Intended {
+        step: "subscription.create_with_labels",
+        reason: LABELS,
+        check: check_labels,
+    },
+    Intended {
         step: "modack.deadline_700",
         reason: "ack deadline range: the emulator accepts any deadline change of 0 s or more, \
               the service and sluice at most 600 s",
@@ -144,6 +154,15 @@ const INTENDED: &[Intended] = &[
 
 const ACK_DEADLINE_RANGE: &str =
     "ack deadline range: the emulator accepts 0 to 600 s, the service and sluice 10 to 600 s";
+
+const LABELS: &str = "labels: the emulator stores them, sluice rejects them";
+
+/// Checks a resource created with labels: the emulator returns them and sluice rejects them.
+fn check_labels(emulator: &Value, sluice: &Value) -> Vec<String> {
+    let mut problems = expect_ok_field(emulator, "emulator", "labels", &json!({"team": "diff"}));
+    problems.extend(expect_error(sluice, "sluice", "INVALID_ARGUMENT"));
+    problems
+}
 
 /// Checks a subscription with `ack_deadline_seconds` 5: the emulator accepts it and sluice
 /// rejects it.
@@ -350,22 +369,27 @@ enum Side {
     Sluice,
 }
 
-/// Returns a copy of a result without the output-only fields of subscriptions that the
-/// emulator leaves unset and the service fills in, after checking them on each side:
-/// `state` must be absent on the emulator and `ACTIVE` on sluice. The scenario compares
-/// `topic_message_retention_duration` in a step of its own.
+/// Returns a copy of a result without the subscription fields that the emulator leaves
+/// unset and sluice fills in, after checking them on each side: `state` must be absent on
+/// the emulator and `ACTIVE` on sluice, and `expiration_policy` absent on the emulator and
+/// without a ttl on sluice. The scenario compares `topic_message_retention_duration` in a
+/// step of its own.
 fn strip_output_only(result: &Value, side: Side, problems: &mut Vec<String>) -> Value {
     match result {
         Value::Object(fields) => {
             let is_subscription = fields.contains_key("ack_deadline_seconds");
             if is_subscription {
                 check_state(fields.get("state"), side, problems);
+                check_expiration_policy(fields.get("expiration_policy"), side, problems);
             }
             fields
                 .iter()
                 .filter(|(key, _)| {
                     !(is_subscription
-                        && matches!(key.as_str(), "state" | "topic_message_retention_duration"))
+                        && matches!(
+                            key.as_str(),
+                            "state" | "expiration_policy" | "topic_message_retention_duration"
+                        ))
                 })
                 .map(|(key, value)| (key.clone(), strip_output_only(value, side, problems)))
                 .collect()
@@ -389,6 +413,21 @@ fn check_state(state: Option<&Value>, side: Side, problems: &mut Vec<String>) {
         (Side::Sluice, state) => problems.push(format!(
             "sluice: state is {state:?}, expected \"ACTIVE\" as the service returns \
              (intended difference: output-only subscription fields)"
+        )),
+    }
+}
+
+fn check_expiration_policy(policy: Option<&Value>, side: Side, problems: &mut Vec<String>) {
+    match (side, policy) {
+        (Side::Emulator, None) => {}
+        (Side::Sluice, Some(policy)) if policy == &json!({}) => {}
+        (Side::Emulator, Some(policy)) => problems.push(format!(
+            "emulator: expiration_policy is {policy}; version 0.8.20 left it unset \
+             (intended difference: subscriptions never expire in sluice)"
+        )),
+        (Side::Sluice, policy) => problems.push(format!(
+            "sluice: expiration_policy is {policy:?}, expected {{}}, a policy without a ttl \
+             (intended difference: subscriptions never expire in sluice)"
         )),
     }
 }
