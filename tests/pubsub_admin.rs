@@ -1286,7 +1286,7 @@ async fn snapshots_and_seek() {
         .await
         .expect("list snapshots")
         .into_inner();
-    assert_eq!(listed.snapshots, [snapshot.clone()]);
+    assert_eq!(listed.snapshots, std::slice::from_ref(&snapshot));
     let by_topic = clients
         .publisher
         .list_topic_snapshots(ListTopicSnapshotsRequest {

@@ -9,7 +9,13 @@ use std::collections::BTreeSet;
 use base64::Engine as _;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
+use sluice_proto::google::pubsub::v1::subscriber_client::SubscriberClient;
+use sluice_proto::google::pubsub::v1::{
+    ReceivedMessage, StreamingPullRequest, StreamingPullResponse,
+};
+use sluice_proto::tonic::Streaming;
 use support::TestServer;
+use tokio_stream::wrappers::ReceiverStream;
 
 /// Topics and subscriptions declared in the configuration, so that the data-plane tests do
 /// not depend on the admin routes.
@@ -322,8 +328,6 @@ async fn collect_pages(
 }
 
 #[tokio::test]
-// TODO: remove the ignore once the gRPC service does what the test needs.
-#[ignore = "the gRPC service still returns every list in one page"]
 async fn lists_are_paginated() {
     let server = TestServer::start(Some(CONFIG));
     let rest = Rest::new(&server);
@@ -365,8 +369,6 @@ async fn lists_are_paginated() {
 }
 
 #[tokio::test]
-// TODO: remove the ignore once the gRPC service does what the test needs.
-#[ignore = "the gRPC service still answers the admin RPCs with UNIMPLEMENTED"]
 async fn topic_lifecycle() {
     let server = TestServer::start(None);
     let rest = Rest::new(&server);
@@ -422,8 +424,6 @@ async fn topic_lifecycle() {
 }
 
 #[tokio::test]
-// TODO: remove the ignore once the gRPC service does what the test needs.
-#[ignore = "the gRPC service still answers the admin RPCs with UNIMPLEMENTED"]
 async fn subscription_lifecycle_in_both_spellings() {
     let server = TestServer::start(Some(CONFIG));
     let rest = Rest::new(&server);
@@ -532,8 +532,6 @@ async fn subscription_lifecycle_in_both_spellings() {
 }
 
 #[tokio::test]
-// TODO: remove the ignore once the gRPC service does what the test needs.
-#[ignore = "the gRPC service still answers the admin RPCs with UNIMPLEMENTED"]
 async fn snapshots_and_seek() {
     let server = TestServer::start(Some(CONFIG));
     let rest = Rest::new(&server);
@@ -771,22 +769,15 @@ async fn enum_encoding_and_alt_are_honoured() {
     let server = TestServer::start(Some(CONFIG));
     let rest = Rest::new(&server);
     // Google's Rust clients send this parameter on every call; gcloud sends alt=json.
-    for query in [
-        "%24alt=json%3Benum-encoding%3Dint",
-        "alt=json&prettyPrint=false",
-    ] {
-        let topic = rest
-            .ok(
-                Method::GET,
-                &format!("projects/local/topics/orders?{query}"),
-                None,
-            )
-            .await;
-        assert_eq!(
-            topic["name"],
-            json!("projects/local/topics/orders"),
-            "{query}"
-        );
+    let cases = [
+        ("%24alt=json%3Benum-encoding%3Dint", json!(1)),
+        ("alt=json&prettyPrint=false", json!("ACTIVE")),
+        ("", json!("ACTIVE")),
+    ];
+    for (query, state) in cases {
+        let path = format!("projects/local/subscriptions/orders-all?{query}");
+        let subscription = rest.ok(Method::GET, &path, None).await;
+        assert_eq!(subscription["state"], state, "{query}");
     }
     rest.error(
         Method::GET,
@@ -829,4 +820,72 @@ async fn large_message_round_trips() {
     .await;
     let received = pull_count(&rest, "projects/local/subscriptions/orders-all", 1).await;
     assert_eq!(received[0]["message"]["data"], json!(base64(&data)));
+}
+
+/// Returns the next message of a StreamingPull stream, skipping empty responses.
+async fn next_received(responses: &mut Streaming<StreamingPullResponse>) -> ReceivedMessage {
+    let wait = std::time::Duration::from_secs(30);
+    loop {
+        let response = tokio::time::timeout(wait, responses.message())
+            .await
+            .expect("a message arrives on the stream in time")
+            .expect("the stream stays open")
+            .expect("the stream does not end");
+        if let Some(received) = response.received_messages.into_iter().next() {
+            return received;
+        }
+    }
+}
+
+#[tokio::test]
+async fn rest_ack_frees_streaming_pull_slot() {
+    let server = TestServer::start(Some(CONFIG));
+    let rest = Rest::new(&server);
+    let subscription = "projects/local/subscriptions/orders-all";
+    rest.ok(
+        Method::POST,
+        "projects/local/topics/orders:publish",
+        Some(json!({"messages": [{"data": base64(b"one")}, {"data": base64(b"two")}]})),
+    )
+    .await;
+
+    // A stream that may hold one unacknowledged message, leased for 600 s.
+    let (requests, outbound) = tokio::sync::mpsc::channel(4);
+    let first_request = StreamingPullRequest {
+        subscription: subscription.to_owned(),
+        stream_ack_deadline_seconds: 600,
+        max_outstanding_messages: 1,
+        ..Default::default()
+    };
+    requests
+        .send(first_request)
+        .await
+        .expect("the channel is open");
+    let mut client = SubscriberClient::new(support::channel(&server).await);
+    let mut responses = client
+        .streaming_pull(ReceiverStream::new(outbound))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let first = next_received(&mut responses).await;
+
+    // The REST route shares the gRPC service's flow-control state, so this ack frees the
+    // stream's one slot long before the 600 s lease would.
+    rest.ok(
+        Method::POST,
+        &format!("{subscription}:acknowledge"),
+        Some(json!({"ackIds": [first.ack_id.clone()]})),
+    )
+    .await;
+    let second = next_received(&mut responses).await;
+    let mut data = [&first, &second].map(|received| {
+        received
+            .message
+            .as_ref()
+            .map(|message| message.data.clone())
+            .unwrap_or_default()
+    });
+    data.sort();
+    assert_eq!(data, [b"one".to_vec(), b"two".to_vec()]);
+    drop(requests);
 }

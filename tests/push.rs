@@ -28,7 +28,7 @@ use tokio::time::Instant;
 /// never a measure of speed.
 const GIVE_UP: Duration = Duration::from_secs(120);
 
-/// How long the mock's slow route holds a request: far beyond any ack deadline.
+/// How long the mock's slow route waits before it responds: far beyond any ack deadline.
 const SLOW_RESPONSE: Duration = Duration::from_secs(300);
 
 /// The bound on requests in flight per endpoint that the server applies by default.
@@ -74,11 +74,12 @@ struct MockState {
 
 /// An HTTP endpoint on 127.0.0.1 whose response depends on the path:
 ///
-/// - `/status/{code}/...` answers with `code`;
-/// - `/fail-first/{n}/...` answers 500 to the first `n` requests on that path, then 204;
-/// - `/slow/...` answers 204 after [`SLOW_RESPONSE`];
+/// - `/status/{code}/...` responds with `code`;
+/// - `/fail-first/{n}/...` responds with 500 to the first `n` requests on that path, then
+///   with 204;
+/// - `/slow/...` responds with 204 after [`SLOW_RESPONSE`];
 /// - `/gated/...` holds each request until [`MAX_REQUESTS_PER_ENDPOINT`] are in flight at
-///   once, or 5 s have passed, then answers 204.
+///   once, or 5 s have passed, then responds with 204.
 struct Mock {
     url: String,
     state: Arc<MockState>,
@@ -561,7 +562,7 @@ async fn assert_five_attempts(mock: &Mock, path: &str) {
     assert_eq!(attempts, [1, 2, 3, 4, 5], "{path}: attempts");
 }
 
-/// Checks that `dead` holds one copy of "order 1" per path, with the path in its reason.
+/// Checks that `dead` contains one copy of "order 1" per path, with the path in its reason.
 fn assert_dead_letters(dead: &[PubsubMessage], paths: &[&str]) {
     assert_eq!(dead.len(), paths.len(), "one dead letter per subscription");
     for path in paths {

@@ -167,8 +167,6 @@ ack_deadline_secs = 15
 }
 
 #[tokio::test]
-// TODO: remove the ignore once the gRPC service does what the test needs.
-#[ignore = "the gRPC service still answers the admin RPCs with UNIMPLEMENTED"]
 async fn admin_publish_subscribe_ack() {
     let server = TestServer::start(None);
     let topics = topic_admin(&server).await;
@@ -253,8 +251,6 @@ async fn admin_publish_subscribe_ack() {
 }
 
 #[tokio::test]
-// TODO: remove the ignore once the gRPC service does what the test needs.
-#[ignore = "the gRPC service still answers the admin RPCs with UNIMPLEMENTED"]
 async fn admin_errors_carry_status_codes() {
     let server = TestServer::start(None);
     let topics = topic_admin(&server).await;
@@ -290,8 +286,6 @@ async fn admin_errors_carry_status_codes() {
 }
 
 #[tokio::test]
-// TODO: remove the ignore once the gRPC service does what the test needs.
-#[ignore = "the gRPC service still answers the admin RPCs with UNIMPLEMENTED"]
 async fn listing_follows_page_tokens() {
     let server = TestServer::start(None);
     let topics = topic_admin(&server).await;

@@ -233,7 +233,7 @@ impl EndpointLimits {
 /// Push outcomes of one subscription since the process started.
 #[derive(Debug, Default)]
 pub struct PushStats {
-    /// Requests answered with an acknowledging status.
+    /// Requests whose response status acknowledged the message.
     pub succeeded: AtomicU64,
     /// Requests that failed: another status, a connection error or a timeout.
     pub failed: AtomicU64,
@@ -329,7 +329,7 @@ impl DeliveryHandler for PushHandler {
     ) -> Result<(), HandlerError> {
         let Some(spec) = spec else {
             // The runner could not read the subscription, so it cannot settle the delivery
-            // either; the message must not be pushed for a subscription that may be gone.
+            // either. The subscription may be gone, and then its message must not be pushed.
             return Err(HandlerError::Retryable(
                 "the subscription's settings could not be read".to_owned(),
             ));

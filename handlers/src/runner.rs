@@ -3,9 +3,9 @@
 //! [`spawn`] starts a task that pulls deliveries, converts each message into `(data, context)`
 //! with [`to_event`] and calls the handler through [`invoke`], which turns a panic into a
 //! retryable error. [`spawn_for_deliveries`] does the same for a [`DeliveryHandler`], which
-//! receives each delivery as it is, with the subscription's settings; the push client in
-//! [`crate::push`] is one. At most [`RunnerOptions::concurrency`] events are handled at once, and the
-//! runner pulls only as many messages as it has free slots. While the handler runs, the
+//! receives each delivery as it is, with the subscription's settings. The push client in
+//! [`crate::push`] is one. At most [`RunnerOptions::concurrency`] events are handled at once,
+//! and the runner pulls only as many messages as it has free slots. While the handler runs, the
 //! runner extends the delivery's lease every half ack deadline so that the message is not
 //! delivered again meanwhile. The handler's result decides what happens to the delivery:
 //!
@@ -54,7 +54,7 @@ const PULL_FAILURES_PER_WARNING: u64 = 60;
 /// minimum and default.
 const FALLBACK_ACK_DEADLINE_SECS: u32 = 10;
 
-/// What a runner calls for each delivery.
+/// A consumer of deliveries, which a runner calls once per delivery.
 ///
 /// [`spawn`] wraps a background function in one that converts the message with [`to_event`].
 /// Implement this trait directly to see the delivery itself: its delivery attempt, ordering key
@@ -64,7 +64,7 @@ pub trait DeliveryHandler: Send + Sync + std::fmt::Debug {
     /// Name of the handler, used in logs.
     fn name(&self) -> &str;
 
-    /// Processes one delivery. `spec` holds the subscription's settings as read for this
+    /// Processes one delivery. `spec` contains the subscription's settings as read for this
     /// delivery, or `None` when they could not be read. The result decides what happens to
     /// the delivery, as the module documentation describes.
     async fn handle_delivery(

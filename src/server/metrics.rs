@@ -294,7 +294,7 @@ impl Collector for PushCollector {
         let counters: [PushMetric; 2] = [
             (
                 "push_succeeded",
-                "Push requests answered with an acknowledging status",
+                "Push requests whose response status acknowledged the message",
                 |s| s.succeeded.load(Ordering::Relaxed),
             ),
             (

@@ -45,7 +45,7 @@ struct PushRunner {
     stop: oneshot::Sender<()>,
 }
 
-/// What the supervisor needs to start runners.
+/// The supervisor task's state: its push runners and the parts it starts them with.
 #[derive(Debug)]
 struct Supervisor {
     broker: Arc<Broker>,
@@ -53,7 +53,7 @@ struct Supervisor {
     client: reqwest::Client,
     limits: EndpointLimits,
     running: HashMap<String, PushRunner>,
-    /// Runners told to stop that may still finish requests in flight.
+    /// Stopped runners that may still finish requests in flight.
     draining: Vec<(String, RunnerHandle)>,
 }
 
@@ -181,7 +181,12 @@ impl Supervisor {
                 let _ = stopped.await;
             },
         );
-        info!(%subscription, endpoint = %config.endpoint, max_requests = self.limits.max_requests(), "push started");
+        info!(
+            %subscription,
+            endpoint = %config.endpoint,
+            max_requests = self.limits.max_requests(),
+            "push started"
+        );
         PushRunner { runner, stop }
     }
 }
@@ -211,9 +216,150 @@ impl PushSupervisor {
                 }
                 Err(_) => {
                     runner.abort();
-                    warn!(%subscription, "push runner still busy at shutdown; its messages will be delivered again");
+                    warn!(
+                        %subscription,
+                        "push runner still busy at shutdown; its messages will be delivered again"
+                    );
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::extract::State;
+    use axum::http::{StatusCode, Uri};
+    use sluice_router::store::{
+        NewMessage, PushFormat, SledStore, Store, SubscriptionSpec, TopicMessage,
+    };
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// The paths of the requests that the mock endpoint received.
+    type Paths = Arc<Mutex<Vec<String>>>;
+
+    /// Starts an endpoint on 127.0.0.1 that records each request's path and responds 204.
+    async fn start_endpoint() -> (String, Paths) {
+        async fn record(State(paths): State<Paths>, uri: Uri) -> StatusCode {
+            paths
+                .lock()
+                .expect("not poisoned")
+                .push(uri.path().to_owned());
+            StatusCode::NO_CONTENT
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let paths = Paths::default();
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(paths.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, paths)
+    }
+
+    /// Waits until the endpoint has received `count` requests.
+    async fn wait_for_requests(paths: &Paths, count: usize) -> Vec<String> {
+        for _ in 0..2000 {
+            let received = paths.lock().expect("not poisoned").clone();
+            if received.len() >= count {
+                return received;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the endpoint did not receive {count} requests");
+    }
+
+    async fn publish(broker: &Broker, data: &str) {
+        let message = TopicMessage {
+            topic: "orders".to_owned(),
+            message: NewMessage {
+                data: data.as_bytes().to_vec(),
+                ..NewMessage::default()
+            },
+        };
+        broker.publish(vec![message]).await.expect("publish");
+    }
+
+    fn push_spec(endpoint: Option<String>) -> SubscriptionSpec {
+        let mut spec = SubscriptionSpec::new("orders-push", "orders");
+        spec.push = endpoint.map(|endpoint| PushConfig {
+            endpoint,
+            attributes: Default::default(),
+            format: PushFormat::Wrapped,
+        });
+        spec
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn scan_follows_push_config_changes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("store opens"));
+        let broker = Arc::new(Broker::open(store).expect("broker opens"));
+        broker.create_topic("orders").await.expect("topic");
+        let (url, paths) = start_endpoint().await;
+        let mut supervisor = Supervisor {
+            broker: broker.clone(),
+            metrics: Arc::new(Metrics::new(broker.clone())),
+            client: reqwest::Client::new(),
+            limits: EndpointLimits::new(4),
+            running: HashMap::new(),
+            draining: Vec::new(),
+        };
+
+        broker
+            .create_subscription(push_spec(Some(format!("{url}/first"))))
+            .await
+            .expect("create");
+        supervisor.scan();
+        assert!(supervisor.running.contains_key("orders-push"), "started");
+        publish(&broker, "one").await;
+        assert_eq!(wait_for_requests(&paths, 1).await, ["/first"]);
+
+        broker
+            .create_subscription(push_spec(Some(format!("{url}/second"))))
+            .await
+            .expect("update");
+        supervisor.scan();
+        publish(&broker, "two").await;
+        assert_eq!(
+            wait_for_requests(&paths, 2).await,
+            ["/first", "/second"],
+            "the new endpoint applies without a restart"
+        );
+
+        broker
+            .create_subscription(push_spec(None))
+            .await
+            .expect("remove push");
+        supervisor.scan();
+        assert!(supervisor.running.is_empty(), "stopped");
+        for (_, mut runner) in supervisor.draining.drain(..) {
+            runner.join().await.expect("the runner ends");
+        }
+        publish(&broker, "three").await;
+        let pulled = broker
+            .pull("orders-push", 10, Duration::from_secs(5))
+            .await
+            .expect("pull");
+        assert_eq!(pulled.len(), 1, "a pull client gets the message");
+        assert_eq!(paths.lock().expect("not poisoned").len(), 2, "not pushed");
+
+        broker
+            .create_subscription(push_spec(Some(format!("{url}/third"))))
+            .await
+            .expect("restore push");
+        supervisor.scan();
+        assert!(supervisor.running.contains_key("orders-push"), "restarted");
+        broker
+            .delete_subscription("orders-push")
+            .await
+            .expect("delete");
+        supervisor.scan();
+        assert!(supervisor.running.is_empty(), "stopped after the delete");
+        assert_eq!(supervisor.draining.len(), 1, "draining");
     }
 }

@@ -30,9 +30,9 @@ TOPIC = topic_path("diff-topic")
 # The dead-letter topic of the subscriptions that the administration steps create.
 DEAD_LETTER_TOPIC = topic_path("diff-dead-letter")
 SUBSCRIPTION = subscription_path("diff-sub")
-# How long the filter step waits for messages that sluice filters out and the emulator
-# delivers.
-FILTER_QUIET_SECS = 2.0
+# How long a step waits for messages that arrive on one server and not on the other, such
+# as those that sluice filters out and the emulator delivers.
+QUIET_SECS = 2.0
 
 
 def topics(rec, clients):
@@ -202,6 +202,15 @@ def subscriptions(rec, clients):
         },
         create,
     )
+    retained = subscription_path("diff-retained-31-days")
+    created = rec.call(
+        "subscription.create_retention_31_days",
+        {"name": retained, "topic": TOPIC, "message_retention_duration": {"seconds": 31 * 86400}},
+        create,
+    )
+    if created is not None:
+        # The emulator rejects it, so delete it to keep the listings comparable.
+        subscriber.delete_subscription(subscription=retained)
     rec.call(
         "subscription.create_minimum_backoff_700",
         {
@@ -337,10 +346,16 @@ def publish_and_pull(rec, clients):
     subscriber = clients.subscriber
     topic = topic_path("diff-messages")
     subscription = subscription_path("diff-messages-sub")
+    other = subscription_path("diff-messages-other")
     create_topic(rec, clients, "publish.create_topic", topic)
     rec.call(
         "publish.create_subscription",
         {"name": subscription, "topic": topic},
+        create_subscription(clients),
+    )
+    rec.call(
+        "publish.create_other_subscription",
+        {"name": other, "topic": topic},
         create_subscription(clients),
     )
 
@@ -387,7 +402,25 @@ def publish_and_pull(rec, clients):
         lambda r: subscriber.pull(request=r),
     )
     ack_errors(rec, clients, subscription)
+    ack_on_other_subscription(rec, clients, other, received, len(messages))
     nack_and_extend(rec, clients, subscription, received)
+
+
+def ack_on_other_subscription(rec, clients, other, received, published):
+    """Acknowledge on `other` an ack id that another subscription of the topic handed out,
+    and check that `other` still delivers every message."""
+    ack_ids = [m.ack_id for m in received[:1]]
+    rec.call(
+        "ack.id_of_other_subscription",
+        {"subscription": other, "ack_ids": ack_ids},
+        lambda r: clients.subscriber.acknowledge(request=r),
+    )
+    delivered = clients.pull_until(other, published, ack=True, timeout=QUIET_SECS)
+    rec.record(
+        "pull.other_subscription_after_foreign_ack",
+        {"subscription": other},
+        {"ok": sorted(to_json(m.message.data) for m in delivered)},
+    )
 
 
 def ack_errors(rec, clients, subscription):
@@ -782,7 +815,7 @@ def filters(rec, clients):
     # Wait for the matching message, then give the others time to arrive, because the
     # emulator delivers them too.
     received = clients.pull_until(subscription, 1, ack=True)
-    received += clients.pull_until(subscription, 2, ack=True, timeout=FILTER_QUIET_SECS)
+    received += clients.pull_until(subscription, 2, ack=True, timeout=QUIET_SECS)
     rec.record(
         "filter.delivered",
         {"subscription": subscription},

@@ -16,6 +16,7 @@ use crate::server::status;
 /// A REST request, taken apart.
 #[derive(Debug)]
 pub(super) struct Call {
+    /// The HTTP method, for error messages.
     pub(super) method: Method,
     /// The path after `/v1/` and before the custom method, percent-decoded, such as
     /// `projects/p/topics/t` or `projects/p/topics`.
