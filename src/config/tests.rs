@@ -5,6 +5,7 @@ use sluice_router::buckets::{EventType, NotificationConfig, PayloadFormat};
 use super::*;
 
 mod delivery;
+mod handlers;
 mod push;
 
 fn validate_text(text: &str) -> Result<Config, ValidationErrors> {
@@ -1124,12 +1125,12 @@ fn handler_kind_must_be_known() {
     assert_single_error(
         &handler_config("kind = \"resize\"\ndestination_bucket = \"small\"", ""),
         "subscription \"thumbnailer\": unknown handler.kind \"resize\": the known kinds are \
-         thumbnail",
+         thumbnail, annotate, offers",
     );
     assert_single_error(
         &handler_config("destination_bucket = \"small\"", ""),
         "subscription \"thumbnailer\": handler.kind is missing: set it to one of the known \
-         kinds: thumbnail",
+         kinds: thumbnail, annotate, offers",
     );
 }
 
@@ -1158,7 +1159,7 @@ fn handler_unknown_key_reported() {
         [
             "subscriptions[1].handler: unknown key \"quality\" at line 13, column 1: the keys of \
           this table are kind, destination_bucket, name_prefix, max_width, max_height, \
-          max_pixels, jpeg_quality, concurrency"
+          max_pixels, jpeg_quality, max_colors, state_bucket, accepted_topic, concurrency"
         ],
         "unknown handler key"
     );
