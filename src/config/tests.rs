@@ -37,11 +37,15 @@ fn default_config_is_valid() {
             "audit-storage",
             "audit-errors",
             "uploads-events",
-            "thumbnailer-dead-letter"
+            "thumbnailer-dead-letter",
+            "annotator-dead-letter",
+            "offers",
+            "offers-accepted",
+            "offers-dead-letter"
         ],
         "default topic names"
     );
-    assert_eq!(config.subscriptions.len(), 4, "default subscription count");
+    assert_eq!(config.subscriptions.len(), 9, "default subscription count");
     for (subscription, name) in config
         .subscriptions
         .iter()
@@ -801,7 +805,11 @@ fn default_config_upload_pipeline() {
     let config = file.validate().expect("default config should validate");
 
     let names: Vec<_> = config.buckets.iter().map(|b| b.name.as_str()).collect();
-    assert_eq!(names, ["uploads", "thumbnails"], "default bucket names");
+    assert_eq!(
+        names,
+        ["uploads", "thumbnails", "annotations", "offers-state"],
+        "default bucket names"
+    );
     let uploads = &config.buckets[0];
     assert!(!uploads.versioning, "uploads is not versioned");
     assert_eq!(
@@ -834,12 +842,12 @@ fn default_config_upload_pipeline() {
     assert_eq!(dead_letter.topic, "thumbnailer-dead-letter");
     assert_eq!(dead_letter.max_delivery_attempts, 5);
     assert_eq!(
-        config.handlers,
-        [SubscriptionHandler {
+        config.handlers[0],
+        SubscriptionHandler {
             subscription: "thumbnailer".to_owned(),
             handler: default_thumbnail("thumbnails"),
-        }],
-        "one thumbnail handler with the default settings"
+        },
+        "the first handler is the thumbnailer, with the default settings"
     );
     assert_eq!(
         config.handler("thumbnailer"),

@@ -234,3 +234,53 @@ fn thumbnail_rejects_keys_of_other_kinds() {
          jpeg_quality, concurrency: remove it",
     );
 }
+
+#[test]
+fn default_config_annotate_and_offers() {
+    let file = parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).expect("default config should parse");
+    let config = file.validate().expect("default config should validate");
+
+    assert_eq!(
+        config.handler("annotator"),
+        Some(&HandlerSpec::Annotate {
+            destination_bucket: "annotations".to_owned(),
+            name_prefix: String::new(),
+            max_pixels: 100_000_000,
+            max_colors: 10,
+            concurrency: 0,
+        })
+    );
+    assert_eq!(
+        config.handler("offers-processor"),
+        Some(&HandlerSpec::Offers {
+            state_bucket: "offers-state".to_owned(),
+            accepted_topic: "offers-accepted".to_owned(),
+            concurrency: 0,
+        })
+    );
+    let subscription = |name: &str| {
+        config
+            .subscriptions
+            .iter()
+            .find(|subscription| subscription.name == name)
+            .unwrap_or_else(|| panic!("subscription {name} exists"))
+    };
+    assert_eq!(subscription("annotator").topic, "uploads-events");
+    assert_eq!(
+        subscription("annotator").filter,
+        "attributes.eventType = \"OBJECT_FINALIZE\""
+    );
+    assert_eq!(subscription("offers-processor").topic, "offers");
+    let dead_letter = subscription("offers-processor").dead_letter.clone();
+    assert_eq!(
+        dead_letter.map(|policy| policy.topic),
+        Some("offers-dead-letter".to_owned())
+    );
+    for pulled in [
+        "annotator-dead-letter",
+        "offers-accepted",
+        "offers-dead-letter",
+    ] {
+        assert_eq!(subscription(pulled).topic, pulled, "{pulled} can be pulled");
+    }
+}
