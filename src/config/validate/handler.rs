@@ -239,7 +239,7 @@ fn validate_annotate(
     })
 }
 
-/// What a handler that writes into a destination bucket writes there.
+/// The kind of objects that a handler writes into its destination bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Output {
     Thumbnails,
