@@ -355,7 +355,7 @@ fn publish_unknown_topic_fails() {
 fn catalog_backlog_follows_ingest_and_ack() {
     let server = TestServer::start(None);
     let before = subscriptions(&server);
-    assert_eq!(before.len(), 4, "default subscriptions: {before:?}");
+    assert_eq!(before.len(), 9, "default subscriptions: {before:?}");
     assert_eq!(before["audit-storage"]["backlog"], json!(0));
     assert_eq!(before["audit-errors"]["backlog"], json!(0));
 
@@ -473,8 +473,12 @@ fn server_taken_from_environment() {
     assert_eq!(
         names,
         [
+            json!("annotator-dead-letter"),
             json!("audit-errors"),
             json!("audit-storage"),
+            json!("offers"),
+            json!("offers-accepted"),
+            json!("offers-dead-letter"),
             json!("thumbnailer-dead-letter"),
             json!("uploads-events")
         ]

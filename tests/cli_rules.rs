@@ -502,7 +502,7 @@ fn check_default_config_valid() {
     assert_eq!(
         file.stdout,
         format!(
-            "{DEFAULT_CONFIG}: 4 topics, 4 subscriptions, 2 sinks, 0 exclusions, 2 buckets: all \
+            "{DEFAULT_CONFIG}: 8 topics, 9 subscriptions, 2 sinks, 0 exclusions, 4 buckets: all \
              filters valid\n"
         ),
         "config/default.toml summary"
@@ -517,7 +517,7 @@ fn check_default_config_valid() {
     );
     assert!(
         embedded.stdout.ends_with(
-            ": 4 topics, 4 subscriptions, 2 sinks, 0 exclusions, 2 buckets: all filters \
+            ": 8 topics, 9 subscriptions, 2 sinks, 0 exclusions, 4 buckets: all filters \
                  valid\n"
         ),
         "--default summary: {}",

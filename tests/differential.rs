@@ -46,8 +46,9 @@ struct Recording {
     order: Vec<String>,
 }
 
-/// A difference the project chose: the emulator behaves one way, sluice (like the service)
-/// another. `check` returns what does not match the documented behaviour of either side.
+/// A difference the project chose: the emulator behaves one way, and sluice another, either
+/// as the service does or by a choice that docs/compatibility.md states. `check` returns
+/// what does not match the documented behaviour of either side.
 struct Intended {
     step: &'static str,
     /// The documented difference, for the failure message.
@@ -388,10 +389,10 @@ enum Side {
 }
 
 /// Returns a copy of a result without the subscription fields that the emulator leaves
-/// unset and sluice fills in, after checking them on each side: `state` must be absent on
-/// the emulator and `ACTIVE` on sluice, and `expiration_policy` absent on the emulator and
-/// without a ttl on sluice. The scenario compares `topic_message_retention_duration` in a
-/// step of its own.
+/// unset and sluice fills in, after checking them on each side. On the emulator `state` and
+/// `expiration_policy` must be absent. On sluice `state` must be `ACTIVE` and
+/// `expiration_policy` must have no ttl. The scenario compares
+/// `topic_message_retention_duration` in a step of its own.
 fn strip_output_only(result: &Value, side: Side, problems: &mut Vec<String>) -> Value {
     match result {
         Value::Object(fields) => {

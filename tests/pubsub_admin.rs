@@ -1056,7 +1056,14 @@ async fn push_config_modified() {
         .await
         .expect("set push config");
     let fetched = clients.get_subscription(name).await.expect("get");
-    assert_eq!(fetched.push_config, Some(push));
+    assert_eq!(
+        fetched.push_config,
+        Some(PushConfig {
+            wrapper: None,
+            ..push
+        }),
+        "the default wrapper is written as none"
+    );
 
     clients
         .subscriber

@@ -435,7 +435,16 @@ async fn created_bucket_survives_restart() {
         .iter()
         .filter_map(|bucket| bucket["name"].as_str())
         .collect();
-    assert_eq!(names, ["made-by-api", "thumbnails", "uploads"]);
+    assert_eq!(
+        names,
+        [
+            "annotations",
+            "made-by-api",
+            "offers-state",
+            "thumbnails",
+            "uploads"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,6 +10,13 @@
 //! photo. [`thumbnail::ThumbnailHandler`] reads each object finalized in a bucket and writes
 //! that copy into another bucket, or into the same one under a name prefix.
 //!
+//! [`annotate`] is a local stand-in for Cloud Vision's image properties: for each image
+//! finalized in a bucket, [`annotate::AnnotateHandler`] writes a JSON annotation with the
+//! size, format, EXIF summary, dominant colours and perceptual hash into another bucket.
+//!
+//! [`offers`] validates seller offers published to a topic, keeps the best offer per product
+//! in a bucket and publishes accepted offers to another topic.
+//!
 //! [`push`] is the push client: it POSTs each message of a push subscription to its endpoint
 //! in Pub/Sub's push format, under the same runner.
 //!
@@ -17,8 +24,10 @@
 //! [`event::to_event`] converts it, [`contract::invoke`] runs the handler, and the runner
 //! acknowledges, retries or rejects the delivery according to the result.
 
+pub mod annotate;
 pub mod contract;
 pub mod event;
+pub mod offers;
 pub mod push;
 pub mod runner;
 pub mod thumbnail;

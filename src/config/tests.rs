@@ -5,6 +5,7 @@ use sluice_router::buckets::{EventType, NotificationConfig, PayloadFormat};
 use super::*;
 
 mod delivery;
+mod handlers;
 mod push;
 
 fn validate_text(text: &str) -> Result<Config, ValidationErrors> {
@@ -36,11 +37,15 @@ fn default_config_is_valid() {
             "audit-storage",
             "audit-errors",
             "uploads-events",
-            "thumbnailer-dead-letter"
+            "thumbnailer-dead-letter",
+            "annotator-dead-letter",
+            "offers",
+            "offers-accepted",
+            "offers-dead-letter"
         ],
         "default topic names"
     );
-    assert_eq!(config.subscriptions.len(), 4, "default subscription count");
+    assert_eq!(config.subscriptions.len(), 9, "default subscription count");
     for (subscription, name) in config
         .subscriptions
         .iter()
@@ -800,7 +805,11 @@ fn default_config_upload_pipeline() {
     let config = file.validate().expect("default config should validate");
 
     let names: Vec<_> = config.buckets.iter().map(|b| b.name.as_str()).collect();
-    assert_eq!(names, ["uploads", "thumbnails"], "default bucket names");
+    assert_eq!(
+        names,
+        ["uploads", "thumbnails", "annotations", "offers-state"],
+        "default bucket names"
+    );
     let uploads = &config.buckets[0];
     assert!(!uploads.versioning, "uploads is not versioned");
     assert_eq!(
@@ -833,12 +842,12 @@ fn default_config_upload_pipeline() {
     assert_eq!(dead_letter.topic, "thumbnailer-dead-letter");
     assert_eq!(dead_letter.max_delivery_attempts, 5);
     assert_eq!(
-        config.handlers,
-        [SubscriptionHandler {
+        config.handlers[0],
+        SubscriptionHandler {
             subscription: "thumbnailer".to_owned(),
             handler: default_thumbnail("thumbnails"),
-        }],
-        "one thumbnail handler with the default settings"
+        },
+        "the first handler is the thumbnailer, with the default settings"
     );
     assert_eq!(
         config.handler("thumbnailer"),
@@ -1124,12 +1133,12 @@ fn handler_kind_must_be_known() {
     assert_single_error(
         &handler_config("kind = \"resize\"\ndestination_bucket = \"small\"", ""),
         "subscription \"thumbnailer\": unknown handler.kind \"resize\": the known kinds are \
-         thumbnail",
+         thumbnail, annotate, offers",
     );
     assert_single_error(
         &handler_config("destination_bucket = \"small\"", ""),
         "subscription \"thumbnailer\": handler.kind is missing: set it to one of the known \
-         kinds: thumbnail",
+         kinds: thumbnail, annotate, offers",
     );
 }
 
@@ -1158,7 +1167,7 @@ fn handler_unknown_key_reported() {
         [
             "subscriptions[1].handler: unknown key \"quality\" at line 13, column 1: the keys of \
           this table are kind, destination_bucket, name_prefix, max_width, max_height, \
-          max_pixels, jpeg_quality, concurrency"
+          max_pixels, jpeg_quality, max_colors, state_bucket, accepted_topic, concurrency"
         ],
         "unknown handler key"
     );

@@ -19,9 +19,8 @@ use sluice_router::store::{DeadLetterPolicy, RetryPolicy, SubscriptionSpec, Topi
 
 use super::{
     render_warning, Config, ConfigFile, DeadLetterConfig, Diagnostic, ExclusionConfig,
-    RetryPolicyConfig, SinkConfig, SubscriptionConfig, SubscriptionHandler, ValidationErrors,
-    ACK_DEADLINE_SECS, BACKOFF_SECS, MAX_DELIVERY_ATTEMPTS, MAX_NAME_CHARS, RESOURCE_NAME_CHARS,
-    RETENTION_SECS,
+    RetryPolicyConfig, SinkConfig, SubscriptionConfig, ValidationErrors, ACK_DEADLINE_SECS,
+    BACKOFF_SECS, MAX_DELIVERY_ATTEMPTS, MAX_NAME_CHARS, RESOURCE_NAME_CHARS, RETENTION_SECS,
 };
 
 impl ConfigFile {
@@ -109,21 +108,8 @@ impl ConfigFile {
 
         let buckets = buckets::validate_buckets(&self.buckets, &declared, &mut report);
 
-        let mut handlers = Vec::new();
-        for (index, subscription) in self.subscriptions.iter().enumerate() {
-            let Some(handler) = &subscription.handler else {
-                continue;
-            };
-            let label = component_label("subscription", &subscription.name, index);
-            if let Some(handler) =
-                handler::validate_handler(subscription, handler, &label, &self.buckets, &mut report)
-            {
-                handlers.push(SubscriptionHandler {
-                    subscription: subscription.name.clone(),
-                    handler,
-                });
-            }
-        }
+        let handlers =
+            handler::validate_handlers(&self.subscriptions, &self.buckets, &declared, &mut report);
 
         if report.errors.is_empty() {
             Ok(Config {

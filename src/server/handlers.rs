@@ -4,7 +4,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_handlers::annotate::{AnnotateConfig, AnnotateHandler, AnnotateOptions};
 use sluice_handlers::contract::Handler;
+use sluice_handlers::offers::{OffersConfig, OffersHandler};
 use sluice_handlers::runner::{self, RunnerHandle, RunnerOptions};
 use sluice_handlers::thumbnail::{ThumbnailConfig, ThumbnailHandler, ThumbnailOptions};
 use sluice_router::deliver::Broker;
@@ -34,7 +36,7 @@ where
     let runners = handlers
         .iter()
         .map(|configured| {
-            let (handler, options) = build(&configured.handler, storage);
+            let (handler, options) = build(&configured.handler, broker, storage);
             info!(
                 subscription = %configured.subscription,
                 handler = handler.name(),
@@ -56,7 +58,11 @@ where
     Runners { runners }
 }
 
-fn build(spec: &HandlerSpec, storage: &Storage) -> (Arc<dyn Handler>, RunnerOptions) {
+fn build(
+    spec: &HandlerSpec,
+    broker: &Arc<Broker>,
+    storage: &Storage,
+) -> (Arc<dyn Handler>, RunnerOptions) {
     match spec {
         HandlerSpec::Thumbnail {
             destination_bucket,
@@ -77,15 +83,52 @@ fn build(spec: &HandlerSpec, storage: &Storage) -> (Arc<dyn Handler>, RunnerOpti
                     jpeg_quality: *jpeg_quality,
                 },
             };
-            let options = RunnerOptions {
-                concurrency: *concurrency,
-                ..RunnerOptions::default()
-            };
             (
                 Arc::new(ThumbnailHandler::new(storage.clone(), config)),
-                options,
+                runner_options(*concurrency),
             )
         }
+        HandlerSpec::Annotate {
+            destination_bucket,
+            name_prefix,
+            max_pixels,
+            max_colors,
+            concurrency,
+        } => {
+            let config = AnnotateConfig {
+                destination_bucket: destination_bucket.clone(),
+                name_prefix: name_prefix.clone(),
+                options: AnnotateOptions {
+                    max_pixels: *max_pixels,
+                    max_colors: *max_colors,
+                },
+            };
+            (
+                Arc::new(AnnotateHandler::new(storage.clone(), config)),
+                runner_options(*concurrency),
+            )
+        }
+        HandlerSpec::Offers {
+            state_bucket,
+            accepted_topic,
+            concurrency,
+        } => {
+            let config = OffersConfig {
+                state_bucket: state_bucket.clone(),
+                accepted_topic: accepted_topic.clone(),
+            };
+            (
+                Arc::new(OffersHandler::new(broker.clone(), storage.clone(), config)),
+                runner_options(*concurrency),
+            )
+        }
+    }
+}
+
+fn runner_options(concurrency: usize) -> RunnerOptions {
+    RunnerOptions {
+        concurrency,
+        ..RunnerOptions::default()
     }
 }
 

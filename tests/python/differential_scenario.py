@@ -469,21 +469,21 @@ def nack_and_extend(rec, clients, subscription, received):
     if len(received) < 2:
         rec.record("modack.nack", {"subscription": subscription}, {"error": "NOTHING_RECEIVED"})
         return
-    nacked, kept = received[0], received[1:]
-    kept_ids = [m.ack_id for m in kept]
+    nacked, leased = received[0], received[1:]
+    leased_ids = [m.ack_id for m in leased]
     rec.call(
         "modack.negative",
-        {"subscription": subscription, "ack_ids": kept_ids, "ack_deadline_seconds": -1},
+        {"subscription": subscription, "ack_ids": leased_ids, "ack_deadline_seconds": -1},
         modack,
     )
     rec.call(
         "modack.deadline_700",
-        {"subscription": subscription, "ack_ids": kept_ids, "ack_deadline_seconds": 700},
+        {"subscription": subscription, "ack_ids": leased_ids, "ack_deadline_seconds": 700},
         modack,
     )
     rec.call(
         "modack.extend",
-        {"subscription": subscription, "ack_ids": kept_ids, "ack_deadline_seconds": 60},
+        {"subscription": subscription, "ack_ids": leased_ids, "ack_deadline_seconds": 60},
         modack,
     )
     rec.call(
@@ -510,12 +510,12 @@ def nack_and_extend(rec, clients, subscription, received):
 
     rec.call(
         "ack.all",
-        {"subscription": subscription, "ack_ids": kept_ids + [m.ack_id for m in again]},
+        {"subscription": subscription, "ack_ids": leased_ids + [m.ack_id for m in again]},
         ack,
     )
     rec.call(
         "ack.already_acknowledged",
-        {"subscription": subscription, "ack_ids": kept_ids},
+        {"subscription": subscription, "ack_ids": leased_ids},
         ack,
     )
     rec.call(
@@ -525,7 +525,7 @@ def nack_and_extend(rec, clients, subscription, received):
     )
     rec.call(
         "modack.already_acknowledged",
-        {"subscription": subscription, "ack_ids": kept_ids, "ack_deadline_seconds": 10},
+        {"subscription": subscription, "ack_ids": leased_ids, "ack_deadline_seconds": 10},
         modack,
     )
     rec.call(

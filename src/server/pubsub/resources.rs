@@ -56,19 +56,19 @@ pub(super) fn subscription_of(
 }
 
 /// Returns a push endpoint as Pub/Sub's `PushConfig`; the empty config for none.
+///
+/// The wrapped format is written without a `wrapper`, which means the same, because the
+/// store does not record whether the request set `pubsub_wrapper` and Google's emulator
+/// returns no wrapper for a config that set none.
 pub(super) fn push_config_of(push: Option<&PushConfig>) -> pubsub::PushConfig {
     let Some(push) = push else {
         return pubsub::PushConfig::default();
     };
     let wrapper = match push.format {
-        PushFormat::Wrapped => {
-            pubsub::push_config::Wrapper::PubsubWrapper(pubsub::push_config::PubsubWrapper {})
-        }
-        PushFormat::Unwrapped { write_metadata } => {
-            pubsub::push_config::Wrapper::NoWrapper(pubsub::push_config::NoWrapper {
-                write_metadata,
-            })
-        }
+        PushFormat::Wrapped => None,
+        PushFormat::Unwrapped { write_metadata } => Some(pubsub::push_config::Wrapper::NoWrapper(
+            pubsub::push_config::NoWrapper { write_metadata },
+        )),
     };
     pubsub::PushConfig {
         push_endpoint: push.endpoint.clone(),
@@ -78,7 +78,7 @@ pub(super) fn push_config_of(push: Option<&PushConfig>) -> pubsub::PushConfig {
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect(),
         authentication_method: None,
-        wrapper: Some(wrapper),
+        wrapper,
     }
 }
 
