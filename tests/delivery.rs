@@ -304,8 +304,10 @@ async fn nack_waits_for_retry_backoff() {
     publish(&server, "orders", vec![message("x", "", &[])]).await;
     let mut subscriber = SubscriberClient::new(channel(&server).await);
     let first = pull(&mut subscriber, "billing").await;
-    nack(&mut subscriber, "billing", &first[0]).await;
+    // Taken before the nack is sent: the server starts the backoff while handling the nack,
+    // which may be a moment before the reply arrives here.
     let nacked_at = Instant::now();
+    nack(&mut subscriber, "billing", &first[0]).await;
 
     let again = pull_within(&mut subscriber, "billing", BACKOFF_WAIT).await;
 

@@ -74,3 +74,48 @@ fn second_server_on_same_dir_exits() {
         "names the directory: {stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncated_store_is_refused() {
+    let mut server = TestServer::start(None);
+    let mut publisher = sluice_proto::google::pubsub::v1::publisher_client::PublisherClient::new(
+        support::channel(&server).await,
+    );
+    publisher
+        .publish(sluice_proto::google::pubsub::v1::PublishRequest {
+            topic: "projects/local/topics/audit-errors".to_owned(),
+            messages: vec![sluice_proto::google::pubsub::v1::PubsubMessage {
+                data: b"kept".to_vec(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .expect("publish");
+    let data_dir = server.data_dir.clone();
+    server.terminate();
+    // An emptied log opens in sled as a new store; the manifest shows that messages are gone.
+    std::fs::write(data_dir.join("db"), b"").expect("truncate the log");
+
+    let output = serve_once(&data_dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("has lost data"),
+        "names the problem: {stderr}"
+    );
+    assert!(
+        stderr.contains("sluice-manifest.json"),
+        "says how to start anyway: {stderr}"
+    );
+}
+
+#[test]
+fn data_dir_that_is_a_file_is_refused() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let file = temp.path().join("not-a-dir");
+    std::fs::write(&file, b"x").expect("file");
+    let output = serve_once(&file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(stderr.contains("is not a directory"), "{stderr}");
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_router::deliver::Broker;
+use sluice_router::deliver::{Broker, BrokerError};
 use sluice_router::store::{
     DeadLetterPolicy, NewMessage, SledStore, Store, SubscriptionSpec, TopicMessage,
 };
@@ -489,4 +489,31 @@ async fn pull_within_returns_what_does_not_fit() {
         1,
         "one message is delivered even when larger than the limit"
     );
+}
+
+#[tokio::test]
+async fn ack_id_of_other_subscription_rejected() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = broker(dir.path()).await;
+    broker.create_topic("t").await.expect("topic");
+    for name in ["a", "b"] {
+        broker
+            .create_subscription(spec(name, "t"))
+            .await
+            .expect("subscription");
+    }
+    broker.publish(vec![to("t", "x")]).await.expect("publish");
+    let from_a = broker.pull("a", 1, NO_WAIT).await.expect("pull").remove(0);
+    let from_b = broker.pull("b", 1, NO_WAIT).await.expect("pull").remove(0);
+    assert_ne!(
+        from_a.ack_id, from_b.ack_id,
+        "each subscription issues its own"
+    );
+
+    let err = broker
+        .ack("b", std::slice::from_ref(&from_a.ack_id))
+        .await
+        .expect_err("a's ack id is not b's");
+    assert!(matches!(err, BrokerError::InvalidAckId(_)), "{err}");
+    assert_eq!(broker.stats()[1].backlog, 1, "b's message is still pending");
 }

@@ -130,6 +130,15 @@ struct Service {
 /// restarting sluice shows the cause instead of a crash loop.
 fn open_error(data_dir: &Path, err: &StoreError) -> anyhow::Error {
     let dir = data_dir.display();
+    if matches!(err, StoreError::Lost { .. }) {
+        return anyhow::anyhow!("failed to open the store: {err}");
+    }
+    if err.is_permission_denied() {
+        return anyhow::anyhow!(
+            "failed to open the store in {dir}: {err}. This user may not read or write the files, \
+             which may well be intact: run sluice as the directory's owner, or fix its permissions"
+        );
+    }
     if err.is_locked() {
         anyhow::anyhow!(
             "failed to open the store in {dir}: another process holds its lock, most likely \
@@ -152,6 +161,13 @@ async fn build(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Service> {
     names::set_config_project(&config.project).map_err(anyhow::Error::msg)?;
+    if data_dir.exists() && !data_dir.is_dir() {
+        anyhow::bail!(
+            "--data-dir {} is not a directory: choose a directory, or a path that does not \
+             exist yet",
+            data_dir.display()
+        );
+    }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
     let store =

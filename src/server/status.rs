@@ -90,7 +90,9 @@ pub(crate) fn from_store(err: &StoreError) -> Status {
         StoreError::Database(_) if err.is_disk_full() => Status::resource_exhausted(format!(
             "{err}: the disk of the data directory is full; free disk space, then retry"
         )),
-        StoreError::Database(_) | StoreError::Corrupt { .. } => Status::internal(err.to_string()),
+        StoreError::Database(_) | StoreError::Corrupt { .. } | StoreError::Lost { .. } => {
+            Status::internal(err.to_string())
+        }
     }
 }
 

@@ -64,7 +64,7 @@ impl Broker {
     /// Fails for an unknown subscription, a malformed ack id or a store failure.
     pub async fn return_unsent(&self, name: &str, ack_ids: &[String]) -> Result<(), BrokerError> {
         let subscription = self.subscription(name)?;
-        let parsed = parse_ack_ids(ack_ids)?;
+        let parsed = parse_ack_ids(ack_ids, subscription.tag())?;
         let now = Instant::now();
         let mut returned = Vec::new();
         {

@@ -64,8 +64,8 @@ pub enum BrokerError {
     /// A subscription that does not exist.
     #[error("subscription {0:?} not found")]
     SubscriptionNotFound(String),
-    /// An ack id this broker did not issue.
-    #[error("invalid ack id {0:?}; use the ack_id of a received message")]
+    /// An ack id this broker did not issue, or that another subscription issued.
+    #[error("invalid ack id {0:?}; use the ack_id of a message received from this subscription")]
     InvalidAckId(String),
     /// The store failed.
     #[error(transparent)]
@@ -91,9 +91,9 @@ impl Delivery {
     /// The count is read from the ack id. For a `Delivery` built with an ack id that this
     /// broker did not issue, it falls back to [`delivery_attempt`](Self::delivery_attempt).
     pub fn attempts(&self) -> u32 {
-        match parse_ack_ids(std::slice::from_ref(&self.ack_id)).as_deref() {
-            Ok([(_, attempts)]) => *attempts,
-            _ => self.delivery_attempt,
+        match split_ack_id(&self.ack_id) {
+            Some((_, attempts, _)) => attempts,
+            None => self.delivery_attempt,
         }
     }
 }
@@ -444,7 +444,7 @@ impl Broker {
                 0
             };
             deliveries.push(Delivery {
-                ack_id: format!("{seq}-{attempts}"),
+                ack_id: format!("{seq}-{attempts}-{}", subscription.tag()),
                 message,
                 delivery_attempt,
             });
@@ -461,7 +461,7 @@ impl Broker {
     /// or a store failure.
     pub async fn ack(&self, name: &str, ack_ids: &[String]) -> Result<(), BrokerError> {
         let subscription = self.subscription(name)?;
-        let parsed = parse_ack_ids(ack_ids)?;
+        let parsed = parse_ack_ids(ack_ids, subscription.tag())?;
         let mut seqs = Vec::with_capacity(parsed.len());
         {
             let mut state = subscription.state();
@@ -500,7 +500,7 @@ impl Broker {
         seconds: u32,
     ) -> Result<(), BrokerError> {
         let subscription = self.subscription(name)?;
-        let parsed = parse_ack_ids(ack_ids)?;
+        let parsed = parse_ack_ids(ack_ids, subscription.tag())?;
         if seconds > 0 {
             let deadline = Instant::now() + Duration::from_secs(u64::from(seconds));
             let mut state = subscription.state();
@@ -620,20 +620,27 @@ pub fn format_time(time: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(time).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn parse_ack_ids(ack_ids: &[String]) -> Result<Vec<(u64, u32)>, BrokerError> {
+/// Reads an ack id, `{seq}-{attempts}-{tag}`, into its parts.
+fn split_ack_id(id: &str) -> Option<(u64, u32, &str)> {
+    let mut parts = id.splitn(3, '-');
+    let seq = parts.next()?.parse().ok()?;
+    let attempts = parts.next()?.parse().ok()?;
+    let tag = parts.next()?;
+    Some((seq, attempts, tag))
+}
+
+/// Reads ack ids issued by the subscription with `tag` as `(seq, attempts)` pairs.
+///
+/// # Errors
+///
+/// [`BrokerError::InvalidAckId`] for a malformed id or one of another subscription, as
+/// Pub/Sub rejects those.
+fn parse_ack_ids(ack_ids: &[String], tag: &str) -> Result<Vec<(u64, u32)>, BrokerError> {
     ack_ids
         .iter()
-        .map(|id| {
-            let (seq, attempts) = id
-                .split_once('-')
-                .ok_or_else(|| BrokerError::InvalidAckId(id.clone()))?;
-            let seq = seq
-                .parse()
-                .map_err(|_| BrokerError::InvalidAckId(id.clone()))?;
-            let attempts = attempts
-                .parse()
-                .map_err(|_| BrokerError::InvalidAckId(id.clone()))?;
-            Ok((seq, attempts))
+        .map(|id| match split_ack_id(id) {
+            Some((seq, attempts, issued_by)) if issued_by == tag => Ok((seq, attempts)),
+            _ => Err(BrokerError::InvalidAckId(id.clone())),
         })
         .collect()
 }
@@ -658,8 +665,8 @@ mod tests {
 
     #[test]
     fn attempts_read_from_ack_id() {
-        assert_eq!(delivery("7-3", 0).attempts(), 3);
-        assert_eq!(delivery("7-3", 3).attempts(), 3);
+        assert_eq!(delivery("7-3-0badcafe", 0).attempts(), 3);
+        assert_eq!(delivery("7-3-0badcafe", 3).attempts(), 3);
     }
 
     #[test]

@@ -38,7 +38,9 @@ impl Broker {
         reason: &str,
     ) -> Result<bool, BrokerError> {
         let subscription = self.subscription(name)?;
-        let [(seq, attempts)] = parse_ack_ids(std::slice::from_ref(&ack_id.to_owned()))?[..] else {
+        let [(seq, attempts)] =
+            parse_ack_ids(std::slice::from_ref(&ack_id.to_owned()), subscription.tag())?[..]
+        else {
             return Err(BrokerError::InvalidAckId(ack_id.to_owned()));
         };
         // The lease is kept, and moved out of the maintenance tick's reach, until the message

@@ -24,6 +24,9 @@ pub(super) struct Subscription {
     /// Woken when messages become ready, so that waiting pulls return.
     pub(super) ready: Notify,
     pub(super) counters: SubscriptionCounters,
+    /// The last part of every ack id the subscription issues, so that an ack id of another
+    /// subscription is rejected: the FNV-1a hash of the name, in hex.
+    tag: String,
 }
 
 impl Subscription {
@@ -38,7 +41,9 @@ impl Subscription {
                 name: spec.name.clone(),
                 error,
             })?;
+        let tag = format!("{:08x}", fnv1a(spec.name.as_bytes()));
         Ok(Subscription {
+            tag,
             filter: filter.expression().is_some().then_some(filter),
             ordered: spec.enable_message_ordering,
             spec: RwLock::new(spec),
@@ -46,6 +51,10 @@ impl Subscription {
             ready: Notify::new(),
             counters: SubscriptionCounters::default(),
         })
+    }
+
+    pub(super) fn tag(&self) -> &str {
+        &self.tag
     }
 
     pub(super) fn spec(&self) -> SubscriptionSpec {
@@ -80,4 +89,11 @@ impl Subscription {
     pub(super) fn key_of(&self, ordering_key: &str) -> Option<Arc<str>> {
         (self.ordered && !ordering_key.is_empty()).then(|| Arc::from(ordering_key))
     }
+}
+
+/// 32-bit FNV-1a.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |hash, &byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
 }

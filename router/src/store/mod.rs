@@ -404,6 +404,24 @@ pub enum StoreError {
         /// Seconds the current write has taken so far.
         busy_secs: u64,
     },
+    /// The store opened with fewer messages than it had flushed before, which means its
+    /// files were damaged other than by a crash.
+    #[error(
+        "the store in {path} has lost data: topic {topic} had reached message {recorded} when \
+         it was last flushed, but now ends at {found}. A crash does not do this; the files were \
+         truncated or overwritten. Restore the directory from a backup, or, to start with \
+         what is left, delete {path}/sluice-manifest.json"
+    )]
+    Lost {
+        /// The data directory.
+        path: PathBuf,
+        /// The topic whose messages are missing, by name when the catalog still has it.
+        topic: String,
+        /// The last sequence number the manifest recorded.
+        recorded: u64,
+        /// The last sequence number the store has now.
+        found: u64,
+    },
     /// The underlying database failed.
     #[error("storage failed: {0}")]
     Database(#[from] sled::Error),
@@ -430,6 +448,16 @@ impl StoreError {
             StoreError::Database(sled::Error::Io(io))
                 if io.kind() == std::io::ErrorKind::WouldBlock
                     || io.to_string().contains("could not acquire lock")
+        )
+    }
+
+    /// Returns whether the error is the file system denying access to the store's files.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(sled::Error::Io(io))
+                if io.kind() == std::io::ErrorKind::PermissionDenied
+                    || io.raw_os_error() == Some(1)
         )
     }
 

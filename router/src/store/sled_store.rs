@@ -8,6 +8,7 @@
 
 mod deletion;
 mod guard;
+mod manifest;
 mod retention;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -35,6 +36,8 @@ const WRITE_QUEUE: usize = 4096;
 /// the backlog, to 614 MiB at a million pending messages. At 64 MiB it was 155 MiB
 /// (docs/benchmarks.md).
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// How often the committer records its sequence numbers in the manifest.
+const MANIFEST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Most writes applied in one batch, so that one group cannot grow without bound.
 const MAX_GROUP: usize = 1024;
 
@@ -336,10 +339,20 @@ impl SledStore {
             let topic = keys::decode_u32(&key, key.get(1..5).unwrap_or_default())?;
             last_seq.insert(topic, keys::decode_u64(&key, &value)?);
         }
+        manifest::check(path, &last_seq, |topic| {
+            catalog
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .topic_name(topic)
+                .map(|name| format!("{name:?}"))
+        })?;
+        manifest::write(path, &last_seq);
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         let guard = Arc::new(guard::Guard::new(path, options));
         let listener = Listener::default();
         let committer = Committer {
+            dir: path.to_owned(),
+            manifest_written: std::time::Instant::now(),
             listener: listener.clone(),
             guard: guard.clone(),
             db,
@@ -738,6 +751,10 @@ impl Store for SledStore {
 
 /// The single writer: owns the sequence counters and applies queued writes in groups.
 struct Committer {
+    /// The data directory, where the manifest is written.
+    dir: std::path::PathBuf,
+    /// When the manifest was last written.
+    manifest_written: std::time::Instant,
     listener: Listener,
     guard: Arc<guard::Guard>,
     db: sled::Db,
@@ -786,9 +803,13 @@ impl Committer {
             }
             self.commit(group);
             self.guard.mark_idle();
+            if self.manifest_written.elapsed() >= MANIFEST_INTERVAL {
+                self.write_manifest();
+            }
         }
-        if let Err(err) = self.db.flush() {
-            error!(error = %err, "final flush of the store failed");
+        match self.db.flush() {
+            Ok(_) => manifest::write(&self.dir, &self.last_seq),
+            Err(err) => error!(error = %err, "final flush of the store failed"),
         }
         debug!("store committer stopped");
     }
@@ -800,6 +821,8 @@ impl Committer {
         let mut durable = false;
         // The messages appended by this group, in sequence order, for the commit listener.
         let mut appended: Vec<(u32, u64, NewMessage)> = Vec::new();
+        // An explicit flush, as at shutdown, also brings the manifest up to date.
+        let mut flush_requested = false;
         let now = SystemTime::now();
         for write in group {
             match write {
@@ -866,6 +889,7 @@ impl Committer {
                 Write::Flush { reply } => {
                     outcomes.push(Outcome::Done(reply));
                     durable = true;
+                    flush_requested = true;
                 }
                 exclusive => self.run_exclusive(exclusive),
             }
@@ -879,9 +903,16 @@ impl Committer {
         });
         if let Err(err) = &result {
             error!(error = %err, "store write failed");
+            // The sequence numbers this group took were never written, so the manifest must
+            // not record them.
+            self.reload_last_seq();
         }
         if result.is_ok() && !appended.is_empty() {
             self.report_committed(&appended);
+        }
+        if result.is_ok() && flush_requested {
+            self.manifest_written = std::time::Instant::now();
+            manifest::write(&self.dir, &self.last_seq);
         }
         for outcome in outcomes {
             let failed = |err: &sled::Error| StoreError::Database(err.clone());
@@ -1010,6 +1041,30 @@ impl Committer {
         self.catalog
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads each topic's last sequence number back from the store.
+    fn reload_last_seq(&mut self) {
+        for item in self.data.scan_prefix(b"q") {
+            let Ok((key, value)) = item else {
+                continue;
+            };
+            let topic = keys::decode_u32(&key, key.get(1..5).unwrap_or_default());
+            let seq = keys::decode_u64(&key, &value);
+            if let (Ok(topic), Ok(seq)) = (topic, seq) {
+                self.last_seq.insert(topic, seq);
+            }
+        }
+    }
+
+    /// Records the current sequence numbers in the manifest, after a flush so that the
+    /// manifest never claims more than the disk holds.
+    fn write_manifest(&mut self) {
+        self.manifest_written = std::time::Instant::now();
+        match self.db.flush() {
+            Ok(_) => manifest::write(&self.dir, &self.last_seq),
+            Err(err) => error!(error = %err, "flushing the store for its manifest failed"),
+        }
     }
 
     /// Reports durable messages to the commit listener, before their publishers get their
