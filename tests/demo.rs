@@ -1,5 +1,6 @@
-//! `sluice demo` end to end: the bundled photos become thumbnails, the broken upload is
-//! dead-lettered with its reason, the text file is skipped, and the audit entries are routed.
+//! `sluice demo` end to end: the bundled photos become thumbnails and annotations, the broken
+//! upload is dead-lettered with its reason, the text file is skipped, the audit entries are
+//! routed, and the bundled offers are accepted, ignored or dead-lettered.
 
 use assert_cmd::Command;
 
@@ -54,6 +55,38 @@ fn demo_prints_the_pipeline_summary() {
 }
 
 #[test]
+fn demo_prints_annotations_and_offers() {
+    let output = Command::cargo_bin("sluice")
+        .expect("binary builds")
+        .arg("demo")
+        .env_remove("RUST_LOG")
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .expect("demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
+
+    for line in [
+        "Annotations in bucket annotations: 3",
+        "  landscape-exif-rotated.jpg.json   1800x1200  orientation 6  camera -",
+        "  landscape.jpg.json                1800x1200  orientation 1  camera -",
+        "  portrait.jpg.json                 1200x1800  orientation 1  camera -",
+        "Dead-lettered to annotator-dead-letter: 1",
+        "  truncated.jpg: cannot annotate gs://uploads/truncated.jpg#",
+        "Offers: 7 published to offers, 4 accepted, 1 duplicate ignored, 2 dead-lettered",
+        "  offer 9007199254740993  kettle   24.90 EUR",
+        "  kettle  EUR  22.40  offer k-2 from south-shop",
+        "  lamp    JPY   3150  offer l-1 from north-shop",
+        "Dead-lettered to offers-dead-letter: 2",
+        "  invalid offer: currency \"EUX\" is not an ISO 4217 currency code",
+        "  invalid offer: price is missing",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in\n{stdout}");
+    }
+}
+
+#[test]
 fn demo_refuses_an_existing_data_dir() {
     let dir = tempfile::tempdir().expect("temp dir");
     let output = Command::cargo_bin("sluice")
@@ -81,8 +114,10 @@ fn demo_keeps_a_named_data_dir() {
         .expect("demo runs");
 
     assert!(output.status.success());
-    assert!(
-        data_dir.join("buckets").join("thumbnails").is_dir(),
-        "the thumbnails bucket stays in the named data directory"
-    );
+    for bucket in ["thumbnails", "annotations", "offers-state"] {
+        assert!(
+            data_dir.join("buckets").join(bucket).is_dir(),
+            "the {bucket} bucket stays in the named data directory"
+        );
+    }
 }

@@ -239,7 +239,13 @@ fn recordings_dir() -> PathBuf {
 /// Runs `script` against the server at `host`, keeps its recording in [`recordings_dir`]
 /// under the name of the script and `side`, and returns the recording.
 fn record(script: &str, host: &str, side: &str) -> Recording {
-    let output = python::run(script, &[], &[("PUBSUB_EMULATOR_HOST", host)]);
+    // The scripts import differential_record.py, and bytecode caches would litter the
+    // source tree.
+    let env = [
+        ("PUBSUB_EMULATOR_HOST", host),
+        ("PYTHONDONTWRITEBYTECODE", "1"),
+    ];
+    let output = python::run(script, &[], &env);
     python::assert_success(script, &output);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().last().unwrap_or_default();

@@ -765,3 +765,30 @@ async fn push_metrics_count_per_subscription() {
         "the failure is nacked"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_stops_push_runners() {
+    let mock = Mock::start().await;
+    let mut server = TestServer::start(Some(&config(&format!(
+        "[[subscriptions]]\nname = \"pushed\"\ntopic = \"orders\"\n\
+         [subscriptions.push]\nendpoint = \"{url}/status/204/pushed\"\n\
+         [[subscriptions]]\nname = \"stuck\"\ntopic = \"orders\"\nack_deadline_secs = 600\n\
+         [subscriptions.push]\nendpoint = \"{url}/slow/stuck\"\n",
+        url = mock.url
+    ))));
+
+    publish(&server, "orders", vec![message(b"order 1", &[], "")]).await;
+    mock.wait_for("/status/204/pushed", 1).await;
+    mock.wait_for("/slow/stuck", 1).await;
+    wait_for_metric(&server, "sluice_acks_total", "pushed", 1).await;
+    let (status, log) = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .expect("terminate runs");
+
+    assert!(status.success(), "sluice exits 0 after SIGTERM:\n{log}");
+    assert!(
+        log.contains("push runner still busy at shutdown"),
+        "the request in flight outlives the grace period:\n{log}"
+    );
+    assert!(log.contains("sluice stopped"), "{log}");
+}

@@ -1,11 +1,16 @@
-//! `sluice demo`: the upload-to-thumbnail pipeline and the log router on bundled data, in one
-//! process.
+//! `sluice demo`: the upload pipeline (thumbnails and annotations), the offers pipeline and the
+//! log router on bundled data, in one process.
 //!
 //! The demo starts the server on the built-in configuration, on a free port of 127.0.0.1 and
 //! a fresh data directory. It then talks to it as any client would: it uploads the bundled
 //! photos and two broken files through `POST /upload/uploads`, streams the bundled audit-log
-//! entries through LogIngest, waits until the `thumbnailer` subscription has handled every
-//! upload, and prints what happened.
+//! entries through LogIngest, publishes the bundled seller offers, waits until the
+//! `thumbnailer`, `annotator` and `offers-processor` subscriptions have handled everything,
+//! and prints what happened. The annotation and offers parts are in `demo/`.
+
+mod annotations;
+mod dead_letters;
+mod offers;
 
 use std::io::Cursor;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -17,16 +22,15 @@ use anyhow::Context as _;
 use clap::Args;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
-use sluice_proto::google::pubsub::v1::subscriber_client::SubscriberClient;
-use sluice_proto::google::pubsub::v1::{AcknowledgeRequest, PullRequest};
 use sluice_proto::sluice::v1::admin_client::AdminClient;
 use sluice_proto::sluice::v1::log_ingest_client::LogIngestClient;
 use sluice_proto::sluice::v1::{IngestAck, IngestBatch, ListSubscriptionsRequest};
 use sluice_router::store::StoreOptions;
 use tonic::transport::Channel;
 
+use self::dead_letters::pull_dead_letters;
 use super::write_stdout;
-use crate::client::{connect, subscription_resource};
+use crate::client::connect;
 use crate::server::{self, ServeOptions};
 
 /// The bundled photos, by object name. Their sources and licence are in `demo/README.md`.
@@ -55,8 +59,10 @@ const THUMBNAILS_BUCKET: &str = "thumbnails";
 /// The subscription that runs the thumbnail handler, and the one of its dead-letter topic.
 const THUMBNAILER: &str = "thumbnailer";
 const THUMBNAILER_DEAD_LETTER: &str = "thumbnailer-dead-letter";
+/// The subscriptions whose handlers the demo waits for.
+const HANDLED_SUBSCRIPTIONS: [&str; 3] = [THUMBNAILER, "annotator", "offers-processor"];
 
-/// Maximum wait for the thumbnailer to handle every upload.
+/// Maximum wait for the handlers to handle every upload and offer.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Details printed by `sluice demo --help`.
@@ -67,17 +73,20 @@ configuration and a free port of 127.0.0.1, then:
   1. uploads three photos (one stored sideways with an EXIF orientation), a
      truncated JPEG and a text file to the bucket `uploads`; its notifications
      feed the `thumbnailer` subscription, whose handler writes thumbnails into
-     the bucket `thumbnails`;
+     the bucket `thumbnails`, and the `annotator` subscription, whose handler
+     writes JSON annotations into the bucket `annotations`;
   2. streams 37 Cloud Audit Log entries through the log router's sinks;
-  3. waits until every upload is handled, and prints a summary: entries in,
-     matches per sink, thumbnails with their sizes, and dead-lettered uploads
-     with the reason.
+  3. publishes 7 seller offers to the topic `offers` (one a copy, two
+     invalid), which the `offers-processor` subscription validates, keeping
+     the best offer per product in the bucket `offers-state`;
+  4. waits until everything is handled, and prints a summary: entries in,
+     matches per sink, thumbnails with their sizes, annotations, accepted and
+     best offers, and what was dead-lettered, with the reason.
 
 The data directory is a new temporary folder, removed at the end, unless
 --data-dir names one to keep. Set RUST_LOG=info to see the server's logs.";
 
-/// Run the upload-to-thumbnail pipeline and the log router on bundled data, then print a
-/// summary
+/// Run the upload, offers and log pipelines on bundled data, then print a summary
 #[derive(Debug, Args)]
 #[command(after_long_help = AFTER_LONG_HELP)]
 pub(crate) struct DemoArgs {
@@ -198,6 +207,8 @@ struct Summary {
     thumbnails: Vec<ThumbnailInfo>,
     /// The object name and the reason of each dead-lettered upload.
     dead_letters: Vec<(String, String)>,
+    annotations: annotations::AnnotationSummary,
+    offers: offers::OfferSummary,
 }
 
 /// One thumbnail as the summary lists it.
@@ -233,10 +244,14 @@ async fn run_steps(url: &str) -> anyhow::Result<Summary> {
     let (entries, ack) = ingest(channel.clone()).await?;
     summary.entries = entries;
     summary.ingest = ack;
+    let published_offers = offers::publish(channel.clone()).await?;
 
     wait_until_handled(channel.clone()).await?;
     summary.thumbnails = thumbnails(&http, url).await?;
-    summary.dead_letters = dead_letters(channel).await?;
+    summary.dead_letters = dead_letters(channel.clone()).await?;
+    summary.annotations =
+        annotations::AnnotationSummary::collect(&http, url, channel.clone()).await?;
+    summary.offers = offers::OfferSummary::collect(&http, url, channel, published_offers).await?;
     Ok(summary)
 }
 
@@ -292,6 +307,8 @@ async fn ingest(channel: Channel) -> anyhow::Result<(usize, IngestAck)> {
     Ok((count, ack))
 }
 
+/// Waits until each subscription of [`HANDLED_SUBSCRIPTIONS`] has nothing left to deliver or
+/// in flight.
 async fn wait_until_handled(channel: Channel) -> anyhow::Result<()> {
     let mut admin = AdminClient::new(channel);
     let give_up = Instant::now() + SETTLE_TIMEOUT;
@@ -302,18 +319,27 @@ async fn wait_until_handled(channel: Channel) -> anyhow::Result<()> {
             .context("listing the subscriptions failed")?
             .into_inner()
             .subscriptions;
-        let thumbnailer = subscriptions
-            .iter()
-            .find(|s| s.name == THUMBNAILER)
-            .context("the built-in configuration has no thumbnailer subscription")?;
-        if thumbnailer.backlog == 0 && thumbnailer.outstanding == 0 {
+        let mut busy = Vec::new();
+        for name in HANDLED_SUBSCRIPTIONS {
+            let subscription =
+                subscriptions
+                    .iter()
+                    .find(|s| s.name == name)
+                    .with_context(|| {
+                        format!("the built-in configuration has no {name} subscription")
+                    })?;
+            if subscription.backlog > 0 || subscription.outstanding > 0 {
+                busy.push(format!("{name} ({} messages)", subscription.backlog));
+            }
+        }
+        if busy.is_empty() {
             return Ok(());
         }
         if Instant::now() >= give_up {
             anyhow::bail!(
-                "the thumbnailer still has {} of the uploads after {} s; run again with \
-                 RUST_LOG=info to see what the handler does",
-                thumbnailer.backlog,
+                "{} still not handled after {} s; run again with RUST_LOG=info to see what \
+                 the handlers do",
+                busy.join(", "),
                 SETTLE_TIMEOUT.as_secs()
             );
         }
@@ -362,40 +388,19 @@ async fn thumbnails(http: &reqwest::Client, url: &str) -> anyhow::Result<Vec<Thu
     Ok(thumbnails)
 }
 
+/// Returns the object name and the reason of each dead-lettered upload of the thumbnailer.
 async fn dead_letters(channel: Channel) -> anyhow::Result<Vec<(String, String)>> {
-    let mut client = SubscriberClient::new(channel);
-    let subscription = subscription_resource(THUMBNAILER_DEAD_LETTER);
-    let received = client
-        .pull(PullRequest {
-            subscription: subscription.clone(),
-            max_messages: 100,
-            ..PullRequest::default()
-        })
-        .await
-        .context("pulling the dead letters failed")?
-        .into_inner()
-        .received_messages;
-    let mut dead_letters = Vec::new();
-    let mut ack_ids = Vec::new();
-    for received in received {
-        ack_ids.push(received.ack_id);
-        let attributes = received.message.unwrap_or_default().attributes;
-        let object = attributes.get("objectId").cloned().unwrap_or_default();
-        let reason = attributes
-            .get(sluice_router::deliver::DEAD_LETTER_REASON_ATTRIBUTE)
-            .cloned()
-            .unwrap_or_else(|| "no reason recorded".to_owned());
-        dead_letters.push((object, reason));
-    }
-    if !ack_ids.is_empty() {
-        client
-            .acknowledge(AcknowledgeRequest {
-                subscription,
-                ack_ids,
+    let mut dead_letters: Vec<(String, String)> =
+        pull_dead_letters(channel, THUMBNAILER_DEAD_LETTER)
+            .await?
+            .into_iter()
+            .map(|dead_letter| {
+                (
+                    dead_letter.attribute("objectId").to_owned(),
+                    dead_letter.reason,
+                )
             })
-            .await
-            .context("acknowledging the dead letters failed")?;
-    }
+            .collect();
     dead_letters.sort();
     Ok(dead_letters)
 }
@@ -457,6 +462,8 @@ impl Summary {
                 skipped.join(", ")
             }
         ));
+        self.annotations.print();
+        self.offers.print();
         write_stdout(format_args!("\nDone in {:.1} s.", elapsed.as_secs_f64()));
     }
 }

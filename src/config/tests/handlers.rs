@@ -197,7 +197,7 @@ fn offers_loops_rejected() {
         &text,
         "subscription \"worker\": handler.state_bucket \"state\" publishes OBJECT_FINALIZE to \
          this subscription's topic \"events\", so every state write would come back to the \
-         handler as an invalid offer: use a bucket that does not notify \"events\"",
+         handler and be dead-lettered: use a bucket that does not notify \"events\"",
     );
 }
 

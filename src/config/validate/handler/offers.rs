@@ -61,7 +61,7 @@ fn check_state_bucket(
             format!(
                 "handler.state_bucket {bucket:?} publishes OBJECT_FINALIZE to this \
                  subscription's topic {topic:?}, so every state write would come back to the \
-                 handler as an invalid offer: use a bucket that does not notify {topic:?}"
+                 handler and be dead-lettered: use a bucket that does not notify {topic:?}"
             ),
         );
         return None;
