@@ -10,6 +10,10 @@
 //! configured one that a call deletes or changes is created again, with the configured
 //! settings, at the next start.
 
+/// Bytes of message data, attributes and ordering keys that one unary Pull response stays
+/// under: the default receive limit of gRPC clients, less room for the response's framing.
+const MAX_PULL_RESPONSE_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
+
 mod outstanding;
 mod pages;
 mod resources;
@@ -460,9 +464,16 @@ impl Subscriber for PubsubService {
         } else {
             PULL_WAIT
         };
+        // Default gRPC clients read at most 4 MiB per response, so a response holds more than
+        // one message only while it stays under that; a larger message comes alone.
         let deliveries = self
             .broker
-            .pull(&name, max.min(MAX_PULL_MESSAGES), wait)
+            .pull_within(
+                &name,
+                max.min(MAX_PULL_MESSAGES),
+                MAX_PULL_RESPONSE_BYTES,
+                wait,
+            )
             .await
             .map_err(|err| status::from_broker(&err))?;
         let received_messages = deliveries.into_iter().map(received).collect();
