@@ -9,6 +9,8 @@
 //! [`LogRouter::route_batch`] parses each entry once and evaluates all inclusion filters
 //! together through a [`FilterSet`], which shares the work between sinks.
 
+pub mod path_pattern;
+
 use std::collections::BTreeMap;
 
 use serde_json::Value;
