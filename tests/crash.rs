@@ -54,6 +54,11 @@ const MAX_RUN_MILLIS: u64 = 1500;
 const MAX_BATCH: u64 = 5;
 /// Maximum bytes of random filler after a payload's readable prefix.
 const MAX_FILLER_BYTES: u64 = 200;
+/// One message in this many gets a large filler instead, of up to [`MAX_LARGE_FILLER_BYTES`],
+/// so that payloads stored in segment files outside sled are covered too.
+const LARGE_EVERY: u64 = 8;
+/// Maximum bytes of a large filler; it is at least 2 KiB, above the store's inline limit.
+const MAX_LARGE_FILLER_BYTES: u64 = 64 * 1024;
 /// Messages per pull, the server's maximum.
 const PULL_MAX_MESSAGES: i32 = 100;
 /// Limit on one RPC, far above its normal duration, so that a stuck call fails the
@@ -282,10 +287,15 @@ async fn run_publisher(
 }
 
 /// Builds message data: a readable prefix that names the message, then 0 to
-/// [`MAX_FILLER_BYTES`] random bytes, so that data that is not UTF-8 is covered too.
+/// [`MAX_FILLER_BYTES`] random bytes, so that data that is not UTF-8 is covered too, or for
+/// one message in [`LARGE_EVERY`], 2 KiB to [`MAX_LARGE_FILLER_BYTES`].
 fn payload(publisher: u64, sequence: u64, rng: &mut Rng) -> Vec<u8> {
     let mut data = format!("publisher {publisher} message {sequence} ").into_bytes();
-    let filler = rng.below(MAX_FILLER_BYTES + 1);
+    let filler = if rng.below(LARGE_EVERY) == 0 {
+        2048 + rng.below(MAX_LARGE_FILLER_BYTES - 2048 + 1)
+    } else {
+        rng.below(MAX_FILLER_BYTES + 1)
+    };
     data.extend((0..filler).map(|_| rng.next_u64().to_le_bytes()[0]));
     data
 }

@@ -517,3 +517,82 @@ async fn ack_id_of_other_subscription_rejected() {
     assert!(matches!(err, BrokerError::InvalidAckId(_)), "{err}");
     assert_eq!(broker.stats()[1].backlog, 1, "b's message is still pending");
 }
+
+#[tokio::test]
+async fn ack_id_of_undelivered_message_ignored() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = broker(dir.path()).await;
+    broker.create_topic("t").await.expect("topic");
+    broker
+        .create_subscription(spec("s", "t"))
+        .await
+        .expect("subscription");
+    broker
+        .publish(vec![to("t", "first"), to("t", "second")])
+        .await
+        .expect("publish");
+    let delivered = broker.pull("s", 1, NO_WAIT).await.expect("pull").remove(0);
+    let tag = delivered.ack_id.rsplit('-').next().expect("tag").to_owned();
+
+    // A well-formed id for the second message, which was never delivered, and one for a
+    // later attempt of the first.
+    let guesses = [
+        format!("2-1-{tag}"),
+        format!("1-2-{tag}"),
+        format!("2-0-{tag}"),
+    ];
+    broker
+        .ack("s", &guesses)
+        .await
+        .expect("guesses are ignored");
+    assert_eq!(broker.stats()[0].backlog, 2, "nothing was acknowledged");
+
+    let second = broker.pull("s", 1, NO_WAIT).await.expect("pull");
+    assert_eq!(second.len(), 1, "the second message is still delivered");
+    broker
+        .ack("s", &[delivered.ack_id.clone(), second[0].ack_id.clone()])
+        .await
+        .expect("ack");
+    assert_eq!(broker.stats()[0].backlog, 0, "real ack ids still work");
+}
+
+#[tokio::test]
+async fn pull_reads_at_most_its_byte_budget() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = broker(dir.path()).await;
+    broker.create_topic("t").await.expect("topic");
+    broker
+        .create_subscription(SubscriptionSpec {
+            dead_letter: None,
+            ..spec("s", "t")
+        })
+        .await
+        .expect("subscription");
+    let mib = "m".repeat(1024 * 1024);
+    for _ in 0..3 {
+        let batch = (0..10).map(|_| to("t", &mib)).collect();
+        broker.publish(batch).await.expect("publish");
+    }
+
+    let first = broker.pull("s", 1000, NO_WAIT).await.expect("pull");
+    let bytes: usize = first.iter().map(|d| d.message.message.data.len()).sum();
+    assert!(
+        bytes <= sluice_router::deliver::DEFAULT_PULL_BYTES,
+        "one pull read {bytes} bytes"
+    );
+    assert!(
+        first.len() >= 9,
+        "a pull still fills its budget: {}",
+        first.len()
+    );
+    let mut total = first.len();
+    for _ in 0..10 {
+        let more = broker.pull("s", 1000, NO_WAIT).await.expect("pull");
+        assert!(
+            more.iter().all(|delivery| delivery.attempts() == 1),
+            "what did not fit was never counted as delivered"
+        );
+        total += more.len();
+    }
+    assert_eq!(total, 30, "every message is delivered once");
+}

@@ -1,5 +1,5 @@
-//! Pulls bounded in bytes, for streaming consumers with flow control: the broker leases by
-//! message count, then returns what does not fit without counting a delivery attempt.
+//! Pulls bounded in bytes, for streaming consumers with flow control, and the return of
+//! leased messages that never reached their consumer, without counting a delivery attempt.
 
 use std::time::Duration;
 
@@ -7,11 +7,16 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::{parse_ack_ids, Broker, BrokerError, Delivery};
+use crate::store::NewMessage;
 
 /// Returns the bytes a delivery counts against a byte limit: data, attributes and ordering
 /// key, as Pub/Sub clients measure `max_outstanding_bytes`.
 pub fn delivery_bytes(delivery: &Delivery) -> usize {
-    let message = &delivery.message.message;
+    message_bytes(&delivery.message.message)
+}
+
+/// Returns the bytes of a message as [`delivery_bytes`] counts them.
+pub(crate) fn message_bytes(message: &NewMessage) -> usize {
     let attributes: usize = message
         .attributes
         .iter()
@@ -36,23 +41,7 @@ impl Broker {
         max_bytes: usize,
         wait: Duration,
     ) -> Result<Vec<Delivery>, BrokerError> {
-        let mut deliveries = self.pull(name, max, wait).await?;
-        let mut total = 0;
-        let mut fits = 0;
-        for delivery in &deliveries {
-            let bytes = delivery_bytes(delivery);
-            if fits > 0 && total + bytes > max_bytes {
-                break;
-            }
-            total += bytes;
-            fits += 1;
-        }
-        let rest = deliveries.split_off(fits);
-        if !rest.is_empty() {
-            let ack_ids: Vec<String> = rest.into_iter().map(|d| d.ack_id).collect();
-            self.return_unsent(name, &ack_ids).await?;
-        }
-        Ok(deliveries)
+        self.pull_bounded(name, max, max_bytes, wait).await
     }
 
     /// Returns leased messages that never reached the consumer, as if they had not been

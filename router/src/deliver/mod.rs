@@ -53,6 +53,9 @@ pub const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// in the store and are read in sequence order as the queue drains, so that memory does not
 /// grow with the backlog.
 pub const QUEUE_WINDOW: usize = 10_000;
+/// The bytes of messages one pull reads into memory when its caller sets no other bound.
+/// Pub/Sub's largest message is 10 MB, and a pull always returns at least one message.
+pub const DEFAULT_PULL_BYTES: usize = 10 * 1024 * 1024;
 
 /// How often message retention is applied. Retention is at least 10 minutes, so a message
 /// outlives it by at most this much.
@@ -265,8 +268,8 @@ impl Broker {
         for entry in pending {
             let key = if subscription.is_ordered() {
                 self.store
-                    .read(&spec.topic, entry.seq)?
-                    .and_then(|stored| subscription.key_of(&stored.message.ordering_key))
+                    .read_ordering_key(&spec.topic, entry.seq)?
+                    .and_then(|key| subscription.key_of(&key))
             } else {
                 None
             };
@@ -387,13 +390,26 @@ impl Broker {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Delivery>, BrokerError> {
+        self.pull_bounded(name, max, DEFAULT_PULL_BYTES, wait).await
+    }
+
+    /// [`Broker::pull`] with a bound on the bytes of the leased messages (see
+    /// [`flow::delivery_bytes`]). The first message is delivered even when it alone is
+    /// larger, so that a large message cannot block the subscription.
+    async fn pull_bounded(
+        &self,
+        name: &str,
+        max: usize,
+        max_bytes: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, BrokerError> {
         let subscription = self.subscription(name)?;
         let give_up = Instant::now() + wait;
         loop {
             let notified = subscription.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let deliveries = self.lease(name, &subscription, max).await?;
+            let deliveries = self.lease(name, &subscription, max, max_bytes).await?;
             if !deliveries.is_empty() {
                 return Ok(deliveries);
             }
@@ -405,11 +421,16 @@ impl Broker {
         }
     }
 
+    /// Leases up to `max` messages and reads them, stopping once their bytes reach
+    /// `max_bytes`; the leases it did not read are undone without counting an attempt. Only
+    /// then are the attempts recorded, so that neither a large backlog nor a large batch is
+    /// ever read into memory at once.
     async fn lease(
         &self,
         name: &str,
         subscription: &Subscription,
         max: usize,
+        max_bytes: usize,
     ) -> Result<Vec<Delivery>, BrokerError> {
         let spec = subscription.spec();
         let ack_deadline = Duration::from_secs(u64::from(spec.ack_deadline_secs));
@@ -423,16 +444,48 @@ impl Broker {
         if leased.is_empty() {
             return Ok(Vec::new());
         }
-        self.store.set_attempts(name, leased.clone()).await?;
-        let mut deliveries = Vec::with_capacity(leased.len());
-        for (seq, attempts) in leased {
-            let Some(message) = self.store.read(&spec.topic, seq)? else {
+        let mut read = Vec::with_capacity(leased.len());
+        let mut bytes = 0;
+        let mut rest = Vec::new();
+        let mut unread = leased.iter().copied();
+        for (seq, attempts) in unread.by_ref() {
+            let message = match self.store.read(&spec.topic, seq) {
+                Ok(message) => message,
+                Err(err) => {
+                    self.undo_leases(subscription, leased.iter().copied());
+                    return Err(err.into());
+                }
+            };
+            let Some(message) = message else {
                 // Acknowledged through another path while it was queued here. Removing it
                 // may make the next message of its ordering key ready.
                 subscription.state().remove(seq);
                 subscription.ready.notify_waiters();
                 continue;
             };
+            let size = flow::message_bytes(&message.message);
+            if !read.is_empty() && bytes + size > max_bytes {
+                rest.push((seq, attempts));
+                break;
+            }
+            bytes += size;
+            read.push((seq, attempts, message));
+        }
+        rest.extend(unread);
+        if !rest.is_empty() {
+            self.undo_leases(subscription, rest.into_iter());
+            subscription.ready.notify_waiters();
+        }
+        if read.is_empty() {
+            return Ok(Vec::new());
+        }
+        let counts = read
+            .iter()
+            .map(|(seq, attempts, _)| (*seq, *attempts))
+            .collect();
+        self.store.set_attempts(name, counts).await?;
+        let mut deliveries = Vec::with_capacity(read.len());
+        for (seq, attempts, message) in read {
             subscription
                 .counters
                 .delivered
@@ -452,6 +505,18 @@ impl Broker {
         Ok(deliveries)
     }
 
+    /// Puts leased messages back as they were before [`QueueState::lease`] took them: ready
+    /// at once, with the attempt it counted taken back.
+    fn undo_leases(&self, subscription: &Subscription, leases: impl Iterator<Item = (u64, u32)>) {
+        let now = Instant::now();
+        let mut state = subscription.state();
+        for (seq, attempts) in leases {
+            if state.release(seq, attempts).is_some() {
+                state.requeue(seq, attempts.saturating_sub(1), None, now);
+            }
+        }
+    }
+
     /// Acknowledges deliveries. Acknowledging a delivery whose lease expired still removes the
     /// message, as Pub/Sub allows.
     ///
@@ -465,8 +530,13 @@ impl Broker {
         let mut seqs = Vec::with_capacity(parsed.len());
         {
             let mut state = subscription.state();
-            for (seq, _) in parsed {
-                if state.remove(seq) {
+            for (seq, attempts) in parsed {
+                // An ack id names the delivery that issued it, so one for a delivery that
+                // has not happened yet (a guess, or an id from before a seek) is ignored.
+                let delivered = state
+                    .attempts_of(seq)
+                    .is_some_and(|had| attempts >= 1 && had >= attempts);
+                if delivered && state.remove(seq) {
                     seqs.push(seq);
                 }
             }

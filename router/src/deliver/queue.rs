@@ -238,6 +238,22 @@ impl QueueState {
         taken
     }
 
+    /// Returns the deliveries a message in memory has had: counted by its current lease,
+    /// or recorded when it was queued again. `None` when the message is not in memory.
+    pub(crate) fn attempts_of(&self, seq: u64) -> Option<u32> {
+        if let Some(lease) = self.leased.get(&seq) {
+            return Some(lease.attempts);
+        }
+        if let Some(attempts) = self.ready.get(&seq) {
+            return Some(*attempts);
+        }
+        if let Some(ready_at) = self.delayed_until.get(&seq) {
+            return self.delayed.get(&(*ready_at, seq)).copied();
+        }
+        let key = self.keys.get(&seq)?;
+        self.key_queues.get(key)?.waiting.get(&seq).copied()
+    }
+
     /// Forgets a message: it was acknowledged or dead-lettered. When it was the head of its
     /// ordering key, the key's next message becomes ready. Returns whether it was known.
     pub(crate) fn remove(&mut self, seq: u64) -> bool {

@@ -13,6 +13,8 @@
 //!   reused after the newest message is deleted
 //! - `r{snapshot id:u32}{seq:u64}`: a message that was unacknowledged when the snapshot was
 //!   taken; the value is empty
+//! - `x{segment:u64}{topic id:u32}{seq:u64}`: a message whose payload is in that payload
+//!   segment file (see `sled_store/payloads.rs`); the value is empty
 //!
 //! Tree `catalog` also holds `n/{name}`: a [`SnapshotRecord`](super::SnapshotRecord).
 
@@ -21,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::sled_store::PayloadRef;
 use super::{NewMessage, StoreError};
 
 pub(super) fn message(topic: u32, seq: u64) -> [u8; 13] {
@@ -45,6 +48,21 @@ pub(super) fn snapshot_member(snapshot: u32, seq: u64) -> [u8; 13] {
 
 pub(super) fn snapshot_prefix(snapshot: u32) -> [u8; 5] {
     id_prefix(b'r', snapshot)
+}
+
+pub(super) fn payload_member(segment: u64, topic: u32, seq: u64) -> [u8; 21] {
+    let mut key = [0u8; 21];
+    key[..9].copy_from_slice(&payload_prefix(segment));
+    key[9..13].copy_from_slice(&topic.to_be_bytes());
+    key[13..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(super) fn payload_prefix(segment: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = b'x';
+    key[1..].copy_from_slice(&segment.to_be_bytes());
+    key
 }
 
 pub(super) fn last_seq(topic: u32) -> [u8; 5] {
@@ -96,10 +114,10 @@ pub(super) fn corrupt(key: &[u8], reason: impl Into<String>) -> StoreError {
     }
 }
 
-/// The stored form of a message. Field order is part of the format, since postcard encodes
-/// fields by position.
+/// The stored form of a message, as the first versions wrote it. Field order is part of the
+/// format, since postcard encodes fields by position.
 #[derive(Serialize, Deserialize)]
-struct MessageValue {
+struct MessageValueV1 {
     publish_secs: u64,
     publish_nanos: u32,
     data: Vec<u8>,
@@ -107,18 +125,49 @@ struct MessageValue {
     ordering_key: String,
 }
 
-pub(super) fn encode_message(message: &NewMessage, publish_time: SystemTime) -> Vec<u8> {
+/// The stored form of a message: [`MessageValueV1`] with one more field, the reference to a
+/// payload kept outside sled (then `data` is empty). A V1 value is one byte short of any V2
+/// value, so it never decodes as one.
+#[derive(Serialize, Deserialize)]
+struct MessageValue {
+    publish_secs: u64,
+    publish_nanos: u32,
+    data: Vec<u8>,
+    attributes: Vec<(String, String)>,
+    ordering_key: String,
+    external: Option<PayloadRef>,
+}
+
+/// A decoded message value. When `external` is set, `message.data` is empty and the payload
+/// is read from its segment.
+pub(super) struct DecodedMessage {
+    pub(super) message: NewMessage,
+    pub(super) publish_time: SystemTime,
+    pub(super) external: Option<PayloadRef>,
+}
+
+/// Encodes a message, with its payload inline or, when `external` is given, as a reference.
+pub(super) fn encode_message(
+    message: &NewMessage,
+    publish_time: SystemTime,
+    external: Option<PayloadRef>,
+) -> Vec<u8> {
     let since_epoch = publish_time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let value = MessageValue {
         publish_secs: since_epoch.as_secs(),
         publish_nanos: since_epoch.subsec_nanos(),
-        data: message.data.clone(),
+        data: if external.is_some() {
+            Vec::new()
+        } else {
+            message.data.clone()
+        },
         attributes: message
             .attributes
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         ordering_key: message.ordering_key.clone(),
+        external,
     };
     // Encoding into a Vec only fails on types postcard cannot represent, and this one has
     // none.
@@ -132,17 +181,80 @@ pub(super) fn decode_publish_time(key: &[u8], bytes: &[u8]) -> Result<SystemTime
     Ok(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
-pub(super) fn decode_message(
-    key: &[u8],
-    bytes: &[u8],
-) -> Result<(NewMessage, SystemTime), StoreError> {
-    let value: MessageValue = postcard::from_bytes(bytes)
-        .map_err(|err| corrupt(key, format!("message does not decode: {err}")))?;
-    let publish_time = UNIX_EPOCH + Duration::new(value.publish_secs, value.publish_nanos);
-    let message = NewMessage {
-        data: value.data,
-        attributes: value.attributes.into_iter().collect::<BTreeMap<_, _>>(),
-        ordering_key: value.ordering_key,
+/// Decodes a stored message; the payload of an external one is not read.
+pub(super) fn decode_message(key: &[u8], bytes: &[u8]) -> Result<DecodedMessage, StoreError> {
+    let value = match postcard::from_bytes::<MessageValue>(bytes) {
+        Ok(value) => value,
+        Err(_) => {
+            let old: MessageValueV1 = postcard::from_bytes(bytes)
+                .map_err(|err| corrupt(key, format!("message does not decode: {err}")))?;
+            MessageValue {
+                publish_secs: old.publish_secs,
+                publish_nanos: old.publish_nanos,
+                data: old.data,
+                attributes: old.attributes,
+                ordering_key: old.ordering_key,
+                external: None,
+            }
+        }
     };
-    Ok((message, publish_time))
+    Ok(DecodedMessage {
+        message: NewMessage {
+            data: value.data,
+            attributes: value.attributes.into_iter().collect::<BTreeMap<_, _>>(),
+            ordering_key: value.ordering_key,
+        },
+        publish_time: UNIX_EPOCH + Duration::new(value.publish_secs, value.publish_nanos),
+        external: value.external,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_format_still_decodes() {
+        let old = MessageValueV1 {
+            publish_secs: 1_700_000_000,
+            publish_nanos: 5,
+            data: b"payload".to_vec(),
+            attributes: vec![("a".to_owned(), "b".to_owned())],
+            ordering_key: "k".to_owned(),
+        };
+        let bytes = postcard::to_stdvec(&old).expect("encodes");
+        let decoded = decode_message(b"m", &bytes).expect("decodes");
+        assert_eq!(decoded.message.data, b"payload");
+        assert_eq!(decoded.message.ordering_key, "k");
+        assert_eq!(decoded.external, None);
+        assert_eq!(
+            decoded.publish_time,
+            UNIX_EPOCH + Duration::new(1_700_000_000, 5)
+        );
+    }
+
+    #[test]
+    fn external_reference_round_trips() {
+        let message = NewMessage {
+            data: vec![1; 4096],
+            attributes: BTreeMap::new(),
+            ordering_key: String::new(),
+        };
+        let payload = PayloadRef {
+            segment: 3,
+            offset: 77,
+            len: 4096,
+            crc: 9,
+        };
+        let bytes = encode_message(&message, UNIX_EPOCH, Some(payload));
+        assert!(
+            bytes.len() < 64,
+            "the value holds no payload: {} bytes",
+            bytes.len()
+        );
+        let decoded = decode_message(b"m", &bytes).expect("decodes");
+        assert_eq!(decoded.external, Some(payload));
+        assert!(decoded.message.data.is_empty());
+        assert_eq!(decode_publish_time(b"m", &bytes).expect("time"), UNIX_EPOCH);
+    }
 }

@@ -550,6 +550,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Reads one message; `None` when it no longer exists.
     fn read(&self, topic: &str, seq: u64) -> Result<Option<StoredMessage>, StoreError>;
 
+    /// Reads only a message's ordering key, which a store may do without reading its payload;
+    /// `None` when the message no longer exists.
+    fn read_ordering_key(&self, topic: &str, seq: u64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .read(topic, seq)?
+            .map(|stored| stored.message.ordering_key))
+    }
+
     /// Records how many deliveries pending messages have had, as `(seq, attempts)` pairs.
     /// Entries that are no longer pending are left alone.
     async fn set_attempts(

@@ -9,6 +9,7 @@
 mod deletion;
 mod guard;
 mod manifest;
+mod payloads;
 mod retention;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error};
 
 pub use guard::StoreOptions;
+pub(super) use payloads::PayloadRef;
 
 use super::keys;
 use super::{
@@ -305,6 +307,7 @@ pub struct SledStore {
     catalog: Arc<RwLock<Catalog>>,
     writes: mpsc::Sender<Write>,
     guard: Arc<guard::Guard>,
+    payloads: Arc<payloads::PayloadFiles>,
 }
 
 impl SledStore {
@@ -347,6 +350,8 @@ impl SledStore {
                 .map(|name| format!("{name:?}"))
         })?;
         manifest::write(path, &last_seq);
+        let payload_writer = payloads::PayloadWriter::open(path, &data)?;
+        let payload_files = payload_writer.files();
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         let guard = Arc::new(guard::Guard::new(path, options));
         let listener = Listener::default();
@@ -364,6 +369,7 @@ impl SledStore {
             // Settings may have changed while the store was closed.
             rescan: catalog_topic_ids(&catalog),
             last_publish_time: SystemTime::UNIX_EPOCH,
+            payloads: payload_writer,
         };
         std::thread::Builder::new()
             .name("sluice-committer".to_owned())
@@ -375,6 +381,7 @@ impl SledStore {
             catalog,
             writes,
             guard,
+            payloads: payload_files,
         })
     }
 
@@ -607,13 +614,37 @@ impl Store for SledStore {
         let Some(bytes) = self.data.get(key)? else {
             return Ok(None);
         };
-        let (message, publish_time) = keys::decode_message(&key, &bytes)?;
+        let mut decoded = keys::decode_message(&key, &bytes)?;
+        if let Some(payload) = decoded.external {
+            match self.payloads.read(&payload)? {
+                Some(data) => decoded.message.data = data,
+                // The message was deleted, and its segment with it, after its value was
+                // read.
+                None if !self.data.contains_key(key)? => return Ok(None),
+                None => {
+                    return Err(self
+                        .payloads
+                        .corrupt(&payload, "the payload segment file is missing"))
+                }
+            }
+        }
         Ok(Some(StoredMessage {
             topic: topic.to_owned(),
             seq,
-            publish_time,
-            message,
+            publish_time: decoded.publish_time,
+            message: decoded.message,
         }))
+    }
+
+    fn read_ordering_key(&self, topic: &str, seq: u64) -> Result<Option<String>, StoreError> {
+        let topic_id = self.topic_id(topic)?;
+        let key = keys::message(topic_id, seq);
+        let Some(bytes) = self.data.get(key)? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            keys::decode_message(&key, &bytes)?.message.ordering_key,
+        ))
     }
 
     async fn set_attempts(
@@ -771,6 +802,8 @@ struct Committer {
     rescan: HashSet<u32>,
     /// The latest publish time given to a message since the store opened.
     last_publish_time: SystemTime,
+    /// The segment files of large payloads.
+    payloads: payloads::PayloadWriter,
 }
 
 /// A reply waiting for its group's batch to be applied and flushed.
@@ -823,6 +856,8 @@ impl Committer {
         let mut appended: Vec<(u32, u64, NewMessage)> = Vec::new();
         // An explicit flush, as at shutdown, also brings the manifest up to date.
         let mut flush_requested = false;
+        // A payload that could not be written fails the whole group, as a failed batch does.
+        let mut failure: Option<std::io::Error> = None;
         let now = SystemTime::now();
         for write in group {
             match write {
@@ -833,9 +868,16 @@ impl Committer {
                 } => {
                     let mut receipts = Vec::with_capacity(messages.len());
                     for (topic, message) in messages {
-                        let receipt = self.append(&mut batch, topic, &message, now);
-                        appended.push((topic, receipt.seq, message));
-                        receipts.push(receipt);
+                        if failure.is_some() {
+                            break;
+                        }
+                        match self.append(&mut batch, topic, &message, now) {
+                            Ok(receipt) => {
+                                appended.push((topic, receipt.seq, message));
+                                receipts.push(receipt);
+                            }
+                            Err(err) => failure = Some(err),
+                        }
                     }
                     outcomes.push(Outcome::Published(reply, receipts));
                     durable = true;
@@ -880,7 +922,23 @@ impl Committer {
                     now,
                     reply,
                 } => {
-                    let receipt = self.append(&mut batch, target, &message, now);
+                    let receipt = if failure.is_some() {
+                        Published {
+                            seq: 0,
+                            publish_time: now,
+                        }
+                    } else {
+                        match self.append(&mut batch, target, &message, now) {
+                            Ok(receipt) => receipt,
+                            Err(err) => {
+                                failure = Some(err);
+                                Published {
+                                    seq: 0,
+                                    publish_time: now,
+                                }
+                            }
+                        }
+                    };
                     appended.push((target, receipt.seq, message));
                     self.remove_pending(&mut batch, &mut removed, (subscription, topic, seq), now);
                     outcomes.push(Outcome::DeadLettered(reply, receipt));
@@ -894,7 +952,13 @@ impl Committer {
                 exclusive => self.run_exclusive(exclusive),
             }
         }
-        let result = self.data.apply_batch(batch).and_then(|()| {
+        let result = match failure {
+            Some(err) => Err(sled::Error::Io(err)),
+            // The payloads go to disk before the batch that refers to them.
+            None => self.payloads.sync().map_err(sled::Error::Io),
+        }
+        .and_then(|()| self.data.apply_batch(batch))
+        .and_then(|()| {
             if durable {
                 self.db.flush().map(drop)
             } else {
@@ -909,6 +973,9 @@ impl Committer {
         }
         if result.is_ok() && !appended.is_empty() {
             self.report_committed(&appended);
+        }
+        if result.is_ok() {
+            self.payloads.collect(&self.db, &self.data);
         }
         if result.is_ok() && flush_requested {
             self.manifest_written = std::time::Instant::now();
@@ -930,20 +997,15 @@ impl Committer {
         }
     }
 
+    /// Adds a message to `batch`, with its payload in a segment file when it is larger than
+    /// [`payloads::INLINE_LIMIT`]. Fails only when the payload cannot be written.
     fn append(
         &mut self,
         batch: &mut sled::Batch,
         topic: u32,
         message: &NewMessage,
         now: SystemTime,
-    ) -> Published {
-        // Publish times never go back within the store, so that sequence order is publish
-        // order, which the retention sweep relies on.
-        let now = now.max(self.last_publish_time);
-        self.last_publish_time = now;
-        let seq = self.last_seq.entry(topic).or_insert(0);
-        *seq += 1;
-        let seq = *seq;
+    ) -> std::io::Result<Published> {
         let (receivers, retained) = {
             let catalog = self.read_catalog();
             let (receivers, has_subscriptions) = catalog.receivers_of(topic, message);
@@ -953,20 +1015,51 @@ impl Committer {
         // A message that every subscription's filter rejected is acknowledged by all of them
         // at once, so it is not kept unless a retention rule keeps acknowledged messages. A
         // topic without subscriptions keeps its messages for the default retention.
-        if !receivers.is_empty() || retained {
+        let stored = !receivers.is_empty() || retained;
+        let external = if stored && message.data.len() > payloads::INLINE_LIMIT {
+            Some(self.payloads.append(&message.data)?)
+        } else {
+            None
+        };
+        // Publish times never go back within the store, so that sequence order is publish
+        // order, which the retention sweep relies on.
+        let now = now.max(self.last_publish_time);
+        self.last_publish_time = now;
+        let seq = self.last_seq.entry(topic).or_insert(0);
+        *seq += 1;
+        let seq = *seq;
+        if stored {
             batch.insert(
                 &keys::message(topic, seq),
-                keys::encode_message(message, now),
+                keys::encode_message(message, now, external),
             );
+        }
+        if let Some(payload) = external {
+            batch.insert(&keys::payload_member(payload.segment, topic, seq), &[]);
         }
         batch.insert(&keys::last_seq(topic), &seq.to_be_bytes());
         for subscription in receivers {
             batch.insert(&keys::pending(subscription, seq), &0u32.to_be_bytes());
         }
-        Published {
+        Ok(Published {
             seq,
             publish_time: now,
+        })
+    }
+
+    /// Adds the removal of a stored message to `batch`, with its payload's index entry, and
+    /// notes the segment so that it is deleted once nothing needs it.
+    fn remove_message(&self, batch: &mut sled::Batch, topic: u32, seq: u64) {
+        let key = keys::message(topic, seq);
+        if let Ok(Some(bytes)) = self.data.get(key) {
+            if let Ok(decoded) = keys::decode_message(&key, &bytes) {
+                if let Some(payload) = decoded.external {
+                    batch.remove(&keys::payload_member(payload.segment, topic, seq));
+                    self.payloads.released(payload.segment);
+                }
+            }
         }
+        batch.remove(&key);
     }
 
     /// Removes the pending entry `(subscription, topic, seq)`, and the message too once
@@ -982,7 +1075,7 @@ impl Committer {
         batch.remove(&key);
         removed.insert(key);
         if !self.is_needed(removed, topic, seq, now) {
-            batch.remove(&keys::message(topic, seq));
+            self.remove_message(batch, topic, seq);
         }
     }
 
@@ -1140,6 +1233,7 @@ impl Committer {
             }
             other => self.commit(vec![other]),
         }
+        self.payloads.collect(&self.db, &self.data);
     }
 
     /// Applies a batch and flushes it.

@@ -50,7 +50,7 @@ impl Committer {
                 // topic without subscriptions is for messages published while nobody
                 // listened, not for a backlog the operator deleted.
                 batch.remove(&keys::pending(record.id, seq));
-                batch.remove(&keys::message(record.topic_id, seq));
+                self.remove_message(&mut batch, record.topic_id, seq);
             } else {
                 self.remove_pending(
                     &mut batch,
@@ -114,7 +114,7 @@ impl Committer {
             }
         }
         for key in self.data.scan_prefix(keys::message_prefix(topic.id)).keys() {
-            batch.remove(key?);
+            self.remove_message(&mut batch, topic.id, keys::seq_of(&key?)?);
         }
         // The topic's last sequence number stays, so that a topic given the same id later
         // continues its numbering instead of reusing message ids.

@@ -157,7 +157,7 @@ impl Committer {
             let none = HashSet::new();
             for seq in members {
                 if !self.is_needed(&none, topic, seq, now) {
-                    batch.remove(&keys::message(topic, seq));
+                    self.remove_message(&mut batch, topic, seq);
                 }
             }
             self.data.apply_batch(batch)?;
@@ -228,7 +228,8 @@ impl Committer {
         for item in self.data.scan_prefix(keys::message_prefix(record.topic_id)) {
             let (key, bytes) = item?;
             let seq = keys::seq_of(&key)?;
-            let (message, publish_time) = keys::decode_message(&key, &bytes)?;
+            let decoded = keys::decode_message(&key, &bytes)?;
+            let (message, publish_time) = (decoded.message, decoded.publish_time);
             if publish_time < time {
                 continue;
             }
@@ -267,7 +268,7 @@ impl Committer {
         }
         let filter = catalog.filters.get(&record.id);
         let passes = |key: &[u8], bytes: &[u8]| -> Result<bool, StoreError> {
-            let (message, _) = keys::decode_message(key, bytes)?;
+            let message = keys::decode_message(key, bytes)?.message;
             Ok(filter.is_none_or(|filter| filter.matches(&message.attributes)))
         };
         let mut unacked = HashSet::new();
@@ -388,7 +389,7 @@ impl Committer {
                 if self.is_needed(&removed, topic.id, seq, now) {
                     continue;
                 }
-                batch.remove(key);
+                self.remove_message(&mut batch, topic.id, seq);
                 if subscribed {
                     report.deleted += 1;
                 } else {
