@@ -5,6 +5,7 @@ pub(crate) mod input;
 mod rules_check;
 mod rules_test;
 mod serve;
+mod triggers;
 
 use std::fmt;
 use std::io::{self, Write as _};
@@ -41,6 +42,9 @@ enum Command {
     Upload(upload::UploadArgs),
     #[command(subcommand)]
     Objects(objects::ObjectsCommand),
+    /// Inspect the Eventarc-style triggers of a configuration.
+    #[command(subcommand)]
+    Triggers(TriggersCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +61,11 @@ enum TopicsCommand {
 #[derive(Debug, Subcommand)]
 enum SubscriptionsCommand {
     List(catalog::SubscriptionsListArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TriggersCommand {
+    List(triggers::ListArgs),
 }
 
 /// Parses the command line and runs the command. Invalid arguments exit with status 2.
@@ -76,6 +85,7 @@ pub(crate) fn run() -> ExitCode {
         }
         Command::Upload(args) => upload::run(args),
         Command::Objects(command) => objects::run(command),
+        Command::Triggers(TriggersCommand::List(args)) => triggers::run(&args),
     }
 }
 

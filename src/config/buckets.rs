@@ -10,7 +10,7 @@ use sluice_router::buckets::NotificationConfig;
 const DEFAULT_PAYLOAD_FORMAT: &str = "JSON_API_V1";
 
 /// One `[[buckets]]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct BucketConfig {
     /// Unique bucket name, following Cloud Storage's rules. Required, but defaulted here so
     /// that validation can report a missing name together with every other problem.
@@ -25,7 +25,7 @@ pub(crate) struct BucketConfig {
 }
 
 /// One `[[buckets.notifications]]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct BucketNotificationConfig {
     /// Declared topic that receives the messages. Required, defaulted like the bucket name.
     #[serde(default = "default_topic")]

@@ -36,7 +36,7 @@ pub(crate) const DEFAULT_ANNOTATION_COLORS: i64 = 10;
 /// One `[subscriptions.handler]` table. Every key but `kind` is optional here, so that
 /// validation can tell a key that is set for a kind that does not take it. The numbers are
 /// `i64` so that validation, not parsing, reports a negative value with the other problems.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct HandlerConfig {
     /// One of [`HANDLER_KINDS`]. Required, defaulted so that validation reports it missing.
     #[serde(default = "default_kind")]

@@ -9,11 +9,14 @@
 //! fault, so that one run reports them all.
 //!
 //! The tables of buckets are in [`buckets`], the handler table of a subscription in
-//! [`handler`] and its push table in [`push`].
+//! [`handler`], its push table in [`push`] and the tables of triggers in [`triggers`].
+//! Validation expands each trigger into the topic, subscription, sink or bucket
+//! notification that carries its events.
 
 mod buckets;
 mod handler;
 mod push;
+mod triggers;
 mod unknown_keys;
 mod validate;
 
@@ -33,6 +36,7 @@ use sluice_router::store::{
 pub(crate) use buckets::{BucketConfig, BucketNotificationConfig, BucketSpec};
 pub(crate) use handler::{HandlerConfig, HandlerSpec, SubscriptionHandler};
 pub(crate) use push::PushEndpointConfig;
+pub(crate) use triggers::{TriggerConfig, TriggerSpec};
 
 /// The default configuration, `config/default.toml`, built into the binary.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
@@ -102,6 +106,9 @@ pub(crate) struct ConfigFile {
     /// Buckets, in file order.
     #[serde(default = "default_buckets")]
     pub(crate) buckets: Vec<BucketConfig>,
+    /// Eventarc-style triggers, in file order.
+    #[serde(default = "default_triggers")]
+    pub(crate) triggers: Vec<TriggerConfig>,
     /// One error per key that the schema does not know, filled in by [`parse`].
     /// [`ConfigFile::validate`] reports them with its own errors.
     #[serde(skip)]
@@ -109,7 +116,7 @@ pub(crate) struct ConfigFile {
 }
 
 /// One `[[topics]]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct TopicConfig {
     /// Unique topic name. Required, but defaulted here so that validation can report a
     /// missing name together with every other problem.
@@ -122,7 +129,7 @@ pub(crate) struct TopicConfig {
 }
 
 /// One `[[subscriptions]]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct SubscriptionConfig {
     /// Unique subscription name. Required, defaulted like the topic name.
     #[serde(default = "default_name")]
@@ -162,7 +169,7 @@ pub(crate) struct SubscriptionConfig {
 }
 
 /// One `[subscriptions.dead_letter]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct DeadLetterConfig {
     /// Declared topic that receives messages after too many failed deliveries. Required,
     /// defaulted like a subscription's topic.
@@ -175,7 +182,7 @@ pub(crate) struct DeadLetterConfig {
 }
 
 /// One `[subscriptions.retry_policy]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct RetryPolicyConfig {
     /// Delay before the first redelivery, in seconds. `i64` for the same reason as
     /// `ack_deadline_secs`.
@@ -187,7 +194,7 @@ pub(crate) struct RetryPolicyConfig {
 }
 
 /// One `[[sinks]]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct SinkConfig {
     /// Unique sink name. Required, but defaulted here so that validation can report a
     /// missing name together with every other problem.
@@ -206,7 +213,7 @@ pub(crate) struct SinkConfig {
 }
 
 /// One `[[sinks.exclusions]]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct ExclusionConfig {
     /// Name, unique within the sink.
     #[serde(default = "default_name")]
@@ -239,6 +246,10 @@ fn default_sinks() -> Vec<SinkConfig> {
 }
 
 fn default_buckets() -> Vec<BucketConfig> {
+    Vec::new()
+}
+
+fn default_triggers() -> Vec<TriggerConfig> {
     Vec::new()
 }
 
@@ -337,6 +348,8 @@ pub(crate) struct Config {
     pub(crate) buckets: Vec<BucketSpec>,
     /// The subscriptions that have a built-in handler, in file order.
     pub(crate) handlers: Vec<SubscriptionHandler>,
+    /// Triggers in file order, with the resources each one added to the lists above.
+    pub(crate) triggers: Vec<TriggerSpec>,
     /// Settings that are valid but probably not what their author meant.
     pub(crate) warnings: Vec<Diagnostic>,
 }

@@ -7,6 +7,7 @@ use super::*;
 mod delivery;
 mod handlers;
 mod push;
+mod triggers;
 
 fn validate_text(text: &str) -> Result<Config, ValidationErrors> {
     let file = parse(text, "test.toml").expect("test config should parse");

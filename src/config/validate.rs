@@ -1,11 +1,14 @@
 //! [`ConfigFile::validate`]: the checks that turn the file as written into a [`Config`].
 //!
 //! The checks of buckets are in `validate/buckets.rs`, those of handlers in
-//! `validate/handler.rs` and those of push endpoints in `validate/push.rs`.
+//! `validate/handler.rs`, those of push endpoints in `validate/push.rs` and those of
+//! triggers in `validate/triggers.rs`. The tables that triggers generate are checked with
+//! the declared ones.
 
 mod buckets;
 mod handler;
 mod push;
+mod triggers;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -36,7 +39,10 @@ impl ConfigFile {
         report.errors.extend(self.unknown_keys.iter().cloned());
         check_project(&self.project, &mut report);
 
-        let declared: HashSet<&str> = self
+        let mut expansion = triggers::expand(self, &mut report);
+        let merged = expansion.merge(self);
+
+        let declared: HashSet<&str> = merged
             .topics
             .iter()
             .map(|topic| topic.name.as_str())
@@ -57,7 +63,7 @@ impl ConfigFile {
 
         let mut first_use = HashMap::new();
         let mut topic_settings = HashMap::new();
-        for (index, topic) in self.topics.iter().enumerate() {
+        for (index, topic) in merged.topics.iter().enumerate() {
             let label = component_label("topic", &topic.name, index);
             if let Some(first) = record_name(&mut first_use, &topic.name, index) {
                 report.error(&label, duplicate_message("topic", first));
@@ -82,8 +88,8 @@ impl ConfigFile {
         }
 
         let mut first_use = HashMap::new();
-        let mut subscriptions = Vec::with_capacity(self.subscriptions.len());
-        for (index, subscription) in self.subscriptions.iter().enumerate() {
+        let mut subscriptions = Vec::with_capacity(merged.subscriptions.len());
+        for (index, subscription) in merged.subscriptions.iter().enumerate() {
             let label = component_label("subscription", &subscription.name, index);
             if let Some(first) = record_name(&mut first_use, &subscription.name, index) {
                 report.error(&label, duplicate_message("subscription", first));
@@ -95,8 +101,8 @@ impl ConfigFile {
         }
 
         let mut first_use = HashMap::new();
-        let mut sinks = Vec::with_capacity(self.sinks.len());
-        for (index, sink) in self.sinks.iter().enumerate() {
+        let mut sinks = Vec::with_capacity(merged.sinks.len());
+        for (index, sink) in merged.sinks.iter().enumerate() {
             let label = component_label("sink", &sink.name, index);
             if let Some(first) = record_name(&mut first_use, &sink.name, index) {
                 report.error(&label, duplicate_message("sink", first));
@@ -106,21 +112,27 @@ impl ConfigFile {
             }
         }
 
-        let buckets = buckets::validate_buckets(&self.buckets, &declared, &mut report);
+        let buckets = buckets::validate_buckets(&merged.buckets, &declared, &mut report);
 
-        let handlers =
-            handler::validate_handlers(&self.subscriptions, &self.buckets, &declared, &mut report);
+        let handlers = handler::validate_handlers(
+            &merged.subscriptions,
+            &merged.buckets,
+            &declared,
+            &mut report,
+        );
+        expansion.relabel(&mut report);
 
         if report.errors.is_empty() {
             Ok(Config {
                 project: self.project.clone(),
-                topics: self.topics.iter().map(|topic| topic.name.clone()).collect(),
+                topics: merged.topics.iter().map(|topic| topic.name.clone()).collect(),
                 topic_settings,
                 subscriptions,
                 sinks,
                 catch_all_topic: self.catch_all_topic.clone(),
                 buckets,
                 handlers,
+                triggers: expansion.triggers,
                 warnings: report.warnings,
             })
         } else {

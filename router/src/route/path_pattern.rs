@@ -175,6 +175,12 @@ impl fmt::Display for PathPattern {
     }
 }
 
+/// Returns an anchored regular expression that matches exactly `text`, for an exact match in
+/// a Logging filter, whose `=` ignores case.
+pub fn exact_regex(text: &str) -> String {
+    format!("^{}$", regex::escape(text))
+}
+
 /// Parses the segment at 1-based `position` of `pattern`.
 fn parse_segment(
     pattern: &str,
@@ -489,6 +495,15 @@ mod tests {
                 segment: "{bucket}".to_owned()
             })
         );
+    }
+
+    #[test]
+    fn exact_regex_matches_only_text() {
+        let regex = Regex::new(&exact_regex("storage.objects.create")).expect("compiles");
+        assert!(regex.is_match("storage.objects.create"), "the text itself");
+        assert!(!regex.is_match("storage.objects.createX"), "a longer text");
+        assert!(!regex.is_match("storageXobjects.create"), "'.' is literal");
+        assert!(!regex.is_match("Storage.objects.create"), "case counts");
     }
 
     #[test]
