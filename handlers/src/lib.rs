@@ -17,8 +17,9 @@
 //! [`offers`] validates seller offers published to a topic, keeps the best offer per product
 //! in a bucket and publishes accepted offers to another topic.
 //!
-//! [`push`] is the push client: it POSTs each message of a push subscription to its endpoint
-//! in Pub/Sub's push format, under the same runner.
+//! [`push`] is the push client: it POSTs each message of a push subscription to its endpoint,
+//! under the same runner, in Pub/Sub's push format or as one of the events of [`events`]: the
+//! legacy background event of Cloud Functions, or a CloudEvent in binary mode.
 //!
 //! A message moves through them in this order: the broker delivers it to the runner,
 //! [`event::to_event`] converts it, [`contract::invoke`] runs the handler, and the runner
@@ -27,6 +28,7 @@
 pub mod annotate;
 pub mod contract;
 pub mod event;
+pub mod events;
 pub mod offers;
 pub mod push;
 pub mod runner;

@@ -1,5 +1,12 @@
 //! Push delivery: a [`DeliveryHandler`] that POSTs each message of a push subscription to its
-//! endpoint, in the request format of Pub/Sub push subscriptions.
+//! endpoint, in the format the subscription's push config names:
+//!
+//! - [`PushFormat::Wrapped`]: Pub/Sub's JSON body, `{"message": {...}, "subscription": ...}`;
+//! - [`PushFormat::Unwrapped`]: the message data as the body, with optional metadata headers;
+//! - [`PushFormat::Background`]: the legacy background event of Cloud Functions as JSON,
+//!   `{"context": {...}, "data": ...}`, from [`events::message::background_event`];
+//! - [`PushFormat::CloudEvent`]: a CloudEvent in binary mode, `ce-*` headers and the data as
+//!   the body, from [`events::message::cloudevent`].
 //!
 //! [`PushHandler`] runs under a runner ([`crate::runner::spawn_for_deliveries`]), which pulls
 //! the subscription, extends leases and settles each delivery by the handler's result. The
@@ -11,7 +18,10 @@
 //! - Any other status, a connection error, and a request that runs past the ack deadline
 //!   are [`HandlerError::Retryable`]: the runner nacks the delivery with the backoff, or
 //!   dead-letters it after the dead-letter policy's last attempt. A failure is never
-//!   acknowledged.
+//!   acknowledged, whatever the format.
+//! - A message published longer ago than the push config's `max_event_age_secs` is
+//!   acknowledged without a request, counted in [`PushStats::dropped_stale`] and logged with
+//!   its id and age.
 //!
 //! [`EndpointLimits`] bounds the requests in flight to one endpoint URL, across every
 //! subscription that pushes to it.
@@ -19,20 +29,19 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::StatusCode;
-use serde_json::{Map, Value};
 use sluice_router::deliver::{format_time, Delivery};
 use sluice_router::store::{PushConfig, PushFormat, SubscriptionSpec};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use crate::contract::HandlerError;
+use crate::events::message::{self, MessageNames};
+use crate::events::CloudEvent;
 use crate::runner::DeliveryHandler;
 
 /// The HTTP statuses that acknowledge a pushed message, as Pub/Sub documents them. Google's
@@ -65,57 +74,34 @@ pub fn is_ack(status: StatusCode) -> bool {
     ACK_STATUS_CODES.contains(&status.as_u16())
 }
 
-/// Builds the JSON body of a wrapped push:
-/// `{"message": {...}, "subscription": "projects/.../subscriptions/...", "deliveryAttempt": n}`.
-///
-/// The message carries its id and publish time under both their camelCase and snake_case
-/// names, as Pub/Sub writes them. `data` is present even when empty, so that endpoints that
-/// decode it without a check do not fail on a message with attributes only. `attributes` and
-/// `orderingKey` are left out when empty. `deliveryAttempt` is present only when the
-/// subscription has a dead-letter policy, which is when the broker counts it.
+/// Builds the JSON body of a wrapped push, which
+/// [`message::pubsub_push_json`] describes.
 pub fn wrapped_body(delivery: &Delivery, subscription_resource: &str) -> Vec<u8> {
-    let stored = &delivery.message;
-    let message_id = stored.id();
-    let publish_time = format_time(stored.publish_time);
+    message::pubsub_push_json(delivery, subscription_resource)
+        .to_string()
+        .into_bytes()
+}
 
-    let mut message = Map::new();
-    if !stored.message.attributes.is_empty() {
-        let attributes: Map<String, Value> = stored
-            .message
-            .attributes
-            .iter()
-            .map(|(key, value)| (key.clone(), Value::from(value.as_str())))
-            .collect();
-        message.insert("attributes".to_owned(), Value::Object(attributes));
+/// Builds the headers and body of a CloudEvent push in binary mode. A header whose name or
+/// value is not valid in HTTP is left out and logged at debug level, which cannot happen to
+/// the attributes sluice writes, because their values are percent-encoded where needed.
+pub fn cloudevent_request(event: &CloudEvent) -> (HeaderMap, Vec<u8>) {
+    let request = event.to_binary();
+    let mut headers = HeaderMap::new();
+    for (name, value) in request.headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                headers.insert(name, value);
+            }
+            _ => {
+                debug!(header = %name, "CloudEvent attribute is not a valid HTTP header; left out")
+            }
+        }
     }
-    message.insert(
-        "data".to_owned(),
-        Value::from(BASE64.encode(&stored.message.data)),
-    );
-    message.insert("messageId".to_owned(), Value::from(message_id.as_str()));
-    message.insert("message_id".to_owned(), Value::from(message_id));
-    if !stored.message.ordering_key.is_empty() {
-        message.insert(
-            "orderingKey".to_owned(),
-            Value::from(stored.message.ordering_key.as_str()),
-        );
-    }
-    message.insert("publishTime".to_owned(), Value::from(publish_time.as_str()));
-    message.insert("publish_time".to_owned(), Value::from(publish_time));
-
-    let mut body = Map::new();
-    body.insert("message".to_owned(), Value::Object(message));
-    body.insert(
-        "subscription".to_owned(),
-        Value::from(subscription_resource),
-    );
-    if delivery.delivery_attempt > 0 {
-        body.insert(
-            "deliveryAttempt".to_owned(),
-            Value::from(delivery.delivery_attempt),
-        );
-    }
-    Value::Object(body).to_string().into_bytes()
+    (headers, request.body)
 }
 
 /// Builds the headers of an unwrapped push, whose body is the message data as published.
@@ -237,6 +223,9 @@ pub struct PushStats {
     pub succeeded: AtomicU64,
     /// Requests that failed: another status, a connection error or a timeout.
     pub failed: AtomicU64,
+    /// Messages acknowledged without a request because they were older than the push
+    /// config's `max_event_age_secs`.
+    pub dropped_stale: AtomicU64,
 }
 
 /// Pushes the messages of one subscription to its endpoint.
@@ -247,6 +236,9 @@ pub struct PushHandler {
     /// The subscription's full name, `projects/{project}/subscriptions/{subscription}`, as the
     /// requests carry it.
     subscription_resource: String,
+    /// Returns the full name of a topic from its store name, for the resource and source of
+    /// Pub/Sub events.
+    topic_resource: fn(&str) -> String,
     /// The push config the handler was started with. It is used when the subscription's
     /// current settings no longer have one, which happens between the removal of the config
     /// and the stop of the runner.
@@ -257,12 +249,14 @@ pub struct PushHandler {
 
 impl PushHandler {
     /// Returns a handler for `subscription`, whose full resource name is
-    /// `subscription_resource` and whose push config is `config` now. `client` should not
-    /// follow redirects, so that a 3xx response is a failure as in Pub/Sub.
+    /// `subscription_resource` and whose push config is `config` now. `topic_resource` turns
+    /// the store name of a message's topic into its full name. `client` should not follow
+    /// redirects, so that a 3xx response is a failure as in Pub/Sub.
     pub fn new(
         client: reqwest::Client,
         subscription: String,
         subscription_resource: String,
+        topic_resource: fn(&str) -> String,
         config: PushConfig,
         limits: EndpointLimits,
         stats: Arc<PushStats>,
@@ -271,6 +265,7 @@ impl PushHandler {
             client,
             subscription,
             subscription_resource,
+            topic_resource,
             started_with: config,
             limits,
             stats,
@@ -296,6 +291,22 @@ impl PushHandler {
                     write_metadata,
                 ))
                 .body(delivery.message.message.data.clone()),
+            PushFormat::Background => {
+                let topic = (self.topic_resource)(&delivery.message.topic);
+                let event = message::background_event(&delivery.message, &topic);
+                request
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(event.to_json().to_string())
+            }
+            PushFormat::CloudEvent => {
+                let topic = (self.topic_resource)(&delivery.message.topic);
+                let names = MessageNames {
+                    subscription: &self.subscription_resource,
+                    topic: &topic,
+                };
+                let (headers, body) = cloudevent_request(&message::cloudevent(delivery, names));
+                request.headers(headers).body(body)
+            }
         };
         let _permit = self.limits.acquire(&config.endpoint).await;
         let response = request.send().await?;
@@ -313,6 +324,31 @@ impl PushHandler {
             "push failed"
         );
         HandlerError::Retryable(format!("push to {endpoint} failed: {reason}"))
+    }
+
+    /// Returns whether the message is older than the config's maximum event age, and then
+    /// counts and logs it as dropped.
+    fn drop_if_stale(&self, delivery: &Delivery, config: &PushConfig) -> bool {
+        let Some(max_age_secs) = config.max_event_age_secs else {
+            return false;
+        };
+        // A publish time ahead of this clock counts as age 0.
+        let age = SystemTime::now()
+            .duration_since(delivery.message.publish_time)
+            .unwrap_or_default();
+        if age <= Duration::from_secs(max_age_secs) {
+            return false;
+        }
+        self.stats.dropped_stale.fetch_add(1, Ordering::Relaxed);
+        warn!(
+            subscription = %self.subscription,
+            message_id = %delivery.message.id(),
+            age_secs = age.as_secs(),
+            max_event_age_secs = max_age_secs,
+            attempt = delivery.attempts(),
+            "stale event dropped without a push"
+        );
+        true
     }
 }
 
@@ -335,6 +371,9 @@ impl DeliveryHandler for PushHandler {
             ));
         };
         let config = spec.push.as_ref().unwrap_or(&self.started_with);
+        if self.drop_if_stale(delivery, config) {
+            return Ok(());
+        }
         let timeout = Duration::from_secs(u64::from(spec.ack_deadline_secs.max(1)));
 
         match self.post(delivery, config, timeout).await {
@@ -377,6 +416,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::{Duration, SystemTime};
 
+    use serde_json::Value;
     use sluice_router::store::{NewMessage, StoredMessage};
 
     use super::*;
@@ -515,6 +555,31 @@ mod tests {
             !headers.contains_key("x-goog-pubsub-ordering-key"),
             "no ordering key"
         );
+    }
+
+    #[test]
+    fn cloudevent_request_uses_binary_mode() {
+        let delivery = delivery(b"x", &[("key", "value")], "");
+        let names = MessageNames {
+            subscription: SUBSCRIPTION,
+            topic: "projects/local/topics/orders",
+        };
+        let (headers, body) = cloudevent_request(&message::cloudevent(&delivery, names));
+
+        assert_eq!(headers[CONTENT_TYPE], "application/json");
+        assert_eq!(headers["ce-id"], "42");
+        assert_eq!(headers["ce-specversion"], "1.0");
+        assert_eq!(
+            headers["ce-type"],
+            "google.cloud.pubsub.topic.v1.messagePublished"
+        );
+        assert_eq!(
+            headers["ce-source"],
+            "//pubsub.googleapis.com/projects/local/topics/orders"
+        );
+        assert_eq!(headers["ce-time"], "2021-02-26T19:13:55.749Z");
+        let body: Value = serde_json::from_slice(&body).expect("the body is JSON");
+        assert_eq!(body, body_json(&delivery), "the data is the wrapped body");
     }
 
     #[test]

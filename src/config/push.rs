@@ -5,11 +5,15 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// The request formats, as `format` names them.
-pub(crate) const PUSH_FORMATS: [&str; 2] = ["wrapped", "unwrapped"];
+/// The request formats, as `format` names them: Pub/Sub's JSON body, the message data as the
+/// body, the legacy background event of Cloud Functions, and a binary-mode CloudEvent.
+pub(crate) const PUSH_FORMATS: [&str; 4] = ["wrapped", "unwrapped", "background", "cloudevent"];
+
+/// The format of a subscription's push table that sets none, as in Pub/Sub.
+pub(crate) const DEFAULT_PUSH_FORMAT: &str = "wrapped";
 
 /// One `[subscriptions.push]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct PushEndpointConfig {
     /// The http or https URL that receives each message. Required, but defaulted here so
     /// that validation can report it missing with every other problem.
@@ -18,14 +22,21 @@ pub(crate) struct PushEndpointConfig {
     /// Endpoint attributes, as Pub/Sub's `PushConfig.attributes`.
     #[serde(default = "default_attributes")]
     pub(crate) attributes: BTreeMap<String, String>,
-    /// One of [`PUSH_FORMATS`]: Pub/Sub's JSON body, or the message data as the body.
+    /// One of [`PUSH_FORMATS`]. `None` when the table does not set it, so that the validation
+    /// of a subscription can apply [`DEFAULT_PUSH_FORMAT`] and other tables that embed this
+    /// one their own default.
     #[serde(default = "default_format")]
-    pub(crate) format: String,
+    pub(crate) format: Option<String>,
     /// Whether an unwrapped push carries the message metadata and attributes as headers.
-    /// `None` when the table does not set it, so that validation can reject it on a wrapped
-    /// push.
+    /// `None` when the table does not set it, so that validation can reject it with the
+    /// other formats.
     #[serde(default = "default_write_metadata")]
     pub(crate) write_metadata: Option<bool>,
+    /// Messages published longer ago than this are acknowledged without a request, counted
+    /// and logged. `None` pushes messages of any age.
+    /// Signed, so that validation can report a negative value with the valid range.
+    #[serde(default = "default_max_event_age_secs")]
+    pub(crate) max_event_age_secs: Option<i64>,
 }
 
 fn default_endpoint() -> String {
@@ -36,10 +47,14 @@ fn default_attributes() -> BTreeMap<String, String> {
     BTreeMap::new()
 }
 
-fn default_format() -> String {
-    PUSH_FORMATS[0].to_owned()
+fn default_format() -> Option<String> {
+    None
 }
 
 fn default_write_metadata() -> Option<bool> {
+    None
+}
+
+fn default_max_event_age_secs() -> Option<i64> {
     None
 }

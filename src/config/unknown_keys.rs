@@ -294,7 +294,13 @@ mod tests {
         );
         assert_eq!(
             field_names::<PushEndpointConfig>(),
-            ["endpoint", "attributes", "format", "write_metadata"],
+            [
+                "endpoint",
+                "attributes",
+                "format",
+                "write_metadata",
+                "max_event_age_secs"
+            ],
             "push keys"
         );
         assert_eq!(

@@ -291,7 +291,7 @@ impl Collector for PushCollector {
         type PushMetric = (&'static str, &'static str, fn(&PushStats) -> u64);
 
         let stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
-        let counters: [PushMetric; 2] = [
+        let counters: [PushMetric; 3] = [
             (
                 "push_succeeded",
                 "Push requests whose response status acknowledged the message",
@@ -301,6 +301,12 @@ impl Collector for PushCollector {
                 "push_failed",
                 "Push requests that failed: another status, a connection error or a timeout",
                 |s| s.failed.load(Ordering::Relaxed),
+            ),
+            (
+                "push_dropped_stale",
+                "Messages acknowledged without a push because they were older than \
+                 max_event_age_secs",
+                |s| s.dropped_stale.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, read) in counters {

@@ -161,6 +161,7 @@ impl Supervisor {
             self.client.clone(),
             subscription.to_owned(),
             names::subscription_resource(subscription),
+            names::topic_resource,
             config.clone(),
             self.limits.clone(),
             self.metrics.push_stats(subscription),
@@ -290,6 +291,7 @@ mod tests {
             endpoint,
             attributes: Default::default(),
             format: PushFormat::Wrapped,
+            max_event_age_secs: None,
         });
         spec
     }

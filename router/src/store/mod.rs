@@ -196,6 +196,10 @@ pub struct PushConfig {
     /// How each message is written into the request.
     #[serde(default)]
     pub format: PushFormat,
+    /// Messages published longer ago than this, in seconds, are acknowledged without a
+    /// request and counted as dropped. `None` pushes messages of any age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_event_age_secs: Option<u64>,
 }
 
 /// How a push request carries a message.
@@ -211,6 +215,13 @@ pub enum PushFormat {
         /// Whether the attributes are sent as headers.
         write_metadata: bool,
     },
+    /// The legacy background event of Cloud Functions as a JSON body:
+    /// `{"context": {"eventId", "timestamp", "eventType", "resource"}, "data": ...}`.
+    Background,
+    /// A CloudEvent in binary mode: the attributes in `ce-*` headers and the event data as
+    /// the body, with Eventarc's event types.
+    #[serde(rename = "cloudevent")]
+    CloudEvent,
 }
 
 /// The topic name Pub/Sub gives the subscriptions of a deleted topic.
@@ -660,4 +671,56 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Flushes every write so far to disk.
     async fn flush(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod push_config_tests {
+    use super::*;
+
+    #[test]
+    fn push_config_written_before_formats_loads() {
+        let stored =
+            r#"{"endpoint":"http://127.0.0.1:8080/push","attributes":{},"format":"wrapped"}"#;
+        let config: PushConfig = serde_json::from_str(stored).expect("old config loads");
+
+        assert_eq!(config.format, PushFormat::Wrapped);
+        assert_eq!(config.max_event_age_secs, None);
+    }
+
+    #[test]
+    fn push_config_round_trips_new_formats() {
+        for (format, name) in [
+            (PushFormat::Background, "\"background\""),
+            (PushFormat::CloudEvent, "\"cloudevent\""),
+        ] {
+            let config = PushConfig {
+                endpoint: "http://127.0.0.1:8080/push".to_owned(),
+                attributes: BTreeMap::new(),
+                format,
+                max_event_age_secs: Some(3600),
+            };
+            let text = serde_json::to_string(&config).expect("serializes");
+
+            assert!(text.contains(name), "{text}");
+            let loaded: PushConfig = serde_json::from_str(&text).expect("loads");
+            assert_eq!(loaded, config);
+        }
+    }
+
+    #[test]
+    fn push_config_without_max_age_keeps_old_form() {
+        let config = PushConfig {
+            endpoint: "http://127.0.0.1:8080/push".to_owned(),
+            attributes: BTreeMap::new(),
+            format: PushFormat::Unwrapped {
+                write_metadata: true,
+            },
+            max_event_age_secs: None,
+        };
+
+        assert_eq!(
+            serde_json::to_string(&config).expect("serializes"),
+            r#"{"endpoint":"http://127.0.0.1:8080/push","attributes":{},"format":{"unwrapped":{"write_metadata":true}}}"#
+        );
+    }
 }

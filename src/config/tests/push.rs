@@ -36,6 +36,7 @@ fn push_table_kept() {
             format: PushFormat::Unwrapped {
                 write_metadata: true
             },
+            max_event_age_secs: None,
         })
     );
 }
@@ -50,6 +51,7 @@ fn push_defaults_to_wrapped() {
             endpoint: "http://127.0.0.1:8080/push".to_owned(),
             attributes: BTreeMap::new(),
             format: PushFormat::Wrapped,
+            max_event_age_secs: None,
         })
     );
 }
@@ -112,7 +114,7 @@ fn unknown_push_format_rejected() {
     assert_single_error(
         &push_with("endpoint = \"http://127.0.0.1:8080/push\"\nformat = \"raw\"\n"),
         "subscription \"billing\": unknown push.format \"raw\": the known formats are wrapped, \
-         unwrapped",
+         unwrapped, background, cloudevent",
     );
 }
 
@@ -170,4 +172,72 @@ fn misspelled_push_key_suggested() {
              mean \"write_metadata\"?"
         ]
     );
+}
+
+#[test]
+fn event_formats_kept() {
+    let cases = [
+        ("background", PushFormat::Background),
+        ("cloudevent", PushFormat::CloudEvent),
+    ];
+    for (name, format) in cases {
+        let push = push_config(&push_with(&format!(
+            "endpoint = \"http://127.0.0.1:8080/\"\nformat = \"{name}\"\n"
+        )));
+
+        assert_eq!(push.map(|push| push.format), Some(format), "{name}");
+    }
+}
+
+#[test]
+fn max_event_age_kept() {
+    let push = push_config(&push_with(
+        "endpoint = \"http://127.0.0.1:8080/\"\nformat = \"cloudevent\"\n\
+         max_event_age_secs = 3600\n",
+    ));
+
+    assert_eq!(push.and_then(|push| push.max_event_age_secs), Some(3600));
+}
+
+#[test]
+fn max_event_age_out_of_range_rejected() {
+    for age in ["0", "-5", "2678401"] {
+        assert_single_error(
+            &push_with(&format!(
+                "endpoint = \"http://127.0.0.1:8080/\"\nmax_event_age_secs = {age}\n"
+            )),
+            &format!(
+                "subscription \"billing\": push.max_event_age_secs is {age}, outside the valid \
+                 range of 1 to 2678400 seconds (31 days, the longest retention): set an age in \
+                 that range, or remove the key to push messages of any age"
+            ),
+        );
+    }
+}
+
+#[test]
+fn write_metadata_rejected_on_event_formats() {
+    let cases = [
+        (
+            "background",
+            "a background event carries the metadata in its context",
+        ),
+        (
+            "cloudevent",
+            "a CloudEvent carries the metadata in its ce-* headers",
+        ),
+    ];
+    for (format, reason) in cases {
+        assert_single_error(
+            &push_with(&format!(
+                "endpoint = \"http://127.0.0.1:8080/\"\nformat = \"{format}\"\n\
+                 write_metadata = true\n"
+            )),
+            &format!(
+                "subscription \"billing\": push.write_metadata applies to format = \
+                 \"unwrapped\" only, because {reason}: remove it, or set push.format = \
+                 \"unwrapped\""
+            ),
+        );
+    }
 }

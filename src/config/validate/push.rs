@@ -1,10 +1,16 @@
 //! Validation of the `[subscriptions.push]` tables.
 
-use sluice_router::store::{PushConfig, PushFormat};
+use std::ops::RangeInclusive;
+
+use sluice_router::store::{PushConfig, PushFormat, MAX_RETENTION_SECS};
 
 use super::Report;
-use crate::config::push::PUSH_FORMATS;
+use crate::config::push::{DEFAULT_PUSH_FORMAT, PUSH_FORMATS};
 use crate::config::{PushEndpointConfig, SubscriptionConfig};
+
+/// Valid values of `max_event_age_secs`: a message is never older than the longest
+/// retention, so a larger age would drop nothing.
+const MAX_EVENT_AGE_SECS: RangeInclusive<u64> = 1..=MAX_RETENTION_SECS;
 
 /// Checks the push table of a subscription and returns its runtime form.
 pub(super) fn validate_push(
@@ -21,22 +27,64 @@ pub(super) fn validate_push(
              subscription on the same topic",
         );
     }
+    validate_push_table(push, DEFAULT_PUSH_FORMAT, label, report)
+}
+
+/// Checks a push table and returns its runtime form. `default_format`, one of
+/// [`PUSH_FORMATS`], applies when the table sets no `format`. Every problem is recorded under
+/// `label`.
+pub(super) fn validate_push_table(
+    push: &PushEndpointConfig,
+    default_format: &str,
+    label: &str,
+    report: &mut Report,
+) -> Option<PushConfig> {
     let endpoint = check_endpoint(&push.endpoint, label, report);
-    let format = match push.format.as_str() {
-        "wrapped" => {
-            if push.write_metadata.is_some() {
-                report.error(
-                    label,
-                    "push.write_metadata applies to format = \"unwrapped\" only, because a \
-                     wrapped push carries the metadata in its JSON body: remove it, or set \
-                     push.format = \"unwrapped\"",
-                );
-            }
-            Some(PushFormat::Wrapped)
-        }
+    let format_name = push.format.as_deref().unwrap_or(default_format);
+    let format = check_format(format_name, push.write_metadata, label, report);
+    let max_event_age_secs = match push.max_event_age_secs {
+        Some(secs) => Some(check_max_event_age(secs, label, report)?),
+        None => None,
+    };
+    Some(PushConfig {
+        endpoint: endpoint?,
+        attributes: push.attributes.clone(),
+        format: format?,
+        max_event_age_secs,
+    })
+}
+
+/// Returns the format that `format` names, and records an error for an unknown name or for
+/// `write_metadata` on a format other than `unwrapped`.
+fn check_format(
+    format: &str,
+    write_metadata: Option<bool>,
+    label: &str,
+    report: &mut Report,
+) -> Option<PushFormat> {
+    // Why each format other than unwrapped has no use for write_metadata.
+    let metadata_place = match format {
+        "wrapped" => "a wrapped push carries the metadata in its JSON body",
+        "background" => "a background event carries the metadata in its context",
+        "cloudevent" => "a CloudEvent carries the metadata in its ce-* headers",
+        _ => "",
+    };
+    if write_metadata.is_some() && !metadata_place.is_empty() {
+        report.error(
+            label,
+            format!(
+                "push.write_metadata applies to format = \"unwrapped\" only, because \
+                 {metadata_place}: remove it, or set push.format = \"unwrapped\""
+            ),
+        );
+    }
+    match format {
+        "wrapped" => Some(PushFormat::Wrapped),
         "unwrapped" => Some(PushFormat::Unwrapped {
-            write_metadata: push.write_metadata.unwrap_or(false),
+            write_metadata: write_metadata.unwrap_or(false),
         }),
+        "background" => Some(PushFormat::Background),
+        "cloudevent" => Some(PushFormat::CloudEvent),
         format => {
             report.error(
                 label,
@@ -47,12 +95,28 @@ pub(super) fn validate_push(
             );
             None
         }
-    };
-    Some(PushConfig {
-        endpoint: endpoint?,
-        attributes: push.attributes.clone(),
-        format: format?,
-    })
+    }
+}
+
+/// Returns `secs` when it lies in [`MAX_EVENT_AGE_SECS`], and records an error naming the
+/// value otherwise.
+fn check_max_event_age(secs: i64, label: &str, report: &mut Report) -> Option<u64> {
+    if let Ok(valid) = u64::try_from(secs) {
+        if MAX_EVENT_AGE_SECS.contains(&valid) {
+            return Some(valid);
+        }
+    }
+    report.error(
+        label,
+        format!(
+            "push.max_event_age_secs is {secs}, outside the valid range of {} to {} seconds \
+             (31 days, the longest retention): set an age in that range, or remove the key \
+             to push messages of any age",
+            MAX_EVENT_AGE_SECS.start(),
+            MAX_EVENT_AGE_SECS.end()
+        ),
+    );
+    None
 }
 
 /// Returns `endpoint` when it is an absolute http or https URL with a host, and records an

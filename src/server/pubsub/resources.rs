@@ -64,8 +64,10 @@ pub(super) fn push_config_of(push: Option<&PushConfig>) -> pubsub::PushConfig {
     let Some(push) = push else {
         return pubsub::PushConfig::default();
     };
+    // The background and CloudEvent formats are sluice's own, and the API shows them as the
+    // default Pub/Sub wrapper, which has no field to name them.
     let wrapper = match push.format {
-        PushFormat::Wrapped => None,
+        PushFormat::Wrapped | PushFormat::Background | PushFormat::CloudEvent => None,
         PushFormat::Unwrapped { write_metadata } => Some(pubsub::push_config::Wrapper::NoWrapper(
             pubsub::push_config::NoWrapper { write_metadata },
         )),

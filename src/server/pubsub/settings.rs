@@ -232,6 +232,8 @@ pub(super) fn push_config(
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect(),
         format,
+        // The API has no maximum event age; only the configuration file sets one.
+        max_event_age_secs: None,
     }))
 }
 

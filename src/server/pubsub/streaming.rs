@@ -467,6 +467,7 @@ mod tests {
             endpoint: "http://127.0.0.1:9/push".to_owned(),
             attributes: Default::default(),
             format: Default::default(),
+            max_event_age_secs: None,
         });
         broker
             .create_subscription(spec)

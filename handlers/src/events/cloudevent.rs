@@ -1,0 +1,494 @@
+//! CloudEvents 1.0: the event, its JSON form and its HTTP binary mode.
+//!
+//! In binary mode each attribute travels in a header of its name prefixed with `ce-`, except
+//! `datacontenttype`, which is the `Content-Type`, and the data is the body. This is how
+//! Eventarc delivers events, and the only mode in which the Functions Frameworks convert a
+//! CloudEvent for a background function.
+//!
+//! Header values: printable ASCII, spaces included, is sent as is, and every other character
+//! is percent-encoded as UTF-8 (`é` becomes `%C3%A9`), as is a space at either end, which
+//! HTTP would strip. CloudEvents 1.0.2 also asks for `%`, `"` and every space to be encoded,
+//! but the Go, Java and Python SDKs do not decode header values, and Eventarc's audit-log
+//! event ids carry the `%2F` of their log name unencoded, so sluice sends `%` as is.
+//! [`CloudEvent::from_binary`] likewise takes header values as they come.
+
+use std::collections::BTreeMap;
+
+use percent_encoding::{utf8_percent_encode, CONTROLS};
+use serde_json::{Map, Value};
+
+use super::EventError;
+
+/// The CloudEvents version of every event sluice writes.
+pub const SPEC_VERSION: &str = "1.0";
+
+/// The prefix of the attribute headers in binary mode.
+const HEADER_PREFIX: &str = "ce-";
+
+/// The attributes that CloudEvents 1.0 defines; every other attribute is an extension.
+const CORE_ATTRIBUTES: [&str; 9] = [
+    "id",
+    "source",
+    "specversion",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "dataschema",
+    "data",
+];
+
+/// A CloudEvent with JSON data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudEvent {
+    /// Unique per source; a redelivery keeps it.
+    pub id: String,
+    /// The context the event happened in, such as
+    /// `//storage.googleapis.com/projects/_/buckets/photos`.
+    pub source: String,
+    /// The CloudEvents version, `1.0`.
+    pub specversion: String,
+    /// The `type` attribute, such as `google.cloud.storage.object.v1.finalized`.
+    pub event_type: String,
+    /// The subject within the source, such as `objects/cat.jpg`.
+    pub subject: Option<String>,
+    /// When the event happened, in RFC 3339 format.
+    pub time: Option<String>,
+    /// The media type of the data, such as `application/json`.
+    pub datacontenttype: Option<String>,
+    /// The URI of the data's schema.
+    pub dataschema: Option<String>,
+    /// Extension attributes by name, such as `bucket` or `methodname`.
+    pub extensions: BTreeMap<String, String>,
+    /// The data: a JSON value, or a string for data of another media type.
+    pub data: Option<Value>,
+}
+
+/// A CloudEvent as an HTTP request in binary mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinaryRequest {
+    /// Lower-case header names with their values, `content-type` included when the event
+    /// has a `datacontenttype`.
+    pub headers: Vec<(String, String)>,
+    /// The data.
+    pub body: Vec<u8>,
+}
+
+impl CloudEvent {
+    /// Returns an event with the required attributes and nothing else.
+    pub fn new(
+        id: impl Into<String>,
+        source: impl Into<String>,
+        event_type: impl Into<String>,
+    ) -> Self {
+        CloudEvent {
+            id: id.into(),
+            source: source.into(),
+            specversion: SPEC_VERSION.to_owned(),
+            event_type: event_type.into(),
+            subject: None,
+            time: None,
+            datacontenttype: None,
+            dataschema: None,
+            extensions: BTreeMap::new(),
+            data: None,
+        }
+    }
+
+    /// Reads the JSON form of an event (the structured mode's body). Extension values that
+    /// are numbers or booleans are kept as their JSON text.
+    ///
+    /// # Errors
+    ///
+    /// Fails when a required attribute is missing, an attribute is not a string, an
+    /// extension name is not lower-case letters and digits, or the event carries
+    /// `data_base64`, which this type does not hold.
+    pub fn from_json(json: &Value) -> Result<Self, EventError> {
+        let object = json.as_object().ok_or(EventError::NotAnObject)?;
+        let required = |name: &'static str| match object.get(name) {
+            Some(Value::String(text)) => Ok(text.clone()),
+            _ => Err(EventError::MissingField {
+                field: name,
+                expected: "a string",
+            }),
+        };
+        let optional = |name: &'static str| match object.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(other) => Err(EventError::invalid(
+                name,
+                &other.to_string(),
+                "it must be a string",
+            )),
+        };
+        if let Some(encoded) = object.get("data_base64") {
+            return Err(EventError::invalid(
+                "data_base64",
+                &encoded.to_string(),
+                "binary data is not supported; send JSON data in `data`",
+            ));
+        }
+        let mut event = CloudEvent::new(required("id")?, required("source")?, required("type")?);
+        event.specversion = required("specversion")?;
+        event.subject = optional("subject")?;
+        event.time = optional("time")?;
+        event.datacontenttype = optional("datacontenttype")?;
+        event.dataschema = optional("dataschema")?;
+        event.data = object.get("data").cloned();
+        for (name, value) in object {
+            if CORE_ATTRIBUTES.contains(&name.as_str()) {
+                continue;
+            }
+            check_extension_name(name)?;
+            let value = match value {
+                Value::String(text) => text.clone(),
+                Value::Number(_) | Value::Bool(_) => value.to_string(),
+                other => {
+                    return Err(EventError::invalid(
+                        "extension",
+                        &other.to_string(),
+                        format!("extension {name} must be a string, a number or a boolean"),
+                    ))
+                }
+            };
+            event.extensions.insert(name.clone(), value);
+        }
+        Ok(event)
+    }
+
+    /// Writes the JSON form of the event, with the extensions as top-level strings.
+    pub fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        for (name, value) in self.attributes() {
+            object.insert(name.to_owned(), Value::from(value));
+        }
+        if let Some(data) = &self.data {
+            object.insert("data".to_owned(), data.clone());
+        }
+        Value::Object(object)
+    }
+
+    /// Writes the event as a binary-mode request: one `ce-*` header per attribute, the
+    /// `datacontenttype` as the `content-type`, and the data as the body.
+    ///
+    /// JSON data (a JSON media type, or none) is serialized. A string with another media
+    /// type is sent as its UTF-8 bytes. An event without data has an empty body.
+    pub fn to_binary(&self) -> BinaryRequest {
+        let mut headers = Vec::new();
+        if let Some(content_type) = &self.datacontenttype {
+            headers.push(("content-type".to_owned(), header_value(content_type)));
+        }
+        for (name, value) in self.attributes() {
+            if name != "datacontenttype" {
+                headers.push((format!("{HEADER_PREFIX}{name}"), header_value(value)));
+            }
+        }
+        let body = match &self.data {
+            None => Vec::new(),
+            Some(Value::String(text)) if !is_json(self.datacontenttype.as_deref()) => {
+                text.as_bytes().to_vec()
+            }
+            Some(data) => data.to_string().into_bytes(),
+        };
+        BinaryRequest { headers, body }
+    }
+
+    /// Reads a binary-mode request: its headers (names in any case) and its body. Header
+    /// values are taken as they are, without percent-decoding.
+    ///
+    /// # Errors
+    ///
+    /// Fails when `ce-id`, `ce-source`, `ce-type` or `ce-specversion` is missing, when a
+    /// JSON body does not parse, or when a body of another media type is not UTF-8.
+    pub fn from_binary<'a>(
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        body: &[u8],
+    ) -> Result<Self, EventError> {
+        let mut attributes = BTreeMap::new();
+        let mut content_type = None;
+        for (name, value) in headers {
+            let name = name.to_ascii_lowercase();
+            if name == "content-type" {
+                content_type = Some(value.to_owned());
+            } else if let Some(attribute) = name.strip_prefix(HEADER_PREFIX) {
+                attributes.insert(attribute.to_owned(), value.to_owned());
+            }
+        }
+        let mut take = |name: &'static str| attributes.remove(name);
+        let required = |value: Option<String>, field: &'static str| {
+            value.ok_or(EventError::MissingField {
+                field,
+                expected: "a header",
+            })
+        };
+        let mut event = CloudEvent::new(
+            required(take("id"), "ce-id")?,
+            required(take("source"), "ce-source")?,
+            required(take("type"), "ce-type")?,
+        );
+        event.specversion = required(take("specversion"), "ce-specversion")?;
+        event.subject = take("subject");
+        event.time = take("time");
+        event.dataschema = take("dataschema");
+        event.data = binary_data(content_type.as_deref(), body)?;
+        event.datacontenttype = content_type;
+        event.extensions = attributes;
+        Ok(event)
+    }
+
+    /// Returns every attribute that has a value, core attributes first, as name and value.
+    fn attributes(&self) -> Vec<(&str, &str)> {
+        let mut attributes = vec![
+            ("id", self.id.as_str()),
+            ("source", self.source.as_str()),
+            ("specversion", self.specversion.as_str()),
+            ("type", self.event_type.as_str()),
+        ];
+        let optional = [
+            ("subject", &self.subject),
+            ("time", &self.time),
+            ("datacontenttype", &self.datacontenttype),
+            ("dataschema", &self.dataschema),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                attributes.push((name, value.as_str()));
+            }
+        }
+        for (name, value) in &self.extensions {
+            attributes.push((name.as_str(), value.as_str()));
+        }
+        attributes
+    }
+}
+
+/// Checks that an extension name is what CloudEvents 1.0 allows: lower-case ASCII letters
+/// and digits.
+fn check_extension_name(name: &str) -> Result<(), EventError> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit());
+    if valid {
+        Ok(())
+    } else {
+        Err(EventError::invalid(
+            "attribute name",
+            name,
+            "CloudEvents attribute names are lower-case letters and digits only",
+        ))
+    }
+}
+
+/// Returns whether a media type is JSON. No media type counts as JSON, since CloudEvents
+/// then reads the data as JSON.
+fn is_json(content_type: Option<&str>) -> bool {
+    let Some(content_type) = content_type else {
+        return true;
+    };
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    media_type == "application/json" || media_type == "text/json" || media_type.ends_with("+json")
+}
+
+/// Reads the body of a binary-mode request as the event's data.
+fn binary_data(content_type: Option<&str>, body: &[u8]) -> Result<Option<Value>, EventError> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    if is_json(content_type) {
+        return serde_json::from_slice(body).map(Some).map_err(|err| {
+            EventError::invalid(
+                "data",
+                &String::from_utf8_lossy(body),
+                format!("the body is not JSON: {err}"),
+            )
+        });
+    }
+    match std::str::from_utf8(body) {
+        Ok(text) => Ok(Some(Value::from(text))),
+        Err(_) => Err(EventError::invalid(
+            "data",
+            &String::from_utf8_lossy(body),
+            "a body of a non-JSON media type must be UTF-8 text",
+        )),
+    }
+}
+
+/// Encodes an attribute value for a header: controls and non-ASCII characters are
+/// percent-encoded as UTF-8, and so is a space at either end.
+fn header_value(value: &str) -> String {
+    let encoded = utf8_percent_encode(value, CONTROLS).to_string();
+    let leading = encoded.len() - encoded.trim_start_matches(' ').len();
+    let trailing = encoded.len() - encoded.trim_end_matches(' ').len();
+    if leading == 0 && trailing == 0 {
+        return encoded;
+    }
+    if leading == encoded.len() {
+        return "%20".repeat(leading);
+    }
+    format!(
+        "{}{}{}",
+        "%20".repeat(leading),
+        &encoded[leading..encoded.len() - trailing],
+        "%20".repeat(trailing)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn storage_event() -> CloudEvent {
+        let mut event = CloudEvent::new(
+            "1234",
+            "//storage.googleapis.com/projects/_/buckets/photos",
+            "google.cloud.storage.object.v1.finalized",
+        );
+        event.subject = Some("objects/2024/cat.jpg".to_owned());
+        event.time = Some("2024-01-02T03:04:05.123456Z".to_owned());
+        event.datacontenttype = Some("application/json".to_owned());
+        event
+            .extensions
+            .insert("bucket".to_owned(), "photos".to_owned());
+        event.data = Some(json!({"bucket": "photos", "name": "2024/cat.jpg"}));
+        event
+    }
+
+    fn header<'a>(request: &'a BinaryRequest, name: &str) -> Option<&'a str> {
+        request
+            .headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    #[test]
+    fn binary_mode_headers_and_body() {
+        let request = storage_event().to_binary();
+
+        assert_eq!(header(&request, "ce-id"), Some("1234"));
+        assert_eq!(header(&request, "ce-specversion"), Some("1.0"));
+        assert_eq!(
+            header(&request, "ce-type"),
+            Some("google.cloud.storage.object.v1.finalized")
+        );
+        assert_eq!(header(&request, "ce-subject"), Some("objects/2024/cat.jpg"));
+        assert_eq!(header(&request, "ce-bucket"), Some("photos"));
+        assert_eq!(header(&request, "content-type"), Some("application/json"));
+        assert_eq!(
+            header(&request, "ce-datacontenttype"),
+            None,
+            "binary mode carries the media type as the content type only"
+        );
+        let body: Value = serde_json::from_slice(&request.body).expect("JSON body");
+        assert_eq!(body, json!({"bucket": "photos", "name": "2024/cat.jpg"}));
+    }
+
+    #[test]
+    fn binary_mode_round_trips() {
+        let event = storage_event();
+        let request = event.to_binary();
+        let headers = request
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()));
+
+        assert_eq!(
+            CloudEvent::from_binary(headers, &request.body).expect("valid"),
+            event
+        );
+    }
+
+    #[test]
+    fn json_form_round_trips() {
+        let event = storage_event();
+        let json = event.to_json();
+
+        assert_eq!(json["bucket"], "photos", "extensions are top-level");
+        assert_eq!(CloudEvent::from_json(&json).expect("valid"), event);
+    }
+
+    #[test]
+    fn header_values_encode_what_http_cannot_carry() {
+        assert_eq!(header_value("objects/a b.jpg"), "objects/a b.jpg");
+        assert_eq!(header_value("objects/café"), "objects/caf%C3%A9");
+        assert_eq!(header_value("line\nbreak"), "line%0Abreak");
+        assert_eq!(header_value(" edge "), "%20edge%20");
+        assert_eq!(header_value("  "), "%20%20");
+        assert_eq!(
+            header_value("projects/p/logs/cloudaudit.googleapis.com%2Factivity"),
+            "projects/p/logs/cloudaudit.googleapis.com%2Factivity",
+            "a percent sign is sent as is"
+        );
+    }
+
+    #[test]
+    fn from_binary_reads_mixed_case_headers() {
+        let headers = [
+            ("Ce-Id", "1"),
+            ("CE-Source", "//pubsub.googleapis.com/projects/p/topics/t"),
+            ("ce-type", "google.cloud.pubsub.topic.v1.messagePublished"),
+            ("ce-specversion", "1.0"),
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("ce-customext", "x"),
+            ("user-agent", "test"),
+        ];
+        let event = CloudEvent::from_binary(headers, br#"{"message": {}}"#).expect("valid");
+
+        assert_eq!(event.id, "1");
+        assert_eq!(
+            event.datacontenttype.as_deref(),
+            Some("application/json; charset=utf-8")
+        );
+        assert_eq!(
+            event.extensions,
+            BTreeMap::from([("customext".to_owned(), "x".to_owned())])
+        );
+        assert_eq!(event.data, Some(json!({"message": {}})));
+    }
+
+    #[test]
+    fn from_binary_requires_source() {
+        let headers = [("ce-id", "1"), ("ce-type", "t"), ("ce-specversion", "1.0")];
+
+        assert_eq!(
+            CloudEvent::from_binary(headers, b""),
+            Err(EventError::MissingField {
+                field: "ce-source",
+                expected: "a header"
+            })
+        );
+    }
+
+    #[test]
+    fn text_data_sent_as_is() {
+        let mut event = CloudEvent::new("1", "//example", "t");
+        event.datacontenttype = Some("text/plain".to_owned());
+        event.data = Some(Value::from("hello"));
+
+        assert_eq!(event.to_binary().body, b"hello");
+    }
+
+    #[test]
+    fn invalid_extension_name_rejected() {
+        let json = json!({
+            "id": "1", "source": "//s", "type": "t", "specversion": "1.0",
+            "serviceName": "storage.googleapis.com",
+        });
+
+        assert!(matches!(
+            CloudEvent::from_json(&json),
+            Err(EventError::InvalidField {
+                field: "attribute name",
+                ..
+            })
+        ));
+    }
+}
