@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod emulator;
+pub mod functions;
 pub mod python;
 
 use std::io::{BufRead, BufReader, Read};
