@@ -12,7 +12,7 @@ use toml::de::{DeTable, DeValue};
 use super::{
     BucketConfig, BucketNotificationConfig, ConfigFile, DeadLetterConfig, Diagnostic,
     ExclusionConfig, HandlerConfig, PushEndpointConfig, RetryPolicyConfig, SinkConfig,
-    SubscriptionConfig, TopicConfig,
+    SubscriptionConfig, TopicConfig, TriggerConfig,
 };
 
 /// Maximum edit distance between an unknown key and the known key suggested in its place.
@@ -161,6 +161,11 @@ fn known_keys(table_path: &[Segment]) -> &'static [&'static str] {
         ["sinks", "exclusions"] => field_names::<ExclusionConfig>(),
         ["buckets"] => field_names::<BucketConfig>(),
         ["buckets", "notifications"] => field_names::<BucketNotificationConfig>(),
+        ["triggers"] => field_names::<TriggerConfig>(),
+        ["triggers", "handler"] => field_names::<HandlerConfig>(),
+        ["triggers", "push"] => field_names::<PushEndpointConfig>(),
+        ["triggers", "dead_letter"] => field_names::<DeadLetterConfig>(),
+        ["triggers", "retry_policy"] => field_names::<RetryPolicyConfig>(),
         _ => &[],
     }
 }
@@ -271,9 +276,24 @@ mod tests {
                 "topics",
                 "subscriptions",
                 "sinks",
-                "buckets"
+                "buckets",
+                "triggers"
             ],
             "top-level keys, without the skipped unknown_keys field"
+        );
+        assert_eq!(
+            field_names::<TriggerConfig>(),
+            [
+                "name",
+                "event_type",
+                "filters",
+                "resource_name",
+                "handler",
+                "push",
+                "dead_letter",
+                "retry_policy"
+            ],
+            "trigger keys"
         );
         assert_eq!(
             field_names::<SubscriptionConfig>(),
