@@ -792,3 +792,318 @@ async fn shutdown_stops_push_runners() {
     );
     assert!(log.contains("sluice stopped"), "{log}");
 }
+
+/// The headers of a request whose names start with `ce-`, as name and value.
+fn cloudevent_headers(request: &Received) -> std::collections::BTreeMap<String, String> {
+    request
+        .headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("ce-"))
+        .map(|(name, value)| {
+            let value = value.to_str().expect("header value is text");
+            (name.as_str().to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn background_push_sends_legacy_event() {
+    let mock = Mock::start().await;
+    let server = TestServer::start(Some(&config(&format!(
+        "[[subscriptions]]\nname = \"fn-push\"\ntopic = \"orders\"\n\
+         [subscriptions.push]\nendpoint = \"{}/status/204/background\"\n\
+         format = \"background\"\n",
+        mock.url
+    ))));
+
+    let ids = publish(
+        &server,
+        "orders",
+        vec![message(b"Hello \x00\xff", &[("origin", "web")], "")],
+    )
+    .await;
+    let request = mock.wait_for("/status/204/background", 1).await.remove(0);
+
+    let body = request.json();
+    let timestamp = body["context"]["timestamp"]
+        .as_str()
+        .expect("timestamp is a string")
+        .to_owned();
+    assert_publish_time_format(&timestamp);
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "context": {
+                "eventId": ids[0],
+                "timestamp": timestamp,
+                "eventType": "google.pubsub.topic.publish",
+                "resource": {
+                    "service": "pubsub.googleapis.com",
+                    "name": "projects/local/topics/orders",
+                    "type": "type.googleapis.com/google.pubsub.v1.PubsubMessage",
+                },
+            },
+            "data": {
+                "@type": "type.googleapis.com/google.pubsub.v1.PubsubMessage",
+                "data": "SGVsbG8gAP8=",
+                "attributes": {"origin": "web"},
+            },
+        })
+    );
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert!(
+        cloudevent_headers(&request).is_empty(),
+        "a background event has no ce-* headers"
+    );
+    wait_for_metric(&server, "sluice_acks_total", "fn-push", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cloudevent_push_uses_binary_mode() {
+    let mock = Mock::start().await;
+    let server = TestServer::start(Some(&config(&format!(
+        "[[subscriptions]]\nname = \"fn-push\"\ntopic = \"orders\"\n\
+         [subscriptions.push]\nendpoint = \"{}/status/200/cloudevent\"\n\
+         format = \"cloudevent\"\n",
+        mock.url
+    ))));
+
+    let ids = publish(
+        &server,
+        "orders",
+        vec![message(b"order 1", &[("origin", "web")], "customer-7")],
+    )
+    .await;
+    let request = mock.wait_for("/status/200/cloudevent", 1).await.remove(0);
+
+    let headers = cloudevent_headers(&request);
+    let time = headers["ce-time"].clone();
+    assert_publish_time_format(&time);
+    assert_eq!(
+        headers,
+        std::collections::BTreeMap::from(
+            [
+                ("ce-id", ids[0].as_str()),
+                (
+                    "ce-source",
+                    "//pubsub.googleapis.com/projects/local/topics/orders"
+                ),
+                ("ce-specversion", "1.0"),
+                ("ce-time", time.as_str()),
+                ("ce-type", "google.cloud.pubsub.topic.v1.messagePublished"),
+            ]
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        ),
+        "no subject and no extensions for a Pub/Sub event"
+    );
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert_eq!(
+        request.json(),
+        serde_json::json!({
+            "message": {
+                "attributes": {"origin": "web"},
+                "data": "b3JkZXIgMQ==",
+                "messageId": ids[0],
+                "message_id": ids[0],
+                "orderingKey": "customer-7",
+                "publishTime": time,
+                "publish_time": time,
+            },
+            "subscription": "projects/local/subscriptions/fn-push",
+        }),
+        "the data is the wrapped push body"
+    );
+    wait_for_metric(&server, "sluice_acks_total", "fn-push", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_entries_push_as_audit_cloudevents() {
+    let mock = Mock::start().await;
+    let server = TestServer::start(Some(&format!(
+        "[[topics]]\nname = \"bucket-changes\"\n\
+         [[sinks]]\nname = \"bucket-changes\"\n\
+         filter = 'protoPayload.methodName=\"storage.buckets.create\"'\n\
+         destination = \"bucket-changes\"\n\
+         [[subscriptions]]\nname = \"audit-fn\"\ntopic = \"bucket-changes\"\n\
+         [subscriptions.push]\nendpoint = \"{}/status/204/audit\"\nformat = \"cloudevent\"\n",
+        mock.url
+    )));
+
+    let entry = serde_json::json!({
+        "logName": "projects/demo/logs/cloudaudit.googleapis.com%2Factivity",
+        "resource": {"type": "gcs_bucket", "labels": {"bucket_name": "photos", "project_id": "demo"}},
+        "protoPayload": {
+            "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "serviceName": "storage.googleapis.com",
+            "methodName": "storage.buckets.create",
+            "resourceName": "projects/_/buckets/photos",
+            "authenticationInfo": {"principalEmail": "dev@example.com"},
+        },
+        "timestamp": "2024-05-01T12:00:00.123456Z",
+        "insertId": "audit-1",
+        "severity": "NOTICE",
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{}/v2/entries:write", server.url))
+        .json(&serde_json::json!({"entries": [entry]}))
+        .send()
+        .await
+        .expect("the write completes");
+    assert!(
+        response.status().is_success(),
+        "write: {}",
+        response.status()
+    );
+    let request = mock.wait_for("/status/204/audit", 1).await.remove(0);
+
+    let headers = cloudevent_headers(&request);
+    let data = request.json();
+    assert_eq!(headers["ce-type"], "google.cloud.audit.log.v1.written");
+    assert_eq!(
+        headers["ce-source"],
+        "//cloudaudit.googleapis.com/projects/demo/logs/activity"
+    );
+    assert_eq!(
+        headers["ce-subject"],
+        "storage.googleapis.com/projects/_/buckets/photos"
+    );
+    assert_eq!(headers["ce-servicename"], "storage.googleapis.com");
+    assert_eq!(headers["ce-methodname"], "storage.buckets.create");
+    assert_eq!(headers["ce-resourcename"], "projects/_/buckets/photos");
+    assert_eq!(
+        headers["ce-dataschema"],
+        "https://googleapis.github.io/google-cloudevents/jsonschema/google/events/cloud/audit/v1/LogEntryData.json"
+    );
+    assert_eq!(
+        request.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    // The id joins the log name, the insert id and the entry's time in microseconds.
+    let timestamp = data["timestamp"]
+        .as_str()
+        .expect("the entry has a timestamp");
+    let micros = chrono::DateTime::parse_from_rfc3339(timestamp)
+        .expect("RFC 3339 timestamp")
+        .timestamp_micros();
+    assert_eq!(micros, 1_714_564_800_123_456, "the entry keeps its time");
+    assert_eq!(
+        headers["ce-id"],
+        format!("projects/demo/logs/cloudaudit.googleapis.com%2Factivityaudit-1{micros}")
+    );
+    assert_eq!(headers["ce-recordedtime"], timestamp);
+    assert_eq!(
+        Some(headers["ce-time"].as_str()),
+        data["receiveTimestamp"].as_str(),
+        "the time is when Logging received the entry"
+    );
+    assert_eq!(data["protoPayload"]["methodName"], "storage.buckets.create");
+    assert_eq!(
+        data["protoPayload"]["authenticationInfo"]["principalEmail"],
+        "dev@example.com"
+    );
+    wait_for_metric(&server, "sluice_acks_total", "audit-fn", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_event_pushes_are_dead_lettered() {
+    let mock = Mock::start().await;
+    let subscriptions: String = ["background", "cloudevent"]
+        .iter()
+        .map(|format| {
+            format!(
+                "[[subscriptions]]\nname = \"fails-{format}\"\ntopic = \"orders\"\n\
+                 [subscriptions.push]\nendpoint = \"{}/status/503/{format}\"\n\
+                 format = \"{format}\"\n\
+                 [subscriptions.dead_letter]\ntopic = \"orders-dead\"\nmax_delivery_attempts = 5\n\
+                 [subscriptions.retry_policy]\nminimum_backoff_secs = 0\nmaximum_backoff_secs = 0\n",
+                mock.url
+            )
+        })
+        .collect();
+    let server = TestServer::start(Some(&config(&subscriptions)));
+
+    publish(&server, "orders", vec![message(b"order 1", &[], "")]).await;
+
+    mock.wait_for("/status/503/background", 5).await;
+    mock.wait_for("/status/503/cloudevent", 5).await;
+    let dead = pull_dead_letters(&server, 2).await;
+    assert_dead_letters(&dead, &["/status/503/background", "/status/503/cloudevent"]);
+    for format in ["background", "cloudevent"] {
+        let subscription = format!("fails-{format}");
+        let path = format!("/status/503/{format}");
+        assert_eq!(mock.received(&path).len(), 5, "{path}: no sixth attempt");
+        wait_for_metric(&server, "sluice_dead_letters_total", &subscription, 1).await;
+        assert_eq!(
+            metric(&server, "sluice_push_failed_total", &subscription).await,
+            5
+        );
+        assert_eq!(
+            metric(&server, "sluice_acks_total", &subscription).await,
+            0,
+            "a failure is never acknowledged"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_events_acked_without_push() {
+    let mock = Mock::start().await;
+    // The first attempt fails while the message is fresh; the retry comes 2 s later, when the
+    // message is older than the stale subscription's maximum age.
+    let mut server = TestServer::start(Some(&config(&format!(
+        "[[subscriptions]]\nname = \"stale\"\ntopic = \"orders\"\n\
+         [subscriptions.push]\nendpoint = \"{url}/fail-first/1/stale\"\n\
+         format = \"cloudevent\"\nmax_event_age_secs = 1\n\
+         [subscriptions.retry_policy]\nminimum_backoff_secs = 2\nmaximum_backoff_secs = 2\n\
+         [[subscriptions]]\nname = \"fresh\"\ntopic = \"orders\"\n\
+         [subscriptions.push]\nendpoint = \"{url}/fail-first/1/fresh\"\n\
+         format = \"cloudevent\"\nmax_event_age_secs = 60\n\
+         [subscriptions.retry_policy]\nminimum_backoff_secs = 2\nmaximum_backoff_secs = 2\n",
+        url = mock.url
+    ))));
+
+    let ids = publish(&server, "orders", vec![message(b"order 1", &[], "")]).await;
+
+    wait_for_metric(&server, "sluice_push_dropped_stale_total", "stale", 1).await;
+    wait_for_metric(&server, "sluice_acks_total", "stale", 1).await;
+    assert_eq!(
+        mock.received("/fail-first/1/stale").len(),
+        1,
+        "the stale retry sends no request"
+    );
+    assert_eq!(
+        metric(&server, "sluice_push_failed_total", "stale").await,
+        1
+    );
+    assert_eq!(
+        metric(&server, "sluice_push_succeeded_total", "stale").await,
+        0
+    );
+
+    mock.wait_for("/fail-first/1/fresh", 2).await;
+    wait_for_metric(&server, "sluice_push_succeeded_total", "fresh", 1).await;
+    assert_eq!(
+        metric(&server, "sluice_push_dropped_stale_total", "fresh").await,
+        0,
+        "a message younger than the maximum age is pushed"
+    );
+
+    let (status, log) = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .expect("terminate runs");
+    assert!(status.success(), "sluice exits 0 after SIGTERM:\n{log}");
+    let dropped = log
+        .lines()
+        .find(|line| line.contains("stale event dropped"))
+        .unwrap_or_else(|| panic!("no log line for the dropped event:\n{log}"));
+    assert!(
+        dropped.contains(&format!("message_id={}", ids[0])),
+        "the log names the message: {dropped}"
+    );
+    let age: u64 = dropped
+        .split_once(" age_secs=")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("the log gives the age: {dropped}"));
+    assert!(age >= 2, "the retry came after the 2 s backoff: {dropped}");
+}
