@@ -158,7 +158,7 @@ fn audit_config(endpoint: &str) -> String {
     )
 }
 
-/// An audit-log entry of Cloud Storage in the Admin Activity log of project `local`.
+/// Returns an audit-log entry of Cloud Storage in the Admin Activity log of project `local`.
 fn audit_entry(insert_id: &str, method: &str, resource: &str) -> Value {
     json!({
         "logName": "projects/local/logs/cloudaudit.googleapis.com%2Factivity",
@@ -458,6 +458,58 @@ async fn storage_trigger_pushes_cloudevents() {
             request.header("ce-subject")
         );
     }
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_trigger_runs_handler() {
+    let server = TestServer::start(Some(
+        "[[buckets]]\nname = \"photos\"\n[[buckets]]\nname = \"thumbs\"\n\
+         [[triggers]]\nname = \"thumbnails\"\n\
+         event_type = \"google.cloud.storage.object.v1.finalized\"\n\
+         filters = { bucket = \"photos\" }\n\
+         handler = { kind = \"thumbnail\", destination_bucket = \"thumbs\" }\n",
+    ));
+    let photo = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/demo/photos/landscape.jpg"
+    ))
+    .expect("read the demo photo");
+    let client = http();
+    let response = client
+        .post(format!(
+            "{}/upload/storage/v1/b/photos/o?uploadType=media&name=landscape.jpg",
+            server.url
+        ))
+        .header("content-type", "image/jpeg")
+        .body(photo)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status().as_u16(), 200, "upload status");
+
+    let give_up = Instant::now() + GIVE_UP;
+    let thumbnail = loop {
+        let response = client
+            .get(format!(
+                "{}/storage/v1/b/thumbs/o/landscape.jpg",
+                server.url
+            ))
+            .send()
+            .await
+            .expect("get the thumbnail's metadata");
+        if response.status().as_u16() == 200 {
+            break response.json::<Value>().await.expect("an object resource");
+        }
+        assert!(
+            Instant::now() < give_up,
+            "no thumbnail within {GIVE_UP:?}: the last status was {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(thumbnail["metadata"]["sourceBucket"], "photos");
+    assert_eq!(thumbnail["metadata"]["sourceObject"], "landscape.jpg");
     server.stop();
 }
 

@@ -190,7 +190,7 @@ pub(crate) struct TriggerSpec {
     pub(crate) filters: BTreeMap<String, String>,
     /// The path pattern on the resource name of an audit-log trigger.
     pub(crate) resource_name_pattern: Option<String>,
-    /// Where the events go.
+    /// The destination of the events.
     pub(crate) destination: TriggerDestination,
     /// The notification config that a storage trigger added to its bucket.
     pub(crate) notification: Option<TriggerNotification>,
@@ -226,7 +226,7 @@ pub(crate) struct TriggerSink {
     pub(crate) filter: String,
 }
 
-/// Where a trigger delivers its events.
+/// The destination of a trigger's events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub(crate) enum TriggerDestination {

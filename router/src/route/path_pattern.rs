@@ -10,7 +10,7 @@
 //!   characters other than `/`, and every other character matches itself, case included.
 //!   So `obj*` matches `obj` and `object`, and `*.txt` matches `a.txt`.
 //!
-//! Google's page on path patterns does not settle the edge cases, so sluice decides them:
+//! The edge cases below are sluice's choices, not documented Eventarc behaviour:
 //!
 //! - A segment pattern other than `**` never matches an empty segment, so `*` needs at least
 //!   one character. The empty segments of `a//b` or of a trailing `/` match only `**`:
@@ -22,7 +22,8 @@
 //!
 //! [`PathPattern::matches`] evaluates a pattern directly. [`PathPattern::to_regex`]
 //! translates it into an anchored regular expression with the same matches, which a Logging
-//! filter can apply with `=~`. The tests check that the two agree.
+//! filter can apply with `=~`. The tests check that the two agree. [`exact_regex`] gives
+//! the regex of an exact match, for the attributes that a trigger matches exactly.
 
 use std::fmt;
 
@@ -46,7 +47,7 @@ enum Segment {
     Glob(String),
 }
 
-/// Why a path pattern is invalid. Each message quotes the pattern and gives the fix.
+/// The reason a path pattern is invalid. Each message quotes the pattern and gives the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathPatternError {
     /// The pattern is empty, or only `/`.

@@ -49,7 +49,7 @@ fn audit_filter(text: &str) -> LogFilter {
     sink.filter.clone()
 }
 
-/// An audit-log entry of Cloud Storage with the given method and resource name.
+/// Returns an audit-log entry of Cloud Storage with the given method and resource name.
 fn audit_entry(method: &str, resource: &str) -> serde_json::Value {
     json!({
         "logName": "projects/local/logs/cloudaudit.googleapis.com%2Factivity",
