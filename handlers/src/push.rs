@@ -4,9 +4,9 @@
 //! - [`PushFormat::Wrapped`]: Pub/Sub's JSON body, `{"message": {...}, "subscription": ...}`;
 //! - [`PushFormat::Unwrapped`]: the message data as the body, with optional metadata headers;
 //! - [`PushFormat::Background`]: the legacy background event of Cloud Functions as JSON,
-//!   `{"context": {...}, "data": ...}`, from [`events::message::background_event`];
+//!   `{"context": {...}, "data": ...}`, from [`message::background_event`];
 //! - [`PushFormat::CloudEvent`]: a CloudEvent in binary mode, `ce-*` headers and the data as
-//!   the body, from [`events::message::cloudevent`].
+//!   the body, from [`message::cloudevent`].
 //!
 //! [`PushHandler`] runs under a runner ([`crate::runner::spawn_for_deliveries`]), which pulls
 //! the subscription, extends leases and settles each delivery by the handler's result. The
