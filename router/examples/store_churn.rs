@@ -116,9 +116,17 @@ async fn churn(dir: &Path, cycles: usize, bytes: usize) -> Result<(), Box<dyn st
     println!("cycles\tdata dir MiB\tRSS MiB\tseconds");
     while done < cycles {
         broker.publish(batch(bytes, done)).await?;
-        let deliveries = broker.pull("churn", BATCH, Duration::from_secs(5)).await?;
-        let ack_ids: Vec<String> = deliveries.into_iter().map(|d| d.ack_id).collect();
-        broker.ack("churn", &ack_ids).await?;
+        // A pull reads at most 10 MiB, so large messages take several.
+        let mut received = 0;
+        while received < BATCH {
+            let deliveries = broker.pull("churn", BATCH, Duration::from_secs(5)).await?;
+            if deliveries.is_empty() {
+                return Err("a published batch was not delivered within 5 s".into());
+            }
+            received += deliveries.len();
+            let ack_ids: Vec<String> = deliveries.into_iter().map(|d| d.ack_id).collect();
+            broker.ack("churn", &ack_ids).await?;
+        }
         done += BATCH;
         if done % report_every == 0 {
             broker.store().flush().await?;
