@@ -11,12 +11,14 @@
 //! - legacy input -> CloudEvent output;
 //! - CloudEvent input, in binary mode -> legacy output.
 //!
-//! The comparison follows the suite's validators. For a legacy event, the context's
-//! `eventId` (or `event_id`), `eventType` (or `event_type`) and `resource` and the data must
-//! be equal, and the timestamps the same instant; other context keys are ignored. For a
-//! CloudEvent, `id`, `source`, `subject`, `type`, `datacontenttype` and the data must be
-//! equal, and the times the same instant; extensions, `specversion` and `dataschema` are not
-//! compared.
+//! The comparison follows the suite's validators:
+//!
+//! - legacy event: the context's `eventId` (or `event_id`), `eventType` (or `event_type`)
+//!   and `resource` and the data are equal, and the timestamps are the same instant. Other
+//!   context keys are ignored.
+//! - CloudEvent: `id`, `source`, `subject`, `type`, `datacontenttype` and the data are equal,
+//!   and the times are the same instant. Extensions, `specversion` and `dataschema` are not
+//!   compared.
 
 mod support;
 
@@ -51,7 +53,7 @@ impl Case {
             .unwrap_or_else(|| panic!("case {} has no {kind} file", self.name))
     }
 
-    /// The legacy event expected after a CloudEvent -> legacy conversion.
+    /// Returns the legacy event expected after a CloudEvent -> legacy conversion.
     fn converted_legacy_output(&self) -> Value {
         self.read("legacy-output-converted")
             .unwrap_or_else(|| self.file("legacy-output"))

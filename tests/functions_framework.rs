@@ -1,7 +1,7 @@
 //! Push subscriptions in the `background` and `cloudevent` formats against Python functions
-//! served by the real functions-framework from PyPI, as Cloud Functions runs them: a real
-//! `sluice serve` pushes storage notifications and Pub/Sub messages to the function, which
-//! records what it received (tests/python/functions/record_events.py).
+//! served by the real functions-framework from PyPI, which Cloud Functions runs them with. A
+//! real `sluice serve` pushes storage notifications and Pub/Sub messages to the function, and
+//! the function records what it received (tests/python/functions/record_events.py).
 //!
 //! functions-framework comes from `scripts/test`, which exports `SLUICE_TEST_PYTHON`. Without
 //! it the tests fail with a message that names the fix.

@@ -793,7 +793,7 @@ async fn shutdown_stops_push_runners() {
     assert!(log.contains("sluice stopped"), "{log}");
 }
 
-/// The headers of a request whose names start with `ce-`, as name and value.
+/// Returns the headers of a request whose names start with `ce-`, as name and value.
 fn cloudevent_headers(request: &Received) -> std::collections::BTreeMap<String, String> {
     request
         .headers
@@ -1048,8 +1048,8 @@ async fn failed_event_pushes_are_dead_lettered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_events_acked_without_push() {
     let mock = Mock::start().await;
-    // The first attempt fails while the message is fresh; the retry comes 2 s later, when the
-    // message is older than the stale subscription's maximum age.
+    // The first attempt fails while the message is fresh. The retry comes 2 s later, when the
+    // message is older than the maximum age of the subscription "stale".
     let mut server = TestServer::start(Some(&config(&format!(
         "[[subscriptions]]\nname = \"stale\"\ntopic = \"orders\"\n\
          [subscriptions.push]\nendpoint = \"{url}/fail-first/1/stale\"\n\

@@ -83,8 +83,9 @@ pub fn wrapped_body(delivery: &Delivery, subscription_resource: &str) -> Vec<u8>
 }
 
 /// Builds the headers and body of a CloudEvent push in binary mode. A header whose name or
-/// value is not valid in HTTP is left out and logged at debug level, which cannot happen to
-/// the attributes sluice writes, because their values are percent-encoded where needed.
+/// value is not valid in HTTP is left out and logged at debug level. The events of
+/// [`message::cloudevent`] have none: their attribute names are lower-case letters and
+/// digits, and [`CloudEvent::to_binary`] percent-encodes what a header value cannot carry.
 pub fn cloudevent_request(event: &CloudEvent) -> (HeaderMap, Vec<u8>) {
     let request = event.to_binary();
     let mut headers = HeaderMap::new();

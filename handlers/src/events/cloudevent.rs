@@ -7,9 +7,9 @@
 //!
 //! Header values: printable ASCII, spaces included, is sent as is, and every other character
 //! is percent-encoded as UTF-8 (`é` becomes `%C3%A9`), as is a space at either end, which
-//! HTTP would strip. CloudEvents 1.0.2 also asks for `%`, `"` and every space to be encoded,
-//! but the Go, Java and Python SDKs do not decode header values, and Eventarc's audit-log
-//! event ids carry the `%2F` of their log name unencoded, so sluice sends `%` as is.
+//! HTTP would strip. CloudEvents 1.0.2 also requires `%`, `"` and every space to be encoded.
+//! sluice sends `%` as is, because the Go, Java and Python SDKs do not decode header values
+//! and Eventarc's audit-log event ids carry the `%2F` of their log name unencoded.
 //! [`CloudEvent::from_binary`] likewise takes header values as they come.
 
 use std::collections::BTreeMap;
@@ -121,13 +121,15 @@ impl CloudEvent {
                 "it must be a string",
             )),
         };
+
         if let Some(encoded) = object.get("data_base64") {
             return Err(EventError::invalid(
                 "data_base64",
                 &encoded.to_string(),
-                "binary data is not supported; send JSON data in `data`",
+                "binary data is not supported: send JSON data in `data`",
             ));
         }
+
         let mut event = CloudEvent::new(required("id")?, required("source")?, required("type")?);
         event.specversion = required("specversion")?;
         event.subject = optional("subject")?;
@@ -135,6 +137,7 @@ impl CloudEvent {
         event.datacontenttype = optional("datacontenttype")?;
         event.dataschema = optional("dataschema")?;
         event.data = object.get("data").cloned();
+
         for (name, value) in object {
             if CORE_ATTRIBUTES.contains(&name.as_str()) {
                 continue;
@@ -214,6 +217,7 @@ impl CloudEvent {
                 attributes.insert(attribute.to_owned(), value.to_owned());
             }
         }
+
         let mut take = |name: &'static str| attributes.remove(name);
         let required = |value: Option<String>, field: &'static str| {
             value.ok_or(EventError::MissingField {
@@ -221,6 +225,7 @@ impl CloudEvent {
                 expected: "a header",
             })
         };
+
         let mut event = CloudEvent::new(
             required(take("id"), "ce-id")?,
             required(take("source"), "ce-source")?,

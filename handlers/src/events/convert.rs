@@ -21,10 +21,14 @@
 //! for the domain `firebaseio.com`, and otherwise the domain's first label.
 //!
 //! CloudEvent to legacy ([`to_legacy`]) reverses this. The source `//SERVICE/NAME` gives the
-//! resource: for Pub/Sub `{service, name, type}`, and the data is lifted out of `message`
-//! without `messageId` and `publishTime`; for storage `{service, name: NAME/SUBJECT, type:
-//! data.kind}`; for Firebase Auth `NAME`; for the Realtime Database `NAME/SUBJECT` without the
-//! location; otherwise `NAME/SUBJECT`.
+//! resource, per service:
+//!
+//! - Pub/Sub: `{service, name, type}`. The data is taken out of `message`, without
+//!   `messageId` and `publishTime`.
+//! - storage: `{service, name: NAME/SUBJECT, type: data.kind}`.
+//! - Firebase Auth: `NAME`.
+//! - Realtime Database: `NAME/SUBJECT` without the location.
+//! - any other service: `NAME/SUBJECT`.
 //!
 //! Where the Functions Frameworks differ, this module takes these choices:
 //!

@@ -152,7 +152,7 @@ fn storage_cloudevent(message: &StoredMessage) -> Option<CloudEvent> {
 
 /// Returns the LogEntry in a message's data when its payload is an audit log.
 fn audit_log_entry(data: &[u8]) -> Option<Map<String, Value>> {
-    // Most messages are not JSON objects, and those are skipped without a parse.
+    // Data that does not start with `{` cannot be a LogEntry, so it is skipped unparsed.
     if data.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
         return None;
     }

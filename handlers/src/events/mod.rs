@@ -42,7 +42,7 @@ pub enum EventError {
         field: &'static str,
         /// The value as received.
         value: String,
-        /// What is wrong with it.
+        /// The reason the value is invalid.
         reason: String,
     },
     /// The event type has no equivalent in the format the event is converted to.

@@ -3,8 +3,8 @@
 Each call appends one JSON line to the file that SLUICE_FUNCTION_OUTPUT names: for a
 background function {"context": {...}, "data": ...}, as the function received them, and for
 a CloudEvent function the event's attributes (extensions included) with its data under
-"data". The fail_* functions record the call and then raise, which functions-framework
-answers with HTTP 500.
+"data". The fail_* functions record the call and then raise, so functions-framework
+responds with HTTP 500.
 """
 
 import base64

@@ -55,8 +55,8 @@ fn notification(event_type: &str) -> Delivery {
     )
 }
 
-/// An exported audit entry whose insert id, log and timestamps are those of a published
-/// Eventarc event, so that the expected id, source and time are the ones Eventarc wrote.
+/// Returns an exported audit entry whose insert id, log and timestamps are those of a
+/// published Eventarc event, so that the expected id, source and time are Eventarc's.
 fn audit_entry() -> Value {
     json!({
         "insertId": "-8vmrbve7pol2",
