@@ -61,8 +61,9 @@ impl Expansion {
     pub(super) fn merge<'a>(&mut self, file: &'a ConfigFile) -> Merged<'a> {
         let mut buckets = Cow::Borrowed(file.buckets.as_slice());
         for generated in &self.notifications {
-            let buckets = buckets.to_mut();
+            // The first generated notification copies the declared buckets.
             let Some((index, bucket)) = buckets
+                .to_mut()
                 .iter_mut()
                 .enumerate()
                 .find(|(_, bucket)| bucket.name == generated.bucket)
@@ -138,7 +139,8 @@ pub(super) fn expand(file: &ConfigFile, report: &mut Report) -> Expansion {
 }
 
 impl Expansion {
-    /// Generates the tables of a valid trigger.
+    /// Generates the tables of a trigger that passed every check of [`expand`], so the
+    /// filters that its event type requires are present.
     fn add(
         &mut self,
         trigger: &TriggerConfig,
@@ -479,13 +481,34 @@ fn check_generated_names(
     report: &mut Report,
 ) {
     let generated = format!("{GENERATED_PREFIX}{name}");
-    let creates_topic = event_type != TriggerEventType::PubsubMessagePublished;
-    let creates_sink = event_type == TriggerEventType::AuditLogWritten;
-    let topics = file.topics.iter().map(|topic| topic.name.as_str());
-    let subscriptions = file.subscriptions.iter().map(|sub| sub.name.as_str());
-    let sinks = file.sinks.iter().map(|sink| sink.name.as_str());
-    let mut collide = |kind: &str, mut declared: Box<dyn Iterator<Item = &str> + '_>| {
-        if let Some(index) = declared.position(|declared| declared == generated) {
+    let declared = [
+        (
+            "topic",
+            event_type != TriggerEventType::PubsubMessagePublished,
+            file.topics
+                .iter()
+                .map(|topic| topic.name.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "subscription",
+            true,
+            file.subscriptions
+                .iter()
+                .map(|sub| sub.name.as_str())
+                .collect(),
+        ),
+        (
+            "sink",
+            event_type == TriggerEventType::AuditLogWritten,
+            file.sinks.iter().map(|sink| sink.name.as_str()).collect(),
+        ),
+    ];
+    for (kind, created, names) in declared {
+        if !created {
+            continue;
+        }
+        if let Some(index) = names.iter().position(|declared| *declared == generated) {
             report.error(
                 label,
                 format!(
@@ -495,12 +518,5 @@ fn check_generated_names(
                 ),
             );
         }
-    };
-    if creates_topic {
-        collide("topic", Box::new(topics));
-    }
-    collide("subscription", Box::new(subscriptions));
-    if creates_sink {
-        collide("sink", Box::new(sinks));
     }
 }
