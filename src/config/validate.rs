@@ -125,7 +125,11 @@ impl ConfigFile {
         if report.errors.is_empty() {
             Ok(Config {
                 project: self.project.clone(),
-                topics: merged.topics.iter().map(|topic| topic.name.clone()).collect(),
+                topics: merged
+                    .topics
+                    .iter()
+                    .map(|topic| topic.name.clone())
+                    .collect(),
                 topic_settings,
                 subscriptions,
                 sinks,
