@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use sluice_proto::google::pubsub::v1::publisher_server::PublisherServer;
 use sluice_proto::google::pubsub::v1::subscriber_server::SubscriberServer;
 use sluice_proto::sluice::v1::admin_server::AdminServer;
@@ -348,6 +349,13 @@ pub(crate) async fn start(
         wait_for(stopped.clone()),
     )?;
     let app = app(&service, options.max_upload_bytes);
+    // Without TCP_NODELAY, a response that spans several segments waits for the client's
+    // delayed ACK: a publish of 100 messages of 1 KiB took about 45 ms instead of 2 ms.
+    let listener = listener.tap_io(|stream| {
+        if let Err(err) = stream.set_nodelay(true) {
+            warn!(error = %err, "setting TCP_NODELAY on a connection failed");
+        }
+    });
     let task = tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
