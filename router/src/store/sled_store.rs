@@ -370,6 +370,7 @@ impl SledStore {
             rescan: catalog_topic_ids(&catalog),
             last_publish_time: SystemTime::UNIX_EPOCH,
             payloads: payload_writer,
+            seq_changed: HashSet::new(),
         };
         std::thread::Builder::new()
             .name("sluice-committer".to_owned())
@@ -804,6 +805,8 @@ struct Committer {
     last_publish_time: SystemTime,
     /// The segment files of large payloads.
     payloads: payloads::PayloadWriter,
+    /// Topics whose last sequence number the group being built changed.
+    seq_changed: HashSet<u32>,
 }
 
 /// A reply waiting for its group's batch to be applied and flushed.
@@ -952,6 +955,11 @@ impl Committer {
                 exclusive => self.run_exclusive(exclusive),
             }
         }
+        for topic in std::mem::take(&mut self.seq_changed) {
+            if let Some(seq) = self.last_seq.get(&topic) {
+                batch.insert(&keys::last_seq(topic), &seq.to_be_bytes());
+            }
+        }
         let result = match failure {
             Some(err) => Err(sled::Error::Io(err)),
             // The payloads go to disk before the batch that refers to them.
@@ -1037,7 +1045,8 @@ impl Committer {
         if let Some(payload) = external {
             batch.insert(&keys::payload_member(payload.segment, topic, seq), &[]);
         }
-        batch.insert(&keys::last_seq(topic), &seq.to_be_bytes());
+        // Written once per group, by `commit`, with the group's last number.
+        self.seq_changed.insert(topic);
         for subscription in receivers {
             batch.insert(&keys::pending(subscription, seq), &0u32.to_be_bytes());
         }

@@ -1,0 +1,203 @@
+//! `sluice-loadgen`: drives one benchmark scenario against one system and prints its outcome
+//! as one JSON line.
+//!
+//! The Pub/Sub scenarios speak google.pubsub.v1 over gRPC, so the same client measures
+//! sluice and Google's Pub/Sub emulator; the JetStream scenarios do the same work over
+//! async-nats. `scripts/bench` starts each system, runs every scenario and collects the
+//! lines.
+
+mod jetstream;
+mod outcome;
+mod pubsub;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::outcome::Outcome;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice-loadgen",
+    about = "Load generator for sluice's benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Acknowledged publishes over google.pubsub.v1 (sluice or the Pub/Sub emulator).
+    PubsubPublish {
+        #[command(flatten)]
+        target: PubsubTarget,
+        #[command(flatten)]
+        load: PublishLoad,
+    },
+    /// StreamingPull with acknowledgements of a backlog published beforehand.
+    PubsubDeliver {
+        #[command(flatten)]
+        target: PubsubTarget,
+        #[command(flatten)]
+        load: DeliverLoad,
+    },
+    /// Publish-to-receipt latency at a fixed rate, over StreamingPull.
+    PubsubLatency {
+        #[command(flatten)]
+        target: PubsubTarget,
+        #[command(flatten)]
+        load: LatencyLoad,
+    },
+    /// Acknowledged publishes to a file-backed JetStream stream.
+    JetstreamPublish {
+        #[command(flatten)]
+        target: NatsTarget,
+        #[command(flatten)]
+        load: PublishLoad,
+    },
+    /// A durable pull consumer with explicit acknowledgements, over a backlog published
+    /// beforehand.
+    JetstreamDeliver {
+        #[command(flatten)]
+        target: NatsTarget,
+        #[command(flatten)]
+        load: DeliverLoad,
+    },
+    /// Publish-to-receipt latency at a fixed rate, over a pull consumer.
+    JetstreamLatency {
+        #[command(flatten)]
+        target: NatsTarget,
+        #[command(flatten)]
+        load: LatencyLoad,
+    },
+}
+
+/// Where a Pub/Sub scenario runs.
+#[derive(Debug, Args)]
+struct PubsubTarget {
+    /// The gRPC endpoint, such as `http://127.0.0.1:8085`.
+    #[arg(long)]
+    endpoint: String,
+    /// The project of the benchmark's topic and subscription.
+    #[arg(long, default_value = "local")]
+    project: String,
+    /// The system's name in the outcome line.
+    #[arg(long)]
+    system: String,
+    /// The topic and subscription name; each run should use a new one.
+    #[arg(long)]
+    name: String,
+}
+
+/// Where a JetStream scenario runs.
+#[derive(Debug, Args)]
+struct NatsTarget {
+    /// The NATS server URL, such as `nats://127.0.0.1:4222`.
+    #[arg(long)]
+    url: String,
+    /// The system's name in the outcome line.
+    #[arg(long, default_value = "jetstream")]
+    system: String,
+    /// The stream and consumer name; each run should use a new one.
+    #[arg(long)]
+    name: String,
+}
+
+/// Shape of a publish run.
+#[derive(Debug, Args)]
+struct PublishLoad {
+    /// Concurrent publishers, each on its own connection.
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Messages per publish request.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Bytes of each message's data.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Messages in all; each publisher sends its share.
+    #[arg(long, default_value_t = 100_000)]
+    messages: usize,
+}
+
+/// Shape of a delivery run.
+#[derive(Debug, Args)]
+struct DeliverLoad {
+    /// Bytes of each message's data.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Messages published before the timed part, then received and acknowledged.
+    #[arg(long, default_value_t = 100_000)]
+    messages: usize,
+}
+
+/// Shape of a latency run.
+#[derive(Debug, Args)]
+struct LatencyLoad {
+    /// Messages per second.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// Seconds of measurement, after one second of warm-up.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Bytes of each message's data.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+}
+
+/// Longest a run may take before it is abandoned as stuck.
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
+    };
+    let outcome = runtime.block_on(async {
+        match tokio::time::timeout(RUN_LIMIT, run(cli.command)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(anyhow::anyhow!(
+                "the run took more than {} s; lower --messages or --seconds",
+                RUN_LIMIT.as_secs()
+            )),
+        }
+    });
+    match outcome {
+        Ok(outcome) => {
+            print_line(&outcome.to_json());
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&format!("{err:#}")),
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<Outcome> {
+    match command {
+        Command::PubsubPublish { target, load } => pubsub::publish(&target, &load).await,
+        Command::PubsubDeliver { target, load } => pubsub::deliver(&target, &load).await,
+        Command::PubsubLatency { target, load } => pubsub::latency(&target, &load).await,
+        Command::JetstreamPublish { target, load } => jetstream::publish(&target, &load).await,
+        Command::JetstreamDeliver { target, load } => jetstream::deliver(&target, &load).await,
+        Command::JetstreamLatency { target, load } => jetstream::latency(&target, &load).await,
+    }
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "the outcome line is the program's output"
+)]
+fn print_line(line: &str) {
+    println!("{line}");
+}
+
+#[allow(clippy::print_stderr, reason = "errors go to stderr")]
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
