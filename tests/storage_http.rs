@@ -576,7 +576,7 @@ fn is_sled_file(path: &Path) -> bool {
 
 /// A payload segment of the message store: `data/payloads/` and 16 hex digits with `.seg`.
 fn is_payload_segment(path: &Path, name: &str) -> bool {
-    path.parent() == Some(Path::new("data/payloads").as_ref())
+    path.parent() == Some(Path::new("data/payloads"))
         && name
             .strip_suffix(".seg")
             .is_some_and(|hex| hex.len() == 16 && hex.chars().all(|c| c.is_ascii_hexdigit()))

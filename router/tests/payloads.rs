@@ -167,3 +167,41 @@ async fn missing_segment_is_reported_by_path() {
         "the error names the file: {err}"
     );
 }
+
+#[tokio::test]
+async fn unreadable_message_does_not_block_subscription() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let store = store_with_subscription(dir.path()).await;
+        store
+            .publish(
+                vec![message(10, 1), message(5000, 2), message(10, 3)],
+                std::time::SystemTime::now(),
+            )
+            .await
+            .expect("publish");
+        store.flush().await.expect("flush");
+    }
+    for segment in segments(dir.path()) {
+        std::fs::remove_file(segment).expect("delete segment");
+    }
+
+    let store: Arc<dyn Store> = Arc::new(reopen(dir.path()).await);
+    let broker = sluice_router::deliver::Broker::open(store).expect("broker opens");
+    let mut delivered = Vec::new();
+    for _ in 0..3 {
+        let deliveries = broker
+            .pull("s", 1, std::time::Duration::ZERO)
+            .await
+            .expect("a pull is not failed by the unreadable message");
+        for delivery in &deliveries {
+            delivered.push(delivery.message.message.data[0]);
+        }
+        let ack_ids: Vec<String> = deliveries.into_iter().map(|d| d.ack_id).collect();
+        broker.ack("s", &ack_ids).await.expect("ack");
+    }
+    assert_eq!(delivered, vec![1, 3], "the readable messages are delivered");
+    let stats = &broker.stats()[0];
+    assert_eq!(stats.unreadable, 1, "the unreadable message is counted");
+    assert_eq!(stats.backlog, 0, "and removed from the pending set");
+}

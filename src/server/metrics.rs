@@ -152,7 +152,7 @@ struct BrokerCollector {
 impl Collector for BrokerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let stats = self.broker.stats();
-        let counters: [StatMetric; 6] = [
+        let counters: [StatMetric; 7] = [
             (
                 "deliveries",
                 "Messages handed to consumers, redeliveries included",
@@ -174,6 +174,11 @@ impl Collector for BrokerCollector {
                 "expired",
                 "Unacknowledged messages removed for outliving the message retention",
                 |s| s.retention_expired,
+            ),
+            (
+                "unreadable",
+                "Pending messages removed because the store could not read them back",
+                |s| s.unreadable,
             ),
         ];
         for (name, help, read) in counters {

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, error, warn};
 
 use crate::store::{
     CommitListener, Committed, Published, Store, StoreError, StoredMessage, SubscriptionRecord,
@@ -119,6 +119,8 @@ pub struct SubscriptionCounters {
     pub filtered_out: AtomicU64,
     /// Unacknowledged messages removed because they outlived the message retention.
     pub retention_expired: AtomicU64,
+    /// Pending messages removed because the store could not read them back.
+    pub unreadable: AtomicU64,
 }
 
 /// A snapshot of one subscription for operators.
@@ -143,6 +145,9 @@ pub struct SubscriptionStats {
     /// Unacknowledged messages removed for outliving the message retention since the
     /// process started.
     pub retention_expired: u64,
+    /// Pending messages removed because the store could not read them back, since the
+    /// process started.
+    pub unreadable: u64,
 }
 
 /// The live subscriptions by name, shared between the broker and its [`Dispatcher`].
@@ -451,6 +456,26 @@ impl Broker {
         for (seq, attempts) in unread.by_ref() {
             let message = match self.store.read(&spec.topic, seq) {
                 Ok(message) => message,
+                Err(err @ StoreError::Corrupt { .. }) => {
+                    // A message that cannot be read back would fail every pull after it.
+                    // Its content is gone either way, so it leaves the pending set, loudly.
+                    error!(
+                        subscription = %name,
+                        message_id = seq,
+                        error = %err,
+                        "unreadable message removed from the subscription"
+                    );
+                    subscription.state().remove(seq);
+                    subscription
+                        .counters
+                        .unreadable
+                        .fetch_add(1, Ordering::Relaxed);
+                    if let Err(ack_err) = self.store.ack(name, vec![seq]).await {
+                        warn!(subscription = %name, message_id = seq, error = %ack_err, "removing an unreadable message from the store failed");
+                    }
+                    subscription.ready.notify_waiters();
+                    continue;
+                }
                 Err(err) => {
                     self.undo_leases(subscription, leased.iter().copied());
                     return Err(err.into());
@@ -611,6 +636,7 @@ impl Broker {
                     nacked: counters.nacked.load(Ordering::Relaxed),
                     filtered_out: counters.filtered_out.load(Ordering::Relaxed),
                     retention_expired: counters.retention_expired.load(Ordering::Relaxed),
+                    unreadable: counters.unreadable.load(Ordering::Relaxed),
                 }
             })
             .collect();
