@@ -207,7 +207,17 @@ pub(crate) async fn latency(target: &NatsTarget, load: &LatencyLoad) -> anyhow::
         if stamp >= warmup.as_nanos() as u64 {
             sent += per_tick as u64;
         }
-        let permit = in_flight.clone().acquire_owned().await?;
+        let permit =
+            match tokio::time::timeout(Duration::from_secs(5), in_flight.clone().acquire_owned())
+                .await
+            {
+                Ok(permit) => permit?,
+                Err(_) => anyhow::bail!(
+                    "the system fell behind the rate of {} messages/s: {MAX_IN_FLIGHT} publishes \
+                 were unanswered for 5 s",
+                    load.rate
+                ),
+            };
         let js = js.clone();
         let subject = subject(&target.name);
         let data = bytes_of(stamped(load.size, stamp));
