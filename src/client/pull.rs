@@ -9,7 +9,7 @@ use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat};
 use clap::Args;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use sluice_proto::google::protobuf::Timestamp;
 use sluice_proto::google::pubsub::v1::subscriber_client::SubscriberClient;
 use sluice_proto::google::pubsub::v1::{AcknowledgeRequest, PullRequest, ReceivedMessage};
@@ -137,22 +137,32 @@ struct PulledMessage {
 }
 
 /// Message data in the most readable form that keeps it intact.
-#[derive(Debug, PartialEq, Serialize)]
+#[derive(Debug, Serialize)]
 enum Data {
+    /// JSON data, printed as it was published, so that large numbers and exact decimals
+    /// keep every digit.
     #[serde(rename = "data")]
-    Json(Value),
+    Json(Box<RawValue>),
     #[serde(rename = "dataText")]
     Text(String),
     #[serde(rename = "dataBase64")]
     Base64(String),
 }
 
+impl PartialEq for Data {
+    fn eq(&self, other: &Data) -> bool {
+        match (self, other) {
+            (Data::Json(a), Data::Json(b)) => a.get() == b.get(),
+            (Data::Text(a), Data::Text(b)) | (Data::Base64(a), Data::Base64(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
 impl Data {
-    // NOTE: `data` is parsed into serde_json's Value, so a number outside the range of i64,
-    // u64 and f64 is printed rounded, and of duplicate object keys only the last is kept.
     fn decode(bytes: &[u8]) -> Data {
         match std::str::from_utf8(bytes) {
-            Ok(text) => match serde_json::from_str::<Value>(text) {
+            Ok(text) => match serde_json::from_str::<Box<RawValue>>(text) {
                 Ok(value) => Data::Json(value),
                 Err(_) => Data::Text(text.to_owned()),
             },
@@ -191,13 +201,28 @@ mod tests {
 
     use super::*;
 
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).expect("valid JSON")
+    }
+
+    #[test]
+    fn data_json_keeps_every_digit() {
+        let data = br#"{"offerId": 123456789012345678901234567890, "price": 9007199254740993.01}"#;
+        let printed = serde_json::to_string(&Data::decode(data)).expect("serializes");
+        assert!(
+            printed.contains("123456789012345678901234567890"),
+            "{printed}"
+        );
+        assert!(printed.contains("9007199254740993.01"), "{printed}");
+    }
+
     #[test]
     fn data_json_decoded() {
         assert_eq!(
             Data::decode(br#"{"a": [1, 2]}"#),
-            Data::Json(json!({"a": [1, 2]}))
+            Data::Json(raw(r#"{"a": [1, 2]}"#))
         );
-        assert_eq!(Data::decode(b"17"), Data::Json(json!(17)));
+        assert_eq!(Data::decode(b"17"), Data::Json(raw("17")));
     }
 
     #[test]

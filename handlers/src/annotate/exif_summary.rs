@@ -21,7 +21,7 @@ pub struct ExifSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// When the photo was taken, in RFC 3339 form: from DateTimeOriginal, or DateTime when the
-    /// original is missing, with the fraction of SubSecTimeOriginal and the offset of
+    /// original is missing or not a valid time, with the fraction of SubSecTimeOriginal and the offset of
     /// OffsetTimeOriginal when the image has them. Without an offset the time is the camera's
     /// local time and has no zone.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,29 +78,33 @@ fn orientation(exif: &Exif) -> Option<u16> {
         .filter(|value| (1..=8).contains(value))
 }
 
-/// Builds the capture time from DateTimeOriginal, or DateTime, with the fraction and offset of
-/// the tags that belong to it.
+/// Builds the capture time from DateTimeOriginal, or from DateTime when DateTimeOriginal is
+/// missing or not a valid time, with the fraction and offset of the tags that belong to it.
 fn capture_time(exif: &Exif) -> Option<String> {
-    let (mut time, subsec, offset) = raw_ascii(exif, Tag::DateTimeOriginal)
-        .and_then(|text| DateTime::from_ascii(text).ok())
-        .map(|time| (time, Tag::SubSecTimeOriginal, Tag::OffsetTimeOriginal))
-        .or_else(|| {
-            raw_ascii(exif, Tag::DateTime)
-                .and_then(|text| DateTime::from_ascii(text).ok())
-                .map(|time| (time, Tag::SubSecTime, Tag::OffsetTime))
-        })?;
-    // A fraction or offset that does not parse is left out; the time itself stays.
-    if let Some(text) = raw_ascii(exif, subsec) {
-        if time.parse_subsec(text).is_err() {
-            time.nanosecond = None;
+    [
+        (
+            Tag::DateTimeOriginal,
+            Tag::SubSecTimeOriginal,
+            Tag::OffsetTimeOriginal,
+        ),
+        (Tag::DateTime, Tag::SubSecTime, Tag::OffsetTime),
+    ]
+    .into_iter()
+    .find_map(|(tag, subsec, offset)| {
+        let mut time = raw_ascii(exif, tag).and_then(|text| DateTime::from_ascii(text).ok())?;
+        // A fraction or offset that does not parse is left out; the time itself stays.
+        if let Some(text) = raw_ascii(exif, subsec) {
+            if time.parse_subsec(text).is_err() {
+                time.nanosecond = None;
+            }
         }
-    }
-    if let Some(text) = raw_ascii(exif, offset) {
-        if time.parse_offset(text).is_err() {
-            time.offset = None;
+        if let Some(text) = raw_ascii(exif, offset) {
+            if time.parse_offset(text).is_err() {
+                time.offset = None;
+            }
         }
-    }
-    format_time(&time)
+        format_time(&time)
+    })
 }
 
 fn raw_ascii(exif: &Exif, tag: Tag) -> Option<&[u8]> {
@@ -113,9 +117,15 @@ fn raw_ascii(exif: &Exif, tag: Tag) -> Option<&[u8]> {
 /// Formats a time as RFC 3339, or returns `None` when a part is out of range, as in the
 /// `0000:00:00 00:00:00` that some cameras write for an unset clock.
 fn format_time(time: &DateTime) -> Option<String> {
+    // The date must exist in the calendar (no 30 February); a second of 60 is a leap second,
+    // which RFC 3339 allows.
+    let date = chrono::NaiveDate::from_ymd_opt(
+        i32::from(time.year),
+        u32::from(time.month),
+        u32::from(time.day),
+    );
     let valid = (1..=9999).contains(&time.year)
-        && (1..=12).contains(&time.month)
-        && (1..=31).contains(&time.day)
+        && date.is_some()
         && time.hour <= 23
         && time.minute <= 59
         && time.second <= 60;
@@ -131,7 +141,8 @@ fn format_time(time: &DateTime) -> Option<String> {
         text.push('.');
         text.push_str(fraction.trim_end_matches('0'));
     }
-    if let Some(offset) = time.offset {
+    // RFC 3339 offsets stay within 23:59 either way; a larger one is left out.
+    if let Some(offset) = time.offset.filter(|offset| offset.unsigned_abs() < 24 * 60) {
         let sign = if offset < 0 { '-' } else { '+' };
         let minutes = offset.unsigned_abs();
         text.push_str(&format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60));
@@ -164,6 +175,38 @@ mod tests {
             format_time(&parsed).as_deref(),
             Some("2021-12-24T18:30:05.12-03:30")
         );
+    }
+
+    #[test]
+    fn impossible_date_is_left_out() {
+        assert_eq!(format_time(&time(b"2021:02:30 10:00:00")), None);
+    }
+
+    #[test]
+    fn offset_beyond_a_day_is_left_out() {
+        let mut parsed = time(b"2021:02:28 10:00:60");
+        parsed.parse_offset(b"+99:99").expect("offset parses");
+
+        assert_eq!(format_time(&parsed).as_deref(), Some("2021-02-28T10:00:60"));
+    }
+
+    #[test]
+    fn unset_original_falls_back_to_datetime() {
+        // DateTimeOriginal is 0000:00:00 00:00:00 and DateTime 2020:01:02 03:04:05.
+        let bytes = include_bytes!("../../tests/data/exif-unset-original.jpg");
+        let summary = ExifSummary::read(bytes).expect("the file has EXIF");
+
+        assert_eq!(summary.capture_time.as_deref(), Some("2020-01-02T03:04:05"));
+    }
+
+    #[test]
+    fn photo_dated_30_february_has_no_capture_time() {
+        // DateTimeOriginal is 2021:02:30 10:00:60 with offset +99:99, and no other tag the
+        // summary keeps, so there is no summary at all.
+        let bytes = include_bytes!("../../tests/data/exif-feb30.jpg");
+        let capture_time = ExifSummary::read(bytes).and_then(|summary| summary.capture_time);
+
+        assert_eq!(capture_time, None);
     }
 
     #[test]

@@ -58,7 +58,10 @@ pub struct InvalidOffer {
 /// The fields of an offer as JSON text, before validation. Missing fields and `null` are
 /// `None`.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(
+    rename_all = "camelCase",
+    expecting = "a JSON object with the fields of an offer"
+)]
 struct OfferFields<'a> {
     #[serde(borrow)]
     offer_id: Option<&'a RawValue>,
@@ -180,6 +183,9 @@ fn describe(json: &str) -> String {
     format!("{kind} {json}")
 }
 
+/// The significant digits of a price, which `Decimal` keeps exactly.
+const MAX_PRICE_DIGITS: usize = 28;
+
 /// Reads a price written as a JSON string or a JSON number, in plain decimal notation.
 fn parse_price(raw: &RawValue) -> Result<Decimal, String> {
     let json = raw.get();
@@ -200,9 +206,38 @@ fn parse_price(raw: &RawValue) -> Result<Decimal, String> {
              optional decimal point, such as \"19.99\", without exponent, sign or spaces"
         ));
     }
-    let price = Decimal::from_str_exact(&text).map_err(|_| {
-        format!("price {json} has more digits than the 28 significant digits kept exactly")
-    })?;
+    // Trailing zeros of the fraction are not significant: `1.000` is `1`.
+    let trimmed = match digits.split_once('.') {
+        Some((whole, fraction)) => {
+            let fraction = fraction.trim_end_matches('0');
+            if fraction.is_empty() {
+                whole.to_owned()
+            } else {
+                format!("{whole}.{fraction}")
+            }
+        }
+        None => digits.to_owned(),
+    };
+    let significant = trimmed
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .skip_while(|&b| b == b'0')
+        .count();
+    let too_many = || {
+        format!(
+            "price {json} has {significant} significant digits; at most 28 (and 28 decimal \
+             places) are kept exactly"
+        )
+    };
+    if significant > MAX_PRICE_DIGITS {
+        return Err(too_many());
+    }
+    // The price as written keeps its scale (`22.40`); when that has too many digits for
+    // `Decimal`, only because of trailing zeros, the trimmed form is read instead.
+    let sign = if text.starts_with('-') { "-" } else { "" };
+    let price = Decimal::from_str_exact(&text)
+        .or_else(|_| Decimal::from_str_exact(&format!("{sign}{trimmed}")))
+        .map_err(|_| too_many())?;
     if price.is_sign_negative() || price.is_zero() {
         return Err(format!("price {json} must be greater than 0"));
     }
@@ -371,6 +406,33 @@ mod tests {
     }
 
     #[test]
+    fn trailing_zeros_are_not_significant_digits() {
+        let price = format!("\"1.{}\"", "0".repeat(41));
+        let json = format!(
+            r#"{{"offerId":1,"productId":"p","sellerId":"s","price":{price},"currency":"EUR"}}"#
+        );
+        let offer = parse(&json).expect("1 followed by zeros is a valid price");
+        assert_eq!(offer.price, Decimal::ONE);
+
+        let json = r#"{"offerId":1,"productId":"p","sellerId":"s","price":"1234567890123456789012345678","currency":"JPY"}"#;
+        assert!(parse(json).is_ok(), "28 digits are kept");
+    }
+
+    #[test]
+    fn array_is_not_an_offer() {
+        let found = problems("[1,2]");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("expected a JSON object with the fields of an offer"),
+            "{found:?}"
+        );
+        assert!(
+            !found[0].contains("OfferFields"),
+            "no internal name: {found:?}"
+        );
+    }
+
+    #[test]
     fn bad_prices_are_rejected() {
         let cases = [
             ("\"0\"", "must be greater than 0"),
@@ -383,7 +445,11 @@ mod tests {
             ("true", "such as \"19.99\", but it is true"),
             (
                 "\"123456789012345678901234567890\"",
-                "28 significant digits",
+                "30 significant digits; at most 28",
+            ),
+            (
+                "\"12345678901234567890123456789\"",
+                "29 significant digits; at most 28",
             ),
         ];
         for (price, expected) in cases {
