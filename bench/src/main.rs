@@ -6,6 +6,7 @@
 //! async-nats. `scripts/bench` starts each system, runs every scenario and collects the
 //! lines.
 
+mod ingest;
 mod jetstream;
 mod outcome;
 mod pubsub;
@@ -49,6 +50,17 @@ enum Command {
         target: PubsubTarget,
         #[command(flatten)]
         load: LatencyLoad,
+    },
+    /// JSON log entries over sluice's LogIngest stream, routed through its sinks.
+    Ingest {
+        /// The gRPC endpoint, such as `http://127.0.0.1:8085`.
+        #[arg(long)]
+        endpoint: String,
+        /// The system's name in the outcome line.
+        #[arg(long, default_value = "sluice")]
+        system: String,
+        #[command(flatten)]
+        load: IngestLoad,
     },
     /// Acknowledged publishes to a file-backed JetStream stream.
     JetstreamPublish {
@@ -147,6 +159,26 @@ struct LatencyLoad {
     size: usize,
 }
 
+/// Shape of an ingest run.
+#[derive(Debug, Args)]
+struct IngestLoad {
+    /// A JSON Lines file of LogEntries, sent over and over.
+    #[arg(long)]
+    file: std::path::PathBuf,
+    /// Entries in all.
+    #[arg(long, default_value_t = 200_000)]
+    entries: usize,
+    /// Entries per batch.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Batches awaiting their acknowledgement at once.
+    #[arg(long, default_value_t = 8)]
+    window: usize,
+    /// The number of sinks in the server's configuration, recorded in the outcome line.
+    #[arg(long, default_value_t = 0)]
+    sinks: usize,
+}
+
 /// Longest a run may take before it is abandoned as stuck.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 
@@ -182,6 +214,11 @@ async fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::PubsubPublish { target, load } => pubsub::publish(&target, &load).await,
         Command::PubsubDeliver { target, load } => pubsub::deliver(&target, &load).await,
         Command::PubsubLatency { target, load } => pubsub::latency(&target, &load).await,
+        Command::Ingest {
+            endpoint,
+            system,
+            load,
+        } => ingest::ingest(&endpoint, &system, &load).await,
         Command::JetstreamPublish { target, load } => jetstream::publish(&target, &load).await,
         Command::JetstreamDeliver { target, load } => jetstream::deliver(&target, &load).await,
         Command::JetstreamLatency { target, load } => jetstream::latency(&target, &load).await,

@@ -17,6 +17,9 @@ pub(crate) struct Outcome {
     pub(crate) messages: u64,
     pub(crate) seconds: f64,
     pub(crate) messages_per_second: f64,
+    /// Sinks the server routes through, for ingest runs (as the caller states it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) sinks: Option<usize>,
     /// Latency percentiles in microseconds, for latency runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) latency_us: Option<Percentiles>,
@@ -45,6 +48,7 @@ impl Outcome {
             } else {
                 0.0
             },
+            sinks: None,
             latency_us: None,
         }
     }
