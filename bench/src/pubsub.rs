@@ -221,15 +221,17 @@ pub(crate) async fn latency(target: &PubsubTarget, load: &LatencyLoad) -> anyhow
         })
         .await
         .context("opening the stream")?;
-    let mut responses = subscriber
-        .streaming_pull(ReceiverStream::new(outgoing))
-        .await
-        .context("StreamingPull")?
-        .into_inner();
     let receiver = {
         let histogram = histogram.clone();
         let done = done.clone();
         tokio::spawn(async move {
+            // The call is made here, not before publishing: Google's emulator sends the
+            // response headers only with the first message.
+            let mut responses = subscriber
+                .streaming_pull(ReceiverStream::new(outgoing))
+                .await
+                .context("StreamingPull")?
+                .into_inner();
             while !done.load(Ordering::Relaxed) {
                 let Ok(Some(response)) =
                     tokio::time::timeout(Duration::from_millis(200), responses.next()).await
@@ -252,12 +254,15 @@ pub(crate) async fn latency(target: &PubsubTarget, load: &LatencyLoad) -> anyhow
                         ack_ids.push(received.ack_id);
                     }
                 }
-                let _ = requests
-                    .send(StreamingPullRequest {
+                // A server that stops reading the stream must not hold the receiver here.
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(200),
+                    requests.send(StreamingPullRequest {
                         ack_ids,
                         ..Default::default()
-                    })
-                    .await;
+                    }),
+                )
+                .await;
             }
             anyhow::Ok(())
         })
