@@ -56,7 +56,7 @@ fn dir_size(dir: &Path) -> u64 {
     total
 }
 
-/// The resident set size of a process, from `/proc/PID/status`.
+/// Reads the resident set size of a process from `/proc/PID/status`.
 fn rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     let kib: u64 = status
@@ -139,17 +139,17 @@ async fn churn(size: usize, batch: usize, cycles: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn churn_of_10_kib_messages_over_grpc_keeps_data_dir_bounded() {
+async fn grpc_churn_10_kib_bounded() {
     churn(10 * 1024, 100, 10_000).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn churn_of_64_kib_messages_over_grpc_keeps_data_dir_bounded() {
+async fn grpc_churn_64_kib_bounded() {
     churn(64 * 1024, 20, 1_600).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn churn_of_1_mib_messages_over_grpc_keeps_data_dir_bounded() {
+async fn grpc_churn_1_mib_bounded() {
     churn(1024 * 1024, 4, 300).await;
 }
 

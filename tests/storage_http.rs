@@ -574,7 +574,8 @@ fn is_sled_file(path: &Path) -> bool {
             })
 }
 
-/// A payload segment of the message store: `data/payloads/` and 16 hex digits with `.seg`.
+/// Returns whether a path is a payload segment of the message store: `data/payloads/`, then
+/// 16 hex digits with `.seg`.
 fn is_payload_segment(path: &Path, name: &str) -> bool {
     path.parent() == Some(Path::new("data/payloads"))
         && name

@@ -11,7 +11,9 @@ use futures::StreamExt as _;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::outcome::{latency_histogram, percentiles, stamp_of, stamped, Outcome};
+use crate::outcome::{
+    latency_histogram, latency_outcome, stamp_of, stamped, wait_for_samples, Outcome,
+};
 use crate::{DeliverLoad, LatencyLoad, NatsTarget, PublishLoad};
 
 /// Publishes awaiting their acknowledgement at once during a latency run.
@@ -59,8 +61,8 @@ async fn pull_consumer(
         .with_context(|| format!("creating consumer {name}"))
 }
 
-/// Each publisher sends `batch` publishes, then waits for all their acknowledgements, which
-/// is what one acknowledged Pub/Sub request of `batch` messages does.
+/// Measures acknowledged publishes: each publisher sends `batch` publishes, then waits for
+/// all their acknowledgements, as one acknowledged Pub/Sub request of `batch` messages does.
 pub(crate) async fn publish(target: &NatsTarget, load: &PublishLoad) -> anyhow::Result<Outcome> {
     let js = context(&target.url).await?;
     setup(&js, &target.name).await?;
@@ -245,35 +247,16 @@ pub(crate) async fn latency(target: &NatsTarget, load: &LatencyLoad) -> anyhow::
         Ok(result) => result?,
         Err(_) => anyhow::bail!("publishes were still unanswered 10 s after the last was sent"),
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let received = histogram
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
-        if received >= sent {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_samples(&histogram, sent).await;
     done.store(true, Ordering::Relaxed);
     receiver.await.context("the receiver panicked")??;
-    let histogram = histogram.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut outcome = Outcome::throughput(
-        "latency",
+    latency_outcome(
+        &histogram,
+        sent,
         &target.system,
         (1, per_tick, load.size),
-        histogram.len(),
         measured,
-    );
-    outcome.latency_us = Some(percentiles(&histogram));
-    if histogram.len() < sent {
-        anyhow::bail!(
-            "{} of {sent} measured messages arrived within 5 s of the last publish",
-            histogram.len()
-        );
-    }
-    Ok(outcome)
+    )
 }
 
 fn bytes_of(data: Vec<u8>) -> bytes::Bytes {

@@ -86,7 +86,7 @@ enum Command {
     },
 }
 
-/// Where a Pub/Sub scenario runs.
+/// The server of a Pub/Sub scenario.
 #[derive(Debug, Args)]
 struct PubsubTarget {
     /// The gRPC endpoint, such as `http://127.0.0.1:8085`.
@@ -103,7 +103,7 @@ struct PubsubTarget {
     name: String,
 }
 
-/// Where a JetStream scenario runs.
+/// The server of a JetStream scenario.
 #[derive(Debug, Args)]
 struct NatsTarget {
     /// The NATS server URL, such as `nats://127.0.0.1:4222`.
@@ -179,7 +179,7 @@ struct IngestLoad {
     sinks: usize,
 }
 
-/// Longest a run may take before it is abandoned as stuck.
+/// The maximum time of a run before it is abandoned as stuck.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 
 fn main() -> ExitCode {

@@ -1,11 +1,12 @@
 //! The outcome of one run, printed as one JSON line, and the latency histogram.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// What one run measured.
+/// The measurements of one run.
 #[derive(Debug, Serialize)]
 pub(crate) struct Outcome {
     /// `publish`, `deliver` or `latency`.
@@ -26,7 +27,7 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    /// An outcome of `messages` handled in `elapsed`.
+    /// Builds the outcome of `messages` handled in `elapsed`.
     pub(crate) fn throughput(
         scenario: &'static str,
         system: &str,
@@ -95,4 +96,40 @@ pub(crate) fn stamped(size: usize, stamp: u64) -> Vec<u8> {
 pub(crate) fn stamp_of(data: &[u8]) -> Option<u64> {
     let bytes: [u8; 8] = data.get(..8)?.try_into().ok()?;
     Some(u64::from_le_bytes(bytes))
+}
+
+/// Waits up to 5 s for the histogram to count `sent` samples, the messages still in flight
+/// when the last publish returned.
+pub(crate) async fn wait_for_samples(histogram: &Mutex<Histogram<u64>>, sent: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        let received = histogram
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        if received >= sent {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Builds the outcome of a latency run, or fails it when fewer than `sent` messages arrived.
+pub(crate) fn latency_outcome(
+    histogram: &Mutex<Histogram<u64>>,
+    sent: u64,
+    system: &str,
+    shape: (usize, usize, usize),
+    measured: Duration,
+) -> anyhow::Result<Outcome> {
+    let histogram = histogram.lock().unwrap_or_else(PoisonError::into_inner);
+    if histogram.len() < sent {
+        anyhow::bail!(
+            "{} of {sent} measured messages arrived within 5 s of the last publish",
+            histogram.len()
+        );
+    }
+    let mut outcome = Outcome::throughput("latency", system, shape, histogram.len(), measured);
+    outcome.latency_us = Some(percentiles(&histogram));
+    Ok(outcome)
 }

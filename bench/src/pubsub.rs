@@ -18,7 +18,9 @@ use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 use tonic::Code;
 
-use crate::outcome::{latency_histogram, percentiles, stamp_of, stamped, Outcome};
+use crate::outcome::{
+    latency_histogram, latency_outcome, stamp_of, stamped, wait_for_samples, Outcome,
+};
 use crate::{DeliverLoad, LatencyLoad, PublishLoad, PubsubTarget};
 
 /// Messages a StreamingPull subscriber may hold unacknowledged.
@@ -85,8 +87,8 @@ fn request(topic: &str, count: usize, size: usize) -> PublishRequest {
     }
 }
 
-/// Each publisher sends its share of the messages in requests of `batch`, one at a time,
-/// waiting for each response.
+/// Measures acknowledged publishes: each publisher sends its share of the messages in
+/// requests of `batch`, one at a time, waiting for each response.
 pub(crate) async fn publish(target: &PubsubTarget, load: &PublishLoad) -> anyhow::Result<Outcome> {
     let names = setup(target).await?;
     let publishers = load.publishers.max(1);
@@ -324,33 +326,14 @@ pub(crate) async fn latency(target: &PubsubTarget, load: &LatencyLoad) -> anyhow
         Err(_) => anyhow::bail!("publishes were still unanswered 10 s after the last was sent"),
     }
     // Give the last messages time to arrive.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let received = histogram
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
-        if received >= sent {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_samples(&histogram, sent).await;
     done.store(true, Ordering::Relaxed);
     receiver.await.context("the receiver panicked")??;
-    let histogram = histogram.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut outcome = Outcome::throughput(
-        "latency",
+    latency_outcome(
+        &histogram,
+        sent,
         &target.system,
         (1, per_tick, load.size),
-        histogram.len(),
         measured,
-    );
-    outcome.latency_us = Some(percentiles(&histogram));
-    if histogram.len() < sent {
-        anyhow::bail!(
-            "{} of {sent} measured messages arrived within 5 s of the last publish",
-            histogram.len()
-        );
-    }
-    Ok(outcome)
+    )
 }

@@ -232,8 +232,8 @@ fn parse_price(raw: &RawValue) -> Result<Decimal, String> {
     if significant > MAX_PRICE_DIGITS {
         return Err(too_many());
     }
-    // The price as written keeps its scale (`22.40`); when that has too many digits for
-    // `Decimal`, only because of trailing zeros, the trimmed form is read instead.
+    // The price as written keeps its scale (`22.40`). When trailing zeros give it too many
+    // digits for `Decimal`, the trimmed form is read instead.
     let sign = if text.starts_with('-') { "-" } else { "" };
     let price = Decimal::from_str_exact(&text)
         .or_else(|_| Decimal::from_str_exact(&format!("{sign}{trimmed}")))

@@ -426,10 +426,9 @@ impl Broker {
         }
     }
 
-    /// Leases up to `max` messages and reads them, stopping once their bytes reach
-    /// `max_bytes`; the leases it did not read are undone without counting an attempt. Only
-    /// then are the attempts recorded, so that neither a large backlog nor a large batch is
-    /// ever read into memory at once.
+    /// Leases up to `max` messages and reads them until their bytes would pass `max_bytes`.
+    /// The leases it did not read are undone without counting an attempt, and only then are
+    /// the attempts recorded, so that a large batch is never read into memory at once.
     async fn lease(
         &self,
         name: &str,

@@ -13,8 +13,8 @@
 //!   new one is started at each open, so that no file is appended after a crash.
 //! - Each external message also has an index key `x{segment}{topic}{seq}` in the same batch
 //!   as its value, and loses it in the batch that removes the message. A closed segment
-//!   without index keys holds nothing that is still needed: after a flush of sled makes
-//!   that state durable, its file is deleted.
+//!   without index keys contains nothing that is still needed, so its file is deleted once
+//!   a flush of sled makes that state durable.
 //! - At open, a segment file without index keys is deleted: it is either empty of live
 //!   messages or was written by a commit group that never reached sled.
 //!
@@ -43,7 +43,7 @@ pub(crate) const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 pub(crate) const DIR: &str = "payloads";
 const SUFFIX: &str = ".seg";
 
-/// Where a payload lives: its segment, its offset and length in it, and its CRC-32C.
+/// The location of a payload: its segment, its offset and length in it, and its CRC-32C.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct PayloadRef {
     pub(crate) segment: u64,
@@ -182,7 +182,7 @@ impl PayloadWriter {
         })
     }
 
-    /// The files, for readers.
+    /// Returns the files, for readers.
     pub(crate) fn files(&self) -> Arc<PayloadFiles> {
         self.files.clone()
     }
@@ -211,7 +211,7 @@ impl PayloadWriter {
         };
         let written = active.file.write_all(bytes);
         if let Err(err) = written {
-            // The segment's length is unknown now; what it holds is reclaimed once nothing
+            // The segment's length is unknown now. What it contains is reclaimed once nothing
             // refers to it.
             self.abandon_active();
             return Err(err);
@@ -248,9 +248,9 @@ impl PayloadWriter {
             .insert(segment);
     }
 
-    /// Deletes the closed segments that lost their last message. The removals must be
-    /// applied to `data` already; they are flushed before any file goes, so that a crash
-    /// cannot bring back a message whose payload is gone.
+    /// Deletes the closed segments that lost their last message. The removals must already
+    /// be applied to `data`. They are flushed before any file goes, so that a crash cannot
+    /// bring back a message whose payload is gone.
     pub(crate) fn collect(&mut self, db: &sled::Db, data: &sled::Tree) {
         let candidates: Vec<u64> = {
             let mut touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner);
