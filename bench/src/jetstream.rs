@@ -113,7 +113,7 @@ pub(crate) async fn deliver(target: &NatsTarget, load: &DeliverLoad) -> anyhow::
     let js = context(&target.url).await?;
     let stream = setup(&js, &target.name).await?;
     let data = bytes_of(vec![b'x'; load.size]);
-    let mut sent = 0;
+    let mut sent = if load.no_publish { load.messages } else { 0 };
     while sent < load.messages {
         let count = 1000.min(load.messages - sent);
         let mut acks = Vec::with_capacity(count);

@@ -24,6 +24,9 @@ use crate::outcome::Outcome;
     about = "Load generator for sluice's benchmarks"
 )]
 struct Cli {
+    /// Seconds after which a run is abandoned as stuck.
+    #[arg(long, global = true, default_value_t = 300)]
+    time_limit: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -143,6 +146,9 @@ struct DeliverLoad {
     /// Messages published before the timed part, then received and acknowledged.
     #[arg(long, default_value_t = 100_000)]
     messages: usize,
+    /// Receive from a backlog already in the subscription instead of publishing one first.
+    #[arg(long)]
+    no_publish: bool,
 }
 
 /// Shape of a latency run.
@@ -179,9 +185,6 @@ struct IngestLoad {
     sinks: usize,
 }
 
-/// The maximum time of a run before it is abandoned as stuck.
-const RUN_LIMIT: Duration = Duration::from_secs(300);
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -191,12 +194,14 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
     };
+    let failure_key = cli.command.key();
     let outcome = runtime.block_on(async {
-        match tokio::time::timeout(RUN_LIMIT, run(cli.command)).await {
+        let limit = Duration::from_secs(cli.time_limit);
+        match tokio::time::timeout(limit, run(cli.command)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(anyhow::anyhow!(
-                "the run took more than {} s; lower --messages or --seconds",
-                RUN_LIMIT.as_secs()
+                "the run took more than {} s; lower --messages or --seconds, or raise --time-limit",
+                cli.time_limit
             )),
         }
     });
@@ -205,7 +210,43 @@ fn main() -> ExitCode {
             print_line(&outcome.to_json());
             ExitCode::SUCCESS
         }
-        Err(err) => fail(&format!("{err:#}")),
+        Err(err) => {
+            // The failure is also recorded as an outcome line, so that the report can count
+            // failed runs of each scenario.
+            let mut line = failure_key;
+            line["error"] = serde_json::Value::String(format!("{err:#}"));
+            print_line(&line.to_string());
+            fail(&format!("{err:#}"))
+        }
+    }
+}
+
+impl Command {
+    /// The fields of the outcome line that name the run: scenario, system and shape.
+    fn key(&self) -> serde_json::Value {
+        let (scenario, system, publishers, batch, sinks) = match self {
+            Command::PubsubPublish { target, load } => {
+                ("publish", &target.system, load.publishers, load.batch, 0)
+            }
+            Command::JetstreamPublish { target, load } => {
+                ("publish", &target.system, load.publishers, load.batch, 0)
+            }
+            Command::PubsubDeliver { target, .. } => ("deliver", &target.system, 1, 0, 0),
+            Command::JetstreamDeliver { target, .. } => ("deliver", &target.system, 1, 0, 0),
+            Command::PubsubLatency { target, .. } => ("latency", &target.system, 1, 0, 0),
+            Command::JetstreamLatency { target, .. } => ("latency", &target.system, 1, 0, 0),
+            Command::Ingest { system, load, .. } => ("ingest", system, 1, load.batch, load.sinks),
+        };
+        let mut key = serde_json::json!({
+            "scenario": scenario,
+            "system": system,
+            "publishers": publishers,
+            "batch": batch,
+        });
+        if sinks > 0 {
+            key["sinks"] = sinks.into();
+        }
+        key
     }
 }
 

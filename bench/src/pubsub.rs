@@ -137,7 +137,7 @@ pub(crate) async fn publish(target: &PubsubTarget, load: &PublishLoad) -> anyhow
 pub(crate) async fn deliver(target: &PubsubTarget, load: &DeliverLoad) -> anyhow::Result<Outcome> {
     let names = setup(target).await?;
     let mut publisher = PublisherClient::new(connect(&target.endpoint).await?);
-    let mut sent = 0;
+    let mut sent = if load.no_publish { load.messages } else { 0 };
     while sent < load.messages {
         let count = 1000.min(load.messages - sent);
         publisher
