@@ -65,7 +65,7 @@ fn rate_cell(runs: Option<&Runs>) -> String {
         Some(rate) if failed > 0 => format!(
             "{}/s ({} of {} runs)",
             format_number(rate),
-            runs.rates.len(),
+            runs.succeeded,
             runs.attempted()
         ),
         Some(rate) => format!("{}/s", format_number(rate)),

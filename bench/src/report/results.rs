@@ -46,6 +46,7 @@ pub(crate) struct Case {
 /// Every run of one case on one system.
 #[derive(Debug, Default)]
 pub(crate) struct Runs {
+    pub(crate) succeeded: usize,
     pub(crate) rates: Vec<f64>,
     pub(crate) p50_us: Vec<f64>,
     pub(crate) p99_us: Vec<f64>,
@@ -55,7 +56,7 @@ pub(crate) struct Runs {
 
 impl Runs {
     pub(crate) fn attempted(&self) -> usize {
-        self.rates.len() + self.failures.len()
+        self.succeeded + self.failures.len()
     }
 }
 
@@ -143,10 +144,17 @@ impl Results {
     }
 
     fn add_run(&mut self, run: RunLine) {
+        // A latency run's shape is its rate, which every run of the case shares, and its
+        // failure line does not state the batch it would have used.
+        let (publishers, batch) = if run.scenario == "latency" {
+            (1, 0)
+        } else {
+            (run.publishers, run.batch)
+        };
         let case = Case {
             scenario: run.scenario,
-            publishers: run.publishers,
-            batch: run.batch,
+            publishers,
+            batch,
             sinks: run.sinks.unwrap_or(0),
         };
         let runs = self
@@ -159,6 +167,7 @@ impl Results {
             runs.failures.push(error);
             return;
         }
+        runs.succeeded += 1;
         if let Some(rate) = run.messages_per_second {
             runs.rates.push(rate);
         }
@@ -266,6 +275,20 @@ pub(crate) fn median(mut values: Vec<f64>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_failures_join_their_case() {
+        let mut results = Results::default();
+        for line in [
+            r#"{"scenario":"latency","system":"sluice","publishers":1,"batch":10,"latency_us":{"p50":1,"p99":2,"p999":3}}"#,
+            r#"{"scenario":"latency","system":"sluice","publishers":1,"batch":0,"error":"behind"}"#,
+        ] {
+            results.add_run(serde_json::from_str(line).expect("a valid line"));
+        }
+        let cases = results.cases("latency");
+        assert_eq!(cases.len(), 1);
+        assert_eq!(cases[0].1["sluice"].attempted(), 2);
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {

@@ -128,13 +128,30 @@ struct MessageValueV1 {
 /// The stored form of a message: [`MessageValueV1`] with one more field, the reference to a
 /// payload kept outside sled (then `data` is empty). A V1 value is one byte short of any V2
 /// value, so it never decodes as one.
-#[derive(Serialize, Deserialize)]
+///
+/// `data` goes through serde_bytes, which postcard writes and reads as one length and a block
+/// of bytes instead of byte by byte; the encoding is the same as a `Vec<u8>` sequence's.
+#[derive(Deserialize)]
 struct MessageValue {
     publish_secs: u64,
     publish_nanos: u32,
+    #[serde(with = "serde_bytes")]
     data: Vec<u8>,
     attributes: Vec<(String, String)>,
     ordering_key: String,
+    external: Option<PayloadRef>,
+}
+
+/// [`MessageValue`] borrowed from the message being written, so that encoding copies the
+/// payload once, into the encoded value.
+#[derive(Serialize)]
+struct MessageValueRef<'a> {
+    publish_secs: u64,
+    publish_nanos: u32,
+    #[serde(with = "serde_bytes")]
+    data: &'a [u8],
+    attributes: Vec<(&'a str, &'a str)>,
+    ordering_key: &'a str,
     external: Option<PayloadRef>,
 }
 
@@ -153,25 +170,29 @@ pub(super) fn encode_message(
     external: Option<PayloadRef>,
 ) -> Vec<u8> {
     let since_epoch = publish_time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let value = MessageValue {
+    let data: &[u8] = if external.is_some() {
+        &[]
+    } else {
+        &message.data
+    };
+    let value = MessageValueRef {
         publish_secs: since_epoch.as_secs(),
         publish_nanos: since_epoch.subsec_nanos(),
-        data: if external.is_some() {
-            Vec::new()
-        } else {
-            message.data.clone()
-        },
+        data,
         attributes: message
             .attributes
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect(),
-        ordering_key: message.ordering_key.clone(),
+        ordering_key: &message.ordering_key,
         external,
     };
+    // Room for the payload and the fixed fields, so the buffer is allocated once for most
+    // messages.
+    let buffer = Vec::with_capacity(data.len() + message.ordering_key.len() + 64);
     // Encoding into a Vec only fails on types postcard cannot represent, and this one has
     // none.
-    postcard::to_stdvec(&value).unwrap_or_default()
+    postcard::to_extend(&value, buffer).unwrap_or_default()
 }
 
 /// Reads only the publish time of a stored message, which is its first two fields.
@@ -212,6 +233,43 @@ pub(super) fn decode_message(key: &[u8], bytes: &[u8]) -> Result<DecodedMessage,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fields of [`MessageValue`] with `data` as a plain `Vec<u8>`, which serde encodes
+    /// byte by byte: the form that earlier versions wrote.
+    #[derive(Serialize)]
+    struct MessageValueAsSequence {
+        publish_secs: u64,
+        publish_nanos: u32,
+        data: Vec<u8>,
+        attributes: Vec<(String, String)>,
+        ordering_key: String,
+        external: Option<PayloadRef>,
+    }
+
+    #[test]
+    fn message_bytes_match_sequence_encoding() {
+        let message = NewMessage {
+            data: (0..=255).collect(),
+            attributes: BTreeMap::from([("a".to_owned(), "1".to_owned())]),
+            ordering_key: "key".to_owned(),
+        };
+        let publish_time = UNIX_EPOCH + Duration::new(1_700_000_000, 5);
+        let expected = postcard::to_stdvec(&MessageValueAsSequence {
+            publish_secs: 1_700_000_000,
+            publish_nanos: 5,
+            data: message.data.clone(),
+            attributes: vec![("a".to_owned(), "1".to_owned())],
+            ordering_key: "key".to_owned(),
+            external: None,
+        })
+        .expect("encodes");
+        let encoded = encode_message(&message, publish_time, None);
+        assert_eq!(encoded, expected);
+        let decoded = decode_message(b"key", &expected).expect("decodes");
+        assert_eq!(decoded.message.data, message.data);
+        assert_eq!(decoded.message.ordering_key, "key");
+        assert_eq!(decoded.publish_time, publish_time);
+    }
 
     #[test]
     fn first_format_still_decodes() {
