@@ -233,6 +233,18 @@ impl Catalog {
             .ok_or_else(|| failed("create the topic record", "the record vanished"))
     }
 
+    /// Writes a subscription record only if no record of that name exists. Returns whether
+    /// it was written; either way the cache holds the catalog's record afterwards.
+    pub(super) async fn create_subscription(
+        &self,
+        record: &SubscriptionRecord,
+    ) -> Result<bool, StoreError> {
+        let key = subscription_key(&record.spec.name);
+        let created = self.bucket.create(&key, encode(record)?).await.is_ok();
+        self.refresh(&key).await?;
+        Ok(created)
+    }
+
     pub(super) async fn put_topic(&self, record: &TopicRecord) -> Result<(), StoreError> {
         self.put(&topic_key(&record.name), encode(record)?).await
     }

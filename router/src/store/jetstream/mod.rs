@@ -285,19 +285,27 @@ impl Store for JetStreamStore {
             .cache()
             .topic(&spec.topic)
             .ok_or_else(|| StoreError::TopicNotFound(spec.topic.clone()))?;
-        let existing = self.catalog.cache().subscription(&spec.name);
-        let record = match existing {
-            Some(existing) => {
-                check_fixed_settings(&existing.spec, &spec)?;
-                SubscriptionRecord { spec, ..existing }
-            }
-            None => SubscriptionRecord {
+        if self.catalog.cache().subscription(&spec.name).is_none() {
+            let record = SubscriptionRecord {
                 id: self.catalog.next_id().await?,
                 topic_id: topic.id,
-                spec,
+                spec: spec.clone(),
                 first_seq: 0,
-            },
-        };
+            };
+            // Only one node's record wins when several create the subscription at once;
+            // the others update the winner's record below.
+            if self.catalog.create_subscription(&record).await? {
+                streams::ensure_consumer(&self.context, &record).await?;
+                return Ok(record);
+            }
+        }
+        let existing = self
+            .catalog
+            .cache()
+            .subscription(&spec.name)
+            .ok_or_else(|| StoreError::SubscriptionNotFound(spec.name.clone()))?;
+        check_fixed_settings(&existing.spec, &spec)?;
+        let record = SubscriptionRecord { spec, ..existing };
         streams::ensure_consumer(&self.context, &record).await?;
         self.catalog.put_subscription(&record).await?;
         Ok(record)

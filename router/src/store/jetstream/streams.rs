@@ -115,8 +115,13 @@ pub(super) async fn ensure_consumer(
         return Ok(());
     }
     let stream = stream_of(context, record).await?;
+    // A consumer's start cannot change once it exists, and a seek may have moved it.
+    let start = match stream.consumer_info(consumer_name(record.id)).await {
+        Ok(info) => info.config.deliver_policy,
+        Err(_) => consumer::DeliverPolicy::New,
+    };
     stream
-        .create_consumer(consumer_config(record, consumer::DeliverPolicy::New))
+        .create_consumer(consumer_config(record, start))
         .await
         .map(|_| ())
         .map_err(|err| failed("create the subscription's consumer", err))
