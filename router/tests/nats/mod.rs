@@ -23,7 +23,8 @@ pub struct NatsServer {
     pub port: u16,
     /// The cluster port, when the server is part of a cluster.
     pub cluster_port: Option<u16>,
-    name: String,
+    /// The server name, which JetStream reports as a stream's leader.
+    pub name: String,
     store_dir: tempfile::TempDir,
     routes: Vec<u16>,
 }

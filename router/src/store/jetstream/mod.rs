@@ -89,10 +89,18 @@ impl JetStreamStore {
                 })?,
             None => async_nats::ConnectOptions::new(),
         };
+        let addresses = options
+            .urls
+            .iter()
+            .map(|url| {
+                url.parse::<async_nats::ServerAddr>()
+                    .map_err(|err| unreachable(format!("invalid server URL {url:?}: {err}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let client = connect_options
             .connection_timeout(options.connect_timeout)
             .name("sluice")
-            .connect(urls.as_str())
+            .connect(addresses)
             .await
             .map_err(|err| unreachable(err.to_string()))?;
         let context = jetstream::new(client.clone());
