@@ -1,5 +1,6 @@
 //! The delivery behaviour that both stores keep: acknowledgements, ack deadlines, retries
-//! with backoff, dead letters, ordering keys, filters and crash survival. Every test runs
+//! with backoff, dead letters, ordering keys, filters, crash survival and seeks, and the
+//! documented differences of JetStream. Every test runs
 //! once over the embedded sled store and once over JetStream.
 //!
 //! The clock is real, because JetStream's ack deadlines run on the server, so the tests
@@ -11,7 +12,10 @@ mod stores;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sluice_router::store::{DeadLetterPolicy, RetryPolicy, SubscriptionSpec};
+use sluice_router::store::{
+    DeadLetterPolicy, RetryPolicy, SeekTarget, StoreError, SubscriptionSpec, TopicSettings,
+    DEFAULT_RETENTION_SECS,
+};
 use stores::{data_of, Fixture, StoreKind, KINDS};
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -421,4 +425,97 @@ async fn unreachable_server_error_names_url() {
     let text = error.to_string();
     assert!(text.contains(&url), "{text}");
     assert!(text.contains("failed to connect to JetStream"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seek_to_time_redelivers_acked() {
+    for kind in KINDS {
+        let fixture = Fixture::open(kind, &["t"]).await;
+        fixture
+            .subscribe(SubscriptionSpec {
+                retain_acked_messages: true,
+                ..spec("s", "t", 10)
+            })
+            .await;
+        let before = std::time::SystemTime::now();
+        fixture.publish("t", &[("a", ""), ("b", "")]).await;
+        let mut delivered = fixture.pull_wait("s", 10, WAIT).await;
+        if delivered.len() < 2 {
+            delivered.extend(fixture.pull_wait("s", 10, WAIT).await);
+        }
+        assert_eq!(data_of(&delivered), ["a", "b"], "{kind:?}");
+        fixture.ack("s", &delivered).await;
+
+        fixture
+            .broker
+            .seek("s", SeekTarget::Time(before))
+            .await
+            .expect("seek");
+
+        let mut again = fixture.pull_wait("s", 10, WAIT).await;
+        if again.len() < 2 {
+            again.extend(fixture.pull_wait("s", 10, WAIT).await);
+        }
+        assert_eq!(data_of(&again), ["a", "b"], "{kind:?}");
+    }
+}
+
+/// JetStream keeps acknowledged messages until the stream's maximum age, so a seek back
+/// redelivers them even without `retain_acked_messages`, where the sled store has deleted
+/// them. docs/compatibility.md lists the difference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_seek_ignores_retain_acked() {
+    let fixture = Fixture::open(StoreKind::JetStream, &["t"]).await;
+    fixture.subscribe(spec("s", "t", 10)).await;
+    let before = std::time::SystemTime::now();
+    fixture.publish("t", &[("a", "")]).await;
+    let delivered = fixture.pull_wait("s", 10, WAIT).await;
+    fixture.ack("s", &delivered).await;
+
+    fixture
+        .broker
+        .seek("s", SeekTarget::Time(before))
+        .await
+        .expect("seek");
+
+    let again = fixture.pull_wait("s", 10, WAIT).await;
+    assert_eq!(data_of(&again), ["a"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_snapshots_are_unsupported() {
+    let fixture = Fixture::open(StoreKind::JetStream, &["t"]).await;
+    fixture.subscribe(spec("s", "t", 10)).await;
+
+    let result = fixture.broker.create_snapshot("snap", "s").await;
+
+    assert!(
+        matches!(result, Err(StoreError::Unsupported { .. })),
+        "{result:?}"
+    );
+    assert!(fixture.broker.snapshots().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_topic_retention_sets_max_age() {
+    let fixture = Fixture::open(StoreKind::JetStream, &["t"]).await;
+    let store = stores::connect(&fixture.server.as_ref().expect("server").url()).await;
+    let mut stream = store.topic_stream("t").await.expect("stream");
+    let default_age = stream.info().await.expect("info").config.max_age;
+    assert_eq!(default_age, Duration::from_secs(DEFAULT_RETENTION_SECS));
+
+    fixture
+        .broker
+        .update_topic(
+            "t",
+            TopicSettings {
+                message_retention_secs: Some(600),
+            },
+        )
+        .await
+        .expect("update topic");
+
+    let mut stream = store.topic_stream("t").await.expect("stream");
+    let updated_age = stream.info().await.expect("info").config.max_age;
+    assert_eq!(updated_age, Duration::from_secs(600));
 }
