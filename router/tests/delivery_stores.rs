@@ -388,25 +388,25 @@ async fn nodes_share_one_subscription() {
     let other = fixture.another_node().await;
     fixture.publish("t", &[("a", ""), ("b", "")]).await;
 
-    let here = fixture.pull_wait("s", 1, WAIT).await;
-    let there = other
+    let this_node = fixture.pull_wait("s", 1, WAIT).await;
+    let other_node = other
         .pull("s", 1, WAIT)
         .await
         .expect("pull on the other node");
-    assert_eq!(here.len(), 1);
-    assert_eq!(there.len(), 1);
+    assert_eq!(this_node.len(), 1);
+    assert_eq!(other_node.len(), 1);
     assert_ne!(
-        data_of(&here),
-        data_of(&there),
+        data_of(&this_node),
+        data_of(&other_node),
         "one message went to both nodes"
     );
 
     // An ack id issued by one node is settled by the other.
     other
-        .ack("s", &[here[0].ack_id.clone()])
+        .ack("s", &[this_node[0].ack_id.clone()])
         .await
         .expect("ack on the other node");
-    fixture.ack("s", &there).await;
+    fixture.ack("s", &other_node).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rest = fixture.pull_wait("s", 10, Duration::from_millis(500)).await;
     assert!(rest.is_empty(), "redelivered {:?}", data_of(&rest));

@@ -113,8 +113,8 @@ async fn stream_leader(store: &JetStreamStore) -> String {
     cluster.leader.expect("the stream has a leader")
 }
 
-/// Retries `operation` until it succeeds or [`ELECTION_TIMEOUT`] passes: the cluster
-/// answers JetStream requests only once it has elected a meta leader.
+/// Retries `operation` until it succeeds or [`ELECTION_TIMEOUT`] passes, because the
+/// cluster serves JetStream requests only once it has elected a meta leader.
 async fn retry<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
     what: &str,
     mut operation: impl FnMut() -> F,

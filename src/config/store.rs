@@ -65,8 +65,7 @@ pub(crate) enum StoreSpec {
 }
 
 impl StoreConfig {
-    /// Checks the table and returns the store it selects, or the problems as
-    /// `(component, message)` pairs.
+    /// Checks the table and returns the store it selects, or one message per problem.
     pub(crate) fn validate(&self) -> Result<StoreSpec, Vec<String>> {
         let mut errors = Vec::new();
         match self.kind.as_str() {

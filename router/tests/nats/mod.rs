@@ -44,7 +44,7 @@ impl NatsServer {
         server
     }
 
-    /// The client URL.
+    /// Returns the client URL.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
@@ -132,7 +132,7 @@ impl NatsCluster {
         NatsCluster { servers }
     }
 
-    /// The client URLs of every server.
+    /// Returns the client URL of every server.
     pub fn urls(&self) -> Vec<String> {
         self.servers.iter().map(NatsServer::url).collect()
     }

@@ -1,9 +1,9 @@
 //! The JetStream store: topics, subscriptions and messages on NATS JetStream, so that
 //! several sluice nodes share them.
 //!
-//! Each topic is a stream with one subject, file storage and the configured replicas; each
+//! Each topic is a stream with one subject, file storage and the configured replicas. Each
 //! subscription is a durable pull consumer with explicit acknowledgements on its topic's
-//! stream; the catalog of both is in the key-value bucket `sluice_catalog`. A message's
+//! stream, and the catalog of both is in the key-value bucket `sluice_catalog`. A message's
 //! data, attributes, ordering key and publish time are encoded together as the stream
 //! message's payload, and its stream sequence number is its message id.
 //!
@@ -35,7 +35,7 @@ pub use streams::{decode_message, encode_message, AckSubject};
 /// How to reach the JetStream servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JetStreamOptions {
-    /// Server URLs, such as `nats://127.0.0.1:4222`; the client connects to one and learns
+    /// Server URLs, such as `nats://127.0.0.1:4222`. The client connects to one and learns
     /// the rest of the cluster from it.
     pub urls: Vec<String>,
     /// A NATS credentials file (a user JWT and its NKey seed), if the servers require one.
@@ -73,7 +73,7 @@ impl JetStreamStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Unreachable`] naming the URLs when no server answers, or JetStream is
+    /// [`StoreError::Unreachable`] naming the URLs when no server responds, or JetStream is
     /// not enabled on them; [`StoreError::JetStream`] when the catalog cannot be opened.
     pub async fn connect(options: &JetStreamOptions) -> Result<Self, StoreError> {
         let urls = options.urls.join(",");
@@ -104,7 +104,7 @@ impl JetStreamStore {
             .await
             .map_err(|err| unreachable(err.to_string()))?;
         let context = jetstream::new(client.clone());
-        // The account information request answers only where JetStream is enabled. Its
+        // Only a server with JetStream enabled responds to the account information request. Its
         // body is checked by hand because the client's type of it needs fields that
         // nats-server 2.9 does not send.
         let reply = client
@@ -127,12 +127,12 @@ impl JetStreamStore {
         })
     }
 
-    /// The JetStream context, for the broker's consumers.
+    /// Returns the JetStream context, for the broker's consumers.
     pub fn context(&self) -> &jetstream::Context {
         &self.context
     }
 
-    /// The NATS connection.
+    /// Returns the NATS connection.
     pub fn client(&self) -> &async_nats::Client {
         &self.client
     }
@@ -190,7 +190,7 @@ impl JetStreamStore {
         self.catalog.reload().await
     }
 
-    /// Returns the stream that holds a topic's messages.
+    /// Returns the stream that contains a topic's messages.
     pub async fn topic_stream(&self, topic: &str) -> Result<jetstream::stream::Stream, StoreError> {
         let record = self
             .catalog
@@ -418,7 +418,7 @@ impl Store for JetStreamStore {
         message: NewMessage,
         now: SystemTime,
     ) -> Result<Published, StoreError> {
-        // The caller ends the original delivery on its consumer after this returns; the two
+        // The caller ends the original delivery on its consumer after this returns. The two
         // steps are not atomic, so a crash between them can dead-letter a message twice.
         let receipts = self
             .publish(

@@ -16,17 +16,17 @@ use crate::store::{
 /// it orders messages. It bounds how many messages the consumers lease at a time.
 const MAX_ACK_PENDING: i64 = 20_000;
 
-/// The stream of the topic with this id.
+/// Returns the stream name of the topic with this id.
 pub(super) fn stream_name(topic_id: u32) -> String {
     format!("sluice_topic_{topic_id}")
 }
 
-/// The subject that the topic with this id publishes on.
+/// Returns the subject that the topic with this id publishes on.
 pub(super) fn subject(topic_id: u32) -> String {
     format!("sluice.topic.{topic_id}")
 }
 
-/// The durable consumer of the subscription with this id.
+/// Returns the durable consumer name of the subscription with this id.
 pub(crate) fn consumer_name(subscription_id: u32) -> String {
     format!("sluice_subscription_{subscription_id}")
 }
@@ -79,7 +79,7 @@ pub(super) async fn delete_stream(
     }
 }
 
-/// The consumer settings of a subscription. Deliveries start at `start`.
+/// Builds the consumer settings of a subscription, whose deliveries start at `start`.
 fn consumer_config(
     record: &SubscriptionRecord,
     start: consumer::DeliverPolicy,
