@@ -271,5 +271,8 @@ fn unreachable_jetstream_fails_start_naming_url() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains(&url), "{stderr}");
-    assert!(stderr.contains("failed to connect to JetStream"), "{stderr}");
+    assert!(
+        stderr.contains("failed to connect to JetStream"),
+        "{stderr}"
+    );
 }
