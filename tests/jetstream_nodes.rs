@@ -1,7 +1,7 @@
 //! Three `sluice serve` processes on one JetStream server share a subscription. Publishers
-//! spread 100,000 messages over the nodes, one consumer per node pulls and acknowledges,
-//! and one node is killed with SIGKILL halfway through. Every publish that a node
-//! acknowledged must be delivered at least once, the dead node's unacknowledged leases
+//! spread 100,000 messages over the nodes and one consumer per node pulls. One node, whose
+//! consumer never acknowledges, is killed with SIGKILL halfway through. Every publish that a
+//! node acknowledged must be delivered at least once, the dead node's unacknowledged leases
 //! included, which JetStream hands to the other nodes after the ack deadline.
 //!
 //! `SLUICE_NODES_MESSAGES` sets the number of messages (default 100,000).
@@ -51,7 +51,7 @@ ack_deadline_secs = 10
     )
 }
 
-/// What the test saw: the data of every acknowledged publish, and of every delivery.
+/// The data of every acknowledged publish and of every delivery the test saw.
 #[derive(Default)]
 struct Ledger {
     published: HashSet<String>,
@@ -275,4 +275,85 @@ fn unreachable_jetstream_fails_start_naming_url() {
         stderr.contains("failed to connect to JetStream"),
         "{stderr}"
     );
+}
+
+/// Push subscriptions work over JetStream too: two nodes push the messages of one
+/// subscription to an endpoint, and every message arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_subscription_delivers_from_nodes() {
+    const PUSHED: usize = 40;
+    let received = Arc::new(Mutex::new(HashSet::new()));
+    let endpoint = start_push_endpoint(received.clone()).await;
+    let nats = nats::NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("sluice.toml");
+    let config_text = format!(
+        "{}\n[[subscriptions]]\nname = \"pushed\"\ntopic = \"nodes\"\n\
+         [subscriptions.push]\nendpoint = \"{endpoint}/push\"\n",
+        config(&nats.url())
+    );
+    std::fs::write(&config_path, config_text).expect("write config");
+    let mut nodes = Vec::new();
+    for index in 0..2 {
+        let data_dir = dir.path().join(format!("node-{index}"));
+        nodes.push(start_node(&data_dir, &config_path).await);
+    }
+
+    let ledger = Mutex::new(Ledger::default());
+    for (index, start) in (0..PUSHED).step_by(10).enumerate() {
+        let batch: Vec<String> = (start..start + 10).map(|n| format!("pushed-{n}")).collect();
+        publish(nodes[index % nodes.len()].url(), batch, &ledger).await;
+    }
+    assert_eq!(
+        ledger.lock().expect("ledger").published.len(),
+        PUSHED,
+        "every publish is acknowledged"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let count = received.lock().expect("received").len();
+        if count == PUSHED {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} of {PUSHED} messages pushed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Starts an HTTP endpoint on 127.0.0.1 that records the data of every pushed message and
+/// responds 204. Returns its base URL.
+async fn start_push_endpoint(received: Arc<Mutex<HashSet<String>>>) -> String {
+    use base64::Engine as _;
+
+    let app = axum::Router::new().route(
+        "/push",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let received = received.clone();
+            async move {
+                let json: serde_json::Value =
+                    serde_json::from_slice(&body).expect("push body is JSON");
+                let data = json["message"]["data"].as_str().unwrap_or_default();
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .expect("data is base64");
+                received
+                    .lock()
+                    .expect("received")
+                    .insert(String::from_utf8_lossy(&data).into_owned());
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the push endpoint");
+    let address = listener.local_addr().expect("endpoint address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{address}")
 }
