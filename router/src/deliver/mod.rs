@@ -18,6 +18,10 @@
 //! filter rejects is never added to that subscription. The store does not record it as
 //! pending, and the broker counts it in [`SubscriptionCounters::filtered_out`].
 //!
+//! A broker built with [`Broker::open_shared`] over a
+//! [`JetStreamStore`] keeps no queues: its leases are the JetStream consumers' own, so that
+//! several processes share each subscription (see `docs/jetstream.md`).
+//!
 //! `docs/delivery.md` describes the delivery semantics for users.
 
 mod flow;

@@ -377,6 +377,8 @@ impl SharedDelivery {
             .store
             .subscription(name)
             .ok_or_else(|| BrokerError::SubscriptionNotFound(name.to_owned()))?;
+        // NOTE: unlike the embedded broker, this also ends a delivery whose lease already
+        // expired, because JetStream does not tell whether this delivery is still current.
         let acker = self.acker(id);
         if record.spec.dead_letter.is_none() {
             error!(subscription = %name, message_id = ack.stream_seq, %reason, "message rejected and dropped: the subscription has no dead-letter topic");

@@ -1,7 +1,9 @@
 //! Durable state: topics, subscriptions, messages and each subscription's pending set.
 //!
 //! Everything the router keeps across restarts goes through the [`Store`] trait, and nothing
-//! outside this module opens a sled tree. [`SledStore`] is the embedded implementation.
+//! outside this module opens a sled tree. [`SledStore`] is the embedded implementation, and
+//! [`jetstream::JetStreamStore`] keeps the same data on NATS JetStream, where several
+//! processes share it.
 //!
 //! # Semantics every implementation keeps
 //!
