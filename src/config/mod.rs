@@ -16,6 +16,7 @@
 mod buckets;
 mod handler;
 mod push;
+mod store;
 mod triggers;
 mod unknown_keys;
 mod validate;
@@ -36,6 +37,7 @@ use sluice_router::store::{
 pub(crate) use buckets::{BucketConfig, BucketNotificationConfig, BucketSpec};
 pub(crate) use handler::{HandlerConfig, HandlerSpec, SubscriptionHandler};
 pub(crate) use push::PushEndpointConfig;
+pub(crate) use store::{StoreConfig, StoreSpec};
 pub(crate) use triggers::{TriggerConfig, TriggerSpec};
 
 /// The default configuration, `config/default.toml`, built into the binary.
@@ -109,6 +111,9 @@ pub(crate) struct ConfigFile {
     /// Eventarc-style triggers, in file order.
     #[serde(default = "default_triggers")]
     pub(crate) triggers: Vec<TriggerConfig>,
+    /// Where topics, subscriptions and messages live.
+    #[serde(default)]
+    pub(crate) store: StoreConfig,
     /// One error per key that the schema does not know, filled in by [`parse`].
     /// [`ConfigFile::validate`] reports them with its own errors.
     #[serde(skip)]
@@ -350,6 +355,8 @@ pub(crate) struct Config {
     pub(crate) handlers: Vec<SubscriptionHandler>,
     /// Triggers in file order, with the resources each one added to the lists above.
     pub(crate) triggers: Vec<TriggerSpec>,
+    /// The store the server opens.
+    pub(crate) store: StoreSpec,
     /// Settings that are valid but probably not what their author meant.
     pub(crate) warnings: Vec<Diagnostic>,
 }

@@ -11,7 +11,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     BucketConfig, BucketNotificationConfig, ConfigFile, DeadLetterConfig, Diagnostic,
-    ExclusionConfig, HandlerConfig, PushEndpointConfig, RetryPolicyConfig, SinkConfig,
+    ExclusionConfig, HandlerConfig, PushEndpointConfig, RetryPolicyConfig, SinkConfig, StoreConfig,
     SubscriptionConfig, TopicConfig, TriggerConfig,
 };
 
@@ -161,6 +161,7 @@ fn known_keys(table_path: &[Segment]) -> &'static [&'static str] {
         ["sinks", "exclusions"] => field_names::<ExclusionConfig>(),
         ["buckets"] => field_names::<BucketConfig>(),
         ["buckets", "notifications"] => field_names::<BucketNotificationConfig>(),
+        ["store"] => field_names::<StoreConfig>(),
         ["triggers"] => field_names::<TriggerConfig>(),
         ["triggers", "handler"] => field_names::<HandlerConfig>(),
         ["triggers", "push"] => field_names::<PushEndpointConfig>(),
@@ -277,7 +278,8 @@ mod tests {
                 "subscriptions",
                 "sinks",
                 "buckets",
-                "triggers"
+                "triggers",
+                "store"
             ],
             "top-level keys, without the skipped unknown_keys field"
         );

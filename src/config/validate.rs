@@ -122,6 +122,13 @@ impl ConfigFile {
         );
         expansion.relabel(&mut report);
 
+        let store = self.store.validate().unwrap_or_else(|errors| {
+            for message in errors {
+                report.error("store", message);
+            }
+            super::StoreSpec::Sled
+        });
+
         if report.errors.is_empty() {
             Ok(Config {
                 project: self.project.clone(),
@@ -137,6 +144,7 @@ impl ConfigFile {
                 buckets,
                 handlers,
                 triggers: expansion.triggers,
+                store,
                 warnings: report.warnings,
             })
         } else {

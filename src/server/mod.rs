@@ -47,12 +47,13 @@ use sluice_proto::sluice::v1::log_ingest_server::LogIngestServer;
 use sluice_router::deliver::Broker;
 use sluice_router::route::LogRouter;
 use sluice_router::storage::Storage;
+use sluice_router::store::jetstream::JetStreamStore;
 use sluice_router::store::{SledStore, Store, StoreError, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, StoreSpec};
 pub(crate) use ingest::Ingestor;
 use metrics::Metrics;
 pub(crate) use storage::DEFAULT_MAX_UPLOAD_BYTES;
@@ -127,6 +128,27 @@ struct Service {
     handlers: Vec<crate::config::SubscriptionHandler>,
 }
 
+/// Opens the store that `[store]` selects, and the broker over it.
+async fn open_broker(
+    spec: &StoreSpec,
+    data_dir: &Path,
+    store_options: StoreOptions,
+) -> anyhow::Result<Broker> {
+    match spec {
+        StoreSpec::Sled => {
+            let store = SledStore::open_with(data_dir, store_options)
+                .map_err(|err| open_error(data_dir, &err))?;
+            let store: Arc<dyn Store> = Arc::new(store);
+            Ok(Broker::open(store)?)
+        }
+        StoreSpec::JetStream(options) => {
+            // The error names the URLs and says what to check.
+            let store = JetStreamStore::connect(options).await?;
+            Ok(Broker::open_shared(Arc::new(store)))
+        }
+    }
+}
+
 /// Explains why the store did not open and what the operator can do, so that a supervisor
 /// restarting sluice shows the cause instead of a crash loop.
 fn open_error(data_dir: &Path, err: &StoreError) -> anyhow::Error {
@@ -171,10 +193,7 @@ async fn build(
     }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
-    let store =
-        SledStore::open_with(data_dir, store_options).map_err(|err| open_error(data_dir, &err))?;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let broker = Arc::new(Broker::open(store)?);
+    let broker = Arc::new(open_broker(&config.store, data_dir, store_options).await?);
     for topic in &config.topics {
         let record = broker
             .create_topic(topic)

@@ -93,6 +93,10 @@ pub(crate) fn from_store(err: &StoreError) -> Status {
         StoreError::Database(_) | StoreError::Corrupt { .. } | StoreError::Lost { .. } => {
             Status::internal(err.to_string())
         }
+        StoreError::Unreachable { .. } | StoreError::JetStream { .. } => {
+            Status::unavailable(err.to_string())
+        }
+        StoreError::Unsupported { .. } => Status::unimplemented(err.to_string()),
     }
 }
 

@@ -52,6 +52,9 @@ impl Broker {
     ///
     /// Fails for an unknown subscription, a malformed ack id or a store failure.
     pub async fn return_unsent(&self, name: &str, ack_ids: &[String]) -> Result<(), BrokerError> {
+        if let Some(shared) = &self.shared {
+            return shared.return_unsent(name, ack_ids).await;
+        }
         let subscription = self.subscription(name)?;
         let parsed = parse_ack_ids(ack_ids, subscription.tag())?;
         let now = Instant::now();

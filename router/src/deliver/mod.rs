@@ -18,6 +18,10 @@
 //! filter rejects is never added to that subscription. The store does not record it as
 //! pending, and the broker counts it in [`SubscriptionCounters::filtered_out`].
 //!
+//! A broker built with [`Broker::open_shared`] over a
+//! [`JetStreamStore`] keeps no queues: its leases are the JetStream consumers' own, so that
+//! several processes share each subscription (see `docs/jetstream.md`).
+//!
 //! `docs/delivery.md` describes the delivery semantics for users.
 
 mod flow;
@@ -25,6 +29,7 @@ mod queue;
 mod redeliver;
 mod retention;
 mod retry;
+mod shared;
 mod subscription;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +40,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
+use crate::store::jetstream::JetStreamStore;
 use crate::store::{
     CommitListener, Committed, Published, Store, StoreError, StoredMessage, SubscriptionRecord,
     SubscriptionSpec, TopicMessage, TopicRecord,
@@ -91,9 +97,13 @@ impl Delivery {
     /// Returns the deliveries of this message so far, this one included, whether or not the
     /// subscription has a dead-letter policy.
     ///
-    /// The count is read from the ack id. For a `Delivery` built with an ack id that this
+    /// The count is read from the ack id, which is JetStream's own count for a broker over
+    /// JetStream. For a `Delivery` built with an ack id that this
     /// broker did not issue, it falls back to [`delivery_attempt`](Self::delivery_attempt).
     pub fn attempts(&self) -> u32 {
+        if let Some(ack) = crate::store::jetstream::AckSubject::parse(&self.ack_id) {
+            return ack.delivered;
+        }
         match split_ack_id(&self.ack_id) {
             Some((_, attempts, _)) => attempts,
             None => self.delivery_attempt,
@@ -162,6 +172,9 @@ pub struct Broker {
     /// Per topic without subscriptions, the messages that outlived its retention since the
     /// process started.
     unclaimed_expired: Mutex<BTreeMap<String, u64>>,
+    /// Delivery through JetStream consumers, for a broker over a [`JetStreamStore`]; the
+    /// in-memory queues in `subscriptions` stay empty then.
+    shared: Option<shared::SharedDelivery>,
 }
 
 /// The wall clock as the broker sees it: the system time at start plus the time elapsed on
@@ -219,11 +232,24 @@ impl Broker {
             subscriptions,
             clock: Clock::new(),
             unclaimed_expired: Mutex::new(BTreeMap::new()),
+            shared: None,
         };
         for record in broker.store.subscriptions() {
             broker.load(record)?;
         }
         Ok(broker)
+    }
+
+    /// Builds a broker that delivers through the JetStream consumers of `store`, so that it
+    /// shares every subscription's leases with the other brokers on the same servers.
+    pub fn open_shared(store: Arc<JetStreamStore>) -> Self {
+        Broker {
+            store: store.clone(),
+            subscriptions: Subscriptions::default(),
+            clock: Clock::new(),
+            unclaimed_expired: Mutex::new(BTreeMap::new()),
+            shared: Some(shared::SharedDelivery::new(store)),
+        }
     }
 
     fn load(&self, record: SubscriptionRecord) -> Result<(), StoreError> {
@@ -309,6 +335,10 @@ impl Broker {
         spec: SubscriptionSpec,
     ) -> Result<SubscriptionRecord, StoreError> {
         let record = self.store.create_subscription(spec).await?;
+        if let Some(shared) = &self.shared {
+            shared.forget(&record.spec.name);
+            return Ok(record);
+        }
         let existing = read(&self.subscriptions).get(&record.spec.name).cloned();
         match existing {
             Some(subscription) => *write(&subscription.spec) = record.spec.clone(),
@@ -324,6 +354,9 @@ impl Broker {
     /// Fails as [`Store::delete_subscription`] does.
     pub async fn delete_subscription(&self, name: &str) -> Result<(), StoreError> {
         self.store.delete_subscription(name).await?;
+        if let Some(shared) = &self.shared {
+            shared.forget(name);
+        }
         if let Some(subscription) = write(&self.subscriptions).remove(name) {
             subscription.ready.notify_waiters();
         }
@@ -352,6 +385,15 @@ impl Broker {
     ///
     /// [`BrokerError::SubscriptionNotFound`] when the subscription does not exist.
     pub fn subscription_spec(&self, name: &str) -> Result<SubscriptionSpec, BrokerError> {
+        if self.shared.is_some() {
+            return self
+                .store
+                .subscriptions()
+                .into_iter()
+                .find(|record| record.spec.name == name)
+                .map(|record| record.spec)
+                .ok_or_else(|| BrokerError::SubscriptionNotFound(name.to_owned()));
+        }
         Ok(self.subscription(name)?.spec())
     }
 
@@ -408,6 +450,9 @@ impl Broker {
         max_bytes: usize,
         wait: Duration,
     ) -> Result<Vec<Delivery>, BrokerError> {
+        if let Some(shared) = &self.shared {
+            return shared.pull(name, max, max_bytes, wait).await;
+        }
         let subscription = self.subscription(name)?;
         let give_up = Instant::now() + wait;
         loop {
@@ -549,6 +594,9 @@ impl Broker {
     /// Fails for an unknown subscription, a malformed ack id (then nothing is acknowledged)
     /// or a store failure.
     pub async fn ack(&self, name: &str, ack_ids: &[String]) -> Result<(), BrokerError> {
+        if let Some(shared) = &self.shared {
+            return shared.ack(name, ack_ids).await;
+        }
         let subscription = self.subscription(name)?;
         let parsed = parse_ack_ids(ack_ids, subscription.tag())?;
         let mut seqs = Vec::with_capacity(parsed.len());
@@ -593,6 +641,9 @@ impl Broker {
         ack_ids: &[String],
         seconds: u32,
     ) -> Result<(), BrokerError> {
+        if let Some(shared) = &self.shared {
+            return shared.modify_ack_deadline(name, ack_ids, seconds).await;
+        }
         let subscription = self.subscription(name)?;
         let parsed = parse_ack_ids(ack_ids, subscription.tag())?;
         if seconds > 0 {
@@ -620,6 +671,9 @@ impl Broker {
 
     /// Returns a snapshot of every subscription, ordered by name.
     pub fn stats(&self) -> Vec<SubscriptionStats> {
+        if let Some(shared) = &self.shared {
+            return shared.stats();
+        }
         let mut stats: Vec<SubscriptionStats> = read(&self.subscriptions)
             .values()
             .map(|subscription| {
@@ -646,6 +700,9 @@ impl Broker {
     /// Whether a subscription has messages ready for delivery now, counting those whose
     /// retry backoff has ended.
     pub fn has_ready(&self, name: &str) -> bool {
+        if let Some(shared) = &self.shared {
+            return shared.has_ready(name);
+        }
         self.subscription(name).is_ok_and(|s| {
             let mut state = s.state();
             state.promote(Instant::now());

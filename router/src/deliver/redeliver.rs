@@ -13,6 +13,9 @@ use super::{format_time, parse_ack_ids, read, Broker, BrokerError};
 use super::{DEAD_LETTER_REASON_ATTRIBUTE, LEASE_CHECK_INTERVAL, SWEEP_INTERVAL};
 use crate::store::{NewMessage, StoredMessage, SubscriptionSpec};
 
+/// How often a broker over JetStream reads its consumers' statistics.
+const SHARED_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How long [`Broker::reject`] holds a lease while it writes the dead-letter copy: the
 /// longest ack deadline Pub/Sub allows, far above the time of one store write.
 const REJECT_HOLD: std::time::Duration = std::time::Duration::from_secs(600);
@@ -37,6 +40,9 @@ impl Broker {
         ack_id: &str,
         reason: &str,
     ) -> Result<bool, BrokerError> {
+        if let Some(shared) = &self.shared {
+            return shared.reject(name, ack_id, reason).await;
+        }
         let subscription = self.subscription(name)?;
         let [(seq, attempts)] =
             parse_ack_ids(std::slice::from_ref(&ack_id.to_owned()), subscription.tag())?[..]
@@ -224,6 +230,17 @@ impl Broker {
     /// applies message retention every [`SWEEP_INTERVAL`], until `shutdown` completes.
     pub async fn run_maintenance(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        if let Some(shared) = &self.shared {
+            // JetStream expires leases and applies retention itself; the broker only keeps
+            // its statistics current.
+            let mut interval = tokio::time::interval(SHARED_STATS_INTERVAL);
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    _ = interval.tick() => shared.refresh_stats().await,
+                }
+            }
+        }
         let mut interval = tokio::time::interval(LEASE_CHECK_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sweeps = tokio::time::interval(SWEEP_INTERVAL);
@@ -247,7 +264,11 @@ impl Broker {
 
 /// Builds the copy of a message that goes to a dead-letter topic: the same data, attributes
 /// and ordering key, plus the attributes Pub/Sub adds to dead-lettered messages.
-fn dead_letter_copy(original: &StoredMessage, subscription: &str, attempts: u32) -> NewMessage {
+pub(super) fn dead_letter_copy(
+    original: &StoredMessage,
+    subscription: &str,
+    attempts: u32,
+) -> NewMessage {
     let mut message = original.message.clone();
     let attributes = &mut message.attributes;
     attributes.insert(

@@ -74,6 +74,12 @@ impl Broker {
     /// Fails for an unknown subscription or snapshot, a snapshot of another topic, or a
     /// store failure.
     pub async fn seek(&self, name: &str, target: SeekTarget) -> Result<(), BrokerError> {
+        if let Some(shared) = &self.shared {
+            self.store.seek(name, target.clone(), self.now()).await?;
+            shared.forget(name);
+            info!(subscription = name, target = ?target, "subscription sought");
+            return Ok(());
+        }
         let subscription = self.subscription(name)?;
         let entries = self.store.seek(name, target.clone(), self.now()).await?;
         self.reload(&subscription)?;

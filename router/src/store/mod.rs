@@ -1,7 +1,9 @@
 //! Durable state: topics, subscriptions, messages and each subscription's pending set.
 //!
 //! Everything the router keeps across restarts goes through the [`Store`] trait, and nothing
-//! outside this module opens a sled tree. [`SledStore`] is the embedded implementation.
+//! outside this module opens a sled tree. [`SledStore`] is the embedded implementation, and
+//! [`jetstream::JetStreamStore`] keeps the same data on NATS JetStream, where several
+//! processes share it.
 //!
 //! # Semantics every implementation keeps
 //!
@@ -18,6 +20,7 @@
 //!   counts are written without waiting for a flush: after a crash some acknowledged
 //!   messages may be delivered again, which at-least-once delivery allows.
 
+pub mod jetstream;
 mod keys;
 mod sled_store;
 
@@ -447,6 +450,31 @@ pub enum StoreError {
     /// The store is shutting down and accepts no more writes.
     #[error("the store is closed")]
     Closed,
+    /// No JetStream server could be reached at start-up.
+    #[error(
+        "failed to connect to JetStream at {urls}: {error}. Check that nats-server runs there \
+         with JetStream enabled (-js), or change [store] urls"
+    )]
+    Unreachable {
+        /// The configured server URLs, comma-separated.
+        urls: String,
+        /// The client's error.
+        error: String,
+    },
+    /// A JetStream request failed.
+    #[error("JetStream failed to {operation}: {error}")]
+    JetStream {
+        /// What the store was doing, as a verb phrase.
+        operation: &'static str,
+        /// The client's or server's error.
+        error: String,
+    },
+    /// An operation that this store cannot perform.
+    #[error("{operation} is not supported by the JetStream store; see docs/jetstream.md")]
+    Unsupported {
+        /// The operation, as a noun phrase.
+        operation: &'static str,
+    },
 }
 
 impl StoreError {

@@ -1,0 +1,186 @@
+//! The `[store]` table: where topics, subscriptions and messages live. The embedded sled
+//! store in the data directory is the default; `kind = "jetstream"` puts them on NATS
+//! JetStream, which several sluice processes can share.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sluice_router::store::jetstream::JetStreamOptions;
+
+/// The replica counts JetStream accepts for a stream.
+const REPLICAS: std::ops::RangeInclusive<i64> = 1..=5;
+
+/// The `[store]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct StoreConfig {
+    /// `sled` (the embedded store in the data directory) or `jetstream`.
+    #[serde(default = "default_kind")]
+    pub(crate) kind: String,
+    /// JetStream server URLs, such as `nats://127.0.0.1:4222`.
+    #[serde(default = "default_urls")]
+    pub(crate) urls: Vec<String>,
+    /// A NATS credentials file for the JetStream servers.
+    #[serde(default = "default_credentials_file")]
+    pub(crate) credentials_file: Option<PathBuf>,
+    /// Copies of each stream in the JetStream cluster, 1 to 5.
+    #[serde(default = "default_replicas")]
+    pub(crate) replicas: i64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: default_kind(),
+            urls: default_urls(),
+            credentials_file: default_credentials_file(),
+            replicas: default_replicas(),
+        }
+    }
+}
+
+fn default_kind() -> String {
+    "sled".to_owned()
+}
+
+fn default_urls() -> Vec<String> {
+    Vec::new()
+}
+
+fn default_credentials_file() -> Option<PathBuf> {
+    None
+}
+
+fn default_replicas() -> i64 {
+    1
+}
+
+/// The validated store choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoreSpec {
+    /// The embedded store in the data directory.
+    Sled,
+    /// NATS JetStream.
+    JetStream(JetStreamOptions),
+}
+
+impl StoreConfig {
+    /// Checks the table and returns the store it selects, or one message per problem.
+    pub(crate) fn validate(&self) -> Result<StoreSpec, Vec<String>> {
+        let mut errors = Vec::new();
+        match self.kind.as_str() {
+            "sled" => {
+                if !self.urls.is_empty() || self.credentials_file.is_some() {
+                    errors.push(
+                        "urls and credentials_file apply only to kind = \"jetstream\"; remove \
+                         them or set the kind"
+                            .to_owned(),
+                    );
+                }
+                if errors.is_empty() {
+                    return Ok(StoreSpec::Sled);
+                }
+            }
+            "jetstream" => {
+                if self.urls.is_empty() {
+                    errors.push(
+                        "kind = \"jetstream\" needs urls, such as [\"nats://127.0.0.1:4222\"]"
+                            .to_owned(),
+                    );
+                }
+                for url in &self.urls {
+                    if url.trim().is_empty() {
+                        errors.push("urls contains an empty URL".to_owned());
+                    }
+                }
+                if !REPLICAS.contains(&self.replicas) {
+                    errors.push(format!(
+                        "replicas is {}, but JetStream keeps 1 to 5 copies of a stream",
+                        self.replicas
+                    ));
+                }
+                if errors.is_empty() {
+                    return Ok(StoreSpec::JetStream(JetStreamOptions {
+                        urls: self.urls.clone(),
+                        credentials_file: self.credentials_file.clone(),
+                        replicas: usize::try_from(self.replicas).unwrap_or(1),
+                        connect_timeout: Duration::from_secs(5),
+                    }));
+                }
+            }
+            other => errors.push(format!(
+                "kind {other:?} is not a store; use \"sled\" or \"jetstream\""
+            )),
+        }
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> StoreConfig {
+        toml::from_str(text).expect("store table parses")
+    }
+
+    #[test]
+    fn empty_table_selects_sled() {
+        assert_eq!(parse("").validate(), Ok(StoreSpec::Sled));
+    }
+
+    #[test]
+    fn jetstream_table_selects_jetstream() {
+        let spec = parse(
+            "kind = \"jetstream\"\nurls = [\"nats://a:4222\", \"nats://b:4222\"]\n\
+             credentials_file = \"/etc/sluice.creds\"\nreplicas = 3",
+        )
+        .validate()
+        .expect("valid");
+
+        let StoreSpec::JetStream(options) = spec else {
+            panic!("expected JetStream, got {spec:?}");
+        };
+        assert_eq!(options.urls, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(
+            options.credentials_file,
+            Some(PathBuf::from("/etc/sluice.creds"))
+        );
+        assert_eq!(options.replicas, 3);
+    }
+
+    #[test]
+    fn jetstream_without_urls_is_rejected() {
+        let errors = parse("kind = \"jetstream\"")
+            .validate()
+            .expect_err("invalid");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("needs urls"), "{errors:?}");
+    }
+
+    #[test]
+    fn replicas_out_of_range_are_rejected() {
+        for replicas in [0, 6, -1] {
+            let errors = parse(&format!(
+                "kind = \"jetstream\"\nurls = [\"nats://a:4222\"]\nreplicas = {replicas}"
+            ))
+            .validate()
+            .expect_err("invalid");
+            assert!(errors[0].contains("1 to 5"), "{replicas}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_kind_is_rejected() {
+        let errors = parse("kind = \"etcd\"").validate().expect_err("invalid");
+        assert!(errors[0].contains("\"etcd\" is not a store"), "{errors:?}");
+    }
+
+    #[test]
+    fn sled_with_urls_is_rejected() {
+        let errors = parse("urls = [\"nats://a:4222\"]")
+            .validate()
+            .expect_err("invalid");
+        assert!(errors[0].contains("only to kind"), "{errors:?}");
+    }
+}
