@@ -190,6 +190,9 @@ struct EncodedMessage {
     publish_time_micros: u64,
     attributes: BTreeMap<String, String>,
     ordering_key: String,
+    /// One length and a block of bytes, the same encoding as a byte sequence, but written
+    /// and read in one copy.
+    #[serde(with = "serde_bytes")]
     data: Vec<u8>,
 }
 
