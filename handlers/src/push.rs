@@ -36,6 +36,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::StatusCode;
 use sluice_router::deliver::{format_time, Delivery};
 use sluice_router::store::{PushConfig, PushFormat, SubscriptionSpec};
+use sluice_router::trace_context;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
@@ -309,6 +310,13 @@ impl PushHandler {
                 request.headers(headers).body(body)
             }
         };
+        // The endpoint continues the message's trace from the push span.
+        let attributes = &delivery.message.message.attributes;
+        let request =
+            match trace_context::outgoing_traceparent(&tracing::Span::current(), attributes) {
+                Some(traceparent) => request.header(trace_context::TRACEPARENT, traceparent),
+                None => request,
+            };
         let _permit = self.limits.acquire(&config.endpoint).await;
         let response = request.send().await?;
         Ok(response.status())

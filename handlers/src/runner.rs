@@ -31,6 +31,7 @@ use async_trait::async_trait;
 use futures::FutureExt as _;
 use sluice_router::deliver::{Broker, BrokerError, Delivery};
 use sluice_router::store::SubscriptionSpec;
+use sluice_router::trace_context;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -338,11 +339,18 @@ impl Runner {
         // The message id is the event id of the background event that `to_event` builds.
         let span = tracing::info_span!(
             "event",
+            otel.name = %format_args!("receive {}", self.subscription),
+            otel.kind = "consumer",
+            messaging.system = "gcp_pubsub",
+            messaging.operation.type = "receive",
+            messaging.destination.subscription.name = %self.subscription,
             subscription = %self.subscription,
             handler = self.handler.name(),
             event_id = %delivery.message.id(),
             attempt = delivery.attempts(),
         );
+        // Every attempt continues the trace that the message carries from its publish.
+        trace_context::set_parent(&span, &delivery.message.message.attributes);
         async {
             let spec = match self.broker.subscription_spec(&self.subscription) {
                 Ok(spec) => Some(spec),
@@ -377,7 +385,18 @@ impl Runner {
         let mut lease_ticks = tokio::time::interval_at(Instant::now() + period, period);
         lease_ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
-        let handling = self.handler.handle_delivery(delivery, spec);
+        let handler_span = tracing::info_span!(
+            "handler",
+            otel.name = %format_args!("process {}", self.handler.name()),
+            messaging.operation.type = "process",
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let handling = self
+            .handler
+            .handle_delivery(delivery, spec)
+            .instrument(handler_span.clone())
+            .inspect(|result| record_outcome(&handler_span, result));
         tokio::pin!(handling);
         loop {
             tokio::select! {
@@ -498,6 +517,17 @@ impl Runner {
 }
 
 /// Returns the number of CPUs this process may use, or 1 when that is unknown.
+/// Marks a failed handler run on its span, with the kind of failure as `error.type`.
+fn record_outcome(span: &tracing::Span, result: &Result<(), HandlerError>) {
+    let kind = match result {
+        Ok(()) => return,
+        Err(HandlerError::Retryable(_)) => "retryable",
+        Err(HandlerError::Permanent(_)) => "permanent",
+    };
+    span.record("otel.status_code", "error");
+    span.record("error.type", kind);
+}
+
 fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }

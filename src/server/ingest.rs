@@ -48,13 +48,20 @@ impl Ingestor {
                 entries.len()
             )));
         }
+        let span = tracing::info_span!("ingest", entries = entries.len());
+        self.ingest_batch(entries).instrument(span).await
+    }
+
+    async fn ingest_batch(&self, entries: Vec<String>) -> Result<RoutedBatch, Status> {
         let router = self.router.clone();
         let received = entries.len() as u64;
         // Parsing and filter evaluation cost about 10 µs per entry, too long to hold a
         // runtime thread for a whole batch.
         let mut routed = tokio::task::spawn_blocking(move || router.route_batch(&entries))
+            .instrument(tracing::info_span!("route"))
             .await
             .map_err(|err| Status::internal(format!("routing the batch failed: {err}")))?;
+        record_sink_spans(&routed);
         let messages = std::mem::take(&mut routed.messages);
         let mut per_topic: Vec<(String, u64)> = Vec::new();
         for message in &messages {
@@ -90,6 +97,21 @@ impl Ingestor {
                 .inc_by(count);
         }
         Ok(routed)
+    }
+}
+
+/// Records one span per sink that took entries of the batch, with the number it took.
+// NOTE: the router evaluates every sink on each entry in one pass, so these spans mark the
+// matches of the batch after the fact; the time of the evaluation is on the `route` span.
+fn record_sink_spans(routed: &RoutedBatch) {
+    for (sink, count) in &routed.sink_matches {
+        let _matched = tracing::info_span!(
+            "sink",
+            otel.name = %format_args!("sink {sink}"),
+            sink = %sink,
+            matched_entries = count,
+        )
+        .entered();
     }
 }
 

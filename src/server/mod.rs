@@ -239,6 +239,7 @@ fn app(service: &Service, max_upload_bytes: u64) -> axum::Router {
         .merge(storage::routes(service.storage.clone(), max_upload_bytes))
         .merge(pubsub_rest::routes(pubsub))
         .fallback(unknown_route)
+        .layer(axum::middleware::from_fn(http::trace_request))
 }
 
 /// Responds to a request that no route matches. A gRPC call gets UNIMPLEMENTED as gRPC status,
