@@ -43,6 +43,7 @@ use tracing::{debug, warn};
 use crate::contract::HandlerError;
 use crate::events::message::{self, MessageNames};
 use crate::events::CloudEvent;
+use crate::log_limit::LogLimiter;
 use crate::runner::DeliveryHandler;
 
 /// The HTTP statuses that acknowledge a pushed message, as Pub/Sub documents them. Google's
@@ -247,6 +248,9 @@ pub struct PushHandler {
     started_with: PushConfig,
     limits: EndpointLimits,
     stats: Arc<PushStats>,
+    /// Limits the warnings about failed pushes, which an endpoint that is down causes for
+    /// every message.
+    failure_log: LogLimiter,
 }
 
 impl PushHandler {
@@ -271,6 +275,7 @@ impl PushHandler {
             started_with: config,
             limits,
             stats,
+            failure_log: LogLimiter::default(),
         }
     }
 
@@ -324,14 +329,17 @@ impl PushHandler {
 
     fn failed(&self, delivery: &Delivery, endpoint: &str, reason: String) -> HandlerError {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
-        warn!(
-            subscription = %self.subscription,
-            message_id = %delivery.message.id(),
-            endpoint,
-            attempt = delivery.attempts(),
-            error = %reason,
-            "push failed"
-        );
+        if let Some(suppressed) = self.failure_log.allow() {
+            warn!(
+                subscription = %self.subscription,
+                message_id = %delivery.message.id(),
+                endpoint,
+                attempt = delivery.attempts(),
+                error = %reason,
+                suppressed,
+                "push failed"
+            );
+        }
         HandlerError::Retryable(format!("push to {endpoint} failed: {reason}"))
     }
 

@@ -39,6 +39,8 @@ use tracing::{debug, error, info, warn, Instrument as _};
 
 use crate::contract::{invoke, Handler, HandlerError};
 use crate::event::to_event;
+use crate::log_limit::LogLimiter;
+use crate::metrics;
 
 /// How long one pull waits for messages. The runner checks for shutdown between pulls, so this
 /// bounds how long a shutdown waits for the pull loop to stop.
@@ -244,6 +246,7 @@ where
         handler,
         options,
         stats: stats.clone(),
+        retry_log: LogLimiter::default(),
     });
     let task = tokio::spawn(runner.run(shutdown));
     RunnerHandle { task, stats }
@@ -256,6 +259,9 @@ struct Runner {
     handler: Arc<dyn DeliveryHandler>,
     options: RunnerOptions,
     stats: Arc<RunnerStats>,
+    /// Limits the warnings about retried events, which a failing handler causes for every
+    /// event.
+    retry_log: LogLimiter,
 }
 
 impl Runner {
@@ -392,11 +398,21 @@ impl Runner {
             otel.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
         );
+        metrics::record_delivery(&self.subscription, delivery.message.publish_time);
+        let started = Instant::now();
         let handling = self
             .handler
             .handle_delivery(delivery, spec)
             .instrument(handler_span.clone())
-            .inspect(|result| record_outcome(&handler_span, result));
+            .inspect(|result| {
+                let error_type = error_type(result);
+                if let Some(kind) = error_type {
+                    handler_span.record("otel.status_code", "error");
+                    handler_span.record("error.type", kind);
+                }
+                let handler = self.handler.name();
+                metrics::record_run(&self.subscription, handler, started.elapsed(), error_type);
+            });
         tokio::pin!(handling);
         loop {
             tokio::select! {
@@ -480,7 +496,9 @@ impl Runner {
                 (backoff, whole_seconds(backoff))
             }
         };
-        warn!(attempt, backoff_ms = backoff.as_millis() as u64, broker_backoff = retry_policy.is_some(), error = %reason, "handler failed; the event will be retried");
+        if let Some(suppressed) = self.retry_log.allow() {
+            warn!(attempt, backoff_ms = backoff.as_millis() as u64, broker_backoff = retry_policy.is_some(), error = %reason, suppressed, "handler failed; the event will be retried");
+        }
         let ack_ids = std::slice::from_ref(&delivery.ack_id);
         match self
             .broker
@@ -517,15 +535,13 @@ impl Runner {
 }
 
 /// Returns the number of CPUs this process may use, or 1 when that is unknown.
-/// Marks a failed handler run on its span, with the kind of failure as `error.type`.
-fn record_outcome(span: &tracing::Span, result: &Result<(), HandlerError>) {
-    let kind = match result {
-        Ok(()) => return,
-        Err(HandlerError::Retryable(_)) => "retryable",
-        Err(HandlerError::Permanent(_)) => "permanent",
-    };
-    span.record("otel.status_code", "error");
-    span.record("error.type", kind);
+/// Returns the kind of a handler failure, as the `error.type` of its span and metric.
+fn error_type(result: &Result<(), HandlerError>) -> Option<&'static str> {
+    match result {
+        Ok(()) => None,
+        Err(HandlerError::Retryable(_)) => Some("retryable"),
+        Err(HandlerError::Permanent(_)) => Some("permanent"),
+    }
 }
 
 fn available_cpus() -> usize {

@@ -93,6 +93,27 @@ pub fn outgoing_traceparent(
     })
 }
 
+/// Writes the context of `span` into each message that carries no `traceparent` yet. The
+/// context is formatted once for the whole batch.
+pub(crate) fn inject_into(span: &tracing::Span, messages: &mut [TopicMessage]) {
+    let mut carrier = BTreeMap::new();
+    inject(span, &mut carrier);
+    if carrier.is_empty() {
+        return;
+    }
+    for message in messages {
+        let attributes = &mut message.message.attributes;
+        if attributes.contains_key(TRACEPARENT) {
+            continue;
+        }
+        for (key, value) in &carrier {
+            attributes
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
+        }
+    }
+}
+
 /// Returns the span of one publish call. Its parent is the context that the first message
 /// carries from its publisher, if any, and otherwise the caller's span.
 pub(crate) fn publish_span(messages: &[TopicMessage]) -> tracing::Span {

@@ -30,10 +30,7 @@ async fn healthz() -> &'static str {
 
 async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
         metrics.encode(),
     )
 }

@@ -171,6 +171,10 @@ async fn build(
     }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
+    // The global meter provider is in place before the store opens, so that the store's
+    // first commits are measured.
+    let metrics = Arc::new(Metrics::unattached());
+    metrics.install_global();
     let store =
         SledStore::open_with(data_dir, store_options).map_err(|err| open_error(data_dir, &err))?;
     let store: Arc<dyn Store> = Arc::new(store);
@@ -201,7 +205,7 @@ async fn build(
     let storage = storage::open(data_dir, config.buckets, broker.clone()).await?;
     let handlers = config.handlers;
     let router = Arc::new(LogRouter::new(config.sinks, config.catch_all_topic));
-    let metrics = Arc::new(Metrics::new(broker.clone()));
+    metrics.observe_broker(broker.clone());
     let ingestor = Ingestor {
         router,
         broker: broker.clone(),
@@ -218,11 +222,8 @@ async fn build(
 }
 
 fn app(service: &Service, max_upload_bytes: u64) -> axum::Router {
-    let pubsub = pubsub::PubsubService::new(
-        service.broker.clone(),
-        service.metrics.clone(),
-        service.ingestor.shutdown.clone(),
-    );
+    let pubsub =
+        pubsub::PubsubService::new(service.broker.clone(), service.ingestor.shutdown.clone());
     let admin = admin::AdminService {
         broker: service.broker.clone(),
     };

@@ -39,7 +39,7 @@ use crate::store::{
     CommitListener, Committed, Published, Store, StoreError, StoredMessage, SubscriptionRecord,
     SubscriptionSpec, TopicMessage, TopicRecord,
 };
-use crate::trace_context;
+use crate::{metrics, trace_context};
 pub use flow::delivery_bytes;
 use queue::QueueState;
 use subscription::Subscription;
@@ -382,15 +382,17 @@ impl Broker {
         mut messages: Vec<TopicMessage>,
     ) -> Result<Vec<Published>, StoreError> {
         let span = trace_context::publish_span(&messages);
-        for message in &mut messages {
-            trace_context::inject(&span, &mut message.message.attributes);
-        }
+        trace_context::inject_into(&span, &mut messages);
+        let per_topic = metrics::messages_per_topic(&messages);
         // The store reports the messages to the dispatcher, which makes them ready, in
         // sequence order and before this returns.
-        self.store
+        let published = self
+            .store
             .publish(messages, self.now())
             .instrument(span)
-            .await
+            .await?;
+        metrics::count_sent(per_topic);
+        Ok(published)
     }
 
     /// Leases up to `max` messages of a subscription, waiting up to `wait` for the first one.

@@ -37,7 +37,6 @@ use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::metrics::{Metrics, TopicLabel};
 use super::{names, status};
 use outstanding::StreamRegistry;
 
@@ -66,7 +65,6 @@ const MAX_ACK_DEADLINE_SECS: u32 = 600;
 #[derive(Debug, Clone)]
 pub(crate) struct PubsubService {
     broker: Arc<Broker>,
-    metrics: Arc<Metrics>,
     /// The flow-control sets of the StreamingPull streams, which unary acks and deadline
     /// changes update as well.
     streams: Arc<StreamRegistry>,
@@ -154,14 +152,9 @@ fn new_message(index: usize, message: pubsub::PubsubMessage) -> Result<NewMessag
 
 impl PubsubService {
     /// Builds the services over `broker`; `shutdown` ends their StreamingPull streams.
-    pub(crate) fn new(
-        broker: Arc<Broker>,
-        metrics: Arc<Metrics>,
-        shutdown: watch::Receiver<bool>,
-    ) -> Self {
+    pub(crate) fn new(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) -> Self {
         PubsubService {
             broker,
-            metrics,
             streams: Arc::default(),
             shutdown,
             catalog: Arc::default(),
@@ -297,16 +290,11 @@ impl Publisher for PubsubService {
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        let count = messages.len() as u64;
         let receipts = self
             .broker
             .publish(messages)
             .await
             .map_err(|err| status::from_store(&err))?;
-        self.metrics
-            .publishes
-            .get_or_create(&TopicLabel { topic })
-            .inc_by(count);
         let message_ids = receipts.iter().map(|r| r.seq.to_string()).collect();
         Ok(Response::new(pubsub::PublishResponse { message_ids }))
     }

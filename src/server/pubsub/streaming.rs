@@ -454,7 +454,6 @@ mod tests {
     use sluice_router::store::{PushConfig, SledStore, Store, SubscriptionSpec};
 
     use super::*;
-    use crate::server::metrics::Metrics;
 
     #[tokio::test]
     async fn push_subscription_is_failed_precondition() {
@@ -474,8 +473,7 @@ mod tests {
             .await
             .expect("subscription created");
         let (_stop, shutdown) = watch::channel(false);
-        let metrics = Arc::new(Metrics::new(broker.clone()));
-        let service = PubsubService::new(broker, metrics, shutdown);
+        let service = PubsubService::new(broker, shutdown);
         let first = StreamingPullRequest {
             subscription: "projects/local/subscriptions/pushed".to_owned(),
             stream_ack_deadline_seconds: 60,
