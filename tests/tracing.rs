@@ -439,3 +439,34 @@ async fn hung_collector_does_not_stop_routing() {
     let status = server.stop();
     assert!(status.success(), "the server exits cleanly: {status:?}");
 }
+
+#[test]
+fn google_client_context_continues() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (collector, endpoint) = runtime.block_on(Collector::start());
+    let config = "[[topics]]\nname = \"orders\"\n\
+                  [[subscriptions]]\nname = \"orders-pull\"\ntopic = \"orders\"\n";
+    let server = TestServer::start_with_env(Some(config), &otel_env(&endpoint));
+    let host = server.url().trim_start_matches("http://").to_owned();
+
+    let output = support::python::run(
+        "pubsub_tracing.py",
+        &["projects/local/topics/orders"],
+        &[("PUBSUB_EMULATOR_HOST", &host)],
+    );
+    support::python::assert_success("pubsub_tracing.py", &output);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let mut ids = printed.split_whitespace();
+    let trace_id = ids.next().expect("the script prints a trace id").to_owned();
+    let create_span_id = ids.next().expect("the script prints a span id").to_owned();
+
+    let spans = runtime.block_on(collector.wait_for(&trace_id, |spans| {
+        spans.iter().any(|span| span.name == "publish orders")
+    }));
+    let publish = only(&spans, "publish orders");
+    assert_eq!(
+        hex(&publish.parent_span_id),
+        create_span_id,
+        "the publish span continues the client's create span"
+    );
+}

@@ -126,7 +126,11 @@ fn new_message(index: usize, message: pubsub::PubsubMessage) -> Result<NewMessag
                 "message {index}: attribute key {key:?} must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes"
             )));
         }
-        if key.starts_with("goog") {
+        // Google's client libraries write their trace context under `googclient_` names when
+        // their OpenTelemetry tracing is on (google-cloud-pubsub 2.44 for Python does), so
+        // those keys are allowed.
+        let client_key = key.starts_with(sluice_router::trace_context::GOOGLE_CLIENT_PREFIX);
+        if key.starts_with("goog") && !client_key {
             return Err(Status::invalid_argument(format!(
                 "message {index}: attribute key {key:?} starts with \"goog\", which Pub/Sub reserves"
             )));
