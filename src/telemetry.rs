@@ -102,6 +102,7 @@ fn install(format: LogFormat, default: &str, provider: Option<&SdkTracerProvider
     };
     let traces = provider.map(|provider| {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        sluice_router::trace_context::activate();
         tracing_opentelemetry::layer().with_tracer(provider.tracer("sluice"))
     });
     // An error means a subscriber is already installed, which is fine.

@@ -272,9 +272,9 @@ async fn push_endpoint(
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn redelivery_continues_the_trace() {
-    let (collector, otlp_endpoint) = Collector::start().await;
+/// Starts the push endpoint on 127.0.0.1:0 and returns it with a config whose subscription
+/// `orders-push` pushes to it, without backoff between attempts.
+async fn start_push_endpoint() -> (Endpoint, String) {
     let endpoint = Endpoint::default();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let push_url = format!("http://{}/push", listener.local_addr().expect("address"));
@@ -288,8 +288,11 @@ async fn redelivery_continues_the_trace() {
          [subscriptions.push]\nendpoint = \"{push_url}\"\n\
          [subscriptions.retry_policy]\nminimum_backoff_secs = 0\nmaximum_backoff_secs = 0\n"
     );
-    let server = TestServer::start_with_env(Some(&config), &otel_env(&otlp_endpoint));
+    (endpoint, config)
+}
 
+/// Publishes one message to `orders` over REST with the client's `traceparent` header.
+async fn publish_traced_order(server: &TestServer) {
     let response = reqwest::Client::new()
         .post(format!(
             "{}/v1/projects/local/topics/orders:publish",
@@ -301,6 +304,15 @@ async fn redelivery_continues_the_trace() {
         .await
         .expect("publish request");
     assert_eq!(response.status(), 200, "publish status");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redelivery_continues_the_trace() {
+    let (collector, otlp_endpoint) = Collector::start().await;
+    let (endpoint, config) = start_push_endpoint().await;
+    let server = TestServer::start_with_env(Some(&config), &otel_env(&otlp_endpoint));
+
+    publish_traced_order(&server).await;
 
     let spans = collector
         .wait_for(CLIENT_TRACE_ID, |spans| {
@@ -469,4 +481,134 @@ fn google_client_context_continues() {
         create_span_id,
         "the publish span continues the client's create span"
     );
+}
+
+/// Pulls from `subscription` over REST until one message arrives, and returns its ack id.
+async fn pull_one(http: &reqwest::Client, server: &TestServer, subscription: &str) -> Value {
+    let url = format!(
+        "{}/v1/projects/local/subscriptions/{subscription}:pull",
+        server.url()
+    );
+    let give_up = Instant::now() + GIVE_UP;
+    loop {
+        let pulled: Value = http
+            .post(&url)
+            .json(&json!({"maxMessages": 1}))
+            .send()
+            .await
+            .expect("pull request")
+            .json()
+            .await
+            .expect("pull body");
+        if let Some(message) = pulled["receivedMessages"].get(0) {
+            return message["ackId"].clone();
+        }
+        assert!(
+            Instant::now() < give_up,
+            "no message arrived on {subscription}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_redelivery_continues_the_trace() {
+    let (collector, endpoint) = Collector::start().await;
+    let config = "[[topics]]\nname = \"orders\"\n\
+                  [[subscriptions]]\nname = \"orders-pull\"\ntopic = \"orders\"\n";
+    let server = TestServer::start_with_env(Some(config), &otel_env(&endpoint));
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!(
+            "{}/v1/projects/local/topics/orders:publish",
+            server.url()
+        ))
+        .header("traceparent", client_traceparent())
+        .json(&json!({"messages": [{"data": "b3JkZXIgMQ=="}]}))
+        .send()
+        .await
+        .expect("publish request");
+    assert_eq!(response.status(), 200, "publish status");
+
+    // The first delivery is nacked, so the message is delivered again at once.
+    let ack_id = pull_one(&http, &server, "orders-pull").await;
+    let response = http
+        .post(format!(
+            "{}/v1/projects/local/subscriptions/orders-pull:modifyAckDeadline",
+            server.url()
+        ))
+        .json(&json!({"ackIds": [ack_id], "ackDeadlineSeconds": 0}))
+        .send()
+        .await
+        .expect("nack request");
+    assert_eq!(response.status(), 200, "nack status");
+    pull_one(&http, &server, "orders-pull").await;
+
+    let spans = collector
+        .wait_for(CLIENT_TRACE_ID, |spans| {
+            find(spans, "receive orders-pull").len() >= 2
+        })
+        .await;
+    let publish = only(&spans, "publish orders");
+    let receives = find(&spans, "receive orders-pull");
+    assert_eq!(receives.len(), 2, "pull deliveries:\n{}", describe(&spans));
+    for receive in &receives {
+        assert_eq!(
+            receive.parent_span_id, publish.span_id,
+            "every pull's parent"
+        );
+        assert_eq!(receive.kind, SpanKind::Consumer as i32, "pull span kind");
+    }
+    let mut attempts: Vec<String> = receives
+        .iter()
+        .map(|span| attribute(span, "attempt").unwrap_or_default())
+        .collect();
+    attempts.sort();
+    assert_eq!(attempts, ["1", "2"], "attempt numbers");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_trace_ids() {
+    let (collector, otlp_endpoint) = Collector::start().await;
+    let (endpoint, config) = start_push_endpoint().await;
+    let mut env = otel_env(&otlp_endpoint);
+    env.push(("SLUICE_LOG_FORMAT", "json"));
+    let mut server = TestServer::start_with_env(Some(&config), &env);
+
+    publish_traced_order(&server).await;
+    let spans = collector
+        .wait_for(CLIENT_TRACE_ID, |spans| {
+            find(spans, "process push").len() >= 2
+        })
+        .await;
+    let push_ids: Vec<String> = find(&spans, "process push")
+        .iter()
+        .map(|span| hex(&span.span_id))
+        .collect();
+    assert_eq!(
+        endpoint.traceparents.lock().expect("not poisoned").len(),
+        2,
+        "push requests"
+    );
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+
+    // The first push got 500, which the push handler logs inside the push span.
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("{line:?} is not JSON: {err}"))
+        })
+        .collect();
+    let failed = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "push failed")
+        .unwrap_or_else(|| panic!("no push failure logged:\n{stderr}"));
+    assert_eq!(failed["level"], "WARN", "level");
+    assert_eq!(failed["trace_id"], CLIENT_TRACE_ID, "trace id");
+    let span_id = failed["span_id"].as_str().expect("span_id is a string");
+    assert!(
+        push_ids.iter().any(|id| id == span_id),
+        "span id {span_id} is a push span: {push_ids:?}"
+    );
+    assert_eq!(failed["span"]["name"], "handler", "innermost span");
 }

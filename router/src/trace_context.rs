@@ -11,6 +11,7 @@
 //! falls back to the prefixed one.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TraceContextExt as _;
@@ -23,6 +24,20 @@ pub const TRACEPARENT: &str = "traceparent";
 
 /// The prefix Google's Pub/Sub clients put before the W3C names in message attributes.
 pub const GOOGLE_CLIENT_PREFIX: &str = "googclient_";
+
+/// Whether spans are exported, which [`activate`] records.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Records that the process exports traces, so that spans recorded only for the trace, such
+/// as one per message pulled, are created from now on.
+pub fn activate() {
+    ACTIVE.store(true, Ordering::Relaxed);
+}
+
+/// Returns whether the process exports traces.
+pub fn is_active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
 
 /// Reads trace context from message attributes, the `googclient_` names included.
 struct AttributeExtractor<'a>(&'a BTreeMap<String, String>);

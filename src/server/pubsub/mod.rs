@@ -33,6 +33,7 @@ use sluice_proto::google::pubsub::v1::publisher_server::Publisher;
 use sluice_proto::google::pubsub::v1::subscriber_server::Subscriber;
 use sluice_router::deliver::{Broker, Delivery};
 use sluice_router::store::{NewMessage, SubscriptionSpec, TopicMessage, TopicRecord};
+use sluice_router::trace_context;
 use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
@@ -81,6 +82,28 @@ fn timestamp(time: SystemTime) -> Timestamp {
     Timestamp {
         seconds: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
         nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// Records the handover of each message to a pull or streaming-pull client as a consumer
+/// span in the message's trace, so that a trace shows every delivery attempt to a pull
+/// client too. It records nothing while traces are not exported.
+fn record_receive(subscription: &str, deliveries: &[Delivery]) {
+    if !trace_context::is_active() {
+        return;
+    }
+    for delivery in deliveries {
+        let span = tracing::info_span!(
+            "receive",
+            otel.name = %format_args!("receive {subscription}"),
+            otel.kind = "consumer",
+            messaging.system = "gcp_pubsub",
+            messaging.operation.type = "receive",
+            messaging.destination.subscription.name = %subscription,
+            messaging.message.id = %delivery.message.id(),
+            attempt = delivery.attempts(),
+        );
+        trace_context::set_parent(&span, &delivery.message.message.attributes);
     }
 }
 
@@ -468,6 +491,7 @@ impl Subscriber for PubsubService {
             )
             .await
             .map_err(|err| status::from_broker(&err))?;
+        record_receive(&name, &deliveries);
         let received_messages = deliveries.into_iter().map(received).collect();
         Ok(Response::new(pubsub::PullResponse { received_messages }))
     }
