@@ -534,7 +534,6 @@ impl Runner {
     }
 }
 
-/// Returns the number of CPUs this process may use, or 1 when that is unknown.
 /// Returns the kind of a handler failure, as the `error.type` of its span and metric.
 fn error_type(result: &Result<(), HandlerError>) -> Option<&'static str> {
     match result {
@@ -544,6 +543,7 @@ fn error_type(result: &Result<(), HandlerError>) -> Option<&'static str> {
     }
 }
 
+/// Returns the number of CPUs this process may use, or 1 when that is unknown.
 fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
