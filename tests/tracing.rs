@@ -612,3 +612,42 @@ async fn json_logs_carry_trace_ids() {
     );
     assert_eq!(failed["span"]["name"], "handler", "innermost span");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_continues_the_trace() {
+    let (collector, endpoint) = Collector::start().await;
+    let temp = tempfile::tempdir().expect("temp dir");
+    let data_dir = temp.path().join("data");
+    let config = temp.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        "[[topics]]\nname = \"orders\"\n\
+         [[subscriptions]]\nname = \"orders-pull\"\ntopic = \"orders\"\n",
+    )
+    .expect("write config");
+    let env = otel_env(&endpoint);
+
+    // The first process stores the message with its trace context and stops.
+    let first = TestServer::start_in_with_env(&data_dir, Some(&config), &env);
+    publish_traced_order(&first).await;
+    let status = first.stop();
+    assert!(
+        status.success(),
+        "the first server exits cleanly: {status:?}"
+    );
+
+    // The second process, on the same store, delivers it in the same trace.
+    let second = TestServer::start_in_with_env(&data_dir, Some(&config), &env);
+    pull_one(&reqwest::Client::new(), &second, "orders-pull").await;
+    let spans = collector
+        .wait_for(CLIENT_TRACE_ID, |spans| {
+            !find(spans, "receive orders-pull").is_empty()
+        })
+        .await;
+    let publish = only(&spans, "publish orders");
+    let receive = only(&spans, "receive orders-pull");
+    assert_eq!(
+        receive.parent_span_id, publish.span_id,
+        "the delivery after the restart continues from the publish"
+    );
+}

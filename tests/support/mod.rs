@@ -91,6 +91,16 @@ impl TestServer {
         server
     }
 
+    /// Starts a server like [`TestServer::start_in`], with the environment variables `env`
+    /// set for the server process.
+    pub fn start_in_with_env(
+        data_dir: &Path,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> TestServer {
+        TestServer::spawn(data_dir, config, &[], env)
+    }
+
     /// Starts a server on an existing data directory, as after a crash.
     pub fn start_in(data_dir: &Path, config: Option<&Path>) -> TestServer {
         TestServer::start_in_with_args(data_dir, config, &[])
