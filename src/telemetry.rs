@@ -12,7 +12,8 @@
 //! `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`) itself. Spans leave through the SDK's batch
 //! processor: a bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048 spans by default) drained by
 //! its own thread, which drops spans when the queue is full, so that a slow or unreachable
-//! collector never holds up routing.
+//! collector never holds up routing. `RUST_LOG` filters only the logs; the spans of sluice's
+//! crates are exported whatever it sets.
 
 mod json;
 
@@ -22,6 +23,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -103,14 +105,25 @@ fn install(format: LogFormat, default: &str, provider: Option<&SdkTracerProvider
     let traces = provider.map(|provider| {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         sluice_router::trace_context::activate();
-        tracing_opentelemetry::layer().with_tracer(provider.tracer("sluice"))
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("sluice"))
+            .with_filter(trace_targets())
     });
     // An error means a subscriber is already installed, which is fine.
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(logs)
+        .with(logs.with_filter(filter))
         .with(traces)
         .try_init();
+}
+
+/// Returns the spans that are exported: those of sluice's own crates at INFO level and
+/// above, whatever `RUST_LOG` sets for the logs, so that quieter logs keep every trace.
+fn trace_targets() -> Targets {
+    Targets::new().with_targets([
+        ("sluice", LevelFilter::INFO),
+        ("sluice_router", LevelFilter::INFO),
+        ("sluice_handlers", LevelFilter::INFO),
+    ])
 }
 
 /// Returns whether the OpenTelemetry variables ask for trace export over OTLP.

@@ -310,7 +310,10 @@ async fn publish_traced_order(server: &TestServer) {
 async fn redelivery_continues_the_trace() {
     let (collector, otlp_endpoint) = Collector::start().await;
     let (endpoint, config) = start_push_endpoint().await;
-    let server = TestServer::start_with_env(Some(&config), &otel_env(&otlp_endpoint));
+    // Spans are exported whatever level RUST_LOG sets for the logs.
+    let mut env = otel_env(&otlp_endpoint);
+    env.push(("RUST_LOG", "warn"));
+    let server = TestServer::start_with_env(Some(&config), &env);
 
     publish_traced_order(&server).await;
 

@@ -121,13 +121,13 @@ impl TestServer {
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .args(args)
-            .envs(env.iter().copied());
+            .args(args);
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
         let mut child = command
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
