@@ -82,8 +82,8 @@ impl Ingestor {
 }
 
 /// Records one span per sink that took entries of the batch, with the number it took.
-// NOTE: the router evaluates every sink on each entry in one pass, so these spans mark the
-// matches of the batch after the fact; the time of the evaluation is on the `route` span.
+// NOTE: the router evaluates every sink on each entry in one pass, so these spans only mark
+// the batch's matches after the fact. The time of the evaluation is on the `route` span.
 fn record_sink_spans(routed: &RoutedBatch) {
     for (sink, count) in &routed.sink_matches {
         let _matched = tracing::info_span!(
