@@ -1,26 +1,158 @@
-//! Logging set-up: structured logs on stderr, filtered by `RUST_LOG` (default `info`).
-//! `SLUICE_LOG_FORMAT=json` switches to one JSON object per line for log collectors.
+//! Logging and trace set-up.
+//!
+//! Logs go to stderr, filtered by `RUST_LOG` (default `info`), as text or, with
+//! `--log-format json` (or `SLUICE_LOG_FORMAT=json`), as one JSON object per line that
+//! carries the trace and span ids of the current span.
+//!
+//! Traces are exported over OTLP/gRPC when the standard OpenTelemetry variables ask for it:
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set, or
+//! `OTEL_TRACES_EXPORTER=otlp`. `OTEL_TRACES_EXPORTER=none` or `OTEL_SDK_DISABLED=true`
+//! turns export off. The exporter reads its other settings (`OTEL_EXPORTER_OTLP_TIMEOUT`,
+//! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+//! `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`) itself. Spans leave through the SDK's batch
+//! processor: a bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048 spans by default) drained by
+//! its own thread, which drops spans when the queue is full, so that a slow or unreachable
+//! collector never holds up routing. `RUST_LOG` filters only the logs; the spans of sluice's
+//! crates are exported whatever it sets.
 
-use tracing_subscriber::EnvFilter;
+mod json;
 
-/// Installs the global subscriber. Calling it twice leaves the first one in place.
-pub(crate) fn init() {
-    init_with_default("info");
+use std::env;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// The layout of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, with `trace_id` and `span_id` when a trace is recorded.
+    Json,
 }
 
-/// Installs the global subscriber with `default` as the filter when `RUST_LOG` is not set.
-pub(crate) fn init_with_default(default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // Colour codes only help a terminal; in a log file they are noise.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let result = if std::env::var("SLUICE_LOG_FORMAT").is_ok_and(|format| format == "json") {
-        builder.json().try_init()
+/// The installed trace pipeline. [`Telemetry::shutdown`] exports the spans still queued.
+#[derive(Debug, Default)]
+pub(crate) struct Telemetry {
+    tracer_provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the queued spans and stops the exporter. The export gives up after the
+    /// exporter's own timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default), so an
+    /// unreachable collector delays the exit by at most that.
+    pub(crate) fn shutdown(self) {
+        if let Some(provider) = self.tracer_provider {
+            if let Err(err) = provider.shutdown() {
+                tracing::warn!(error = %err, "exporting the last spans failed");
+            }
+        }
+    }
+}
+
+/// Installs the global subscriber, with trace export when the environment configures it.
+/// Call it inside a Tokio runtime, because the gRPC exporter needs one. Calling it twice
+/// leaves the first subscriber in place.
+pub(crate) fn init(format: LogFormat) -> Telemetry {
+    let tracer_provider = if trace_export_configured() {
+        match build_tracer_provider() {
+            Ok(provider) => Some(provider),
+            Err(err) => {
+                // Logging is not installed yet, so the failure is reported after it is.
+                install(format, "info", None);
+                tracing::error!(error = %err, "the OTLP trace exporter failed to start; traces are not exported");
+                return Telemetry::default();
+            }
+        }
     } else {
-        builder.try_init()
+        None
     };
+    install(format, "info", tracer_provider.as_ref());
+    Telemetry { tracer_provider }
+}
+
+/// Installs text logs with `default` as the filter when `RUST_LOG` is not set, without
+/// trace export.
+pub(crate) fn init_with_default(default: &str) {
+    install(LogFormat::Text, default, None);
+}
+
+fn install(format: LogFormat, default: &str, provider: Option<&SdkTracerProvider>) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let format = match env::var("SLUICE_LOG_FORMAT") {
+        Ok(value) if value == "json" => LogFormat::Json,
+        _ => format,
+    };
+    let logs = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            // Colour codes only help a terminal; in a log file they are noise.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(json::JsonWithTraceIds)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let traces = provider.map(|provider| {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        sluice_router::trace_context::activate();
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("sluice"))
+            .with_filter(trace_targets())
+    });
     // An error means a subscriber is already installed, which is fine.
-    drop(result);
+    let _ = tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces)
+        .try_init();
+}
+
+/// Returns the spans that are exported: those of sluice's own crates at INFO level and
+/// above, whatever `RUST_LOG` sets for the logs, so that quieter logs keep every trace.
+fn trace_targets() -> Targets {
+    Targets::new().with_targets([
+        ("sluice", LevelFilter::INFO),
+        ("sluice_router", LevelFilter::INFO),
+        ("sluice_handlers", LevelFilter::INFO),
+    ])
+}
+
+/// Returns whether the OpenTelemetry variables ask for trace export over OTLP.
+fn trace_export_configured() -> bool {
+    let set = |name: &str| env::var(name).is_ok_and(|value| !value.trim().is_empty());
+    if env::var("OTEL_SDK_DISABLED").is_ok_and(|value| value.trim().eq_ignore_ascii_case("true")) {
+        return false;
+    }
+    match env::var("OTEL_TRACES_EXPORTER") {
+        Ok(value) if value.trim() == "none" => false,
+        Ok(value) if value.trim() == "otlp" => true,
+        _ => set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+    }
+}
+
+fn build_tracer_provider() -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .build()?;
+    let mut resource = Resource::builder();
+    // The SDK names the service from OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES; without
+    // either, "sluice" beats its "unknown_service" default.
+    let named_by_environment = env::var("OTEL_SERVICE_NAME").is_ok()
+        || env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|value| value.contains("service.name="));
+    if !named_by_environment {
+        resource = resource.with_service_name("sluice");
+    }
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource.build())
+        .build())
 }

@@ -390,9 +390,9 @@ async fn overwrite_gets_one_new_thumbnail() {
     // the handler acknowledges it without work. The runner counts an event after its ack, so
     // the counter may trail the backlog for a moment.
     let succeeded =
-        "sluice_handler_succeeded_total{subscription=\"thumbnailer\",handler=\"thumbnail\"} 3";
+        "sluice_handler_succeeded_total{handler=\"thumbnail\",subscription=\"thumbnailer\"} 3";
     let rejected =
-        "sluice_handler_rejected_total{subscription=\"thumbnailer\",handler=\"thumbnail\"} 0";
+        "sluice_handler_rejected_total{handler=\"thumbnail\",subscription=\"thumbnailer\"} 0";
     let give_up = Instant::now() + SETTLE_TIMEOUT;
     loop {
         let metrics = http

@@ -29,6 +29,8 @@ pub mod annotate;
 pub mod contract;
 pub mod event;
 pub mod events;
+mod log_limit;
+mod metrics;
 pub mod offers;
 pub mod push;
 pub mod runner;

@@ -36,12 +36,14 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::StatusCode;
 use sluice_router::deliver::{format_time, Delivery};
 use sluice_router::store::{PushConfig, PushFormat, SubscriptionSpec};
+use sluice_router::trace_context;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use crate::contract::HandlerError;
 use crate::events::message::{self, MessageNames};
 use crate::events::CloudEvent;
+use crate::log_limit::LogLimiter;
 use crate::runner::DeliveryHandler;
 
 /// The HTTP statuses that acknowledge a pushed message, as Pub/Sub documents them. Google's
@@ -246,6 +248,9 @@ pub struct PushHandler {
     started_with: PushConfig,
     limits: EndpointLimits,
     stats: Arc<PushStats>,
+    /// Limits the warnings about failed pushes, which an endpoint that is down causes for
+    /// every message.
+    failure_log: LogLimiter,
 }
 
 impl PushHandler {
@@ -270,6 +275,7 @@ impl PushHandler {
             started_with: config,
             limits,
             stats,
+            failure_log: LogLimiter::default(),
         }
     }
 
@@ -309,6 +315,13 @@ impl PushHandler {
                 request.headers(headers).body(body)
             }
         };
+        // The endpoint continues the message's trace from the push span.
+        let attributes = &delivery.message.message.attributes;
+        let request =
+            match trace_context::outgoing_traceparent(&tracing::Span::current(), attributes) {
+                Some(traceparent) => request.header(trace_context::TRACEPARENT, traceparent),
+                None => request,
+            };
         let _permit = self.limits.acquire(&config.endpoint).await;
         let response = request.send().await?;
         Ok(response.status())
@@ -316,14 +329,17 @@ impl PushHandler {
 
     fn failed(&self, delivery: &Delivery, endpoint: &str, reason: String) -> HandlerError {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
-        warn!(
-            subscription = %self.subscription,
-            message_id = %delivery.message.id(),
-            endpoint,
-            attempt = delivery.attempts(),
-            error = %reason,
-            "push failed"
-        );
+        if let Some(suppressed) = self.failure_log.allow() {
+            warn!(
+                subscription = %self.subscription,
+                message_id = %delivery.message.id(),
+                endpoint,
+                attempt = delivery.attempts(),
+                error = %reason,
+                suppressed,
+                "push failed"
+            );
+        }
         HandlerError::Retryable(format!("push to {endpoint} failed: {reason}"))
     }
 

@@ -31,6 +31,7 @@ use async_trait::async_trait;
 use futures::FutureExt as _;
 use sluice_router::deliver::{Broker, BrokerError, Delivery};
 use sluice_router::store::SubscriptionSpec;
+use sluice_router::trace_context;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -38,6 +39,8 @@ use tracing::{debug, error, info, warn, Instrument as _};
 
 use crate::contract::{invoke, Handler, HandlerError};
 use crate::event::to_event;
+use crate::log_limit::LogLimiter;
+use crate::metrics;
 
 /// How long one pull waits for messages. The runner checks for shutdown between pulls, so this
 /// bounds how long a shutdown waits for the pull loop to stop.
@@ -243,6 +246,7 @@ where
         handler,
         options,
         stats: stats.clone(),
+        retry_log: LogLimiter::default(),
     });
     let task = tokio::spawn(runner.run(shutdown));
     RunnerHandle { task, stats }
@@ -255,6 +259,9 @@ struct Runner {
     handler: Arc<dyn DeliveryHandler>,
     options: RunnerOptions,
     stats: Arc<RunnerStats>,
+    /// Limits the warnings about retried events, which a failing handler causes for every
+    /// event.
+    retry_log: LogLimiter,
 }
 
 impl Runner {
@@ -338,11 +345,18 @@ impl Runner {
         // The message id is the event id of the background event that `to_event` builds.
         let span = tracing::info_span!(
             "event",
+            otel.name = %format_args!("receive {}", self.subscription),
+            otel.kind = "consumer",
+            messaging.system = "gcp_pubsub",
+            messaging.operation.type = "receive",
+            messaging.destination.subscription.name = %self.subscription,
             subscription = %self.subscription,
             handler = self.handler.name(),
             event_id = %delivery.message.id(),
             attempt = delivery.attempts(),
         );
+        // Every attempt continues the trace that the message carries from its publish.
+        trace_context::set_parent(&span, &delivery.message.message.attributes);
         async {
             let spec = match self.broker.subscription_spec(&self.subscription) {
                 Ok(spec) => Some(spec),
@@ -377,7 +391,28 @@ impl Runner {
         let mut lease_ticks = tokio::time::interval_at(Instant::now() + period, period);
         lease_ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
-        let handling = self.handler.handle_delivery(delivery, spec);
+        let handler_span = tracing::info_span!(
+            "handler",
+            otel.name = %format_args!("process {}", self.handler.name()),
+            messaging.operation.type = "process",
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        metrics::record_delivery(&self.subscription, delivery.message.publish_time);
+        let started = Instant::now();
+        let handling = self
+            .handler
+            .handle_delivery(delivery, spec)
+            .instrument(handler_span.clone())
+            .inspect(|result| {
+                let error_type = error_type(result);
+                if let Some(kind) = error_type {
+                    handler_span.record("otel.status_code", "error");
+                    handler_span.record("error.type", kind);
+                }
+                let handler = self.handler.name();
+                metrics::record_run(&self.subscription, handler, started.elapsed(), error_type);
+            });
         tokio::pin!(handling);
         loop {
             tokio::select! {
@@ -461,7 +496,9 @@ impl Runner {
                 (backoff, whole_seconds(backoff))
             }
         };
-        warn!(attempt, backoff_ms = backoff.as_millis() as u64, broker_backoff = retry_policy.is_some(), error = %reason, "handler failed; the event will be retried");
+        if let Some(suppressed) = self.retry_log.allow() {
+            warn!(attempt, backoff_ms = backoff.as_millis() as u64, broker_backoff = retry_policy.is_some(), error = %reason, suppressed, "handler failed; the event will be retried");
+        }
         let ack_ids = std::slice::from_ref(&delivery.ack_id);
         match self
             .broker
@@ -494,6 +531,15 @@ impl Runner {
         if let Err(err) = result {
             error!(subscription = %self.subscription, handler = self.handler.name(), error = %err, "event task failed");
         }
+    }
+}
+
+/// Returns the kind of a handler failure, as the `error.type` of its span and metric.
+fn error_type(result: &Result<(), HandlerError>) -> Option<&'static str> {
+    match result {
+        Ok(()) => None,
+        Err(HandlerError::Retryable(_)) => Some("retryable"),
+        Err(HandlerError::Permanent(_)) => Some("permanent"),
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`buckets`]: a local object store with Cloud Storage semantics, whose object changes
 //!   become notification messages for the broker. [`storage::Storage`] joins the two, so
 //!   that each change publishes its notifications.
+//! - [`trace_context`]: the W3C trace context that messages carry in their attributes.
 //!
 //! The `sluice` binary adapts these types to gRPC and HTTP; the adapters live there, so this
 //! crate stays free of tonic and axum.
@@ -20,6 +21,8 @@
 pub mod buckets;
 pub mod deliver;
 pub mod filter;
+mod metrics;
 pub mod route;
 pub mod storage;
 pub mod store;
+pub mod trace_context;

@@ -8,6 +8,7 @@ use clap::Args;
 use sluice_router::store::StoreOptions;
 
 use crate::server::{self, ServeOptions};
+use crate::telemetry::LogFormat;
 
 /// Run the router: gRPC and HTTP on one port, state in the data directory.
 #[derive(Debug, Args)]
@@ -34,11 +35,20 @@ pub(crate) struct ServeArgs {
     /// RESOURCE_EXHAUSTED until space is freed, while acknowledgements still work
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     disk_reserve_mib: u64,
+    /// Log line format on stderr: text, or json with one object per line carrying the trace
+    /// and span ids
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t,
+        env = "SLUICE_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
 }
 
 /// Runs the server until SIGINT or SIGTERM; exits 0 after a clean shutdown, 1 on an error.
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
-    crate::telemetry::init();
     let options = ServeOptions {
         config: args.config,
         data_dir: args.data_dir,
@@ -61,7 +71,11 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::serve(options)) {
+    // The OTLP exporter's gRPC client needs the runtime while it is built.
+    let telemetry = runtime.block_on(async { crate::telemetry::init(args.log_format) });
+    let result = runtime.block_on(server::serve(options));
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             super::write_stderr(format_args!("error: {err:#}"));

@@ -1,12 +1,18 @@
-//! The plain HTTP routes served beside gRPC on the same port.
+//! The plain HTTP routes served beside gRPC on the same port, and the request span that
+//! every request, gRPC included, runs in.
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use opentelemetry::propagation::Extractor;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::metrics::Metrics;
 
@@ -24,10 +30,69 @@ async fn healthz() -> &'static str {
 
 async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
         metrics.encode(),
     )
+}
+
+/// Runs a request in a server span whose parent is the caller's `traceparent` header, if
+/// any. Scrapes of `/metrics` and `/healthz` get no span, so that they add no traces.
+pub(crate) async fn trace_request(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path == "/metrics" || path == "/healthz" {
+        return next.run(request).await;
+    }
+    let span = request_span(&request);
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(request.headers()))
+    });
+    // An error means that the span is disabled, and then there is no trace to continue.
+    let _ = span.set_parent(parent);
+    next.run(request).instrument(span).await
+}
+
+/// Returns the span of one request, named as OpenTelemetry's conventions name RPC and HTTP
+/// server spans: the gRPC method, or the HTTP method and route.
+fn request_span(request: &Request) -> tracing::Span {
+    let path = request.uri().path();
+    let is_grpc = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"));
+    if is_grpc {
+        let method = path.trim_start_matches('/');
+        return tracing::info_span!(
+            "request",
+            otel.name = %method,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.method = %method,
+        );
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = %route,
+        url.path = %path,
+    )
+}
+
+/// Reads trace context from HTTP request headers.
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
 }

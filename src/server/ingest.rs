@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn, Instrument};
 
-use super::metrics::{Metrics, SinkLabel, TopicLabel};
+use super::metrics::Metrics;
 use super::status;
 
 /// Most entries accepted in one batch.
@@ -48,48 +48,51 @@ impl Ingestor {
                 entries.len()
             )));
         }
+        let span = tracing::info_span!("ingest", entries = entries.len());
+        self.ingest_batch(entries).instrument(span).await
+    }
+
+    async fn ingest_batch(&self, entries: Vec<String>) -> Result<RoutedBatch, Status> {
         let router = self.router.clone();
         let received = entries.len() as u64;
         // Parsing and filter evaluation cost about 10 µs per entry, too long to hold a
         // runtime thread for a whole batch.
         let mut routed = tokio::task::spawn_blocking(move || router.route_batch(&entries))
+            .instrument(tracing::info_span!("route"))
             .await
             .map_err(|err| Status::internal(format!("routing the batch failed: {err}")))?;
+        record_sink_spans(&routed);
         let messages = std::mem::take(&mut routed.messages);
-        let mut per_topic: Vec<(String, u64)> = Vec::new();
-        for message in &messages {
-            match per_topic
-                .iter_mut()
-                .find(|(topic, _)| *topic == message.topic)
-            {
-                Some((_, count)) => *count += 1,
-                None => per_topic.push((message.topic.clone(), 1)),
-            }
-        }
         if !messages.is_empty() {
             self.broker
                 .publish(messages)
                 .await
                 .map_err(|err| status::from_store(&err))?;
         }
-        self.metrics.entries_in.inc_by(received);
-        self.metrics
-            .entries_rejected
-            .inc_by(routed.errors.len() as u64);
-        self.metrics.unmatched.inc_by(u64::from(routed.unmatched));
+        self.metrics.count_entries(
+            received,
+            routed.errors.len() as u64,
+            u64::from(routed.unmatched),
+        );
         for (sink, count) in &routed.sink_matches {
-            self.metrics
-                .sink_matches
-                .get_or_create(&SinkLabel { sink: sink.clone() })
-                .inc_by(u64::from(*count));
-        }
-        for (topic, count) in per_topic {
-            self.metrics
-                .publishes
-                .get_or_create(&TopicLabel { topic })
-                .inc_by(count);
+            self.metrics.count_sink_matches(sink, u64::from(*count));
         }
         Ok(routed)
+    }
+}
+
+/// Records one span per sink that took entries of the batch, with the number it took.
+// NOTE: the router evaluates every sink on each entry in one pass, so these spans only mark
+// the batch's matches after the fact. The time of the evaluation is on the `route` span.
+fn record_sink_spans(routed: &RoutedBatch) {
+    for (sink, count) in &routed.sink_matches {
+        let _matched = tracing::info_span!(
+            "sink",
+            otel.name = %format_args!("sink {sink}"),
+            sink = %sink,
+            matched_entries = count,
+        )
+        .entered();
     }
 }
 

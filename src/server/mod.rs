@@ -193,6 +193,10 @@ async fn build(
     }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create the data directory {}", data_dir.display()))?;
+    // The global meter provider is in place before the store opens, so that the store's
+    // first commits are measured.
+    let metrics = Arc::new(Metrics::unattached());
+    metrics.install_global();
     let broker = Arc::new(open_broker(&config.store, data_dir, store_options).await?);
     for topic in &config.topics {
         let record = broker
@@ -220,7 +224,7 @@ async fn build(
     let storage = storage::open(data_dir, config.buckets, broker.clone()).await?;
     let handlers = config.handlers;
     let router = Arc::new(LogRouter::new(config.sinks, config.catch_all_topic));
-    let metrics = Arc::new(Metrics::new(broker.clone()));
+    metrics.observe_broker(broker.clone());
     let ingestor = Ingestor {
         router,
         broker: broker.clone(),
@@ -237,11 +241,8 @@ async fn build(
 }
 
 fn app(service: &Service, max_upload_bytes: u64) -> axum::Router {
-    let pubsub = pubsub::PubsubService::new(
-        service.broker.clone(),
-        service.metrics.clone(),
-        service.ingestor.shutdown.clone(),
-    );
+    let pubsub =
+        pubsub::PubsubService::new(service.broker.clone(), service.ingestor.shutdown.clone());
     let admin = admin::AdminService {
         broker: service.broker.clone(),
     };
@@ -258,6 +259,7 @@ fn app(service: &Service, max_upload_bytes: u64) -> axum::Router {
         .merge(storage::routes(service.storage.clone(), max_upload_bytes))
         .merge(pubsub_rest::routes(pubsub))
         .fallback(unknown_route)
+        .layer(axum::middleware::from_fn(http::trace_request))
 }
 
 /// Responds to a request that no route matches. A gRPC call gets UNIMPLEMENTED as gRPC status,

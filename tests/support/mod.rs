@@ -76,6 +76,31 @@ impl TestServer {
         server
     }
 
+    /// Starts a server like [`TestServer::start`], with the environment variables `env` set
+    /// for the server process.
+    pub fn start_with_env(config: Option<&str>, env: &[(&str, &str)]) -> TestServer {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let config_path = config.map(|text| {
+            let path = temp.path().join("sluice.toml");
+            std::fs::write(&path, text).expect("write config");
+            path
+        });
+        let mut server = TestServer::spawn(&data_dir, config_path.as_deref(), &[], env);
+        server.temp = Some(temp);
+        server
+    }
+
+    /// Starts a server like [`TestServer::start_in`], with the environment variables `env`
+    /// set for the server process.
+    pub fn start_in_with_env(
+        data_dir: &Path,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> TestServer {
+        TestServer::spawn(data_dir, config, &[], env)
+    }
+
     /// Starts a server on an existing data directory, as after a crash.
     pub fn start_in(data_dir: &Path, config: Option<&Path>) -> TestServer {
         TestServer::start_in_with_args(data_dir, config, &[])
@@ -83,6 +108,15 @@ impl TestServer {
 
     /// Starts a server like [`TestServer::start_in`], with `args` added to `sluice serve`.
     pub fn start_in_with_args(data_dir: &Path, config: Option<&Path>, args: &[&str]) -> TestServer {
+        TestServer::spawn(data_dir, config, args, &[])
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        config: Option<&Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestServer {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -93,6 +127,7 @@ impl TestServer {
         }
         let mut child = command
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

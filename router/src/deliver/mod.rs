@@ -38,13 +38,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, warn, Instrument as _};
 
 use crate::store::jetstream::JetStreamStore;
 use crate::store::{
     CommitListener, Committed, Published, Store, StoreError, StoredMessage, SubscriptionRecord,
     SubscriptionSpec, TopicMessage, TopicRecord,
 };
+use crate::{metrics, trace_context};
 pub use flow::delivery_bytes;
 use queue::QueueState;
 use subscription::Subscription;
@@ -418,10 +419,22 @@ impl Broker {
     /// # Errors
     ///
     /// Fails when a topic does not exist or the store cannot write; then nothing is published.
-    pub async fn publish(&self, messages: Vec<TopicMessage>) -> Result<Vec<Published>, StoreError> {
+    pub async fn publish(
+        &self,
+        mut messages: Vec<TopicMessage>,
+    ) -> Result<Vec<Published>, StoreError> {
+        let span = trace_context::publish_span(&messages);
+        trace_context::inject_into(&span, &mut messages);
+        let per_topic = metrics::messages_per_topic(&messages);
         // The store reports the messages to the dispatcher, which makes them ready, in
         // sequence order and before this returns.
-        self.store.publish(messages, self.now()).await
+        let published = self
+            .store
+            .publish(messages, self.now())
+            .instrument(span)
+            .await?;
+        metrics::count_sent(per_topic);
+        Ok(published)
     }
 
     /// Leases up to `max` messages of a subscription, waiting up to `wait` for the first one.

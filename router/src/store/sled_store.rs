@@ -851,6 +851,7 @@ impl Committer {
     }
 
     fn commit(&mut self, group: Vec<Write>) {
+        let (started, writes) = (std::time::Instant::now(), group.len());
         let mut batch = sled::Batch::default();
         let mut removed = HashSet::new();
         let mut outcomes = Vec::with_capacity(group.len());
@@ -973,6 +974,7 @@ impl Committer {
                 Ok(())
             }
         });
+        crate::metrics::record_commit(started.elapsed(), writes);
         if let Err(err) = &result {
             error!(error = %err, "store write failed");
             // The sequence numbers this group took were never written, so the manifest must

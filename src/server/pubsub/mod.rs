@@ -33,11 +33,11 @@ use sluice_proto::google::pubsub::v1::publisher_server::Publisher;
 use sluice_proto::google::pubsub::v1::subscriber_server::Subscriber;
 use sluice_router::deliver::{Broker, Delivery};
 use sluice_router::store::{NewMessage, SubscriptionSpec, TopicMessage, TopicRecord};
+use sluice_router::trace_context;
 use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::metrics::{Metrics, TopicLabel};
 use super::{names, status};
 use outstanding::StreamRegistry;
 
@@ -66,7 +66,6 @@ const MAX_ACK_DEADLINE_SECS: u32 = 600;
 #[derive(Debug, Clone)]
 pub(crate) struct PubsubService {
     broker: Arc<Broker>,
-    metrics: Arc<Metrics>,
     /// The flow-control sets of the StreamingPull streams, which unary acks and deadline
     /// changes update as well.
     streams: Arc<StreamRegistry>,
@@ -83,6 +82,28 @@ fn timestamp(time: SystemTime) -> Timestamp {
     Timestamp {
         seconds: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
         nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// Records the handover of each message to a pull or streaming-pull client as a consumer
+/// span in the message's trace, so that a trace shows every delivery attempt to a pull
+/// client too. It records nothing while traces are not exported.
+fn record_receive(subscription: &str, deliveries: &[Delivery]) {
+    if !trace_context::is_active() {
+        return;
+    }
+    for delivery in deliveries {
+        let span = tracing::info_span!(
+            "receive",
+            otel.name = %format_args!("receive {subscription}"),
+            otel.kind = "consumer",
+            messaging.system = "gcp_pubsub",
+            messaging.operation.type = "receive",
+            messaging.destination.subscription.name = %subscription,
+            messaging.message.id = %delivery.message.id(),
+            attempt = delivery.attempts(),
+        );
+        trace_context::set_parent(&span, &delivery.message.message.attributes);
     }
 }
 
@@ -128,7 +149,11 @@ fn new_message(index: usize, message: pubsub::PubsubMessage) -> Result<NewMessag
                 "message {index}: attribute key {key:?} must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes"
             )));
         }
-        if key.starts_with("goog") {
+        // Google's client libraries write their trace context under `googclient_` names when
+        // their OpenTelemetry tracing is on (google-cloud-pubsub 2.44 for Python does), so
+        // those keys are allowed.
+        let client_key = key.starts_with(sluice_router::trace_context::GOOGLE_CLIENT_PREFIX);
+        if key.starts_with("goog") && !client_key {
             return Err(Status::invalid_argument(format!(
                 "message {index}: attribute key {key:?} starts with \"goog\", which Pub/Sub reserves"
             )));
@@ -154,14 +179,9 @@ fn new_message(index: usize, message: pubsub::PubsubMessage) -> Result<NewMessag
 
 impl PubsubService {
     /// Builds the services over `broker`; `shutdown` ends their StreamingPull streams.
-    pub(crate) fn new(
-        broker: Arc<Broker>,
-        metrics: Arc<Metrics>,
-        shutdown: watch::Receiver<bool>,
-    ) -> Self {
+    pub(crate) fn new(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) -> Self {
         PubsubService {
             broker,
-            metrics,
             streams: Arc::default(),
             shutdown,
             catalog: Arc::default(),
@@ -297,16 +317,11 @@ impl Publisher for PubsubService {
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        let count = messages.len() as u64;
         let receipts = self
             .broker
             .publish(messages)
             .await
             .map_err(|err| status::from_store(&err))?;
-        self.metrics
-            .publishes
-            .get_or_create(&TopicLabel { topic })
-            .inc_by(count);
         let message_ids = receipts.iter().map(|r| r.seq.to_string()).collect();
         Ok(Response::new(pubsub::PublishResponse { message_ids }))
     }
@@ -476,6 +491,7 @@ impl Subscriber for PubsubService {
             )
             .await
             .map_err(|err| status::from_broker(&err))?;
+        record_receive(&name, &deliveries);
         let received_messages = deliveries.into_iter().map(received).collect();
         Ok(Response::new(pubsub::PullResponse { received_messages }))
     }

@@ -43,7 +43,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn, Instrument as _};
 
 use super::outstanding::StreamLeases;
-use super::{names, received, status, PubsubService};
+use super::{names, received, record_receive, status, PubsubService};
 use requests::{limit, reject_first_request_fields, stream_ack_deadline};
 use responses::{split_responses, MAX_RESPONSE_BYTES};
 
@@ -363,6 +363,7 @@ impl PullStream {
             return Ok(());
         }
         let deadline = Instant::now() + Duration::from_secs(u64::from(self.ack_deadline_secs));
+        record_receive(&self.subscription, &deliveries);
         let messages: Vec<ReceivedMessage> = deliveries.into_iter().map(received).collect();
         let ack_ids: Vec<String> = messages.iter().map(|m| m.ack_id.clone()).collect();
         for message in &messages {
@@ -454,7 +455,6 @@ mod tests {
     use sluice_router::store::{PushConfig, SledStore, Store, SubscriptionSpec};
 
     use super::*;
-    use crate::server::metrics::Metrics;
 
     #[tokio::test]
     async fn push_subscription_is_failed_precondition() {
@@ -474,8 +474,7 @@ mod tests {
             .await
             .expect("subscription created");
         let (_stop, shutdown) = watch::channel(false);
-        let metrics = Arc::new(Metrics::new(broker.clone()));
-        let service = PubsubService::new(broker, metrics, shutdown);
+        let service = PubsubService::new(broker, shutdown);
         let first = StreamingPullRequest {
             subscription: "projects/local/subscriptions/pushed".to_owned(),
             stream_ack_deadline_seconds: 60,

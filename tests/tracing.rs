@@ -1,0 +1,656 @@
+//! Trace export end to end. Each test starts an OTLP trace collector on 127.0.0.1:0, a tonic
+//! server implementing the collector's TraceService from opentelemetry-proto. It points the
+//! server at it with `OTEL_EXPORTER_OTLP_ENDPOINT` and checks the spans that arrive and the
+//! parent links between them.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use serde_json::{json, Value};
+use support::TestServer;
+use tokio::net::TcpListener;
+
+/// How long a test waits for spans or thumbnails before it fails.
+const GIVE_UP: Duration = Duration::from_secs(60);
+
+/// The trace and parent span ids of the `traceparent` header the tests send.
+const CLIENT_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CLIENT_SPAN_ID: &str = "00f067aa0ba902b7";
+
+/// An in-process OTLP collector that keeps every span it receives.
+#[derive(Debug, Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().expect("not poisoned");
+        for resource_spans in request.into_inner().resource_spans {
+            for scope_spans in resource_spans.scope_spans {
+                spans.extend(scope_spans.spans);
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl Collector {
+    /// Starts the collector and returns it with its endpoint URL.
+    async fn start() -> (Collector, String) {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the collector");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let collector = Collector::default();
+        let service = TraceServiceServer::new(collector.clone());
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .expect("the collector serves");
+        });
+        (collector, endpoint)
+    }
+
+    /// Returns the spans received so far in the trace `trace_id` (lowercase hex).
+    fn trace(&self, trace_id: &str) -> Vec<Span> {
+        self.spans
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|span| hex(&span.trace_id) == trace_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until the trace `trace_id` has spans for which `done` holds, and returns them.
+    async fn wait_for(&self, trace_id: &str, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+        let give_up = Instant::now() + GIVE_UP;
+        loop {
+            let spans = self.trace(trace_id);
+            if done(&spans) {
+                return spans;
+            }
+            assert!(
+                Instant::now() < give_up,
+                "the trace did not complete within {GIVE_UP:?}; spans so far:\n{}",
+                describe(&spans)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Returns the string value of a span attribute.
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|pair| pair.key == key)
+        .and_then(|pair| pair.value.as_ref()?.value.as_ref())
+        .map(|value| match value {
+            AnyValue::StringValue(text) => text.clone(),
+            AnyValue::IntValue(number) => number.to_string(),
+            other => format!("{other:?}"),
+        })
+}
+
+/// Lists spans one per line, for failure messages.
+fn describe(spans: &[Span]) -> String {
+    spans
+        .iter()
+        .map(|span| {
+            format!(
+                "  {} span={} parent={} kind={}",
+                span.name,
+                hex(&span.span_id),
+                hex(&span.parent_span_id),
+                span.kind
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn find<'a>(spans: &'a [Span], name: &str) -> Vec<&'a Span> {
+    spans.iter().filter(|span| span.name == name).collect()
+}
+
+fn only<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+    let found = find(spans, name);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one span named {name:?}:\n{}",
+        describe(spans)
+    );
+    found[0]
+}
+
+/// Returns the environment that points the server at the collector, with an export every
+/// 100 ms.
+fn otel_env(endpoint: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ]
+}
+
+fn client_traceparent() -> String {
+    format!("00-{CLIENT_TRACE_ID}-{CLIENT_SPAN_ID}-01")
+}
+
+async fn object_names(http: &reqwest::Client, server: &TestServer, bucket: &str) -> Vec<String> {
+    let listing: Value = http
+        .get(format!("{}/storage/v1/b/{bucket}/o", server.url()))
+        .send()
+        .await
+        .expect("list request")
+        .json()
+        .await
+        .expect("list body");
+    listing["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_trace_spans_every_hop() {
+    let (collector, endpoint) = Collector::start().await;
+    let server = TestServer::start_with_env(None, &otel_env(&endpoint));
+    let http = reqwest::Client::new();
+    let photo = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/demo/photos/landscape.jpg"
+    ))
+    .expect("demo photo");
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(photo).file_name("traced.jpg"),
+    );
+
+    let response = http
+        .post(format!("{}/upload/uploads", server.url()))
+        .header("traceparent", client_traceparent())
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload request");
+    assert_eq!(response.status(), 200, "upload status");
+
+    let spans = collector
+        .wait_for(CLIENT_TRACE_ID, |spans| {
+            spans.iter().any(|span| span.name == "process thumbnail")
+                && spans.iter().any(|span| span.name == "receive thumbnailer")
+        })
+        .await;
+    let request = only(&spans, "POST /upload/{bucket}");
+    let publish = only(&spans, "publish uploads-events");
+    let receive = only(&spans, "receive thumbnailer");
+    let handler = only(&spans, "process thumbnail");
+
+    assert_eq!(
+        hex(&request.parent_span_id),
+        CLIENT_SPAN_ID,
+        "request parent"
+    );
+    assert_eq!(request.kind, SpanKind::Server as i32, "request kind");
+    assert_eq!(publish.parent_span_id, request.span_id, "publish parent");
+    assert_eq!(publish.kind, SpanKind::Producer as i32, "publish kind");
+    assert_eq!(receive.parent_span_id, publish.span_id, "delivery parent");
+    assert_eq!(receive.kind, SpanKind::Consumer as i32, "delivery kind");
+    assert_eq!(handler.parent_span_id, receive.span_id, "handler parent");
+    assert_eq!(
+        attribute(publish, "messaging.system").as_deref(),
+        Some("gcp_pubsub"),
+        "publish messaging.system"
+    );
+    assert_eq!(
+        attribute(receive, "messaging.destination.subscription.name").as_deref(),
+        Some("thumbnailer"),
+        "delivery subscription"
+    );
+    let give_up = Instant::now() + GIVE_UP;
+    while !object_names(&http, &server, "thumbnails")
+        .await
+        .iter()
+        .any(|name| name.contains("traced"))
+    {
+        assert!(Instant::now() < give_up, "no thumbnail of traced.jpg");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The push endpoint of the redelivery test: it responds with 500 to the first request and 204
+/// to the others, and keeps the `traceparent` header of each.
+#[derive(Debug, Clone, Default)]
+struct Endpoint {
+    traceparents: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+async fn push_endpoint(
+    axum::extract::State(endpoint): axum::extract::State<Endpoint>,
+    headers: HeaderMap,
+) -> StatusCode {
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let mut received = endpoint.traceparents.lock().expect("not poisoned");
+    received.push(traceparent);
+    if received.len() == 1 {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::NO_CONTENT
+    }
+}
+
+/// Starts the push endpoint on 127.0.0.1:0 and returns it with a config whose subscription
+/// `orders-push` pushes to it, without backoff between attempts.
+async fn start_push_endpoint() -> (Endpoint, String) {
+    let endpoint = Endpoint::default();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let push_url = format!("http://{}/push", listener.local_addr().expect("address"));
+    let app = axum::Router::new()
+        .route("/push", axum::routing::post(push_endpoint))
+        .with_state(endpoint.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("endpoint serves") });
+    let config = format!(
+        "[[topics]]\nname = \"orders\"\n\
+         [[subscriptions]]\nname = \"orders-push\"\ntopic = \"orders\"\n\
+         [subscriptions.push]\nendpoint = \"{push_url}\"\n\
+         [subscriptions.retry_policy]\nminimum_backoff_secs = 0\nmaximum_backoff_secs = 0\n"
+    );
+    (endpoint, config)
+}
+
+/// Publishes one message to `orders` over REST with the client's `traceparent` header.
+async fn publish_traced_order(server: &TestServer) {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/projects/local/topics/orders:publish",
+            server.url()
+        ))
+        .header("traceparent", client_traceparent())
+        .json(&json!({"messages": [{"data": "b3JkZXIgMQ=="}]}))
+        .send()
+        .await
+        .expect("publish request");
+    assert_eq!(response.status(), 200, "publish status");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redelivery_continues_the_trace() {
+    let (collector, otlp_endpoint) = Collector::start().await;
+    let (endpoint, config) = start_push_endpoint().await;
+    // Spans are exported whatever level RUST_LOG sets for the logs.
+    let mut env = otel_env(&otlp_endpoint);
+    env.push(("RUST_LOG", "warn"));
+    let server = TestServer::start_with_env(Some(&config), &env);
+
+    publish_traced_order(&server).await;
+
+    let spans = collector
+        .wait_for(CLIENT_TRACE_ID, |spans| {
+            find(spans, "process push").len() >= 2 && find(spans, "receive orders-push").len() >= 2
+        })
+        .await;
+    let publish = only(&spans, "publish orders");
+    let receives = find(&spans, "receive orders-push");
+    let pushes = find(&spans, "process push");
+    assert_eq!(
+        receives.len(),
+        2,
+        "delivery attempts:\n{}",
+        describe(&spans)
+    );
+    for receive in &receives {
+        assert_eq!(
+            receive.parent_span_id, publish.span_id,
+            "every attempt's parent"
+        );
+    }
+    let attempts: BTreeMap<String, String> = receives
+        .iter()
+        .map(|span| {
+            (
+                attribute(span, "attempt").unwrap_or_default(),
+                hex(&span.span_id),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attempts.keys().cloned().collect::<Vec<_>>(),
+        ["1", "2"],
+        "attempt numbers"
+    );
+
+    // Each push request carried the trace, with its push span as the parent.
+    let headers = endpoint.traceparents.lock().expect("not poisoned").clone();
+    assert_eq!(headers.len(), 2, "push requests");
+    let push_ids: Vec<String> = pushes.iter().map(|span| hex(&span.span_id)).collect();
+    for header in headers {
+        let header = header.expect("the push request has a traceparent header");
+        let fields: Vec<&str> = header.split('-').collect();
+        assert_eq!(fields.len(), 4, "traceparent {header:?}");
+        assert_eq!(fields[1], CLIENT_TRACE_ID, "traceparent trace id");
+        assert!(
+            push_ids.iter().any(|id| id == fields[2]),
+            "traceparent {header:?} names a push span: {push_ids:?}"
+        );
+    }
+}
+
+/// Accepts TCP connections on 127.0.0.1:0 and never responds on them, like a collector that
+/// hangs. Returns its endpoint URL.
+async fn unresponsive_collector() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            open.push(stream);
+        }
+    });
+    endpoint
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hung_collector_does_not_stop_routing() {
+    const MESSAGES: usize = 200;
+    let endpoint = unresponsive_collector().await;
+    let config = "[[topics]]\nname = \"orders\"\n\
+                  [[subscriptions]]\nname = \"orders-pull\"\ntopic = \"orders\"\n";
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "16"),
+    ];
+    let server = TestServer::start_with_env(Some(config), &env);
+    let http = reqwest::Client::new();
+
+    // One request per message, so that each adds spans to the exporter's full queue.
+    for index in 0..MESSAGES {
+        let response = http
+            .post(format!(
+                "{}/v1/projects/local/topics/orders:publish",
+                server.url()
+            ))
+            .json(&json!({"messages": [{"attributes": {"index": index.to_string()}}]}))
+            .send()
+            .await
+            .expect("publish request");
+        assert_eq!(response.status(), 200, "publish {index} status");
+    }
+
+    let mut received = 0;
+    let give_up = Instant::now() + GIVE_UP;
+    while received < MESSAGES {
+        assert!(
+            Instant::now() < give_up,
+            "pulled {received} of {MESSAGES} messages"
+        );
+        let pulled: Value = http
+            .post(format!(
+                "{}/v1/projects/local/subscriptions/orders-pull:pull",
+                server.url()
+            ))
+            .json(&json!({"maxMessages": 100}))
+            .send()
+            .await
+            .expect("pull request")
+            .json()
+            .await
+            .expect("pull body");
+        let ack_ids: Vec<Value> = pulled["receivedMessages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|message| message["ackId"].clone())
+            .collect();
+        received += ack_ids.len();
+        if !ack_ids.is_empty() {
+            let response = http
+                .post(format!(
+                    "{}/v1/projects/local/subscriptions/orders-pull:acknowledge",
+                    server.url()
+                ))
+                .json(&json!({"ackIds": ack_ids}))
+                .send()
+                .await
+                .expect("acknowledge request");
+            assert_eq!(response.status(), 200, "acknowledge status");
+        }
+    }
+    assert_eq!(received, MESSAGES, "messages pulled");
+    let status = server.stop();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+}
+
+#[test]
+fn google_client_context_continues() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (collector, endpoint) = runtime.block_on(Collector::start());
+    let config = "[[topics]]\nname = \"orders\"\n\
+                  [[subscriptions]]\nname = \"orders-pull\"\ntopic = \"orders\"\n";
+    let server = TestServer::start_with_env(Some(config), &otel_env(&endpoint));
+    let host = server.url().trim_start_matches("http://").to_owned();
+
+    let output = support::python::run(
+        "pubsub_tracing.py",
+        &["projects/local/topics/orders"],
+        &[("PUBSUB_EMULATOR_HOST", &host)],
+    );
+    support::python::assert_success("pubsub_tracing.py", &output);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let mut ids = printed.split_whitespace();
+    let trace_id = ids.next().expect("the script prints a trace id").to_owned();
+    let create_span_id = ids.next().expect("the script prints a span id").to_owned();
+
+    let spans = runtime.block_on(collector.wait_for(&trace_id, |spans| {
+        spans.iter().any(|span| span.name == "publish orders")
+    }));
+    let publish = only(&spans, "publish orders");
+    assert_eq!(
+        hex(&publish.parent_span_id),
+        create_span_id,
+        "the publish span continues the client's create span"
+    );
+}
+
+/// Pulls from `subscription` over REST until one message arrives, and returns its ack id.
+async fn pull_one(http: &reqwest::Client, server: &TestServer, subscription: &str) -> Value {
+    let url = format!(
+        "{}/v1/projects/local/subscriptions/{subscription}:pull",
+        server.url()
+    );
+    let give_up = Instant::now() + GIVE_UP;
+    loop {
+        let pulled: Value = http
+            .post(&url)
+            .json(&json!({"maxMessages": 1}))
+            .send()
+            .await
+            .expect("pull request")
+            .json()
+            .await
+            .expect("pull body");
+        if let Some(message) = pulled["receivedMessages"].get(0) {
+            return message["ackId"].clone();
+        }
+        assert!(
+            Instant::now() < give_up,
+            "no message arrived on {subscription}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_redelivery_continues_the_trace() {
+    let (collector, endpoint) = Collector::start().await;
+    let config = "[[topics]]\nname = \"orders\"\n\
+                  [[subscriptions]]\nname = \"orders-pull\"\ntopic = \"orders\"\n";
+    let server = TestServer::start_with_env(Some(config), &otel_env(&endpoint));
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!(
+            "{}/v1/projects/local/topics/orders:publish",
+            server.url()
+        ))
+        .header("traceparent", client_traceparent())
+        .json(&json!({"messages": [{"data": "b3JkZXIgMQ=="}]}))
+        .send()
+        .await
+        .expect("publish request");
+    assert_eq!(response.status(), 200, "publish status");
+
+    // The first delivery is nacked, so the message is delivered again at once.
+    let ack_id = pull_one(&http, &server, "orders-pull").await;
+    let response = http
+        .post(format!(
+            "{}/v1/projects/local/subscriptions/orders-pull:modifyAckDeadline",
+            server.url()
+        ))
+        .json(&json!({"ackIds": [ack_id], "ackDeadlineSeconds": 0}))
+        .send()
+        .await
+        .expect("nack request");
+    assert_eq!(response.status(), 200, "nack status");
+    pull_one(&http, &server, "orders-pull").await;
+
+    let spans = collector
+        .wait_for(CLIENT_TRACE_ID, |spans| {
+            find(spans, "receive orders-pull").len() >= 2
+        })
+        .await;
+    let publish = only(&spans, "publish orders");
+    let receives = find(&spans, "receive orders-pull");
+    assert_eq!(receives.len(), 2, "pull deliveries:\n{}", describe(&spans));
+    for receive in &receives {
+        assert_eq!(
+            receive.parent_span_id, publish.span_id,
+            "every pull's parent"
+        );
+        assert_eq!(receive.kind, SpanKind::Consumer as i32, "pull span kind");
+    }
+    let mut attempts: Vec<String> = receives
+        .iter()
+        .map(|span| attribute(span, "attempt").unwrap_or_default())
+        .collect();
+    attempts.sort();
+    assert_eq!(attempts, ["1", "2"], "attempt numbers");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_trace_ids() {
+    let (collector, otlp_endpoint) = Collector::start().await;
+    let (endpoint, config) = start_push_endpoint().await;
+    let mut env = otel_env(&otlp_endpoint);
+    env.push(("SLUICE_LOG_FORMAT", "json"));
+    let mut server = TestServer::start_with_env(Some(&config), &env);
+
+    publish_traced_order(&server).await;
+    let spans = collector
+        .wait_for(CLIENT_TRACE_ID, |spans| {
+            find(spans, "process push").len() >= 2
+        })
+        .await;
+    let push_ids: Vec<String> = find(&spans, "process push")
+        .iter()
+        .map(|span| hex(&span.span_id))
+        .collect();
+    assert_eq!(
+        endpoint.traceparents.lock().expect("not poisoned").len(),
+        2,
+        "push requests"
+    );
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+
+    // The first push got 500, which the push handler logs inside the push span.
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("{line:?} is not JSON: {err}"))
+        })
+        .collect();
+    let failed = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "push failed")
+        .unwrap_or_else(|| panic!("no push failure logged:\n{stderr}"));
+    assert_eq!(failed["level"], "WARN", "level");
+    assert_eq!(failed["trace_id"], CLIENT_TRACE_ID, "trace id");
+    let span_id = failed["span_id"].as_str().expect("span_id is a string");
+    assert!(
+        push_ids.iter().any(|id| id == span_id),
+        "span id {span_id} is a push span: {push_ids:?}"
+    );
+    assert_eq!(failed["span"]["name"], "handler", "innermost span");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_continues_the_trace() {
+    let (collector, endpoint) = Collector::start().await;
+    let temp = tempfile::tempdir().expect("temp dir");
+    let data_dir = temp.path().join("data");
+    let config = temp.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        "[[topics]]\nname = \"orders\"\n\
+         [[subscriptions]]\nname = \"orders-pull\"\ntopic = \"orders\"\n",
+    )
+    .expect("write config");
+    let env = otel_env(&endpoint);
+
+    // The first process stores the message with its trace context and stops.
+    let first = TestServer::start_in_with_env(&data_dir, Some(&config), &env);
+    publish_traced_order(&first).await;
+    let status = first.stop();
+    assert!(
+        status.success(),
+        "the first server exits cleanly: {status:?}"
+    );
+
+    // The second process, on the same store, delivers it in the same trace.
+    let second = TestServer::start_in_with_env(&data_dir, Some(&config), &env);
+    pull_one(&reqwest::Client::new(), &second, "orders-pull").await;
+    let spans = collector
+        .wait_for(CLIENT_TRACE_ID, |spans| {
+            !find(spans, "receive orders-pull").is_empty()
+        })
+        .await;
+    let publish = only(&spans, "publish orders");
+    let receive = only(&spans, "receive orders-pull");
+    assert_eq!(
+        receive.parent_span_id, publish.span_id,
+        "the delivery after the restart continues from the publish"
+    );
+}
