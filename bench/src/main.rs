@@ -154,8 +154,8 @@ struct DeliverLoad {
 /// Shape of a latency run.
 #[derive(Debug, Args)]
 struct LatencyLoad {
-    /// Messages per second.
-    #[arg(long, default_value_t = 10_000)]
+    /// Messages per second, a multiple of 1000, because a request goes out every millisecond.
+    #[arg(long, default_value_t = 10_000, value_parser = parse_rate)]
     rate: u64,
     /// Seconds of measurement, after one second of warm-up.
     #[arg(long, default_value_t = 10)]
@@ -264,6 +264,19 @@ async fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::JetstreamDeliver { target, load } => jetstream::deliver(&target, &load).await,
         Command::JetstreamLatency { target, load } => jetstream::latency(&target, &load).await,
     }
+}
+
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let rate: u64 = text.parse().map_err(|_| {
+        format!("invalid rate {text:?}: expected a whole number of messages per second")
+    })?;
+    if rate == 0 || !rate.is_multiple_of(1000) {
+        return Err(format!(
+            "invalid rate {rate}: use a multiple of 1000, such as 1000 or 10000, because a \
+             request goes out every millisecond"
+        ));
+    }
+    Ok(rate)
 }
 
 #[allow(

@@ -6,9 +6,10 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Waits up to 30 s for a TCP listener on 127.0.0.1:PORT.
+# Waits up to 30 s for a TCP listener on 127.0.0.1:PORT: wait_for_port PORT WHAT [LOG].
+# On failure prints the server's LOG, which the caller's cleanup is about to delete.
 wait_for_port() {
-    local port=$1 what=$2
+    local port=$1 what=$2 log=${3:-}
     for _ in $(seq 1 300); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             return 0
@@ -16,7 +17,27 @@ wait_for_port() {
         sleep 0.1
     done
     echo "error: $what did not listen on 127.0.0.1:$port within 30 s" >&2
+    if [ -n "$log" ] && [ -s "$log" ]; then
+        echo "its log:" >&2
+        tail -n 20 "$log" >&2
+    fi
     exit 1
+}
+
+# Exits with an error unless an option has its value: require_value OPTION ARGUMENT_COUNT.
+require_value() {
+    if [ "$2" -lt 2 ]; then
+        echo "error: $1 needs a value; see the usage at the top of $0" >&2
+        exit 2
+    fi
+}
+
+# Exits with an error unless VALUE is a positive whole number: require_count OPTION VALUE.
+require_count() {
+    if ! [[ "$2" =~ ^[1-9][0-9]*$ ]]; then
+        echo "error: $1 is '$2'; use a positive whole number" >&2
+        exit 2
+    fi
 }
 
 # Starts `sluice serve` on a free loopback port: start_sluice BINARY LOGPREFIX ARGS...

@@ -49,20 +49,26 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     charts::load_font(&cli.font)?;
     let results = results::Results::read(&cli.results)?;
-    std::fs::create_dir_all(&cli.charts)
-        .with_context(|| format!("cannot create {}", cli.charts.display()))?;
-    let section = page::render(&results, &cli.charts, &link_prefix(&cli.page, &cli.charts))?;
+    // The page is checked before any chart is drawn, so that charts and page never disagree.
     let old = match std::fs::read_to_string(&cli.page) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(err) => return Err(err).with_context(|| format!("cannot read {}", cli.page.display())),
     };
-    let new = replace_section(&old, &section).with_context(|| {
-        format!(
+    if replace_section(&old, "").is_none() {
+        anyhow::bail!(
             "{} has no results section; add the lines {BEGIN} and {END} where it goes",
             cli.page.display()
-        )
-    })?;
+        );
+    }
+    if let Some(parent) = cli.page.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::create_dir_all(&cli.charts)
+        .with_context(|| format!("cannot create {}", cli.charts.display()))?;
+    let section = page::render(&results, &cli.charts, &link_prefix(&cli.page, &cli.charts))?;
+    let new = replace_section(&old, &section).unwrap_or(section);
     std::fs::write(&cli.page, new).with_context(|| format!("cannot write {}", cli.page.display()))
 }
 
@@ -88,7 +94,8 @@ fn replace_section(page: &str, section: &str) -> Option<String> {
     let start = page.find(BEGIN)?;
     let end = page[start..].find(END)? + start;
     let after = page[end + END.len()..].trim_start_matches('\n');
-    Some(format!("{}{wrapped}{after}", &page[..start]))
+    let separator = if after.is_empty() { "" } else { "\n" };
+    Some(format!("{}{wrapped}{separator}{after}", &page[..start]))
 }
 
 #[allow(clippy::print_stderr, reason = "errors go to stderr")]
@@ -104,7 +111,7 @@ mod tests {
     fn section_replaced_between_markers() {
         let page = format!("# Title\n\n{BEGIN}\nold\n{END}\n\n## Kept\n");
         let new = replace_section(&page, "new\n").expect("markers found");
-        assert_eq!(new, format!("# Title\n\n{BEGIN}\nnew\n{END}\n## Kept\n"));
+        assert_eq!(new, format!("# Title\n\n{BEGIN}\nnew\n{END}\n\n## Kept\n"));
     }
 
     #[test]

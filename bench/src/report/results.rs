@@ -105,6 +105,22 @@ pub(crate) struct Results {
 impl Results {
     /// Reads `dir`. Missing files leave their part empty, because a run may skip a part.
     pub(crate) fn read(dir: &Path) -> anyhow::Result<Results> {
+        if !dir.is_dir() {
+            anyhow::bail!(
+                "the results directory {} does not exist; pass the directory scripts/bench \
+                 wrote, such as target/bench",
+                dir.display()
+            );
+        }
+        let known = ["messaging.jsonl", "memory.jsonl", "thumbnails"];
+        if !known.iter().any(|name| dir.join(name).exists()) {
+            anyhow::bail!(
+                "{} holds none of {}; pass the directory scripts/bench wrote, such as \
+                 target/bench",
+                dir.display(),
+                known.join(", ")
+            );
+        }
         let mut results = Results::default();
         if let Some(text) = read_optional(&dir.join("machine.txt"))? {
             results.machine = text.lines().map(str::to_owned).collect();
@@ -122,6 +138,9 @@ impl Results {
         }
         if let Some(text) = read_optional(&dir.join("memory.jsonl"))? {
             for (number, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
                 let memory = serde_json::from_str(line).with_context(|| {
                     format!("memory.jsonl line {}: not a JSON object", number + 1)
                 })?;
@@ -130,6 +149,9 @@ impl Results {
         }
         if let Some(text) = read_optional(&dir.join("thumbnail-memory.jsonl"))? {
             for (number, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
                 let peak = serde_json::from_str(line).with_context(|| {
                     format!(
                         "thumbnail-memory.jsonl line {}: not a peak line",
@@ -176,6 +198,23 @@ impl Results {
             runs.p99_us.push(latency.p99 as f64);
             runs.p999_us.push(latency.p999 as f64);
         }
+    }
+
+    /// Returns the median rate of sluice's latency runs in messages per second.
+    pub(crate) fn latency_rate(&self) -> Option<f64> {
+        let cases = self.cases("latency");
+        let runs = cases.first()?.1.get("sluice")?;
+        median(runs.rates.clone())
+    }
+
+    /// Returns the largest number of runs any system made of one case: the rounds of the run.
+    pub(crate) fn rounds(&self) -> usize {
+        self.messaging
+            .values()
+            .flat_map(|systems| systems.values())
+            .map(Runs::attempted)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The cases of one scenario, in order.
@@ -275,6 +314,17 @@ pub(crate) fn median(mut values: Vec<f64>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_results_directory_is_rejected() {
+        let error = Results::read(Path::new("/nonexistent/bench")).expect_err("rejected");
+        assert!(error.to_string().contains("/nonexistent/bench"));
+        let empty = std::env::temp_dir().join(format!("sluice-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).expect("a temporary directory");
+        let error = Results::read(&empty).expect_err("rejected");
+        assert!(error.to_string().contains("holds none of"));
+        std::fs::remove_dir_all(empty).ok();
+    }
 
     #[test]
     fn latency_failures_join_their_case() {
