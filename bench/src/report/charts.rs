@@ -65,7 +65,10 @@ impl BarChart<'_> {
         let high = if high > 0.0 { high } else { 1.0 };
         // Each category has one slot per series and an empty slot as a gap.
         let slots_per_category = self.series.len() + 1;
-        let slots = (self.categories.len() * slots_per_category) as i32;
+        // The last category needs no gap after it.
+        let slots = (self.categories.len() * slots_per_category)
+            .saturating_sub(1)
+            .max(1) as i32;
         let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut builder = ChartBuilder::on(&root);
@@ -93,7 +96,7 @@ impl BarChart<'_> {
             let bottom = 10f64.powf(low.max(1e-9).log10().floor());
             let top = 10f64.powf(high.log10().ceil()).max(bottom * 10.0);
             let mut chart = builder
-                .build_cartesian_2d((0..slots).into_segmented(), (bottom..top).log_scale())?;
+                .build_cartesian_2d((0..slots - 1).into_segmented(), (bottom..top).log_scale())?;
             chart
                 .configure_mesh()
                 .disable_x_mesh()
@@ -106,7 +109,7 @@ impl BarChart<'_> {
             self.draw_bars(&mut chart, bottom, slots)?;
         } else {
             let mut chart =
-                builder.build_cartesian_2d((0..slots).into_segmented(), 0.0..high * 1.1)?;
+                builder.build_cartesian_2d((0..slots - 1).into_segmented(), 0.0..high * 1.1)?;
             chart
                 .configure_mesh()
                 .disable_x_mesh()
@@ -159,13 +162,11 @@ impl BarChart<'_> {
         if let Some((value, label)) = &self.line {
             let value = *value;
             chart
-                .draw_series(DashedLineSeries::new(
+                .draw_series(LineSeries::new(
                     [
                         (SegmentValue::Exact(0), value),
                         (SegmentValue::Exact(slots), value),
                     ],
-                    8,
-                    6,
                     RED.stroke_width(2),
                 ))?
                 .label(label.as_str())
