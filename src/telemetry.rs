@@ -78,18 +78,19 @@ pub(crate) fn init(format: LogFormat) -> Telemetry {
     Telemetry { tracer_provider }
 }
 
-/// Installs text logs with `default` as the filter when `RUST_LOG` is not set, without
-/// trace export.
+/// Installs logs with `default` as the filter when `RUST_LOG` is not set, without trace
+/// export: text, or JSON when `SLUICE_LOG_FORMAT=json`.
 pub(crate) fn init_with_default(default: &str) {
-    install(LogFormat::Text, default, None);
+    // Commands without a `--log-format` option still honour the variable.
+    let format = match env::var("SLUICE_LOG_FORMAT") {
+        Ok(value) if value == "json" => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
+    install(format, default, None);
 }
 
 fn install(format: LogFormat, default: &str, provider: Option<&SdkTracerProvider>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let format = match env::var("SLUICE_LOG_FORMAT") {
-        Ok(value) if value == "json" => LogFormat::Json,
-        _ => format,
-    };
     let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             // Colour codes only help a terminal; in a log file they are noise.

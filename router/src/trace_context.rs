@@ -60,6 +60,11 @@ struct AttributeInjector<'a>(&'a mut BTreeMap<String, String>);
 
 impl Injector for AttributeInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
+        // The W3C propagator writes `tracestate` even when it is empty; an empty attribute
+        // carries nothing and would count against the 100-attribute limit.
+        if value.is_empty() {
+            return;
+        }
         self.0.entry(key.to_owned()).or_insert(value);
     }
 }
@@ -146,4 +151,22 @@ pub(crate) fn publish_span(messages: &[TopicMessage]) -> tracing::Span {
         set_parent(&span, &first.message.attributes);
     }
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn injector_skips_empty_values() {
+        let mut attributes = BTreeMap::new();
+        let mut injector = AttributeInjector(&mut attributes);
+        injector.set("tracestate", String::new());
+        injector.set(
+            TRACEPARENT,
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+        );
+        assert!(!attributes.contains_key("tracestate"));
+        assert!(attributes.contains_key(TRACEPARENT));
+    }
 }
