@@ -1,13 +1,8 @@
-//! The `sluice` binary: command-line interface and configuration loading.
-
-mod cli;
-mod client;
-mod config;
-mod server;
-mod telemetry;
+//! The `sluice` binary: command-line interface and configuration loading, in the library of
+//! the same name.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    cli::run()
+    sluice::run()
 }

@@ -29,9 +29,12 @@ pub mod annotate;
 pub mod contract;
 pub mod event;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod log_limit;
 mod metrics;
 pub mod offers;
 pub mod push;
 pub mod runner;
+pub(crate) mod source;
 pub mod thumbnail;

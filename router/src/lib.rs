@@ -21,6 +21,8 @@
 pub mod buckets;
 pub mod deliver;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 pub mod route;
 pub mod storage;

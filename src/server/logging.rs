@@ -297,6 +297,29 @@ fn prepare_entry(
     serde_json::to_string(&json).map_err(|err| format!("the entry has no JSON form: {err}."))
 }
 
+/// Parses the body of a REST write and prepares each entry as [`LoggingService::write`] does,
+/// without ingesting anything: the JSON form of each valid entry, or why it is invalid. The
+/// `logging_write_request` fuzz target checks this path.
+pub(super) fn prepare_rest_write(body: &[u8]) -> Result<Vec<Result<String, String>>, String> {
+    let request = rest::parse_write_request(body)?;
+    if !request.log_name.is_empty() {
+        normalize_log_name(&request.log_name)?;
+    }
+    let receive_time = now();
+    let insert_ids = InsertIds::new();
+    let defaults = EntryDefaults {
+        log_name: &request.log_name,
+        resource: request.resource.as_ref(),
+        labels: &request.labels,
+        receive_time,
+    };
+    Ok(request
+        .entries
+        .into_iter()
+        .map(|input| prepare_entry(input, &defaults, &insert_ids))
+        .collect())
+}
+
 /// The request-level values that [`prepare_entry`] applies to each entry.
 struct EntryDefaults<'a> {
     log_name: &'a str,

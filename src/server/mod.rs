@@ -20,6 +20,7 @@
 //! they are delivered again after the next start.
 
 mod admin;
+pub(crate) mod fuzzing;
 mod handlers;
 mod http;
 mod ingest;

@@ -21,10 +21,10 @@ use sluice_router::buckets::BucketError;
 use sluice_router::storage::{Storage, StorageError};
 use tracing::{debug, info};
 
-use super::source::{covers, is_handler_output, SourceObject};
 use super::{annotate, AnnotateError, AnnotateOptions, ImageAnnotation};
 use crate::contract::{run_blocking, EventContext, Handler, HandlerError};
 use crate::event::OBJECT_FINALIZE;
+use crate::source::{covers, is_handler_output, SourceObject};
 
 /// Suffix of annotation names after the source name.
 pub const ANNOTATION_SUFFIX: &str = ".json";

@@ -15,7 +15,6 @@
 mod colors;
 mod exif_summary;
 pub mod handler;
-mod source;
 
 use image::RgbaImage;
 use image_hasher::{BitOrder, HashAlg, HasherConfig};
@@ -24,7 +23,7 @@ use serde::Serialize;
 pub use self::colors::{Color, ColorInfo};
 pub use self::exif_summary::ExifSummary;
 pub use self::handler::{AnnotateConfig, AnnotateHandler};
-pub use self::source::{SOURCE_BUCKET_KEY, SOURCE_GENERATION_KEY, SOURCE_OBJECT_KEY};
+pub use crate::source::{SOURCE_BUCKET_KEY, SOURCE_GENERATION_KEY, SOURCE_OBJECT_KEY};
 use crate::thumbnail::{render, ThumbnailError, ThumbnailOptions};
 
 /// Largest side, in pixels, of the copy that colours and hash are computed on. The copy has at

@@ -12,11 +12,7 @@
 //! Only `google.storage.object.finalize` events make thumbnails. Deleting or overwriting a
 //! source object leaves its thumbnail alone.
 
-use std::collections::BTreeMap;
-use std::fmt;
-
 use async_trait::async_trait;
-use serde::{Deserialize, Deserializer};
 use sluice_router::buckets::BucketError;
 use sluice_router::storage::{Storage, StorageError};
 use tracing::{debug, info};
@@ -24,13 +20,7 @@ use tracing::{debug, info};
 use super::{render, Thumbnail, ThumbnailOptions};
 use crate::contract::{run_blocking, EventContext, Handler, HandlerError};
 use crate::event::OBJECT_FINALIZE;
-
-/// Custom metadata key of a thumbnail that names the source bucket.
-pub const SOURCE_BUCKET_KEY: &str = "sourceBucket";
-/// Custom metadata key of a thumbnail that names the source object.
-pub const SOURCE_OBJECT_KEY: &str = "sourceObject";
-/// Custom metadata key of a thumbnail that gives the source generation in decimal.
-pub const SOURCE_GENERATION_KEY: &str = "sourceGeneration";
+use crate::source::{covers, is_handler_output, SourceObject};
 
 /// Settings of a [`ThumbnailHandler`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +86,7 @@ impl ThumbnailHandler {
     }
 
     async fn make_thumbnail(&self, source: &SourceObject) -> Result<Outcome, HandlerError> {
-        if is_thumbnail(&source.metadata) {
+        if is_handler_output(&source.metadata) {
             return Ok(Outcome::Skipped("the object is a thumbnail".to_owned()));
         }
         let destination = &self.config.destination_bucket;
@@ -177,7 +167,7 @@ impl ThumbnailHandler {
             Ok((object, bytes)) => {
                 // A notification without payload carries no metadata, so the stored
                 // object's metadata is checked here as well.
-                if is_thumbnail(&object.metadata) {
+                if is_handler_output(&object.metadata) {
                     return Ok(SourceRead::Skip("the object is a thumbnail".to_owned()));
                 }
                 Ok(SourceRead::Bytes(bytes))
@@ -198,14 +188,7 @@ impl ThumbnailHandler {
         thumbnail: Thumbnail,
     ) -> Result<Outcome, HandlerError> {
         let destination = &self.config.destination_bucket;
-        let metadata = BTreeMap::from([
-            (SOURCE_BUCKET_KEY.to_owned(), source.bucket.clone()),
-            (SOURCE_OBJECT_KEY.to_owned(), source.name.clone()),
-            (
-                SOURCE_GENERATION_KEY.to_owned(),
-                source.generation.to_string(),
-            ),
-        ]);
+        let metadata = source.link_metadata();
         let written = self
             .storage
             .put(
@@ -288,65 +271,6 @@ enum SourceRead {
     Skip(String),
 }
 
-/// The fields of the event's object resource that the handler uses.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-struct SourceObject {
-    bucket: String,
-    name: String,
-    #[serde(deserialize_with = "int64")]
-    generation: i64,
-    #[serde(default)]
-    metadata: BTreeMap<String, String>,
-}
-
-impl SourceObject {
-    fn parse(data: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(data)
-    }
-}
-
-impl fmt::Display for SourceObject {
-    /// Writes `gs://bucket/name#generation`, as gsutil names one generation.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "gs://{}/{}#{}", self.bucket, self.name, self.generation)
-    }
-}
-
-/// Reads an int64 written as a decimal string, as the JSON API does, or as a JSON number,
-/// which some Cloud Storage emulators write.
-fn int64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Int64 {
-        Number(i64),
-        Text(String),
-    }
-    match Int64::deserialize(deserializer)? {
-        Int64::Number(value) => Ok(value),
-        Int64::Text(text) => text
-            .parse()
-            .map_err(|err| serde::de::Error::custom(format!("invalid int64 {text:?}: {err}"))),
-    }
-}
-
-/// Returns whether an object's custom metadata marks it as a thumbnail.
-fn is_thumbnail(metadata: &BTreeMap<String, String>) -> bool {
-    [SOURCE_BUCKET_KEY, SOURCE_OBJECT_KEY, SOURCE_GENERATION_KEY]
-        .iter()
-        .all(|key| metadata.contains_key(*key))
-}
-
-/// Returns whether a thumbnail's metadata names this source object at its generation or a
-/// later one.
-fn covers(metadata: &BTreeMap<String, String>, source: &SourceObject) -> bool {
-    let generation = metadata
-        .get(SOURCE_GENERATION_KEY)
-        .and_then(|text| text.parse::<i64>().ok());
-    metadata.get(SOURCE_BUCKET_KEY) == Some(&source.bucket)
-        && metadata.get(SOURCE_OBJECT_KEY) == Some(&source.name)
-        && generation.is_some_and(|generation| generation >= source.generation)
-}
-
 /// Classifies a storage failure. Invalid names, missing buckets and damaged stored data are
 /// permanent. Everything else, such as an I/O error or a runtime that is shutting down, is
 /// retryable.
@@ -360,97 +284,5 @@ fn storage_failure(action: String, err: StorageError) -> HandlerError {
             | BucketError::Corrupt { .. },
         ) => HandlerError::Permanent(message),
         _ => HandlerError::Retryable(message),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn source(generation: i64) -> SourceObject {
-        SourceObject {
-            bucket: "photos".to_owned(),
-            name: "cat.jpg".to_owned(),
-            generation,
-            metadata: BTreeMap::new(),
-        }
-    }
-
-    fn thumbnail_metadata(bucket: &str, name: &str, generation: &str) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (SOURCE_BUCKET_KEY.to_owned(), bucket.to_owned()),
-            (SOURCE_OBJECT_KEY.to_owned(), name.to_owned()),
-            (SOURCE_GENERATION_KEY.to_owned(), generation.to_owned()),
-        ])
-    }
-
-    #[test]
-    fn parse_generation_as_string_or_number() {
-        let text = br#"{"bucket":"photos","name":"cat.jpg","generation":"1700000000000001"}"#;
-        let number = br#"{"bucket":"photos","name":"cat.jpg","generation":1700000000000001}"#;
-
-        assert_eq!(
-            SourceObject::parse(text).expect("valid").generation,
-            1_700_000_000_000_001
-        );
-        assert_eq!(
-            SourceObject::parse(number).expect("valid").generation,
-            1_700_000_000_000_001
-        );
-    }
-
-    #[test]
-    fn parse_reads_metadata() {
-        let data = br#"{"bucket":"b","name":"n","generation":"1","metadata":{"k":"v"},"size":"3"}"#;
-        let object = SourceObject::parse(data).expect("valid");
-
-        assert_eq!(object.metadata.get("k").map(String::as_str), Some("v"));
-    }
-
-    #[test]
-    fn parse_rejects_bad_generation() {
-        let data = br#"{"bucket":"b","name":"n","generation":"12x"}"#;
-        let err = SourceObject::parse(data).expect_err("invalid generation");
-
-        assert!(err.to_string().contains("\"12x\""), "{err}");
-    }
-
-    #[test]
-    fn parse_rejects_missing_name() {
-        assert!(SourceObject::parse(br#"{"bucket":"b","generation":"1"}"#).is_err());
-    }
-
-    #[test]
-    fn thumbnail_needs_all_three_keys() {
-        let mut metadata = thumbnail_metadata("photos", "cat.jpg", "5");
-        assert!(is_thumbnail(&metadata));
-
-        metadata.remove(SOURCE_GENERATION_KEY);
-        assert!(!is_thumbnail(&metadata));
-    }
-
-    #[test]
-    fn covers_same_or_later_generation() {
-        let metadata = thumbnail_metadata("photos", "cat.jpg", "5");
-
-        assert!(covers(&metadata, &source(4)));
-        assert!(covers(&metadata, &source(5)));
-        assert!(!covers(&metadata, &source(6)));
-    }
-
-    #[test]
-    fn covers_only_the_same_object() {
-        let other_bucket = thumbnail_metadata("albums", "cat.jpg", "5");
-        let other_name = thumbnail_metadata("photos", "dog.jpg", "5");
-        let bad_generation = thumbnail_metadata("photos", "cat.jpg", "five");
-
-        assert!(!covers(&other_bucket, &source(5)));
-        assert!(!covers(&other_name, &source(5)));
-        assert!(!covers(&bad_generation, &source(5)));
-    }
-
-    #[test]
-    fn source_displays_as_gsutil_url() {
-        assert_eq!(source(7).to_string(), "gs://photos/cat.jpg#7");
     }
 }

@@ -6,15 +6,15 @@
 
 /// One part of a `multipart/related` body.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Part<'a> {
+pub(crate) struct Part<'a> {
     /// The part's Content-Type header, if it has one.
-    pub(super) content_type: Option<String>,
-    pub(super) body: &'a [u8],
+    pub(crate) content_type: Option<String>,
+    pub(crate) body: &'a [u8],
 }
 
 /// Returns the boundary of a `multipart/related` Content-Type, or the message of the 400
 /// response.
-pub(super) fn boundary(content_type: &str) -> Result<String, String> {
+pub(crate) fn boundary(content_type: &str) -> Result<String, String> {
     let mut params = content_type.split(';');
     let media_type = params.next().unwrap_or_default().trim();
     if !media_type.eq_ignore_ascii_case("multipart/related") {
@@ -47,7 +47,7 @@ pub(super) fn boundary(content_type: &str) -> Result<String, String> {
 
 /// Splits a `multipart/related` body into its parts, or returns the message of the 400
 /// response.
-pub(super) fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, String> {
+pub(crate) fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, String> {
     let delimiter = format!("--{boundary}");
     let inner_delimiter = format!("\r\n--{boundary}");
     // The preamble before the first delimiter is ignored, as RFC 2046 section 5.1.1 requires.

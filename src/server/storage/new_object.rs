@@ -9,7 +9,7 @@ use sluice_router::buckets::{Checksums, STORAGE_CLASS};
 
 /// The fields of an uploaded object resource that sluice stores or checks.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(super) struct NewObject {
+pub(crate) struct NewObject {
     pub(super) name: Option<String>,
     pub(super) content_type: Option<String>,
     pub(super) metadata: BTreeMap<String, String>,
@@ -25,7 +25,7 @@ impl NewObject {
     ///
     /// Fields that sluice does not store, such as `cacheControl` or `acl`, are rejected rather
     /// than dropped, so that a client never believes they were kept.
-    pub(super) fn from_json(resource: &Value, bucket: &str) -> Result<Self, String> {
+    pub(crate) fn from_json(resource: &Value, bucket: &str) -> Result<Self, String> {
         let Value::Object(fields) = resource else {
             return Err(
                 "the object metadata must be a JSON object such as {\"name\": \"photo.jpg\"}"

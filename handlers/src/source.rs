@@ -1,13 +1,16 @@
-//! The object resource of a storage event, as far as the annotate handler reads it, and the
-//! custom metadata that links an output object to its source.
+//! The object resource of a storage event, as far as the thumbnail and annotate handlers read
+//! it, and the custom metadata that links an output object to its source.
+//!
+//! Both handlers write the same three keys, so either one skips the other's output, and a
+//! handler skips an event when the output already names the source at that generation or a
+//! later one: these keys are the handlers' idempotency records.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
-/// Custom metadata key of an output object that names the source bucket. The thumbnail
-/// handler writes the same three keys, so either handler skips the other's output.
+/// Custom metadata key of an output object that names the source bucket.
 pub const SOURCE_BUCKET_KEY: &str = "sourceBucket";
 /// Custom metadata key of an output object that names the source object.
 pub const SOURCE_OBJECT_KEY: &str = "sourceObject";
@@ -129,5 +132,51 @@ mod tests {
         other.name = "dog.jpg".to_owned();
 
         assert!(!covers(&other.link_metadata(), &source(5)));
+    }
+
+    #[test]
+    fn parse_reads_metadata() {
+        let data = br#"{"bucket":"b","name":"n","generation":"1","metadata":{"k":"v"},"size":"3"}"#;
+        let object = SourceObject::parse(data).expect("valid");
+
+        assert_eq!(object.metadata.get("k").map(String::as_str), Some("v"));
+    }
+
+    #[test]
+    fn parse_rejects_bad_generation() {
+        let data = br#"{"bucket":"b","name":"n","generation":"12x"}"#;
+        let err = SourceObject::parse(data).expect_err("invalid generation");
+
+        assert!(err.to_string().contains("\"12x\""), "{err}");
+    }
+
+    #[test]
+    fn parse_rejects_missing_name() {
+        assert!(SourceObject::parse(br#"{"bucket":"b","generation":"1"}"#).is_err());
+    }
+
+    #[test]
+    fn output_needs_all_three_keys() {
+        let mut metadata = source(5).link_metadata();
+        assert!(is_handler_output(&metadata));
+
+        metadata.remove(SOURCE_GENERATION_KEY);
+        assert!(!is_handler_output(&metadata));
+    }
+
+    #[test]
+    fn covers_neither_another_bucket_nor_a_bad_generation() {
+        let mut other_bucket = source(5).link_metadata();
+        other_bucket.insert(SOURCE_BUCKET_KEY.to_owned(), "albums".to_owned());
+        let mut bad_generation = source(5).link_metadata();
+        bad_generation.insert(SOURCE_GENERATION_KEY.to_owned(), "five".to_owned());
+
+        assert!(!covers(&other_bucket, &source(5)));
+        assert!(!covers(&bad_generation, &source(5)));
+    }
+
+    #[test]
+    fn source_displays_as_gsutil_url() {
+        assert_eq!(source(7).to_string(), "gs://photos/cat.jpg#7");
     }
 }
