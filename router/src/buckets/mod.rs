@@ -58,8 +58,10 @@
 //! with the number of versions in the bucket. That suits test and development buckets, not
 //! buckets with millions of objects.
 
+mod backend;
 mod disk;
 mod error;
+mod jetstream;
 mod names;
 mod notify;
 mod object;
@@ -67,7 +69,9 @@ mod objects;
 mod state;
 mod store;
 
+pub use backend::Buckets;
 pub use error::BucketError;
+pub use jetstream::{INDEX_BUCKET, OBJECT_STORE};
 pub use names::{
     validate_bucket_name, validate_object_name, BucketNameRule, ObjectNameRule,
     MAX_OBJECT_NAME_BYTES,
@@ -78,4 +82,3 @@ pub use notify::{
 };
 pub use object::{Checksums, ObjectResource, DEFAULT_CONTENT_TYPE, STORAGE_CLASS};
 pub use state::{BucketInfo, Listing, ObjectChange};
-pub use store::Buckets;
