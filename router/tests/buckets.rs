@@ -145,6 +145,7 @@ both_backends!(
     delete_bucket_requires_empty,
     notification_configs_are_validated,
     concurrent_writes_keep_generations_unique,
+    config_if_new_is_added_once,
 );
 
 /// Opens a store in a fresh temporary folder, with its root at `<temp>/buckets`.
@@ -1274,6 +1275,29 @@ fn notification_configs_are_validated(backend: Backend) {
         buckets.notification_configs("bkt").expect("configs").len(),
         9
     );
+}
+
+fn config_if_new_is_added_once(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
+    buckets.create_bucket("bkt", false).expect("bucket");
+    let same_topic = |a: &NotificationConfig, b: &NotificationConfig| a.topic == b.topic;
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let node = store.another_node();
+            std::thread::spawn(move || {
+                node.insert_notification_config_if_new("bkt", config(""), same_topic)
+                    .expect("insert")
+            })
+        })
+        .collect();
+    let added: Vec<NotificationConfig> = threads
+        .into_iter()
+        .filter_map(|t| t.join().expect("thread finishes"))
+        .collect();
+    assert_eq!(added.len(), 1, "one node adds the config: {added:?}");
+    let stored = buckets.notification_configs("bkt").expect("configs");
+    assert_eq!(stored, added);
 }
 
 #[test]

@@ -223,24 +223,21 @@ fn apply_bucket(
         Err(err) => return Err(err.into()),
     }
 
-    let stored = store.notification_configs(name)?;
     for config in &spec.notifications {
-        if stored
-            .iter()
-            .any(|existing| same_settings(existing, config))
-        {
-            continue;
-        }
+        // The check and the insert are one change, so that nodes sharing the buckets add
+        // the config once.
         let added = store
-            .insert_notification_config(name, config.clone())
+            .insert_notification_config_if_new(name, config.clone(), same_settings)
             .with_context(|| {
                 format!(
                     "failed to add the notification config for topic {:?} to bucket {name:?}",
                     config.topic
                 )
             })?;
-        info!(bucket = %name, id = %added.id, topic = %added.topic, "notification config added");
-        managed.entry(name.clone()).or_default().insert(added.id);
+        if let Some(added) = added {
+            info!(bucket = %name, id = %added.id, topic = %added.topic, "notification config added");
+            managed.entry(name.clone()).or_default().insert(added.id);
+        }
     }
     Ok(())
 }

@@ -171,6 +171,23 @@ impl Buckets {
         dispatch!(self, b => b.insert_notification_config(bucket_name, config))
     }
 
+    /// Adds a notification config unless the bucket has one that `same` matches with it,
+    /// checked and written as one change. So nodes that share the buckets and start with
+    /// the same configuration add a configured config once. Returns the config as stored,
+    /// or `None` when it was not added.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert_notification_config`](Self::insert_notification_config).
+    pub fn insert_notification_config_if_new(
+        &self,
+        bucket_name: &str,
+        config: NotificationConfig,
+        same: impl Fn(&NotificationConfig, &NotificationConfig) -> bool,
+    ) -> Result<Option<NotificationConfig>, BucketError> {
+        dispatch!(self, b => b.insert_notification_config_if_new(bucket_name, config, &same))
+    }
+
     /// Returns a bucket's notification configs, in the order they were added.
     ///
     /// # Errors

@@ -292,6 +292,26 @@ impl JetStreamBuckets {
         }))
     }
 
+    pub(crate) fn insert_notification_config_if_new(
+        &self,
+        bucket_name: &str,
+        config: NotificationConfig,
+        same: impl Fn(&NotificationConfig, &NotificationConfig) -> bool,
+    ) -> Result<Option<NotificationConfig>, BucketError> {
+        self.block_on(self.modify(bucket_name, |state| {
+            if state.notification_configs.iter().any(|c| same(c, &config)) {
+                return Ok((None, false));
+            }
+            let stored = state.insert_config(config.clone()).map_err(|reason| {
+                BucketError::InvalidNotification {
+                    bucket: bucket_name.to_owned(),
+                    reason,
+                }
+            })?;
+            Ok((Some(stored), true))
+        }))
+    }
+
     pub(crate) fn notification_configs(
         &self,
         bucket: &str,

@@ -258,22 +258,23 @@ impl FolderBuckets {
     ) -> Result<NotificationConfig, BucketError> {
         let bucket = self.find(bucket_name)?;
         let mut state = bucket.lock()?;
-        let previous_configs = state.notification_configs.clone();
-        let previous_next_id = state.next_notification_id;
+        insert_config(&bucket, &mut state, bucket_name, config)
+    }
 
-        let config =
-            state
-                .insert_config(config)
-                .map_err(|reason| BucketError::InvalidNotification {
-                    bucket: bucket_name.to_owned(),
-                    reason,
-                })?;
-        if let Err(err) = bucket.dir.save_index(&state) {
-            state.notification_configs = previous_configs;
-            state.next_notification_id = previous_next_id;
-            return Err(err);
+    /// Adds a notification config unless the bucket has one that `same` matches with it,
+    /// as one change. Returns the config as stored, or `None` when it was not added.
+    pub(crate) fn insert_notification_config_if_new(
+        &self,
+        bucket_name: &str,
+        config: NotificationConfig,
+        same: impl Fn(&NotificationConfig, &NotificationConfig) -> bool,
+    ) -> Result<Option<NotificationConfig>, BucketError> {
+        let bucket = self.find(bucket_name)?;
+        let mut state = bucket.lock()?;
+        if state.notification_configs.iter().any(|c| same(c, &config)) {
+            return Ok(None);
         }
-        Ok(config)
+        insert_config(&bucket, &mut state, bucket_name, config).map(Some)
     }
 
     /// Returns a bucket's notification configs in the order they were added.
@@ -344,4 +345,30 @@ impl FolderBuckets {
     pub(super) fn next_temporary_id(&self) -> u64 {
         self.next_temporary_id.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// Adds `config` to a locked bucket and writes the index, or restores the configs when the
+/// write fails.
+fn insert_config(
+    bucket: &Bucket,
+    state: &mut BucketState,
+    bucket_name: &str,
+    config: NotificationConfig,
+) -> Result<NotificationConfig, BucketError> {
+    let previous_configs = state.notification_configs.clone();
+    let previous_next_id = state.next_notification_id;
+
+    let config =
+        state
+            .insert_config(config)
+            .map_err(|reason| BucketError::InvalidNotification {
+                bucket: bucket_name.to_owned(),
+                reason,
+            })?;
+    if let Err(err) = bucket.dir.save_index(state) {
+        state.notification_configs = previous_configs;
+        state.next_notification_id = previous_next_id;
+        return Err(err);
+    }
+    Ok(config)
 }
