@@ -9,6 +9,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::Cursor;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -23,12 +24,14 @@ use support::{channel, TestServer};
 /// only a stuck node fails a test.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn config(url: &str) -> String {
+/// The configuration of every node. `objects` is the `[store] objects` setting.
+fn config(url: &str, objects: &str) -> String {
     format!(
         r#"
 [store]
 kind = "jetstream"
 urls = ["{url}"]
+objects = "{objects}"
 
 [[buckets]]
 name = "uploads"
@@ -69,10 +72,22 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Starts the server, with the object bytes in its object store.
     async fn start() -> Cluster {
+        Cluster::start_with_objects(|_| "jetstream".to_owned()).await
+    }
+
+    /// Starts the server, with `objects` giving the `[store] objects` setting for the
+    /// cluster's temporary folder.
+    async fn start_with_objects(objects: impl FnOnce(&Path) -> String) -> Cluster {
         let nats = nats::NatsServer::start().await;
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("sluice.toml"), config(&nats.url())).expect("config");
+        let objects = objects(dir.path());
+        std::fs::write(
+            dir.path().join("sluice.toml"),
+            config(&nats.url(), &objects),
+        )
+        .expect("config");
         Cluster { _nats: nats, dir }
     }
 
@@ -373,4 +388,43 @@ async fn concurrent_writes_on_two_nodes_keep_every_generation() {
             .expect("generations");
         assert_eq!(live[0]["generation"], newest.as_str(), "the newest is live");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_bytes_in_shared_folder_are_served() {
+    let cluster =
+        Cluster::start_with_objects(|dir| dir.join("objects").display().to_string()).await;
+    let a = cluster.node("a").await;
+    let b = cluster.node("b").await;
+    let http = reqwest::Client::new();
+
+    let written = upload(
+        &http,
+        &a,
+        "shared",
+        "doc.txt",
+        b"bytes in a folder".to_vec(),
+    )
+    .await;
+    let bytes = http
+        .get(format!(
+            "{}/storage/v1/b/shared/o/doc.txt?alt=media",
+            b.url()
+        ))
+        .send()
+        .await
+        .expect("media request")
+        .bytes()
+        .await
+        .expect("media body");
+    assert_eq!(&bytes[..], b"bytes in a folder");
+
+    let generation = written["generation"].as_str().expect("generation");
+    let bucket_folder = cluster.dir.path().join("objects").join(hex("shared"));
+    let stored = std::fs::read(bucket_folder.join(generation)).expect("the version's file");
+    assert_eq!(stored, b"bytes in a folder");
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -22,12 +22,14 @@ use sluice_router::deliver::Broker;
 use sluice_router::store::{SledStore, Store, SubscriptionSpec, TopicMessage};
 use tempfile::TempDir;
 
-/// The two backends of the bucket store. The tests of semantics run against both, through
+/// The backends of the bucket store. The tests of semantics run against each, through
 /// [`both_backends!`].
 #[derive(Debug, Clone, Copy)]
 enum Backend {
     Folder,
     JetStream,
+    /// JetStream for the indexes, with the object bytes in a folder.
+    JetStreamBytesInFolder,
 }
 
 /// A bucket store for one test, with what it needs.
@@ -37,6 +39,8 @@ struct OpenStore {
     /// The nats-server and the runtime of the JetStream backend. The runtime outlives the
     /// stores, whose requests run on it.
     jetstream: Option<(nats::NatsServer, tokio::runtime::Runtime)>,
+    /// The folder of the object bytes, when JetStream keeps only the indexes.
+    objects_folder: Option<PathBuf>,
 }
 
 impl Backend {
@@ -49,32 +53,40 @@ impl Backend {
                     buckets: Arc::new(buckets),
                     dir,
                     jetstream: None,
+                    objects_folder: None,
                 }
             }
-            Backend::JetStream => {
+            Backend::JetStream | Backend::JetStreamBytesInFolder => {
+                let objects_folder = matches!(self, Backend::JetStreamBytesInFolder)
+                    .then(|| dir.path().join("objects"));
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .enable_all()
                     .build()
                     .expect("runtime");
                 let server = runtime.block_on(nats::NatsServer::start());
-                let buckets = runtime.block_on(open_jetstream(&server.url(), dir.path()));
+                let buckets = runtime.block_on(open_jetstream(
+                    &server.url(),
+                    dir.path(),
+                    objects_folder.clone(),
+                ));
                 OpenStore {
                     buckets: Arc::new(buckets),
                     dir,
                     jetstream: Some((server, runtime)),
+                    objects_folder,
                 }
             }
         }
     }
 }
 
-async fn open_jetstream(url: &str, dir: &Path) -> Buckets {
+async fn open_jetstream(url: &str, dir: &Path, objects_folder: Option<PathBuf>) -> Buckets {
     let client = async_nats::connect(url)
         .await
         .expect("connects to nats-server");
     let context = async_nats::jetstream::new(client);
-    Buckets::open_jetstream(dir.join("buckets"), &context, 1)
+    Buckets::open_jetstream(dir.join("buckets"), &context, 1, objects_folder)
         .await
         .expect("buckets open on JetStream")
 }
@@ -90,9 +102,11 @@ impl OpenStore {
     fn another_node(&self) -> Arc<Buckets> {
         match &self.jetstream {
             None => Arc::clone(&self.buckets),
-            Some((server, runtime)) => {
-                Arc::new(runtime.block_on(open_jetstream(&server.url(), self.dir.path())))
-            }
+            Some((server, runtime)) => Arc::new(runtime.block_on(open_jetstream(
+                &server.url(),
+                self.dir.path(),
+                self.objects_folder.clone(),
+            ))),
         }
     }
 }
@@ -119,6 +133,11 @@ macro_rules! both_backends {
                 #[test]
                 fn jetstream() {
                     super::$name(super::Backend::JetStream);
+                }
+
+                #[test]
+                fn jetstream_bytes_in_folder() {
+                    super::$name(super::Backend::JetStreamBytesInFolder);
                 }
             }
         )*
@@ -456,6 +475,18 @@ fn versioned_overwrite_archives_old_generation(backend: Backend) {
     let all = buckets.list("bkt", "", None, true).expect("list versions");
     assert_eq!(names(&all.objects), [("obj", second.object.generation)]);
 
+    if let Some(folder) = &store.objects_folder {
+        let files: Vec<String> = walk(folder)
+            .into_iter()
+            .filter(|path| path.is_file())
+            .filter_map(|path| Some(path.file_name()?.to_str()?.to_owned()))
+            .collect();
+        assert_eq!(
+            files,
+            [second.object.generation.to_string()],
+            "only the live version's bytes stay"
+        );
+    }
     if let Some(root) = store.root() {
         assert!(!root
             .join("bkt/blobs")

@@ -142,12 +142,16 @@ async fn open_broker(
             let store: Arc<dyn Store> = Arc::new(store);
             Ok((Broker::open(store)?, storage::BucketBackend::Folder))
         }
-        StoreSpec::JetStream(options) => {
+        StoreSpec::JetStream {
+            options,
+            objects_folder,
+        } => {
             // The error names the URLs and says what to check.
             let store = JetStreamStore::connect(options).await?;
             let buckets = storage::BucketBackend::JetStream {
                 store: Box::new(store.clone()),
                 replicas: options.replicas,
+                objects_folder: objects_folder.clone(),
             };
             Ok((Broker::open_shared(Arc::new(store)), buckets))
         }

@@ -76,8 +76,12 @@ pub(crate) async fn open(
     let root = data_dir.join("buckets");
     let shared = match backend {
         BucketBackend::Folder => None,
-        BucketBackend::JetStream { store, replicas } => Some(
-            Buckets::open_jetstream(&root, store.context(), replicas)
+        BucketBackend::JetStream {
+            store,
+            replicas,
+            objects_folder,
+        } => Some(
+            Buckets::open_jetstream(&root, store.context(), replicas, objects_folder)
                 .await
                 .context("failed to open the buckets on JetStream")?,
         ),
@@ -121,6 +125,9 @@ pub(crate) enum BucketBackend {
         store: Box<JetStreamStore>,
         /// Copies of the key-value bucket and the object store.
         replicas: usize,
+        /// A folder that every node mounts, for the object bytes in place of the object
+        /// store.
+        objects_folder: Option<std::path::PathBuf>,
     },
 }
 

@@ -70,6 +70,8 @@ impl Buckets {
     /// Opens the buckets on JetStream: the indexes in the key-value bucket
     /// `sluice_buckets` and the bytes in the object store `sluice_objects`, both created
     /// with `replicas` copies when missing. Every node that opens them shares the buckets.
+    /// With `objects_folder`, the bytes are files in that folder instead, which every node
+    /// must mount at the same path.
     ///
     /// `root` is a folder of this node, which [`root`](Self::root) returns; this store
     /// keeps nothing there. The methods run their JetStream requests on the runtime that
@@ -77,14 +79,15 @@ impl Buckets {
     ///
     /// # Errors
     ///
-    /// [`BucketError::Io`] naming the key-value bucket or object store that cannot be
-    /// opened or created.
+    /// [`BucketError::Io`] naming the key-value bucket, object store or folder that cannot
+    /// be opened or created.
     pub async fn open_jetstream(
         root: impl Into<PathBuf>,
         context: &jetstream::Context,
         replicas: usize,
+        objects_folder: Option<PathBuf>,
     ) -> Result<Self, BucketError> {
-        let shared = JetStreamBuckets::open(context, replicas).await?;
+        let shared = JetStreamBuckets::open(context, replicas, objects_folder).await?;
         Ok(Self {
             root: root.into(),
             backend: Backend::JetStream(Box::new(shared)),

@@ -12,7 +12,11 @@
 //! to the time in microseconds or to one above its last value, whichever is larger. A
 //! generation is handed out once per bucket across all nodes, and the bytes of a version
 //! are the object `<hex of the bucket>/<generation>` in the object store [`OBJECT_STORE`],
-//! written before the index lists them.
+//! or the file of that path in a folder that every node mounts, written before the index
+//! lists them.
+//!
+//! NOTE: bytes that a node stored before it stopped, and that no index lists because the
+//! index write never happened, stay in the object store or folder. Nothing removes them yet.
 
 use std::io;
 use std::path::PathBuf;
@@ -24,7 +28,7 @@ use tokio::io::AsyncReadExt as _;
 use tokio::runtime::Handle;
 use tracing::warn;
 
-use super::disk::{decode_index, encode_index};
+use super::disk::{decode_index, encode_index, write_atomic};
 use super::error::BucketError;
 use super::names::{validate_bucket_name, validate_object_name};
 use super::notify::NotificationConfig;
@@ -45,15 +49,30 @@ const GENERATION_PREFIX: &str = "generation.";
 /// Bucket indexes on a key-value bucket and bytes in an object store.
 pub(crate) struct JetStreamBuckets {
     index: kv::Store,
-    objects: object_store::ObjectStore,
+    objects: ObjectBytes,
     runtime: Handle,
+}
+
+/// Where the bytes of object versions are.
+enum ObjectBytes {
+    /// The object store [`OBJECT_STORE`].
+    ObjectStore(Box<object_store::ObjectStore>),
+    /// A folder that every node mounts, with one file per version at
+    /// `<folder>/<hex of the bucket>/<generation>`.
+    Folder(PathBuf),
 }
 
 impl std::fmt::Debug for JetStreamBuckets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JetStreamBuckets")
             .field("index", &INDEX_BUCKET)
-            .field("objects", &OBJECT_STORE)
+            .field(
+                "objects",
+                &match &self.objects {
+                    ObjectBytes::ObjectStore(_) => PathBuf::from(OBJECT_STORE),
+                    ObjectBytes::Folder(folder) => folder.clone(),
+                },
+            )
             .finish_non_exhaustive()
     }
 }
@@ -65,10 +84,12 @@ struct Loaded {
 }
 
 impl JetStreamBuckets {
-    /// Opens the key-value bucket and the object store, creating them when missing.
+    /// Opens the key-value bucket and the object store, creating them when missing. With
+    /// `objects_folder`, the bytes go to files in that folder instead of the object store.
     pub(crate) async fn open(
         context: &jetstream::Context,
         replicas: usize,
+        objects_folder: Option<PathBuf>,
     ) -> Result<Self, BucketError> {
         let index = match context.get_key_value(INDEX_BUCKET).await {
             Ok(index) => index,
@@ -82,18 +103,12 @@ impl JetStreamBuckets {
                     .map_err(|err| failure("opening", INDEX_BUCKET, err))?
             }
         };
-        let objects = match context.get_object_store(OBJECT_STORE).await {
-            Ok(objects) => objects,
-            Err(_) => context
-                .create_object_store(object_store::Config {
-                    bucket: OBJECT_STORE.to_owned(),
-                    description: Some("sluice object bytes".to_owned()),
-                    storage: jetstream::stream::StorageType::File,
-                    num_replicas: replicas.max(1),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|err| failure("creating", OBJECT_STORE, err))?,
+        let objects = match objects_folder {
+            Some(folder) => {
+                std::fs::create_dir_all(&folder).map_err(BucketError::io("creating", &folder))?;
+                ObjectBytes::Folder(folder)
+            }
+            None => ObjectBytes::ObjectStore(Box::new(open_object_store(context, replicas).await?)),
         };
         Ok(Self {
             index,
@@ -353,11 +368,7 @@ impl JetStreamBuckets {
             self.load_existing(bucket).await?;
             loop {
                 let generation = self.next_generation(bucket).await?;
-                let blob = blob_name(bucket, generation);
-                self.objects
-                    .put(blob.as_str(), &mut &bytes[..])
-                    .await
-                    .map_err(|err| failure("writing", &blob, err))?;
+                self.write_blob(bucket, generation, bytes).await?;
                 let outcome = self
                     .modify(bucket, |state| {
                         // The live version is always the newest generation of its name. A
@@ -434,7 +445,7 @@ impl JetStreamBuckets {
             let loaded = self.load_existing(bucket).await?;
             let object = find_version(&loaded.state, name, generation)?.clone();
             let blob = blob_name(bucket, object.generation);
-            let bytes = match self.read_blob(&blob).await? {
+            let bytes = match self.read_blob(bucket, object.generation).await? {
                 Some(bytes) => bytes,
                 None => {
                     // A delete on another node may have removed the version after the
@@ -566,31 +577,112 @@ impl JetStreamBuckets {
         }
     }
 
-    /// Reads the bytes of one version, or `None` when the object store has none.
-    async fn read_blob(&self, blob: &str) -> Result<Option<Vec<u8>>, BucketError> {
-        let mut object = match self.objects.get(blob).await {
-            Ok(object) => object,
-            Err(err) if err.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(failure("opening", blob, err)),
-        };
-        let mut bytes = Vec::new();
-        object
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|err| failure("reading", blob, err))?;
-        Ok(Some(bytes))
-    }
-
-    /// Removes the bytes of versions that no index lists any more. A failure is logged: the
-    /// bytes then stay in the object store, unreferenced.
-    async fn remove_blobs(&self, bucket: &str, generations: &[i64]) {
-        for &generation in generations {
-            let blob = blob_name(bucket, generation);
-            if let Err(err) = self.objects.delete(blob.as_str()).await {
-                warn!(object = %blob, error = %err, "removing object bytes failed");
+    /// Stores the bytes of a new version. A file in the objects folder is written under a
+    /// temporary name, fsynced and renamed into place.
+    async fn write_blob(
+        &self,
+        bucket: &str,
+        generation: i64,
+        bytes: &[u8],
+    ) -> Result<(), BucketError> {
+        match &self.objects {
+            ObjectBytes::ObjectStore(store) => {
+                let blob = blob_name(bucket, generation);
+                store
+                    .put(blob.as_str(), &mut &bytes[..])
+                    .await
+                    .map_err(|err| failure("writing", &blob, err))?;
+                Ok(())
+            }
+            // This runs on the blocking thread that called `block_on`, so blocking file I/O
+            // stalls no runtime worker.
+            ObjectBytes::Folder(folder) => {
+                let bucket_folder = folder.join(encode_hex(bucket));
+                std::fs::create_dir_all(&bucket_folder)
+                    .map_err(BucketError::io("creating", &bucket_folder))?;
+                write_atomic(&bucket_folder.join(generation.to_string()), bytes)
             }
         }
     }
+
+    /// Reads the bytes of one version, or `None` when there are none.
+    async fn read_blob(
+        &self,
+        bucket: &str,
+        generation: i64,
+    ) -> Result<Option<Vec<u8>>, BucketError> {
+        match &self.objects {
+            ObjectBytes::ObjectStore(store) => {
+                let blob = blob_name(bucket, generation);
+                let mut object = match store.get(blob.as_str()).await {
+                    Ok(object) => object,
+                    Err(err) if err.kind() == object_store::GetErrorKind::NotFound => {
+                        return Ok(None)
+                    }
+                    Err(err) => return Err(failure("opening", &blob, err)),
+                };
+                let mut bytes = Vec::new();
+                object
+                    .read_to_end(&mut bytes)
+                    .await
+                    .map_err(|err| failure("reading", &blob, err))?;
+                Ok(Some(bytes))
+            }
+            ObjectBytes::Folder(folder) => {
+                let path = blob_path(folder, bucket, generation);
+                match std::fs::read(&path) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(err) => Err(BucketError::io("reading", &path)(err)),
+                }
+            }
+        }
+    }
+
+    /// Removes the bytes of versions that no index lists any more. A failure is logged: the
+    /// bytes then stay, unreferenced.
+    async fn remove_blobs(&self, bucket: &str, generations: &[i64]) {
+        for &generation in generations {
+            match &self.objects {
+                ObjectBytes::ObjectStore(store) => {
+                    let blob = blob_name(bucket, generation);
+                    if let Err(err) = store.delete(blob.as_str()).await {
+                        warn!(object = %blob, error = %err, "removing object bytes failed");
+                    }
+                }
+                ObjectBytes::Folder(folder) => {
+                    let path = blob_path(folder, bucket, generation);
+                    if let Err(err) = std::fs::remove_file(&path) {
+                        warn!(path = %path.display(), error = %err, "removing object bytes failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Opens the object store, creating it when missing.
+async fn open_object_store(
+    context: &jetstream::Context,
+    replicas: usize,
+) -> Result<object_store::ObjectStore, BucketError> {
+    if let Ok(store) = context.get_object_store(OBJECT_STORE).await {
+        return Ok(store);
+    }
+    context
+        .create_object_store(object_store::Config {
+            bucket: OBJECT_STORE.to_owned(),
+            description: Some("sluice object bytes".to_owned()),
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas.max(1),
+            ..Default::default()
+        })
+        .await
+        .map_err(|err| failure("creating", OBJECT_STORE, err))
+}
+
+fn blob_path(folder: &std::path::Path, bucket: &str, generation: i64) -> PathBuf {
+    folder.join(encode_hex(bucket)).join(generation.to_string())
 }
 
 fn index_key(bucket: &str) -> String {
