@@ -1,6 +1,6 @@
-//! Buckets shared by two `sluice serve` processes on one JetStream server: an object
-//! written through one node is read and listed through the other and notified once, a
-//! thumbnail that one node's handler made is not made again by the other, and concurrent
+//! Buckets shared by two `sluice serve` processes on one JetStream server. An object
+//! written through one node is read and listed through the other, and notified once. A
+//! thumbnail that one node's handler made is not made again by the other. Concurrent
 //! writes of one object through both nodes keep every generation.
 
 #[path = "../router/tests/nats/mod.rs"]
@@ -24,7 +24,7 @@ use support::{channel, TestServer};
 /// only a stuck node fails a test.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The configuration of every node. `objects` is the `[store] objects` setting.
+/// Returns the configuration of every node, with `objects` as the `[store] objects` setting.
 fn config(url: &str, objects: &str) -> String {
     format!(
         r#"
@@ -226,7 +226,7 @@ fn png(width: u32, height: u32) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn object_written_on_one_node_is_served_and_notified_once() {
+async fn object_served_by_other_node() {
     let cluster = Cluster::start().await;
     let a = cluster.node("a").await;
     let b = cluster.node("b").await;
@@ -284,7 +284,7 @@ async fn object_written_on_one_node_is_served_and_notified_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thumbnail_made_on_one_node_is_not_made_again_on_the_other() {
+async fn thumbnail_not_remade_by_other_node() {
     let cluster = Cluster::start().await;
     let mut a = cluster.node("a").await;
     let http = reqwest::Client::new();
@@ -333,7 +333,7 @@ async fn thumbnail_made_on_one_node_is_not_made_again_on_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writes_on_two_nodes_keep_every_generation() {
+async fn concurrent_writes_keep_every_generation() {
     const WRITES_PER_NODE: usize = 15;
     let cluster = Cluster::start().await;
     let a = cluster.node("a").await;
@@ -391,7 +391,7 @@ async fn concurrent_writes_on_two_nodes_keep_every_generation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn object_bytes_in_shared_folder_are_served() {
+async fn object_bytes_in_shared_folder() {
     let cluster =
         Cluster::start_with_objects(|dir| dir.join("objects").display().to_string()).await;
     let a = cluster.node("a").await;

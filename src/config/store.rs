@@ -26,8 +26,8 @@ pub(crate) struct StoreConfig {
     /// Copies of each stream in the JetStream cluster, 1 to 5.
     #[serde(default = "default_replicas")]
     pub(crate) replicas: i64,
-    /// Where object bytes go with `kind = "jetstream"`: `"jetstream"` for its object store,
-    /// or the path of a folder that every node mounts.
+    /// The storage of object bytes with `kind = "jetstream"`: `"jetstream"` for its object
+    /// store, or the path of a folder that every node mounts.
     #[serde(default)]
     pub(crate) objects: Option<String>,
 }

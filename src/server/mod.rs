@@ -129,7 +129,7 @@ struct Service {
 }
 
 /// Opens the store that `[store]` selects, and the broker over it.
-/// Also returns where the buckets go: beside the store.
+/// Also returns the bucket backend that goes with the store.
 async fn open_broker(
     spec: &StoreSpec,
     data_dir: &Path,

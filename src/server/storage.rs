@@ -113,7 +113,7 @@ pub(crate) async fn open(
     Ok(Storage::new(Arc::new(store), broker))
 }
 
-/// Where the buckets live: under the data directory, or on the JetStream servers that
+/// The location of the buckets: the data directory, or the JetStream servers that
 /// `[store]` names, shared with every node that uses them.
 #[derive(Debug)]
 pub(crate) enum BucketBackend {

@@ -19,7 +19,7 @@ use super::store::FolderBuckets;
 /// metagenerations, versioning and notification configs.
 ///
 /// [`open`](Self::open) keeps them under one root folder; [`open_jetstream`](Self::open_jetstream)
-/// keeps them on JetStream, where every node that opens the same servers sees them.
+/// keeps them on JetStream, shared by every node that opens the same servers.
 ///
 /// All methods block, on file I/O or on JetStream, so call them from `spawn_blocking` in
 /// async code, never from a runtime's worker thread.

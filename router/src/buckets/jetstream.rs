@@ -9,11 +9,11 @@
 //! the new index, so no update is lost.
 //!
 //! Generations come from the key `generation.<hex of the name>`, raised by compare-and-set
-//! to the time in microseconds or to one above its last value, whichever is larger. A
-//! generation is handed out once per bucket across all nodes, and the bytes of a version
-//! are the object `<hex of the bucket>/<generation>` in the object store [`OBJECT_STORE`],
-//! or the file of that path in a folder that every node mounts, written before the index
-//! lists them.
+//! to the time in microseconds or to one above its last value, whichever is larger. So a
+//! generation is handed out once per bucket across all nodes. The bytes of a version are
+//! the object `<hex of the bucket>/<generation>` in the object store [`OBJECT_STORE`], or
+//! the file of that path in a folder that every node mounts. They are written before the
+//! index lists them.
 //!
 //! NOTE: bytes that a node stored before it stopped, and that no index lists because the
 //! index write never happened, stay in the object store or folder. Nothing removes them yet.
@@ -53,7 +53,7 @@ pub(crate) struct JetStreamBuckets {
     runtime: Handle,
 }
 
-/// Where the bytes of object versions are.
+/// The storage of the bytes of object versions.
 enum ObjectBytes {
     /// The object store [`OBJECT_STORE`].
     ObjectStore(Box<object_store::ObjectStore>),
@@ -155,8 +155,8 @@ impl JetStreamBuckets {
     }
 
     /// Applies `change` to the bucket's index and writes it back if no other change came
-    /// first; otherwise applies it again to the newer index. `change` returns its result
-    /// and whether it changed the index; an unchanged index is not written.
+    /// first, or else applies it again to the newer index. `change` returns its result and
+    /// whether it changed the index, and an unchanged index is not written.
     async fn modify<T>(
         &self,
         name: &str,
@@ -279,7 +279,7 @@ impl JetStreamBuckets {
                 {
                     Ok(()) => return Ok(()),
                     Err(err) => {
-                        // When a change came first, the delete is refused; look at the
+                        // When a change came first, the delete is rejected, so look at the
                         // bucket again. Any other failure leaves the revision as it was.
                         let now = self.load(name).await?.map(|loaded| loaded.revision);
                         if now == Some(loaded.revision) {
