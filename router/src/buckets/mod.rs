@@ -1,8 +1,13 @@
-//! A local object store with Cloud Storage semantics, and the Pub/Sub notifications its
-//! changes cause.
+//! An object store with Cloud Storage semantics, and the Pub/Sub notifications its changes
+//! cause.
 //!
 //! [`Buckets`] keeps buckets of objects under one root folder, normally
-//! `<data dir>/buckets/`. Every change to an object returns an [`ObjectChange`] with the
+//! `<data dir>/buckets/`, or on NATS JetStream, where several sluice nodes share them
+//! ([`Buckets::open_jetstream`], described in `jetstream.rs`). Both backends apply every
+//! change with the same code, so the semantics below hold for both. The layout and
+//! durability sections describe the folder backend.
+//!
+//! Every change to an object returns an [`ObjectChange`] with the
 //! [`ObjectEvent`]s it caused. [`notification_message`] turns one event into the message
 //! one bucket [`NotificationConfig`] publishes, and [`notification_messages`] does that for
 //! all of a bucket's configs, so the server can hand the messages to
