@@ -176,8 +176,18 @@ impl Storage {
     /// # Errors
     ///
     /// [`StorageError::Bucket`] when the bucket does not exist.
-    pub fn bucket(&self, bucket: &str) -> Result<BucketInfo, StorageError> {
-        Ok(self.buckets.bucket(bucket)?)
+    pub async fn bucket(&self, bucket: &str) -> Result<BucketInfo, StorageError> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |buckets| buckets.bucket(&bucket)).await
+    }
+
+    /// Returns the settings of every bucket, ordered by name. See [`Buckets::list_buckets`].
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Bucket`] when the buckets cannot be listed.
+    pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>, StorageError> {
+        self.blocking(|buckets| buckets.list_buckets()).await
     }
 
     async fn blocking<T: Send + 'static>(
@@ -195,10 +205,14 @@ impl Storage {
         &self,
         operation: impl FnOnce(&Buckets) -> Result<ObjectChange, BucketError> + Send + 'static,
     ) -> Result<ObjectResource, StorageError> {
-        let change = self.blocking(operation).await?;
-        let bucket = &change.object.bucket;
         // The configs are read after the change, so a config added in between applies to it.
-        let configs = self.buckets.notification_configs(bucket)?;
+        let (change, configs) = self
+            .blocking(move |buckets| {
+                let change = operation(buckets)?;
+                let configs = buckets.notification_configs(&change.object.bucket)?;
+                Ok((change, configs))
+            })
+            .await?;
         let messages = notification_messages(&configs, &change.events);
         if messages.is_empty() {
             return Ok(change.object);

@@ -1,6 +1,8 @@
 //! The bucket store: Cloud Storage semantics, notifications in Google's format, names that
 //! try to escape the root folder, and persistence.
 
+#[path = "nats/mod.rs"]
+mod nats;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +21,151 @@ use sluice_router::buckets::{
 use sluice_router::deliver::Broker;
 use sluice_router::store::{SledStore, Store, SubscriptionSpec, TopicMessage};
 use tempfile::TempDir;
+
+/// The backends of the bucket store. The tests of semantics run against each, through
+/// [`both_backends!`].
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Folder,
+    JetStream,
+    /// JetStream for the indexes, with the object bytes in a folder.
+    JetStreamBytesInFolder,
+}
+
+/// A bucket store for one test, with what it needs.
+struct OpenStore {
+    buckets: Arc<Buckets>,
+    dir: TempDir,
+    /// The nats-server and the runtime of the JetStream backend. The runtime outlives the
+    /// stores, whose requests run on it.
+    jetstream: Option<(nats::NatsServer, tokio::runtime::Runtime)>,
+    /// The folder of the object bytes, when JetStream keeps only the indexes.
+    objects_folder: Option<PathBuf>,
+}
+
+impl Backend {
+    fn open(self) -> OpenStore {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match self {
+            Backend::Folder => {
+                let buckets = Buckets::open(dir.path().join("buckets")).expect("store opens");
+                OpenStore {
+                    buckets: Arc::new(buckets),
+                    dir,
+                    jetstream: None,
+                    objects_folder: None,
+                }
+            }
+            Backend::JetStream | Backend::JetStreamBytesInFolder => {
+                let objects_folder = matches!(self, Backend::JetStreamBytesInFolder)
+                    .then(|| dir.path().join("objects"));
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let server = runtime.block_on(nats::NatsServer::start());
+                let buckets = runtime.block_on(open_jetstream(
+                    &server.url(),
+                    dir.path(),
+                    objects_folder.clone(),
+                ));
+                OpenStore {
+                    buckets: Arc::new(buckets),
+                    dir,
+                    jetstream: Some((server, runtime)),
+                    objects_folder,
+                }
+            }
+        }
+    }
+}
+
+async fn open_jetstream(url: &str, dir: &Path, objects_folder: Option<PathBuf>) -> Buckets {
+    let client = async_nats::connect(url)
+        .await
+        .expect("connects to nats-server");
+    let context = async_nats::jetstream::new(client);
+    Buckets::open_jetstream(dir.join("buckets"), &context, 1, objects_folder)
+        .await
+        .expect("buckets open on JetStream")
+}
+
+impl OpenStore {
+    /// Returns the root folder of the folder backend, `None` for JetStream.
+    fn root(&self) -> Option<PathBuf> {
+        (!self.buckets.is_shared()).then(|| self.dir.path().join("buckets"))
+    }
+
+    /// Returns a store that another node would use: the same one for the folder backend,
+    /// and a store on a connection of its own for JetStream.
+    fn another_node(&self) -> Arc<Buckets> {
+        match &self.jetstream {
+            None => Arc::clone(&self.buckets),
+            Some((server, runtime)) => Arc::new(runtime.block_on(open_jetstream(
+                &server.url(),
+                self.dir.path(),
+                self.objects_folder.clone(),
+            ))),
+        }
+    }
+}
+
+impl Drop for OpenStore {
+    fn drop(&mut self) {
+        // The stores hold handles to the runtime; stop it without waiting for idle tasks.
+        if let Some((_, runtime)) = self.jetstream.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Runs each named test function, which takes a [`Backend`], once per backend.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn folder() {
+                    super::$name(super::Backend::Folder);
+                }
+
+                #[test]
+                fn jetstream() {
+                    super::$name(super::Backend::JetStream);
+                }
+
+                #[test]
+                fn jetstream_bytes_in_folder() {
+                    super::$name(super::Backend::JetStreamBytesInFolder);
+                }
+            }
+        )*
+    };
+}
+
+both_backends!(
+    generations_and_metagenerations_increase,
+    generation_is_a_microsecond_timestamp,
+    checksums_of_known_bytes,
+    object_resource_fields,
+    overwrite_deletes_old_generation,
+    versioned_overwrite_archives_old_generation,
+    delete_by_generation_removes_live_version,
+    delete_on_unversioned_bucket,
+    patch_emits_metadata_update,
+    notification_attributes_on_overwrite,
+    notification_filters_by_prefix_and_event_type,
+    notification_payload_none_and_custom_attributes,
+    notifications_match_fixture_messages,
+    bucket_names_follow_rules,
+    list_with_prefix_and_delimiter,
+    list_versions_includes_noncurrent,
+    delete_bucket_requires_empty,
+    notification_configs_are_validated,
+    concurrent_writes_keep_generations_unique,
+    config_if_new_is_added_once,
+);
 
 /// Opens a store in a fresh temporary folder, with its root at `<temp>/buckets`.
 fn open_store() -> (TempDir, Buckets) {
@@ -117,9 +264,9 @@ fn buckets_is_send_and_sync() {
     assert_send_sync::<Buckets>();
 }
 
-#[test]
-fn generations_and_metagenerations_increase() {
-    let (_dir, buckets) = open_store();
+fn generations_and_metagenerations_increase(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", false).expect("bucket");
     let mut previous = 0;
     for round in 0..5 {
@@ -147,9 +294,9 @@ fn generations_and_metagenerations_increase() {
     }
 }
 
-#[test]
-fn generation_is_a_microsecond_timestamp() {
-    let (_dir, buckets) = open_store();
+fn generation_is_a_microsecond_timestamp(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", false).expect("bucket");
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -163,9 +310,9 @@ fn generation_is_a_microsecond_timestamp() {
     );
 }
 
-#[test]
-fn checksums_of_known_bytes() {
-    let (_dir, buckets) = open_store();
+fn checksums_of_known_bytes(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", false).expect("bucket");
     let hello = put(&buckets, "bkt", "hello.txt", b"hello").object;
     assert_eq!(hello.size, 5);
@@ -183,9 +330,9 @@ fn checksums_of_known_bytes() {
     assert_eq!(buckets.read("bkt", "empty", None).expect("read"), b"");
 }
 
-#[test]
-fn object_resource_fields() {
-    let (_dir, buckets) = open_store();
+fn object_resource_fields(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", false).expect("bucket");
     let metadata = BTreeMap::from([("owner".to_owned(), "ops".to_owned())]);
     let object = buckets
@@ -227,9 +374,9 @@ fn object_resource_fields() {
     assert!(chrono::DateTime::parse_from_rfc3339(created).is_ok());
 }
 
-#[test]
-fn overwrite_deletes_old_generation() {
-    let (_dir, buckets) = open_store();
+fn overwrite_deletes_old_generation(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", false).expect("bucket");
     let first = put(&buckets, "bkt", "obj", b"one").object;
     let second = put(&buckets, "bkt", "obj", b"two");
@@ -257,9 +404,9 @@ fn overwrite_deletes_old_generation() {
     assert_eq!(names(&listing.objects), [("obj", second.object.generation)]);
 }
 
-#[test]
-fn versioned_overwrite_archives_old_generation() {
-    let (dir, buckets) = open_store();
+fn versioned_overwrite_archives_old_generation(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", true).expect("bucket");
     let first = put(&buckets, "bkt", "obj", b"one").object;
     let second = put(&buckets, "bkt", "obj", b"two");
@@ -328,20 +475,33 @@ fn versioned_overwrite_archives_old_generation() {
     let all = buckets.list("bkt", "", None, true).expect("list versions");
     assert_eq!(names(&all.objects), [("obj", second.object.generation)]);
 
-    let root = dir.path().join("buckets");
-    assert!(!root
-        .join("bkt/blobs")
-        .join(first.generation.to_string())
-        .exists());
-    assert!(root
-        .join("bkt/blobs")
-        .join(second.object.generation.to_string())
-        .exists());
+    if let Some(folder) = &store.objects_folder {
+        let files: Vec<String> = walk(folder)
+            .into_iter()
+            .filter(|path| path.is_file())
+            .filter_map(|path| Some(path.file_name()?.to_str()?.to_owned()))
+            .collect();
+        assert_eq!(
+            files,
+            [second.object.generation.to_string()],
+            "only the live version's bytes stay"
+        );
+    }
+    if let Some(root) = store.root() {
+        assert!(!root
+            .join("bkt/blobs")
+            .join(first.generation.to_string())
+            .exists());
+        assert!(root
+            .join("bkt/blobs")
+            .join(second.object.generation.to_string())
+            .exists());
+    }
 }
 
-#[test]
-fn delete_by_generation_removes_live_version() {
-    let (_dir, buckets) = open_store();
+fn delete_by_generation_removes_live_version(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", true).expect("bucket");
     let object = put(&buckets, "bkt", "obj", b"one").object;
     let change = buckets
@@ -352,9 +512,9 @@ fn delete_by_generation_removes_live_version() {
     assert!(all.objects.is_empty(), "nothing is kept: {all:?}");
 }
 
-#[test]
-fn delete_on_unversioned_bucket() {
-    let (_dir, buckets) = open_store();
+fn delete_on_unversioned_bucket(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", false).expect("bucket");
     let object = put(&buckets, "bkt", "obj", b"one").object;
     let change = buckets.delete("bkt", "obj", None).expect("delete");
@@ -376,9 +536,9 @@ fn delete_on_unversioned_bucket() {
     );
 }
 
-#[test]
-fn patch_emits_metadata_update() {
-    let (_dir, buckets) = open_store();
+fn patch_emits_metadata_update(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", false).expect("bucket");
     let metadata = BTreeMap::from([
         ("keep".to_owned(), "1".to_owned()),
@@ -429,9 +589,9 @@ fn patch_emits_metadata_update() {
     );
 }
 
-#[test]
-fn notification_attributes_on_overwrite() {
-    let (_dir, buckets) = open_store();
+fn notification_attributes_on_overwrite(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", false).expect("bucket");
     let first = put(&buckets, "bkt", "dir/obj", b"one").object;
     let second = put(&buckets, "bkt", "dir/obj", b"two");
@@ -479,9 +639,9 @@ fn notification_attributes_on_overwrite() {
     assert_eq!(data, second.object.to_json());
 }
 
-#[test]
-fn notification_filters_by_prefix_and_event_type() {
-    let (_dir, buckets) = open_store();
+fn notification_filters_by_prefix_and_event_type(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", false).expect("bucket");
     let mut events = put(&buckets, "bkt", "images/a.png", b"1").events;
     events.extend(put(&buckets, "bkt", "images/a.png", b"2").events);
@@ -534,9 +694,9 @@ fn notification_filters_by_prefix_and_event_type() {
     assert!(notification_messages(&[nothing], &events).is_empty());
 }
 
-#[test]
-fn notification_payload_none_and_custom_attributes() {
-    let (_dir, buckets) = open_store();
+fn notification_payload_none_and_custom_attributes(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", false).expect("bucket");
     let change = put(&buckets, "bkt", "obj", b"x");
     let mut quiet = config("5");
@@ -614,9 +774,9 @@ fn messages_for_fixture_scenario(buckets: &Buckets) -> Vec<TopicMessage> {
     messages
 }
 
-#[test]
-fn notifications_match_fixture_messages() {
-    let (_dir, buckets) = open_store();
+fn notifications_match_fixture_messages(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     let ours = messages_for_fixture_scenario(&buckets);
     let fixtures = support::read_jsonl("audit-logs/gcs-notifications/messages.jsonl");
     assert_eq!(fixtures.len(), 5, "the fixture's message count");
@@ -773,9 +933,9 @@ fn escape_attempts_stay_inside_root() {
     assert_eq!(listing.objects.len(), accepted.len());
 }
 
-#[test]
-fn bucket_names_follow_rules() {
-    let (dir, buckets) = open_store();
+fn bucket_names_follow_rules(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     let cases = [
         ("..", BucketNameRule::Length { chars: 2 }),
         ("...", BucketNameRule::Boundary),
@@ -801,12 +961,14 @@ fn bucket_names_follow_rules() {
         matches!(again, Err(BucketError::BucketExists { .. })),
         "{again:?}"
     );
-    assert_only_layout_files(dir.path(), &dir.path().join("buckets"));
+    if let Some(root) = store.root() {
+        assert_only_layout_files(store.dir.path(), &root);
+    }
 }
 
-#[test]
-fn list_with_prefix_and_delimiter() {
-    let (_dir, buckets) = open_store();
+fn list_with_prefix_and_delimiter(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", false).expect("bucket");
     for name in [
         "a.txt",
@@ -868,9 +1030,9 @@ fn list_with_prefix_and_delimiter() {
     assert!(none.prefixes.is_empty());
 }
 
-#[test]
-fn list_versions_includes_noncurrent() {
-    let (_dir, buckets) = open_store();
+fn list_versions_includes_noncurrent(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", true).expect("bucket");
     let a1 = put(&buckets, "bkt", "dir/a", b"1").object;
     let a2 = put(&buckets, "bkt", "dir/a", b"2").object;
@@ -943,7 +1105,12 @@ fn reopen_reads_everything_back() {
     };
 
     let buckets = Buckets::open(&root).expect("store reopens");
-    let names: Vec<String> = buckets.list_buckets().into_iter().map(|b| b.name).collect();
+    let names: Vec<String> = buckets
+        .list_buckets()
+        .expect("buckets list")
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
     assert_eq!(names, ["bk2", "bkt"], "ordered by name");
     assert!(buckets.bucket("bkt").expect("bkt").versioning);
     assert!(!buckets.bucket("bk2").expect("bk2").versioning);
@@ -1006,7 +1173,12 @@ fn open_removes_leftovers_of_a_crash() {
     assert!(!blobs.join((generation + 1).to_string()).exists());
     assert!(!root.join(".creating-bk2").exists());
     assert!(!root.join(".deleted-b3-1-0").exists());
-    let names: Vec<String> = buckets.list_buckets().into_iter().map(|b| b.name).collect();
+    let names: Vec<String> = buckets
+        .list_buckets()
+        .expect("buckets list")
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
     assert_eq!(names, ["bkt"]);
     let newer = put(&buckets, "bkt", "obj", b"next").object;
     assert!(newer.generation > generation);
@@ -1044,9 +1216,9 @@ fn damaged_index_fails_open() {
     }
 }
 
-#[test]
-fn delete_bucket_requires_empty() {
-    let (dir, buckets) = open_store();
+fn delete_bucket_requires_empty(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", true).expect("bucket");
     put(&buckets, "bkt", "obj", b"x");
     buckets.delete("bkt", "obj", None).expect("archive");
@@ -1074,18 +1246,17 @@ fn delete_bucket_requires_empty() {
     ));
     let put_after = buckets.put("bkt", "obj", b"x", None, no_metadata());
     assert!(matches!(put_after, Err(BucketError::BucketNotFound { .. })));
-    assert!(
-        walk(&dir.path().join("buckets")).is_empty(),
-        "the folder is removed"
-    );
+    if let Some(root) = store.root() {
+        assert!(walk(&root).is_empty(), "the folder is removed");
+    }
     buckets
         .create_bucket("bkt", false)
         .expect("the name is free again");
 }
 
-#[test]
-fn notification_configs_are_validated() {
-    let (_dir, buckets) = open_store();
+fn notification_configs_are_validated(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", false).expect("bucket");
     let mut no_topic = config("");
     no_topic.topic.clear();
@@ -1137,6 +1308,29 @@ fn notification_configs_are_validated() {
     );
 }
 
+fn config_if_new_is_added_once(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
+    buckets.create_bucket("bkt", false).expect("bucket");
+    let same_topic = |a: &NotificationConfig, b: &NotificationConfig| a.topic == b.topic;
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let node = store.another_node();
+            std::thread::spawn(move || {
+                node.insert_notification_config_if_new("bkt", config(""), same_topic)
+                    .expect("insert")
+            })
+        })
+        .collect();
+    let added: Vec<NotificationConfig> = threads
+        .into_iter()
+        .filter_map(|t| t.join().expect("thread finishes"))
+        .collect();
+    assert_eq!(added.len(), 1, "one node adds the config: {added:?}");
+    let stored = buckets.notification_configs("bkt").expect("configs");
+    assert_eq!(stored, added);
+}
+
 #[test]
 fn event_type_names_round_trip() {
     for event_type in EventType::ALL {
@@ -1150,14 +1344,17 @@ fn event_type_names_round_trip() {
     );
 }
 
-#[test]
-fn concurrent_writes_keep_generations_unique() {
-    let (_dir, buckets) = open_store();
-    let buckets = Arc::new(buckets);
+fn concurrent_writes_keep_generations_unique(backend: Backend) {
+    let store = backend.open();
+    let buckets = Arc::clone(&store.buckets);
     buckets.create_bucket("bkt", true).expect("bucket");
-    let threads: Vec<_> = (0..4)
-        .map(|thread| {
-            let buckets = Arc::clone(&buckets);
+    // On JetStream, each thread writes through a connection of its own, as separate nodes
+    // would.
+    let nodes: Vec<Arc<Buckets>> = (0..4).map(|_| store.another_node()).collect();
+    let threads: Vec<_> = nodes
+        .into_iter()
+        .enumerate()
+        .map(|(thread, buckets)| {
             std::thread::spawn(move || {
                 (0..10)
                     .map(|round| {

@@ -26,6 +26,10 @@ pub(crate) struct StoreConfig {
     /// Copies of each stream in the JetStream cluster, 1 to 5.
     #[serde(default = "default_replicas")]
     pub(crate) replicas: i64,
+    /// The storage of object bytes with `kind = "jetstream"`: `"jetstream"` for its object
+    /// store, or the path of a folder that every node mounts.
+    #[serde(default)]
+    pub(crate) objects: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -35,6 +39,7 @@ impl Default for StoreConfig {
             urls: default_urls(),
             credentials_file: default_credentials_file(),
             replicas: default_replicas(),
+            objects: None,
         }
     }
 }
@@ -61,7 +66,12 @@ pub(crate) enum StoreSpec {
     /// The embedded store in the data directory.
     Sled,
     /// NATS JetStream.
-    JetStream(JetStreamOptions),
+    JetStream {
+        /// How to reach the servers.
+        options: JetStreamOptions,
+        /// The folder of object bytes, or `None` for JetStream's object store.
+        objects_folder: Option<PathBuf>,
+    },
 }
 
 impl StoreConfig {
@@ -70,10 +80,13 @@ impl StoreConfig {
         let mut errors = Vec::new();
         match self.kind.as_str() {
             "sled" => {
-                if !self.urls.is_empty() || self.credentials_file.is_some() {
+                if !self.urls.is_empty()
+                    || self.credentials_file.is_some()
+                    || self.objects.is_some()
+                {
                     errors.push(
-                        "urls and credentials_file apply only to kind = \"jetstream\"; remove \
-                         them or set the kind"
+                        "urls, credentials_file and objects apply only to kind = \"jetstream\"; \
+                         remove them or set the kind"
                             .to_owned(),
                     );
                 }
@@ -99,13 +112,28 @@ impl StoreConfig {
                         self.replicas
                     ));
                 }
+                let objects_folder = match self.objects.as_deref() {
+                    None | Some("jetstream") => None,
+                    Some("") => {
+                        errors.push(
+                            "objects is empty; use \"jetstream\" or the path of a folder that \
+                             every node mounts"
+                                .to_owned(),
+                        );
+                        None
+                    }
+                    Some(path) => Some(PathBuf::from(path)),
+                };
                 if errors.is_empty() {
-                    return Ok(StoreSpec::JetStream(JetStreamOptions {
-                        urls: self.urls.clone(),
-                        credentials_file: self.credentials_file.clone(),
-                        replicas: usize::try_from(self.replicas).unwrap_or(1),
-                        connect_timeout: Duration::from_secs(5),
-                    }));
+                    return Ok(StoreSpec::JetStream {
+                        options: JetStreamOptions {
+                            urls: self.urls.clone(),
+                            credentials_file: self.credentials_file.clone(),
+                            replicas: usize::try_from(self.replicas).unwrap_or(1),
+                            connect_timeout: Duration::from_secs(5),
+                        },
+                        objects_folder,
+                    });
                 }
             }
             other => errors.push(format!(
@@ -138,15 +166,53 @@ mod tests {
         .validate()
         .expect("valid");
 
-        let StoreSpec::JetStream(options) = spec else {
+        let StoreSpec::JetStream {
+            options,
+            objects_folder,
+        } = spec
+        else {
             panic!("expected JetStream, got {spec:?}");
         };
+        assert_eq!(objects_folder, None, "the object store by default");
         assert_eq!(options.urls, ["nats://a:4222", "nats://b:4222"]);
         assert_eq!(
             options.credentials_file,
             Some(PathBuf::from("/etc/sluice.creds"))
         );
         assert_eq!(options.replicas, 3);
+    }
+
+    #[test]
+    fn objects_folder_is_read() {
+        let spec =
+            parse("kind = \"jetstream\"\nurls = [\"nats://a:4222\"]\nobjects = \"/srv/objects\"")
+                .validate()
+                .expect("valid");
+        let StoreSpec::JetStream { objects_folder, .. } = spec else {
+            panic!("expected JetStream, got {spec:?}");
+        };
+        assert_eq!(objects_folder, Some(PathBuf::from("/srv/objects")));
+
+        let spec =
+            parse("kind = \"jetstream\"\nurls = [\"nats://a:4222\"]\nobjects = \"jetstream\"")
+                .validate()
+                .expect("valid");
+        assert!(matches!(
+            spec,
+            StoreSpec::JetStream {
+                objects_folder: None,
+                ..
+            }
+        ));
+
+        let errors = parse("objects = \"/srv/objects\"")
+            .validate()
+            .expect_err("invalid");
+        assert!(errors[0].contains("only to kind"), "{errors:?}");
+        let errors = parse("kind = \"jetstream\"\nurls = [\"nats://a:4222\"]\nobjects = \"\"")
+            .validate()
+            .expect_err("invalid");
+        assert!(errors[0].contains("objects is empty"), "{errors:?}");
     }
 
     #[test]

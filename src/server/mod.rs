@@ -130,22 +130,31 @@ struct Service {
 }
 
 /// Opens the store that `[store]` selects, and the broker over it.
+/// Also returns the bucket backend that goes with the store.
 async fn open_broker(
     spec: &StoreSpec,
     data_dir: &Path,
     store_options: StoreOptions,
-) -> anyhow::Result<Broker> {
+) -> anyhow::Result<(Broker, storage::BucketBackend)> {
     match spec {
         StoreSpec::Sled => {
             let store = SledStore::open_with(data_dir, store_options)
                 .map_err(|err| open_error(data_dir, &err))?;
             let store: Arc<dyn Store> = Arc::new(store);
-            Ok(Broker::open(store)?)
+            Ok((Broker::open(store)?, storage::BucketBackend::Folder))
         }
-        StoreSpec::JetStream(options) => {
+        StoreSpec::JetStream {
+            options,
+            objects_folder,
+        } => {
             // The error names the URLs and says what to check.
             let store = JetStreamStore::connect(options).await?;
-            Ok(Broker::open_shared(Arc::new(store)))
+            let buckets = storage::BucketBackend::JetStream {
+                store: Box::new(store.clone()),
+                replicas: options.replicas,
+                objects_folder: objects_folder.clone(),
+            };
+            Ok((Broker::open_shared(Arc::new(store)), buckets))
         }
     }
 }
@@ -198,7 +207,8 @@ async fn build(
     // first commits are measured.
     let metrics = Arc::new(Metrics::unattached());
     metrics.install_global();
-    let broker = Arc::new(open_broker(&config.store, data_dir, store_options).await?);
+    let (broker, bucket_backend) = open_broker(&config.store, data_dir, store_options).await?;
+    let broker = Arc::new(broker);
     for topic in &config.topics {
         let record = broker
             .create_topic(topic)
@@ -222,7 +232,7 @@ async fn build(
             .await
             .with_context(|| format!("failed to create subscription {:?}", subscription.name))?;
     }
-    let storage = storage::open(data_dir, config.buckets, broker.clone()).await?;
+    let storage = storage::open(data_dir, bucket_backend, config.buckets, broker.clone()).await?;
     let handlers = config.handlers;
     let router = Arc::new(LogRouter::new(config.sinks, config.catch_all_topic));
     metrics.observe_broker(broker.clone());

@@ -47,6 +47,7 @@ use axum::Router;
 use sluice_router::buckets::{BucketError, Buckets, EventType, NotificationConfig};
 use sluice_router::deliver::Broker;
 use sluice_router::storage::Storage;
+use sluice_router::store::jetstream::JetStreamStore;
 use tracing::info;
 
 use crate::config::BucketSpec;
@@ -68,14 +69,35 @@ pub(crate) const DEFAULT_MAX_UPLOAD_BYTES: u64 = 32 * 1024 * 1024;
 /// Fails when the bucket store cannot be opened or a bucket or config cannot be written.
 pub(crate) async fn open(
     data_dir: &Path,
+    backend: BucketBackend,
     buckets: Vec<BucketSpec>,
     broker: Arc<Broker>,
 ) -> anyhow::Result<Storage> {
     let root = data_dir.join("buckets");
+    let shared = match backend {
+        BucketBackend::Folder => None,
+        BucketBackend::JetStream {
+            store,
+            replicas,
+            objects_folder,
+        } => Some(
+            Buckets::open_jetstream(&root, store.context(), replicas, objects_folder)
+                .await
+                .context("failed to open the buckets on JetStream")?,
+        ),
+    };
     // Opening scans every bucket's index, and each change fsyncs, so run it off the runtime.
     let store = tokio::task::spawn_blocking(move || -> anyhow::Result<Buckets> {
-        let store = Buckets::open(&root)
-            .with_context(|| format!("failed to open the buckets in {}", root.display()))?;
+        let store = match shared {
+            Some(store) => {
+                // The file of managed config ids stays on this node.
+                std::fs::create_dir_all(&root)
+                    .with_context(|| format!("failed to create {}", root.display()))?;
+                store
+            }
+            None => Buckets::open(&root)
+                .with_context(|| format!("failed to open the buckets in {}", root.display()))?,
+        };
         let managed_path = root.join(MANAGED_CONFIGS_FILE);
         let mut managed = read_managed(&managed_path)?;
         remove_stale_configs(&store, &buckets, &mut managed)?;
@@ -89,6 +111,24 @@ pub(crate) async fn open(
     .await
     .context("the bucket set-up task did not finish")??;
     Ok(Storage::new(Arc::new(store), broker))
+}
+
+/// The location of the buckets: the data directory, or the JetStream servers that
+/// `[store]` names, shared with every node that uses them.
+#[derive(Debug)]
+pub(crate) enum BucketBackend {
+    /// `<data dir>/buckets`.
+    Folder,
+    /// JetStream's key-value and object stores.
+    JetStream {
+        /// The store, whose JetStream connection the buckets share.
+        store: Box<JetStreamStore>,
+        /// Copies of the key-value bucket and the object store.
+        replicas: usize,
+        /// A folder that every node mounts, for the object bytes in place of the object
+        /// store.
+        objects_folder: Option<std::path::PathBuf>,
+    },
 }
 
 /// The file under `<data dir>/buckets` that lists, per bucket, the ids of the notification
@@ -178,33 +218,33 @@ fn apply_bucket(
             info!(bucket = %name, versioning = spec.versioning, "bucket versioning changed");
         }
         Ok(_) => {}
-        Err(BucketError::BucketNotFound { .. }) => {
-            store
-                .create_bucket(name, spec.versioning)
-                .with_context(|| format!("failed to create bucket {name:?}"))?;
-            info!(bucket = %name, versioning = spec.versioning, "bucket created");
-        }
+        Err(BucketError::BucketNotFound { .. }) => match store.create_bucket(name, spec.versioning)
+        {
+            Ok(_) => info!(bucket = %name, versioning = spec.versioning, "bucket created"),
+            // Another node that shares the buckets created it first.
+            Err(BucketError::BucketExists { .. }) => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("failed to create bucket {name:?}"))
+            }
+        },
         Err(err) => return Err(err.into()),
     }
 
-    let stored = store.notification_configs(name)?;
     for config in &spec.notifications {
-        if stored
-            .iter()
-            .any(|existing| same_settings(existing, config))
-        {
-            continue;
-        }
+        // The check and the insert are one change, so that nodes sharing the buckets add
+        // the config once.
         let added = store
-            .insert_notification_config(name, config.clone())
+            .insert_notification_config_if_new(name, config.clone(), same_settings)
             .with_context(|| {
                 format!(
                     "failed to add the notification config for topic {:?} to bucket {name:?}",
                     config.topic
                 )
             })?;
-        info!(bucket = %name, id = %added.id, topic = %added.topic, "notification config added");
-        managed.entry(name.clone()).or_default().insert(added.id);
+        if let Some(added) = added {
+            info!(bucket = %name, id = %added.id, topic = %added.topic, "notification config added");
+            managed.entry(name.clone()).or_default().insert(added.id);
+        }
     }
     Ok(())
 }

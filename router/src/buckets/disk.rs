@@ -111,67 +111,22 @@ impl BucketDir {
             path: index_path.clone(),
             reason,
         };
-        let index: IndexIn = serde_json::from_slice(&text)
-            .map_err(|err| corrupt(format!("invalid index: {err}")))?;
-
-        if index.format != INDEX_FORMAT {
-            return Err(corrupt(format!(
-                "index format {} is not {INDEX_FORMAT}, the only format this version reads",
-                index.format
-            )));
-        }
+        let state = decode_index(&text).map_err(corrupt)?;
         let folder_name = self.path.file_name().and_then(|n| n.to_str());
-        if folder_name != Some(index.bucket.name.as_str()) {
+        if folder_name != Some(state.info.name.as_str()) {
             return Err(corrupt(format!(
                 "the index is of bucket {:?}, not of its folder's name",
-                index.bucket.name
+                state.info.name
             )));
         }
-
-        let mut state = BucketState::new(index.bucket);
-        state.next_notification_id = index.next_notification_id;
-        state.notification_configs = index.notification_configs;
-
-        let mut generations = HashSet::new();
-        for object in index.objects {
-            if object.bucket != state.info.name {
-                return Err(corrupt(format!(
-                    "generation {} of object {:?} names bucket {:?}",
-                    object.generation, object.name, object.bucket
-                )));
-            }
-            if object.generation <= 0 {
-                return Err(corrupt(format!(
-                    "object {:?} has generation {}, which is not positive",
-                    object.name, object.generation
-                )));
-            }
-            if !generations.insert(object.generation) {
-                return Err(corrupt(format!(
-                    "generation {} is used twice, so two versions would share one file",
-                    object.generation
-                )));
-            }
-            state.insert_loaded(object).map_err(corrupt)?;
-        }
-
+        let generations: HashSet<i64> = state.versions().map(|o| o.generation).collect();
         self.collect_garbage(&generations)?;
         Ok(state)
     }
 
     /// Writes the index of `state`, replacing the previous one atomically.
     pub(crate) fn save_index(&self, state: &BucketState) -> Result<(), BucketError> {
-        let index = IndexOut {
-            format: INDEX_FORMAT,
-            bucket: &state.info,
-            next_notification_id: state.next_notification_id,
-            notification_configs: &state.notification_configs,
-            objects: state.versions().collect(),
-        };
-        let bytes = serde_json::to_vec(&index).unwrap_or_else(|err| {
-            unreachable!("an index has only string keys and always serializes: {err}")
-        });
-        write_atomic(&self.path.join(INDEX_FILE), &bytes)
+        write_atomic(&self.path.join(INDEX_FILE), &encode_index(state))
     }
 
     /// Writes object bytes to a new upload file and fsyncs them. `id` must be unique among
@@ -265,6 +220,60 @@ impl Drop for Upload {
             let _ = fs::remove_file(&self.path);
         }
     }
+}
+
+/// Encodes a bucket's settings, notification configs and versions as an index: the
+/// content of `index.json`, and of a bucket's key in the JetStream backend.
+pub(crate) fn encode_index(state: &BucketState) -> Vec<u8> {
+    let index = IndexOut {
+        format: INDEX_FORMAT,
+        bucket: &state.info,
+        next_notification_id: state.next_notification_id,
+        notification_configs: &state.notification_configs,
+        objects: state.versions().collect(),
+    };
+    serde_json::to_vec(&index).unwrap_or_else(|err| {
+        unreachable!("an index has only string keys and always serializes: {err}")
+    })
+}
+
+/// Decodes an index and checks it, or returns what is wrong with it.
+pub(crate) fn decode_index(bytes: &[u8]) -> Result<BucketState, String> {
+    let index: IndexIn =
+        serde_json::from_slice(bytes).map_err(|err| format!("invalid index: {err}"))?;
+    if index.format != INDEX_FORMAT {
+        return Err(format!(
+            "index format {} is not {INDEX_FORMAT}, the only format this version reads",
+            index.format
+        ));
+    }
+    let mut state = BucketState::new(index.bucket);
+    state.next_notification_id = index.next_notification_id;
+    state.notification_configs = index.notification_configs;
+
+    let mut generations = HashSet::new();
+    for object in index.objects {
+        if object.bucket != state.info.name {
+            return Err(format!(
+                "generation {} of object {:?} names bucket {:?}",
+                object.generation, object.name, object.bucket
+            ));
+        }
+        if object.generation <= 0 {
+            return Err(format!(
+                "object {:?} has generation {}, which is not positive",
+                object.name, object.generation
+            ));
+        }
+        if !generations.insert(object.generation) {
+            return Err(format!(
+                "generation {} is used twice, so two versions would share one file",
+                object.generation
+            ));
+        }
+        state.insert_loaded(object)?;
+    }
+    Ok(state)
 }
 
 /// Replaces `path` with `bytes`: writes a temporary file beside it, fsyncs it, renames it

@@ -1,8 +1,13 @@
-//! A local object store with Cloud Storage semantics, and the Pub/Sub notifications its
-//! changes cause.
+//! An object store with Cloud Storage semantics, and the Pub/Sub notifications its changes
+//! cause.
 //!
 //! [`Buckets`] keeps buckets of objects under one root folder, normally
-//! `<data dir>/buckets/`. Every change to an object returns an [`ObjectChange`] with the
+//! `<data dir>/buckets/`, or on NATS JetStream, where several sluice nodes share them
+//! ([`Buckets::open_jetstream`], described in `jetstream.rs`). Both backends apply every
+//! change with the same code, so the semantics below hold for both. The layout and
+//! durability sections describe the folder backend.
+//!
+//! Every change to an object returns an [`ObjectChange`] with the
 //! [`ObjectEvent`]s it caused. [`notification_message`] turns one event into the message
 //! one bucket [`NotificationConfig`] publishes, and [`notification_messages`] does that for
 //! all of a bucket's configs, so the server can hand the messages to
@@ -58,8 +63,10 @@
 //! with the number of versions in the bucket. That suits test and development buckets, not
 //! buckets with millions of objects.
 
+mod backend;
 mod disk;
 mod error;
+mod jetstream;
 mod names;
 mod notify;
 mod object;
@@ -67,7 +74,9 @@ mod objects;
 mod state;
 mod store;
 
+pub use backend::Buckets;
 pub use error::BucketError;
+pub use jetstream::{INDEX_BUCKET, OBJECT_STORE};
 pub use names::{
     validate_bucket_name, validate_object_name, BucketNameRule, ObjectNameRule,
     MAX_OBJECT_NAME_BYTES,
@@ -78,4 +87,3 @@ pub use notify::{
 };
 pub use object::{Checksums, ObjectResource, DEFAULT_CONTENT_TYPE, STORAGE_CLASS};
 pub use state::{BucketInfo, Listing, ObjectChange};
-pub use store::Buckets;

@@ -1,4 +1,4 @@
-//! The object operations of [`Buckets`]: write, read, list, delete and patch.
+//! The object operations of [`FolderBuckets`]: write, read, list, delete and patch.
 //!
 //! Each change runs in the same order: validate, write and fsync the bytes (for a write),
 //! apply the change in memory, write the index, and only then remove the bytes of versions
@@ -16,9 +16,9 @@ use super::object::{
     STORAGE_CLASS,
 };
 use super::state::{Applied, BucketState, Listing, ObjectChange};
-use super::store::Buckets;
+use super::store::FolderBuckets;
 
-impl Buckets {
+impl FolderBuckets {
     /// Writes `bytes` as a new generation of the object and makes it the live version.
     ///
     /// The generation starts with metageneration 1. Without a content type it is
@@ -29,7 +29,7 @@ impl Buckets {
     ///
     /// [`BucketError::InvalidName`], [`BucketError::BucketNotFound`], or
     /// [`BucketError::Io`] when the bytes or the index cannot be written.
-    pub fn put(
+    pub(crate) fn put(
         &self,
         bucket: &str,
         name: &str,
@@ -82,7 +82,7 @@ impl Buckets {
     ///
     /// [`BucketError::InvalidName`], [`BucketError::BucketNotFound`], or
     /// [`BucketError::NotFound`] when there is no such version.
-    pub fn get(
+    pub(crate) fn get(
         &self,
         bucket: &str,
         name: &str,
@@ -100,7 +100,7 @@ impl Buckets {
     ///
     /// As [`get`](Self::get), and [`BucketError::Corrupt`] when the stored bytes are
     /// missing or do not match the version's size and CRC32C.
-    pub fn read(
+    pub(crate) fn read(
         &self,
         bucket: &str,
         name: &str,
@@ -142,7 +142,7 @@ impl Buckets {
     /// # Errors
     ///
     /// [`BucketError::BucketNotFound`] when the bucket does not exist.
-    pub fn list(
+    pub(crate) fn list(
         &self,
         bucket: &str,
         prefix: &str,
@@ -166,7 +166,7 @@ impl Buckets {
     /// [`BucketError::InvalidName`], [`BucketError::BucketNotFound`],
     /// [`BucketError::NotFound`] when there is no such version, or [`BucketError::Io`] when
     /// the index cannot be written.
-    pub fn delete(
+    pub(crate) fn delete(
         &self,
         bucket: &str,
         name: &str,
@@ -192,7 +192,7 @@ impl Buckets {
     /// [`BucketError::InvalidName`], [`BucketError::BucketNotFound`],
     /// [`BucketError::NotFound`] when the object has no live version, or
     /// [`BucketError::Io`] when the index cannot be written.
-    pub fn patch_metadata(
+    pub(crate) fn patch_metadata(
         &self,
         bucket: &str,
         name: &str,

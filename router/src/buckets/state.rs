@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::notify::{EventType, NotificationConfig, ObjectEvent};
+use super::notify::{check_config, EventType, NotificationConfig, ObjectEvent};
 use super::object::{truncate_to_millis, ObjectResource};
 
 /// A bucket's settings.
@@ -101,6 +101,37 @@ impl BucketState {
             deleted: false,
             objects: BTreeMap::new(),
         }
+    }
+
+    /// Adds a notification config, or replaces the one with the same id, and returns it as
+    /// stored. A config with an empty id gets the next free integer id. Returns why the
+    /// config cannot be added, and then changes nothing.
+    pub(crate) fn insert_config(
+        &mut self,
+        mut config: NotificationConfig,
+    ) -> Result<NotificationConfig, String> {
+        if config.id.is_empty() {
+            config.id = self.next_notification_id.to_string();
+        }
+        let others: Vec<NotificationConfig> = self
+            .notification_configs
+            .iter()
+            .filter(|c| c.id != config.id)
+            .cloned()
+            .collect();
+        check_config(&config, &others)?;
+        if let Ok(id) = config.id.parse::<u64>() {
+            self.next_notification_id = self.next_notification_id.max(id.saturating_add(1));
+        }
+        match self
+            .notification_configs
+            .iter_mut()
+            .find(|c| c.id == config.id)
+        {
+            Some(existing) => *existing = config.clone(),
+            None => self.notification_configs.push(config.clone()),
+        }
+        Ok(config)
     }
 
     /// Adds a version read from the index.

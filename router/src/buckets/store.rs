@@ -1,9 +1,9 @@
-//! [`Buckets`]: the buckets under one root folder, and the operations on buckets and their
+//! [`FolderBuckets`]: the buckets under one root folder, and the operations on buckets and their
 //! notification configs. The object operations are in `objects.rs`.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,7 +13,7 @@ use tracing::warn;
 use super::disk::{sync_dir, BucketDir, CREATING_PREFIX, DELETED_PREFIX};
 use super::error::BucketError;
 use super::names::validate_bucket_name;
-use super::notify::{check_config, NotificationConfig};
+use super::notify::NotificationConfig;
 use super::object::truncate_to_millis;
 use super::state::{BucketInfo, BucketState};
 
@@ -22,10 +22,10 @@ use super::state::{BucketInfo, BucketState};
 ///
 /// All methods block on file I/O, so call them from `spawn_blocking` in async code.
 ///
-/// Only one `Buckets` may use a root folder at a time, because each one removes the files it
+/// Only one `FolderBuckets` may use a root folder at a time, because each one removes the files it
 /// does not know about when it opens. Nothing checks this.
 #[derive(Debug)]
-pub struct Buckets {
+pub(crate) struct FolderBuckets {
     root: PathBuf,
     /// The open buckets by name. Its lock is held only to find, add or remove a bucket, and
     /// each bucket's own lock serializes the changes to that bucket.
@@ -65,7 +65,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Buckets {
+impl FolderBuckets {
     /// Opens the buckets under `root`, creating the folder if it does not exist.
     ///
     /// Folders of buckets whose creation or removal a crash interrupted are removed, and so
@@ -76,7 +76,7 @@ impl Buckets {
     ///
     /// [`BucketError::Io`] when the root cannot be read, and [`BucketError::Corrupt`] when a
     /// bucket's index does not decode.
-    pub fn open(root: impl Into<PathBuf>) -> Result<Self, BucketError> {
+    pub(crate) fn open(root: impl Into<PathBuf>) -> Result<Self, BucketError> {
         let root = root.into();
         fs::create_dir_all(&root).map_err(BucketError::io("creating", &root))?;
         let mut buckets = BTreeMap::new();
@@ -121,18 +121,17 @@ impl Buckets {
         })
     }
 
-    /// Returns the root folder.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Creates an empty bucket.
     ///
     /// # Errors
     ///
     /// [`BucketError::InvalidBucketName`] for a name that breaks Cloud Storage's rules, and
     /// [`BucketError::BucketExists`] when the bucket exists.
-    pub fn create_bucket(&self, name: &str, versioning: bool) -> Result<BucketInfo, BucketError> {
+    pub(crate) fn create_bucket(
+        &self,
+        name: &str,
+        versioning: bool,
+    ) -> Result<BucketInfo, BucketError> {
         validate_bucket_name(name).map_err(|rule| BucketError::InvalidBucketName {
             name: name.to_owned(),
             rule,
@@ -163,12 +162,12 @@ impl Buckets {
     /// # Errors
     ///
     /// [`BucketError::BucketNotFound`] when the bucket does not exist.
-    pub fn bucket(&self, name: &str) -> Result<BucketInfo, BucketError> {
+    pub(crate) fn bucket(&self, name: &str) -> Result<BucketInfo, BucketError> {
         Ok(self.find(name)?.lock()?.info.clone())
     }
 
     /// Returns the settings of every bucket, ordered by name.
-    pub fn list_buckets(&self) -> Vec<BucketInfo> {
+    pub(crate) fn list_buckets(&self) -> Vec<BucketInfo> {
         let buckets: Vec<Arc<Bucket>> = self.read_buckets().values().cloned().collect();
         buckets
             .iter()
@@ -183,7 +182,11 @@ impl Buckets {
     ///
     /// [`BucketError::BucketNotFound`], or [`BucketError::Io`] when the index cannot be
     /// written.
-    pub fn set_versioning(&self, name: &str, versioning: bool) -> Result<BucketInfo, BucketError> {
+    pub(crate) fn set_versioning(
+        &self,
+        name: &str,
+        versioning: bool,
+    ) -> Result<BucketInfo, BucketError> {
         let bucket = self.find(name)?;
         let mut state = bucket.lock()?;
         let previous = state.info.versioning;
@@ -201,7 +204,7 @@ impl Buckets {
     ///
     /// [`BucketError::BucketNotFound`], [`BucketError::BucketNotEmpty`] while any live or
     /// noncurrent version remains, or [`BucketError::Io`] when the folder cannot be moved.
-    pub fn delete_bucket(&self, name: &str) -> Result<(), BucketError> {
+    pub(crate) fn delete_bucket(&self, name: &str) -> Result<(), BucketError> {
         let mut buckets = self.buckets.write().unwrap_or_else(PoisonError::into_inner);
         let bucket = buckets
             .get(name)
@@ -248,46 +251,30 @@ impl Buckets {
     /// [`BucketError::BucketNotFound`], and [`BucketError::InvalidNotification`] for an
     /// empty topic, an id that is not a decimal integer, or a bucket at Cloud Storage's
     /// limits of 100 configs, or of 10 configs that include one event type.
-    pub fn insert_notification_config(
+    pub(crate) fn insert_notification_config(
         &self,
         bucket_name: &str,
-        mut config: NotificationConfig,
+        config: NotificationConfig,
     ) -> Result<NotificationConfig, BucketError> {
         let bucket = self.find(bucket_name)?;
         let mut state = bucket.lock()?;
-        let previous_configs = state.notification_configs.clone();
-        let previous_next_id = state.next_notification_id;
+        insert_config(&bucket, &mut state, bucket_name, config)
+    }
 
-        if config.id.is_empty() {
-            config.id = state.next_notification_id.to_string();
+    /// Adds a notification config unless the bucket has one that `same` matches with it,
+    /// as one change. Returns the config as stored, or `None` when it was not added.
+    pub(crate) fn insert_notification_config_if_new(
+        &self,
+        bucket_name: &str,
+        config: NotificationConfig,
+        same: impl Fn(&NotificationConfig, &NotificationConfig) -> bool,
+    ) -> Result<Option<NotificationConfig>, BucketError> {
+        let bucket = self.find(bucket_name)?;
+        let mut state = bucket.lock()?;
+        if state.notification_configs.iter().any(|c| same(c, &config)) {
+            return Ok(None);
         }
-        let others: Vec<NotificationConfig> = previous_configs
-            .iter()
-            .filter(|c| c.id != config.id)
-            .cloned()
-            .collect();
-        check_config(&config, &others).map_err(|reason| BucketError::InvalidNotification {
-            bucket: bucket_name.to_owned(),
-            reason,
-        })?;
-
-        if let Ok(id) = config.id.parse::<u64>() {
-            state.next_notification_id = state.next_notification_id.max(id.saturating_add(1));
-        }
-        match state
-            .notification_configs
-            .iter_mut()
-            .find(|c| c.id == config.id)
-        {
-            Some(existing) => *existing = config.clone(),
-            None => state.notification_configs.push(config.clone()),
-        }
-        if let Err(err) = bucket.dir.save_index(&state) {
-            state.notification_configs = previous_configs;
-            state.next_notification_id = previous_next_id;
-            return Err(err);
-        }
-        Ok(config)
+        insert_config(&bucket, &mut state, bucket_name, config).map(Some)
     }
 
     /// Returns a bucket's notification configs in the order they were added.
@@ -295,7 +282,7 @@ impl Buckets {
     /// # Errors
     ///
     /// [`BucketError::BucketNotFound`] when the bucket does not exist.
-    pub fn notification_configs(
+    pub(crate) fn notification_configs(
         &self,
         bucket: &str,
     ) -> Result<Vec<NotificationConfig>, BucketError> {
@@ -308,7 +295,7 @@ impl Buckets {
     ///
     /// [`BucketError::BucketNotFound`], [`BucketError::NotificationNotFound`], or
     /// [`BucketError::Io`] when the index cannot be written.
-    pub fn delete_notification_config(
+    pub(crate) fn delete_notification_config(
         &self,
         bucket_name: &str,
         id: &str,
@@ -358,4 +345,30 @@ impl Buckets {
     pub(super) fn next_temporary_id(&self) -> u64 {
         self.next_temporary_id.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// Adds `config` to a locked bucket and writes the index, or restores the configs when the
+/// write fails.
+fn insert_config(
+    bucket: &Bucket,
+    state: &mut BucketState,
+    bucket_name: &str,
+    config: NotificationConfig,
+) -> Result<NotificationConfig, BucketError> {
+    let previous_configs = state.notification_configs.clone();
+    let previous_next_id = state.next_notification_id;
+
+    let config =
+        state
+            .insert_config(config)
+            .map_err(|reason| BucketError::InvalidNotification {
+                bucket: bucket_name.to_owned(),
+                reason,
+            })?;
+    if let Err(err) = bucket.dir.save_index(state) {
+        state.notification_configs = previous_configs;
+        state.next_notification_id = previous_next_id;
+        return Err(err);
+    }
+    Ok(config)
 }

@@ -30,7 +30,7 @@ pub(super) async fn get_bucket(
         Ok(bucket) => bucket,
         Err(rejection) => return invalid(&rejection.body_text()),
     };
-    match state.storage.bucket(&bucket) {
+    match state.storage.bucket(&bucket).await {
         Ok(info) => Json(bucket_json(&info, &base)).into_response(),
         Err(err) => storage_error(&err),
     }
@@ -39,13 +39,13 @@ pub(super) async fn get_bucket(
 /// `GET /storage/v1/b`: every bucket, as `storage#buckets`. The `project` parameter is
 /// ignored, because sluice has no projects.
 pub(super) async fn list_buckets(State(state): State<StorageState>, base: BaseUrl) -> HttpResponse {
-    let items: Vec<Value> = state
-        .storage
-        .buckets()
-        .list_buckets()
-        .iter()
-        .map(|info| bucket_json(info, &base))
-        .collect();
+    let items: Vec<Value> = match state.storage.list_buckets().await {
+        Ok(buckets) => buckets
+            .iter()
+            .map(|info| bucket_json(info, &base))
+            .collect(),
+        Err(err) => return storage_error(&err),
+    };
     let mut response = json!({"kind": "storage#buckets"});
     if !items.is_empty() {
         response["items"] = Value::Array(items);

@@ -125,7 +125,7 @@ pub(super) async fn insert_object(
     if let Err(response) = reject_unsupported(&params, request.headers()) {
         return response;
     }
-    if let Err(err) = state.storage.bucket(&bucket) {
+    if let Err(err) = state.storage.bucket(&bucket).await {
         return storage_error(&err);
     }
     let upload = Upload {

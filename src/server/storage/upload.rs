@@ -62,7 +62,7 @@ pub(super) async fn upload(
             return rest_error(Code::InvalidArgument, &message, None)
         }
     };
-    if let Err(err) = state.storage.bucket(&bucket) {
+    if let Err(err) = state.storage.bucket(&bucket).await {
         return storage_error(&err);
     }
 

@@ -116,7 +116,13 @@ impl Catalog {
         let bucket = match jetstream.get_key_value(CATALOG_BUCKET).await {
             Ok(bucket) => bucket,
             Err(_) => {
-                create_bucket_stream(jetstream, options.replicas).await?;
+                create_kv_stream(
+                    jetstream,
+                    CATALOG_BUCKET,
+                    "sluice topics and subscriptions",
+                    options.replicas,
+                )
+                .await?;
                 jetstream
                     .get_key_value(CATALOG_BUCKET)
                     .await
@@ -307,22 +313,24 @@ impl Catalog {
     }
 }
 
-/// Creates the stream behind the catalog bucket, with the settings that async-nats 0.45
-/// gives a key-value bucket of history 1.
+/// Creates the stream behind a key-value bucket, such as the catalog, with the settings
+/// that async-nats 0.45 gives a key-value bucket of history 1.
 ///
 /// The client's own `create_key_value` first reads the account information, whose reply
 /// from nats-server 2.9 lacks fields that the client requires, so the bucket is made as
 /// the stream it is.
-async fn create_bucket_stream(
+pub(crate) async fn create_kv_stream(
     jetstream: &async_nats::jetstream::Context,
+    bucket: &str,
+    description: &str,
     replicas: usize,
 ) -> Result<(), StoreError> {
     use async_nats::jetstream::stream;
     jetstream
         .get_or_create_stream(stream::Config {
-            name: format!("KV_{CATALOG_BUCKET}"),
-            description: Some("sluice topics and subscriptions".to_owned()),
-            subjects: vec![format!("$KV.{CATALOG_BUCKET}.>")],
+            name: format!("KV_{bucket}"),
+            description: Some(description.to_owned()),
+            subjects: vec![format!("$KV.{bucket}.>")],
             max_messages_per_subject: 1,
             storage: stream::StorageType::File,
             allow_rollup: true,
@@ -334,7 +342,7 @@ async fn create_bucket_stream(
         })
         .await
         .map(|_| ())
-        .map_err(|err| failed("create the catalog bucket", err))
+        .map_err(|err| failed("create a key-value bucket", err))
 }
 
 fn write(cache: &RwLock<CatalogCache>) -> std::sync::RwLockWriteGuard<'_, CatalogCache> {

@@ -29,6 +29,7 @@ use super::{
     StoreError, StoredMessage, SubscriptionRecord, SubscriptionSpec, SweepReport, TopicMessage,
     TopicRecord, TopicSettings,
 };
+pub(crate) use catalog::create_kv_stream;
 use catalog::Catalog;
 pub use streams::{decode_message, encode_message, AckSubject};
 
