@@ -654,3 +654,103 @@ async fn restart_continues_the_trace() {
         "the delivery after the restart continues from the publish"
     );
 }
+
+const ORDERS_CONFIG: &str = "[[topics]]\nname = \"orders\"\n\
+                             [[subscriptions]]\nname = \"orders-pull\"\ntopic = \"orders\"\n";
+
+/// Returns an endpoint on 127.0.0.1 where nothing listens.
+async fn closed_endpoint(scheme: &str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    drop(listener);
+    format!("{scheme}{address}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_failure_is_logged() {
+    let endpoint = closed_endpoint("http://").await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let mut server = TestServer::start_with_env(Some(ORDERS_CONFIG), &env);
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/projects/local/topics/orders:publish",
+            server.url()
+        ))
+        .json(&json!({"messages": [{"data": "b3JkZXI="}]}))
+        .send()
+        .await
+        .expect("publish request");
+    assert_eq!(response.status(), 200, "publish status");
+    // The exporter retries a failed export with a backoff before it reports it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, log) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+    let running_log = log.split("shutting down").next().unwrap_or_default();
+    let reported = running_log.lines().any(|line| {
+        (line.contains("WARN") || line.contains("ERROR"))
+            && line.contains("opentelemetry")
+            && line.to_lowercase().contains("export")
+    });
+    assert!(
+        reported,
+        "the failed export is logged while serving:\n{log}"
+    );
+    assert!(
+        !log.contains("Global meter provider is set"),
+        "the SDK's start-up INFO line is filtered out:\n{log}"
+    );
+}
+
+#[test]
+fn endpoint_without_scheme_names_fix() {
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4417")];
+    let mut server = TestServer::start_with_env(Some(ORDERS_CONFIG), &env);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+    assert!(
+        log.contains("\\\"127.0.0.1:4417\\\" has no scheme")
+            || log.contains("\"127.0.0.1:4417\" has no scheme"),
+        "the error names the value:\n{log}"
+    );
+    assert!(
+        log.contains("http://127.0.0.1:4417"),
+        "the error gives the fix:\n{log}"
+    );
+    assert!(!log.contains("TLS feature"), "no advice to rebuild:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_endpoint_starts_exporter() {
+    let endpoint = closed_endpoint("https://").await;
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    let mut server = TestServer::start_with_env(Some(ORDERS_CONFIG), &env);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+    assert!(
+        !log.contains("failed to start"),
+        "an https:// endpoint gets a TLS exporter:\n{log}"
+    );
+}
+
+#[test]
+fn unknown_sampler_is_reported() {
+    let env = [
+        ("OTEL_TRACES_EXPORTER", "otlp"),
+        ("OTEL_TRACES_SAMPLER", "bogus"),
+    ];
+    let mut server = TestServer::start_with_env(Some(ORDERS_CONFIG), &env);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+    assert!(
+        log.contains("OTEL_TRACES_SAMPLER"),
+        "names the variable:\n{log}"
+    );
+    assert!(log.contains("bogus"), "names the value:\n{log}");
+    assert!(
+        log.contains("parentbased_traceidratio"),
+        "lists the accepted values:\n{log}"
+    );
+}
