@@ -21,7 +21,7 @@
 pub mod buckets;
 pub mod deliver;
 pub mod filter;
-mod metrics;
+pub mod metrics;
 pub mod route;
 pub mod storage;
 pub mod store;
