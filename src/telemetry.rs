@@ -11,7 +11,7 @@
 //! ignores. The exporter reads its other settings (`OTEL_EXPORTER_OTLP_TIMEOUT`,
 //! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
 //! `OTEL_BSP_*`) itself. The SDK's own warnings, such as a failed export, appear in the log
-//! under the `opentelemetry_sdk` and `opentelemetry_otlp` targets, at most five a minute. Spans leave through the SDK's batch
+//! under the `opentelemetry_sdk` and `opentelemetry-otlp` targets, at most five a minute. Spans leave through the SDK's batch
 //! processor: a bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048 spans by default) drained by
 //! its own thread, which drops spans when the queue is full, so that a slow or unreachable
 //! collector never holds up routing. `RUST_LOG` filters only the logs; the spans of sluice's
@@ -106,7 +106,7 @@ pub(crate) fn init_with_default(default: &str) {
 
 fn install(format: LogFormat, default: &str, provider: Option<&SdkTracerProvider>) {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // The SDK logs at INFO when it installs a provider, which tells an operator nothing, so
+    // The SDK logs at INFO when it installs a provider, which is of no use to an operator, so
     // its crates log warnings and errors only unless `RUST_LOG` names them.
     let names_sdk = env::var("RUST_LOG").is_ok_and(|value| value.contains("opentelemetry"));
     if !names_sdk {

@@ -730,7 +730,7 @@ async fn streamed_entries_get_own_traces() {
     let (collector, endpoint) = Collector::start().await;
     let server = TestServer::start_with_env(None, &otel_env(&endpoint));
     let http = reqwest::Client::new();
-    // The first entry goes to audit-storage; the second to audit-storage and audit-errors.
+    // The first entry goes to audit-storage, and the second to audit-storage and audit-errors.
     let entries = vec![
         json!({"logName": "projects/local/logs/a", "resource": {"type": "gcs_bucket"},
                "severity": "INFO", "textPayload": "one"})

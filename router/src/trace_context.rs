@@ -158,9 +158,9 @@ pub(crate) fn inject_into(span: &tracing::Span, messages: &mut [TopicMessage]) {
 }
 
 /// Returns the span of one publish call. The span is named after the topic when every
-/// message goes to the same one, and is just `publish` otherwise. Its parent is the context
-/// the messages carry from their publisher when they all carry the same one, and otherwise
-/// the caller's span; then the span links to each distinct context the messages carry.
+/// message goes to the same one, and is just `publish` otherwise. When every message carries
+/// the same context from its publisher, that context is the parent. Otherwise the parent is
+/// the caller's span, and the span links to each distinct context the messages carry.
 pub(crate) fn publish_span(messages: &[TopicMessage]) -> tracing::Span {
     let topic = messages.first().map_or("", |m| m.topic.as_str());
     let one_topic = messages.iter().all(|m| m.topic == topic);

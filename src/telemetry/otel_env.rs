@@ -1,7 +1,7 @@
 //! The standard OpenTelemetry variables that decide whether and how sluice exports traces.
 //!
 //! The OpenTelemetry environment variable specification (configuration/sdk-environment-
-//! variables) asks for enum values to be read case-insensitively, an empty value to count as
+//! variables) requires enum values to be read case-insensitively, an empty value to count as
 //! unset, and a value the implementation does not recognise to produce a warning and be
 //! ignored. Each problem found here becomes one warning, which [`super::init`] logs once
 //! logging is installed.
@@ -117,7 +117,7 @@ fn read_sampler(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String
         }
         _ => {
             warnings.push(format!(
-                "OTEL_TRACES_SAMPLER={value:?} is not a sampler sluice knows; it samples with \
+                "OTEL_TRACES_SAMPLER={value:?} is not a known sampler, so sluice samples with \
                  parentbased_always_on instead. Accepted values: {SAMPLERS}"
             ));
             default()
@@ -190,9 +190,9 @@ fn warn_unsupported(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<St
     }
 }
 
-/// Checks that `endpoint` names its scheme. Without one, the exporter would guess https://
-/// unless `OTEL_EXPORTER_OTLP_INSECURE` says otherwise, which is rarely what an operator
-/// who wrote `HOST:4317` meant.
+/// Checks that `endpoint` names its scheme. Without one, the exporter (opentelemetry-otlp
+/// 0.33) prepends https:// unless `OTEL_EXPORTER_OTLP_INSECURE` is true, which is rarely
+/// what an operator who wrote `HOST:4317` meant.
 ///
 /// # Errors
 ///

@@ -11,7 +11,7 @@ const LINES_PER_WINDOW: u32 = 5;
 /// Length of one window.
 const WINDOW: Duration = Duration::from_secs(60);
 
-/// Counts the SDK's log lines in the current window.
+/// A counter of the SDK's log lines in the current window.
 #[derive(Debug, Default)]
 pub(super) struct SdkLogLimit {
     window: Mutex<Window>,
