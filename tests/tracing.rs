@@ -993,3 +993,32 @@ fn unknown_sampler_is_reported() {
         "lists the accepted values:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_waits_export_timeout() {
+    // The SDK's own shutdown limit is 5 s. An export timeout above it shows which one holds:
+    // a hung collector makes the last export run into whichever limit sluice applies.
+    let endpoint = unresponsive_collector().await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "7000"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let mut server = TestServer::start_with_env(Some(ORDERS_CONFIG), &env);
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/projects/local/topics/orders:publish",
+            server.url()
+        ))
+        .json(&json!({"messages": [{"data": "b3JkZXI="}]}))
+        .send()
+        .await
+        .expect("publish request");
+    assert_eq!(response.status(), 200, "publish status");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+    assert!(
+        !log.contains("Timeout(5s)"),
+        "the flush is bounded by the export timeout, not the SDK's 5 s:\n{log}"
+    );
+}
