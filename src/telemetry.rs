@@ -7,26 +7,36 @@
 //! Traces are exported over OTLP/gRPC when the standard OpenTelemetry variables ask for it:
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set, or
 //! `OTEL_TRACES_EXPORTER=otlp`. `OTEL_TRACES_EXPORTER=none` or `OTEL_SDK_DISABLED=true`
-//! turns export off. The exporter reads its other settings (`OTEL_EXPORTER_OTLP_TIMEOUT`,
+//! turns export off. [`otel_env`] reads those and the sampler, and warns about values it
+//! ignores. The exporter reads its other settings (`OTEL_EXPORTER_OTLP_TIMEOUT`,
 //! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
-//! `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`) itself. Spans leave through the SDK's batch
+//! `OTEL_BSP_*`) itself. The SDK's own warnings, such as a failed export, appear in the log
+//! under the `opentelemetry_sdk` and `opentelemetry-otlp` targets, at most five a minute. Spans leave through the SDK's batch
 //! processor: a bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048 spans by default) drained by
 //! its own thread, which drops spans when the queue is full, so that a slow or unreachable
 //! collector never holds up routing. `RUST_LOG` filters only the logs; the spans of sluice's
 //! crates are exported whatever it sets.
 
 mod json;
+mod otel_env;
+mod sdk_logs;
 
 use std::env;
+use std::sync::Arc;
+use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithTonicConfig as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
-use tracing_subscriber::filter::{LevelFilter, Targets};
+use tonic::transport::ClientTlsConfig;
+use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer};
+
+use otel_env::TraceSettings;
 
 /// The layout of log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -42,15 +52,17 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Default)]
 pub(crate) struct Telemetry {
     tracer_provider: Option<SdkTracerProvider>,
+    /// How long the last export may take at shutdown: the export timeout.
+    shutdown_timeout: Duration,
 }
 
 impl Telemetry {
-    /// Exports the queued spans and stops the exporter. The export gives up after the
-    /// exporter's own timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default), so an
-    /// unreachable collector delays the exit by at most that.
+    /// Exports the queued spans and stops the exporter, waiting at most the export timeout
+    /// (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` or `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by
+    /// default), so an unreachable collector delays the exit by at most that.
     pub(crate) fn shutdown(self) {
         if let Some(provider) = self.tracer_provider {
-            if let Err(err) = provider.shutdown() {
+            if let Err(err) = provider.shutdown_with_timeout(self.shutdown_timeout) {
                 tracing::warn!(error = %err, "exporting the last spans failed");
             }
         }
@@ -61,21 +73,24 @@ impl Telemetry {
 /// Call it inside a Tokio runtime, because the gRPC exporter needs one. Calling it twice
 /// leaves the first subscriber in place.
 pub(crate) fn init(format: LogFormat) -> Telemetry {
-    let tracer_provider = if trace_export_configured() {
-        match build_tracer_provider() {
-            Ok(provider) => Some(provider),
-            Err(err) => {
-                // Logging is not installed yet, so the failure is reported after it is.
-                install(format, "info", None);
-                tracing::error!(error = %err, "the OTLP trace exporter failed to start; traces are not exported");
-                return Telemetry::default();
-            }
-        }
-    } else {
-        None
+    let settings = TraceSettings::read(|name| env::var(name).ok());
+    let built = settings.export.then(|| build_tracer_provider(&settings));
+    let tracer_provider = match &built {
+        Some(Ok(provider)) => Some(provider.clone()),
+        _ => None,
     };
     install(format, "info", tracer_provider.as_ref());
-    Telemetry { tracer_provider }
+    // Logging is installed only now, so the problems found before are reported here.
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(Err(err)) = built {
+        tracing::error!(error = %err, "the OTLP trace exporter failed to start; traces are not exported");
+    }
+    Telemetry {
+        tracer_provider,
+        shutdown_timeout: settings.export_timeout,
+    }
 }
 
 /// Installs logs with `default` as the filter when `RUST_LOG` is not set, without trace
@@ -90,7 +105,21 @@ pub(crate) fn init_with_default(default: &str) {
 }
 
 fn install(format: LogFormat, default: &str, provider: Option<&SdkTracerProvider>) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // The SDK logs at INFO when it installs a provider, which is of no use to an operator, so
+    // its crates log warnings and errors only unless `RUST_LOG` names them.
+    let names_sdk = env::var("RUST_LOG").is_ok_and(|value| value.contains("opentelemetry"));
+    if !names_sdk {
+        filter = filter.add_directive(
+            "opentelemetry=warn"
+                .parse()
+                .expect("the directive is valid"),
+        );
+    }
+    let limit = Arc::new(sdk_logs::SdkLogLimit::default());
+    let filter = filter.and(tracing_subscriber::filter::filter_fn(move |metadata| {
+        limit.allows(metadata)
+    }));
     let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             // Colour codes only help a terminal; in a log file they are noise.
@@ -127,23 +156,32 @@ fn trace_targets() -> Targets {
     ])
 }
 
-/// Returns whether the OpenTelemetry variables ask for trace export over OTLP.
-fn trace_export_configured() -> bool {
-    let set = |name: &str| env::var(name).is_ok_and(|value| !value.trim().is_empty());
-    if env::var("OTEL_SDK_DISABLED").is_ok_and(|value| value.trim().eq_ignore_ascii_case("true")) {
-        return false;
+/// Builds the exporter and the provider that batches spans into it.
+///
+/// # Errors
+///
+/// Fails for an endpoint without a scheme and for any setting the exporter rejects.
+fn build_tracer_provider(settings: &TraceSettings) -> anyhow::Result<SdkTracerProvider> {
+    let insecure_value = env::var("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
+        .or_else(|_| env::var("OTEL_EXPORTER_OTLP_INSECURE"))
+        .ok()
+        .filter(|value| !value.trim().is_empty());
+    let insecure = insecure_value
+        .as_deref()
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"));
+    let mut tls = false;
+    if let Some(endpoint) = &settings.endpoint {
+        otel_env::check_endpoint(endpoint, insecure_value.is_some()).map_err(anyhow::Error::msg)?;
+        tls = otel_env::uses_tls(endpoint, insecure);
     }
-    match env::var("OTEL_TRACES_EXPORTER") {
-        Ok(value) if value.trim() == "none" => false,
-        Ok(value) if value.trim() == "otlp" => true,
-        _ => set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-    }
-}
-
-fn build_tracer_provider() -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .build()?;
+    let exporter = if tls {
+        // A host without a system certificate store makes the native roots fail, so the
+        // exporter then trusts Mozilla's roots alone.
+        build_exporter(Some(ClientTlsConfig::new().with_enabled_roots()))
+            .or_else(|_| build_exporter(Some(ClientTlsConfig::new().with_webpki_roots())))?
+    } else {
+        build_exporter(None)?
+    };
     let mut resource = Resource::builder();
     // The SDK names the service from OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES; without
     // either, "sluice" beats its "unknown_service" default.
@@ -154,6 +192,17 @@ fn build_tracer_provider() -> Result<SdkTracerProvider, opentelemetry_otlp::Expo
     }
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
+        .with_sampler(settings.sampler.clone())
         .with_resource(resource.build())
         .build())
+}
+
+fn build_exporter(
+    tls: Option<ClientTlsConfig>,
+) -> Result<opentelemetry_otlp::SpanExporter, opentelemetry_otlp::ExporterBuildError> {
+    let builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+    match tls {
+        Some(tls) => builder.with_tls_config(tls).build(),
+        None => builder.build(),
+    }
 }

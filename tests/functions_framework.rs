@@ -106,10 +106,12 @@ async fn metric(server: &TestServer, name: &str, subscription: &str) -> u64 {
         .text()
         .await
         .expect("metrics text");
-    let prefix = format!("{name}{{subscription=\"{subscription}\"}} ");
+    // Broker metrics carry a `dead_letter` label besides `subscription`.
+    let label = format!("subscription=\"{subscription}\"");
     text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map_or(0, |value| value.parse().expect("numeric metric"))
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix('{')?.split_once("} "))
+        .find(|(labels, _)| labels.split(',').any(|pair| pair == label))
+        .map_or(0, |(_, value)| value.parse().expect("numeric metric"))
 }
 
 /// Waits until a counter of `subscription` reaches `expected`.

@@ -61,6 +61,16 @@ fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     }
 }
 
+/// Returns whether the scrape has a sample `name` whose labels include `labels`.
+fn has_sample(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> bool {
+    scrape.samples.iter().any(|sample| {
+        sample.metric == name
+            && labels
+                .iter()
+                .all(|(key, expected)| sample.labels.get(key) == Some(*expected))
+    })
+}
+
 async fn post_json(http: &reqwest::Client, url: String, body: Value) -> Value {
     let response = http.post(&url).json(&body).send().await.expect("request");
     let status = response.status();
@@ -145,8 +155,31 @@ async fn metrics_follow_scripted_run() {
     );
     assert!(oldest > 0.0, "oldest unacked age {oldest}");
     assert!(
-        value(&routed, "sluice_store_commit_duration_seconds_count", &[]) > 0.0,
+        value(
+            &routed,
+            "sluice_store_commit_duration_seconds_count",
+            &[("store", "sled")]
+        ) > 0.0,
         "store commits measured"
+    );
+    assert!(
+        has_sample(
+            &routed,
+            "sluice_oldest_unacked_message_age_seconds",
+            &[("subscription", "audit-storage"), ("dead_letter", "false")]
+        ),
+        "a subscription that is no dead-letter queue has dead_letter=\"false\""
+    );
+    assert!(
+        has_sample(
+            &routed,
+            "sluice_backlog_messages",
+            &[
+                ("subscription", "thumbnailer-dead-letter"),
+                ("dead_letter", "true")
+            ]
+        ),
+        "the dead-letter subscription has dead_letter=\"true\""
     );
     assert!(
         value(&routed, "process_memory_usage_bytes", &[]) > 0.0,
@@ -194,6 +227,15 @@ async fn metrics_follow_scripted_run() {
         value(&acked, "sluice_backlog_messages", &storage_subscription),
         0.0,
         "backlog after the acks"
+    );
+    assert_eq!(
+        value(
+            &acked,
+            "sluice_delivery_latency_seconds_count",
+            &[("subscription", "audit-storage"), ("mode", "pull")]
+        ),
+        2.0,
+        "pull delivery latency measured"
     );
     assert_eq!(
         value(
@@ -253,7 +295,7 @@ async fn metrics_follow_scripted_run() {
         value(
             &handled,
             "sluice_delivery_latency_seconds_count",
-            &[("subscription", "thumbnailer")]
+            &[("subscription", "thumbnailer"), ("mode", "push")]
         ) >= 1.0,
         "thumbnailer delivery latency measured"
     );

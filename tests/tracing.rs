@@ -654,3 +654,371 @@ async fn restart_continues_the_trace() {
         "the delivery after the restart continues from the publish"
     );
 }
+
+/// Returns the trace id of a `traceparent` value, or of the Google client's
+/// `googclient_traceparent` when the message carries only that one.
+fn carried_trace_id(attributes: &Value) -> Option<String> {
+    let traceparent = attributes["traceparent"]
+        .as_str()
+        .or_else(|| attributes["googclient_traceparent"].as_str())?;
+    traceparent.split('-').nth(1).map(str::to_owned)
+}
+
+/// Pulls `count` messages from `subscription` over REST and returns them.
+async fn pull_messages(
+    http: &reqwest::Client,
+    server: &TestServer,
+    subscription: &str,
+    count: usize,
+) -> Vec<Value> {
+    let url = format!(
+        "{}/v1/projects/local/subscriptions/{subscription}:pull",
+        server.url()
+    );
+    let give_up = Instant::now() + GIVE_UP;
+    let mut messages = Vec::new();
+    while messages.len() < count {
+        assert!(Instant::now() < give_up, "pulled {messages:?}");
+        let pulled: Value = http
+            .post(&url)
+            .json(&json!({"maxMessages": 100}))
+            .send()
+            .await
+            .expect("pull request")
+            .json()
+            .await
+            .expect("pull body");
+        for received in pulled["receivedMessages"].as_array().into_iter().flatten() {
+            messages.push(received["message"].clone());
+        }
+    }
+    messages
+}
+
+impl Collector {
+    /// Returns every span received so far.
+    fn all(&self) -> Vec<Span> {
+        self.spans.lock().expect("not poisoned").clone()
+    }
+
+    /// Waits until the spans received so far satisfy `done`, and returns them.
+    async fn wait_all(&self, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+        let give_up = Instant::now() + GIVE_UP;
+        loop {
+            let spans = self.all();
+            if done(&spans) {
+                return spans;
+            }
+            assert!(
+                Instant::now() < give_up,
+                "the spans did not arrive within {GIVE_UP:?}:\n{}",
+                describe(&spans)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+const ORDERS_CONFIG: &str = "[[topics]]\nname = \"orders\"\n\
+                             [[subscriptions]]\nname = \"orders-pull\"\ntopic = \"orders\"\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_entries_get_own_traces() {
+    use sluice_proto::sluice::v1::log_ingest_client::LogIngestClient;
+    use sluice_proto::sluice::v1::IngestBatch;
+
+    let (collector, endpoint) = Collector::start().await;
+    let server = TestServer::start_with_env(None, &otel_env(&endpoint));
+    let http = reqwest::Client::new();
+    // The first entry goes to audit-storage, and the second to audit-storage and audit-errors.
+    let entries = vec![
+        json!({"logName": "projects/local/logs/a", "resource": {"type": "gcs_bucket"},
+               "severity": "INFO", "textPayload": "one"})
+        .to_string(),
+        json!({"logName": "projects/local/logs/a", "resource": {"type": "gcs_bucket"},
+               "severity": "ERROR", "textPayload": "two"})
+        .to_string(),
+    ];
+    let mut ingest = LogIngestClient::new(support::channel(&server).await);
+    let batch = IngestBatch {
+        sequence: 0,
+        entries,
+    };
+    let mut acks = ingest
+        .stream_entries(futures::stream::iter(vec![batch]))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    while acks.message().await.expect("ack arrives").is_some() {}
+
+    let messages = pull_messages(&http, &server, "audit-storage", 2).await;
+    let trace_ids: Vec<String> = messages
+        .iter()
+        .map(|message| carried_trace_id(&message["attributes"]).expect("trace context"))
+        .collect();
+    assert_ne!(trace_ids[0], trace_ids[1], "each entry has its own trace");
+
+    let spans = collector
+        .wait_all(|spans| {
+            find(spans, "ingest entry").len() == 2 && !find(spans, "publish").is_empty()
+        })
+        .await;
+    for entry in find(&spans, "ingest entry") {
+        assert!(entry.parent_span_id.is_empty(), "an entry span is a root");
+        assert_eq!(entry.links.len(), 1, "an entry span links to its batch");
+        assert!(
+            trace_ids.contains(&hex(&entry.trace_id)),
+            "a message carries the trace of entry span {}",
+            hex(&entry.span_id)
+        );
+    }
+    let publish = only(&spans, "publish");
+    assert_eq!(
+        publish.links.len(),
+        2,
+        "the publish span links to both entries"
+    );
+    assert_eq!(
+        attribute(publish, "messaging.destination.name"),
+        None,
+        "a publish to two topics names none"
+    );
+    let ingest_span = only(&spans, "ingest");
+    assert!(
+        !trace_ids.contains(&hex(&ingest_span.trace_id)),
+        "the batch is not in an entry's trace"
+    );
+    let status = server.stop();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_of_two_traces_keeps_both() {
+    let (collector, endpoint) = Collector::start().await;
+    let server = TestServer::start_with_env(Some(ORDERS_CONFIG), &otel_env(&endpoint));
+    let http = reqwest::Client::new();
+    let first = "11111111111111111111111111111111";
+    let second = "22222222222222222222222222222222";
+    let message = |trace_id: &str| {
+        json!({"data": "b3JkZXI=", "attributes": {
+            "googclient_traceparent": format!("00-{trace_id}-00f067aa0ba902b7-01")}})
+    };
+    let response = http
+        .post(format!(
+            "{}/v1/projects/local/topics/orders:publish",
+            server.url()
+        ))
+        .json(&json!({"messages": [message(first), message(second)]}))
+        .send()
+        .await
+        .expect("publish request");
+    assert_eq!(response.status(), 200, "publish status");
+
+    let messages = pull_messages(&http, &server, "orders-pull", 2).await;
+    let mut carried: Vec<String> = messages
+        .iter()
+        .map(|message| carried_trace_id(&message["attributes"]).expect("trace context"))
+        .collect();
+    carried.sort();
+    assert_eq!(carried, [first, second], "each message keeps its own trace");
+
+    let spans = collector
+        .wait_all(|spans| !find(spans, "publish orders").is_empty())
+        .await;
+    let publish = only(&spans, "publish orders");
+    let mut linked: Vec<String> = publish
+        .links
+        .iter()
+        .map(|link| hex(&link.trace_id))
+        .collect();
+    linked.sort();
+    assert_eq!(
+        linked,
+        [first, second],
+        "the publish span links to both traces"
+    );
+    let request_names: Vec<&str> = spans
+        .iter()
+        .filter(|span| span.kind == SpanKind::Server as i32)
+        .map(|span| span.name.as_str())
+        .collect();
+    assert!(
+        request_names.contains(&"POST /v1/projects/{project}/topics/{topic}:publish"),
+        "the request span names the custom verb: {request_names:?}"
+    );
+    let status = server.stop();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traceparent_stays_within_attribute_limit() {
+    let (_collector, endpoint) = Collector::start().await;
+    let server = TestServer::start_with_env(Some(ORDERS_CONFIG), &otel_env(&endpoint));
+    let http = reqwest::Client::new();
+    let attributes = |count: usize| -> serde_json::Map<String, Value> {
+        (0..count)
+            .map(|index| (format!("key{index}"), json!(count.to_string())))
+            .collect()
+    };
+    let response = http
+        .post(format!(
+            "{}/v1/projects/local/topics/orders:publish",
+            server.url()
+        ))
+        .json(&json!({"messages": [
+            {"attributes": attributes(100)},
+            {"attributes": attributes(99)},
+        ]}))
+        .send()
+        .await
+        .expect("publish request");
+    assert_eq!(response.status(), 200, "publish status");
+
+    let messages = pull_messages(&http, &server, "orders-pull", 2).await;
+    for message in &messages {
+        let delivered = message["attributes"].as_object().expect("attributes");
+        let published: usize = delivered["key0"]
+            .as_str()
+            .expect("key0")
+            .parse()
+            .expect("count");
+        assert_eq!(
+            delivered.len(),
+            100,
+            "a message published with {published} attributes is delivered with 100"
+        );
+        assert_eq!(
+            delivered.contains_key("traceparent"),
+            published == 99,
+            "traceparent only where it fits, published with {published}"
+        );
+    }
+    let status = server.stop();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+}
+
+/// Returns an endpoint on 127.0.0.1 where nothing listens.
+async fn closed_endpoint(scheme: &str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    drop(listener);
+    format!("{scheme}{address}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_failure_is_logged() {
+    let endpoint = closed_endpoint("http://").await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let mut server = TestServer::start_with_env(Some(ORDERS_CONFIG), &env);
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/projects/local/topics/orders:publish",
+            server.url()
+        ))
+        .json(&json!({"messages": [{"data": "b3JkZXI="}]}))
+        .send()
+        .await
+        .expect("publish request");
+    assert_eq!(response.status(), 200, "publish status");
+    // The exporter retries a failed export with a backoff before it reports it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, log) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+    let running_log = log.split("shutting down").next().unwrap_or_default();
+    let reported = running_log.lines().any(|line| {
+        (line.contains("WARN") || line.contains("ERROR"))
+            && line.contains("opentelemetry")
+            && line.to_lowercase().contains("export")
+    });
+    assert!(
+        reported,
+        "the failed export is logged while serving:\n{log}"
+    );
+    assert!(
+        !log.contains("Global meter provider is set"),
+        "the SDK's start-up INFO line is filtered out:\n{log}"
+    );
+}
+
+#[test]
+fn endpoint_without_scheme_names_fix() {
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4417")];
+    let mut server = TestServer::start_with_env(Some(ORDERS_CONFIG), &env);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+    assert!(
+        log.contains("\\\"127.0.0.1:4417\\\" has no scheme")
+            || log.contains("\"127.0.0.1:4417\" has no scheme"),
+        "the error names the value:\n{log}"
+    );
+    assert!(
+        log.contains("http://127.0.0.1:4417"),
+        "the error gives the fix:\n{log}"
+    );
+    assert!(!log.contains("TLS feature"), "no advice to rebuild:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_endpoint_starts_exporter() {
+    let endpoint = closed_endpoint("https://").await;
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    let mut server = TestServer::start_with_env(Some(ORDERS_CONFIG), &env);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+    assert!(
+        !log.contains("failed to start"),
+        "an https:// endpoint gets a TLS exporter:\n{log}"
+    );
+}
+
+#[test]
+fn unknown_sampler_is_reported() {
+    let env = [
+        ("OTEL_TRACES_EXPORTER", "otlp"),
+        ("OTEL_TRACES_SAMPLER", "bogus"),
+    ];
+    let mut server = TestServer::start_with_env(Some(ORDERS_CONFIG), &env);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+    assert!(
+        log.contains("OTEL_TRACES_SAMPLER"),
+        "names the variable:\n{log}"
+    );
+    assert!(log.contains("bogus"), "names the value:\n{log}");
+    assert!(
+        log.contains("parentbased_traceidratio"),
+        "lists the accepted values:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_waits_export_timeout() {
+    // The SDK's own shutdown limit is 5 s. An export timeout above it shows which one holds:
+    // a hung collector makes the last export run into whichever limit sluice applies.
+    let endpoint = unresponsive_collector().await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "7000"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let mut server = TestServer::start_with_env(Some(ORDERS_CONFIG), &env);
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/projects/local/topics/orders:publish",
+            server.url()
+        ))
+        .json(&json!({"messages": [{"data": "b3JkZXI="}]}))
+        .send()
+        .await
+        .expect("publish request");
+    assert_eq!(response.status(), 200, "publish status");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+    assert!(
+        !log.contains("Timeout(5s)"),
+        "the flush is bounded by the export timeout, not the SDK's 5 s:\n{log}"
+    );
+}

@@ -1,4 +1,5 @@
-//! The runner's OpenTelemetry instruments: delivery latency and handler durations.
+//! The runner's OpenTelemetry instruments: handler durations, and the delivery latency that
+//! it records through the router's histogram.
 //!
 //! They record to the global meter provider as it is when they are first used; without one,
 //! they record nothing.
@@ -8,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use opentelemetry::metrics::Histogram;
 use opentelemetry::KeyValue;
+use sluice_router::metrics::DeliveryMode;
 
 /// Bucket bounds in seconds, from a fast in-process handler (about a millisecond) to the
 /// maximum ack deadline of 600 s.
@@ -17,7 +19,6 @@ const SECONDS_BUCKETS: [f64; 17] = [
 ];
 
 struct Instruments {
-    delivery_latency: Histogram<f64>,
     process_duration: Histogram<f64>,
 }
 
@@ -26,15 +27,6 @@ fn instruments() -> &'static Instruments {
     INSTRUMENTS.get_or_init(|| {
         let meter = opentelemetry::global::meter("sluice");
         Instruments {
-            delivery_latency: meter
-                .f64_histogram("sluice.delivery.latency")
-                .with_unit("s")
-                .with_description(
-                    "Time from a message's publish to each delivery of it to a handler or \
-                     push endpoint",
-                )
-                .with_boundaries(SECONDS_BUCKETS.to_vec())
-                .build(),
             // OpenTelemetry's messaging semantic conventions name this metric.
             process_duration: meter
                 .f64_histogram("messaging.process.duration")
@@ -46,15 +38,10 @@ fn instruments() -> &'static Instruments {
     })
 }
 
-/// Records the time from `publish_time` to now, for a delivery on `subscription`.
+/// Records the time from `publish_time` to now, for a delivery on `subscription` that the
+/// runner pushes to its handler.
 pub(crate) fn record_delivery(subscription: &str, publish_time: SystemTime) {
-    let latency = SystemTime::now()
-        .duration_since(publish_time)
-        .unwrap_or_default();
-    let attributes = [KeyValue::new("subscription", subscription.to_owned())];
-    instruments()
-        .delivery_latency
-        .record(latency.as_secs_f64(), &attributes);
+    sluice_router::metrics::record_delivery(subscription, DeliveryMode::Push, publish_time);
 }
 
 /// Records one handler run. `error_type` is `None` for a success, or the kind of failure.

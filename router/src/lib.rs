@@ -23,7 +23,7 @@ pub mod deliver;
 pub mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
-mod metrics;
+pub mod metrics;
 pub mod route;
 pub mod storage;
 pub mod store;

@@ -1,11 +1,11 @@
-//! The router's OpenTelemetry instruments: messages published per topic, and the time and
-//! size of each store commit.
+//! The router's OpenTelemetry instruments: messages published per topic, the time and size
+//! of each store commit, and the delivery latency that the runner and client pulls share.
 //!
 //! They record to the global meter provider as it is when they are first used. The binary
 //! installs its provider before it opens the store; without one, they record nothing.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use opentelemetry::metrics::{Counter, Histogram};
 use opentelemetry::KeyValue;
@@ -24,10 +24,18 @@ const COMMIT_WRITES_BUCKETS: [f64; 10] = [
     1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 500.0, 1000.0, 10_000.0,
 ];
 
+/// Bucket bounds of the delivery latency histogram, in seconds, from a fast in-process
+/// handler (about a millisecond) to the maximum ack deadline of 600 s.
+const LATENCY_SECONDS_BUCKETS: [f64; 17] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 600.0,
+];
+
 struct Instruments {
     sent_messages: Counter<u64>,
     commit_duration: Histogram<f64>,
     commit_writes: Histogram<u64>,
+    delivery_latency: Histogram<f64>,
 }
 
 fn instruments() -> &'static Instruments {
@@ -52,6 +60,15 @@ fn instruments() -> &'static Instruments {
                 .with_unit("{write}")
                 .with_description("Writes (publishes, acks and others) in one store commit")
                 .with_boundaries(COMMIT_WRITES_BUCKETS.to_vec())
+                .build(),
+            delivery_latency: meter
+                .f64_histogram("sluice.delivery.latency")
+                .with_unit("s")
+                .with_description(
+                    "Time from a message's publish to each delivery of it: pushed to a \
+                     handler or endpoint (mode push) or returned to a pull (mode pull)",
+                )
+                .with_boundaries(LATENCY_SECONDS_BUCKETS.to_vec())
                 .build(),
         }
     })
@@ -84,13 +101,42 @@ pub(crate) fn count_sent(per_topic: Vec<(String, u64)>) {
     }
 }
 
-/// Records one store commit: how long it took and how many writes it carried.
-pub(crate) fn record_commit(duration: Duration, writes: usize) {
+/// Records one commit of `store` (`sled` or `jetstream`): how long it took and how many
+/// writes it carried.
+pub(crate) fn record_commit(store: &'static str, duration: Duration, writes: usize) {
     let instruments = instruments();
+    let attributes = [KeyValue::new("store", store)];
     instruments
         .commit_duration
-        .record(duration.as_secs_f64(), &[]);
+        .record(duration.as_secs_f64(), &attributes);
     instruments
         .commit_writes
-        .record(u64::try_from(writes).unwrap_or(u64::MAX), &[]);
+        .record(u64::try_from(writes).unwrap_or(u64::MAX), &attributes);
+}
+
+/// The way a message reached its consumer, which is the `mode` label of the delivery latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// Sluice sent it to a handler or push endpoint.
+    Push,
+    /// A client pulled it.
+    Pull,
+}
+
+/// Records the time from `publish_time` to now, for a delivery on `subscription`.
+pub fn record_delivery(subscription: &str, mode: DeliveryMode, publish_time: SystemTime) {
+    let latency = SystemTime::now()
+        .duration_since(publish_time)
+        .unwrap_or_default();
+    let mode = match mode {
+        DeliveryMode::Push => "push",
+        DeliveryMode::Pull => "pull",
+    };
+    let attributes = [
+        KeyValue::new("subscription", subscription.to_owned()),
+        KeyValue::new("mode", mode),
+    ];
+    instruments()
+        .delivery_latency
+        .record(latency.as_secs_f64(), &attributes);
 }

@@ -25,6 +25,10 @@ pub const TRACEPARENT: &str = "traceparent";
 /// The prefix Google's Pub/Sub clients put before the W3C names in message attributes.
 pub const GOOGLE_CLIENT_PREFIX: &str = "googclient_";
 
+/// Most attributes on one message, as Pub/Sub's quotas page gives it. Injection adds no
+/// attribute past it, so that a consumer can publish a delivered message to Pub/Sub again.
+pub const MAX_ATTRIBUTES: usize = 100;
+
 /// Whether spans are exported, which [`activate`] records.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
@@ -65,8 +69,25 @@ impl Injector for AttributeInjector<'_> {
         if value.is_empty() {
             return;
         }
-        self.0.entry(key.to_owned()).or_insert(value);
+        insert_within_limit(self.0, key, value);
     }
+}
+
+/// Inserts `key` unless it is already there or the attributes are at [`MAX_ATTRIBUTES`].
+// NOTE: a message published with 100 attributes therefore carries no trace context, and its
+// deliveries start new traces.
+fn insert_within_limit(attributes: &mut BTreeMap<String, String>, key: &str, value: String) {
+    if attributes.contains_key(key) || attributes.len() >= MAX_ATTRIBUTES {
+        return;
+    }
+    attributes.insert(key.to_owned(), value);
+}
+
+/// Returns the context carried in `attributes`, which is invalid when there is none.
+fn extract(attributes: &BTreeMap<String, String>) -> opentelemetry::Context {
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&AttributeExtractor(attributes))
+    })
 }
 
 /// Returns whether the attributes carry trace context, under the W3C or the Google name.
@@ -87,9 +108,7 @@ pub fn inject(span: &tracing::Span, attributes: &mut BTreeMap<String, String>) {
 
 /// Makes the context carried in `attributes`, if any, the parent of `span`.
 pub fn set_parent(span: &tracing::Span, attributes: &BTreeMap<String, String>) {
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&AttributeExtractor(attributes))
-    });
+    let parent = extract(attributes);
     if parent.span().span_context().is_valid() {
         // An error means the span is disabled or already started, and then has no parent to
         // change.
@@ -113,44 +132,118 @@ pub fn outgoing_traceparent(
     })
 }
 
-/// Writes the context of `span` into each message that carries no `traceparent` yet. The
-/// context is formatted once for the whole batch.
+/// Writes the context of `span` into each message that carries no context or a context of
+/// the same trace, so that deliveries follow the publish span. A message that carries the
+/// context of another trace, from a publisher that batched messages of several traces,
+/// keeps it. The context is formatted once for the whole batch.
 pub(crate) fn inject_into(span: &tracing::Span, messages: &mut [TopicMessage]) {
     let mut carrier = BTreeMap::new();
     inject(span, &mut carrier);
     if carrier.is_empty() {
         return;
     }
+    let trace_id = span.context().span().span_context().trace_id();
     for message in messages {
         let attributes = &mut message.message.attributes;
-        if attributes.contains_key(TRACEPARENT) {
+        let carried = extract(attributes).span().span_context().clone();
+        if carried.is_valid() && carried.trace_id() != trace_id {
             continue;
         }
+        // BTreeMap order puts `traceparent` before `tracestate`, so the parent is kept first
+        // when only one attribute fits under the limit.
         for (key, value) in &carrier {
-            attributes
-                .entry(key.clone())
-                .or_insert_with(|| value.clone());
+            insert_within_limit(attributes, key, value.clone());
         }
     }
 }
 
-/// Returns the span of one publish call. Its parent is the context that the first message
-/// carries from its publisher, if any, and otherwise the caller's span.
+/// Returns the span of one publish call. The span is named after the topic when every
+/// message goes to the same one, and is just `publish` otherwise. When every message carries
+/// the same context from its publisher, that context is the parent. Otherwise the parent is
+/// the caller's span, and the span links to each distinct context the messages carry.
 pub(crate) fn publish_span(messages: &[TopicMessage]) -> tracing::Span {
     let topic = messages.first().map_or("", |m| m.topic.as_str());
+    let one_topic = messages.iter().all(|m| m.topic == topic);
+    let name = if one_topic {
+        format!("publish {topic}")
+    } else {
+        "publish".to_owned()
+    };
     let span = tracing::info_span!(
         "publish",
-        otel.name = %format_args!("publish {topic}"),
+        otel.name = %name,
         otel.kind = "producer",
         messaging.system = "gcp_pubsub",
         messaging.operation.type = "send",
-        messaging.destination.name = topic,
+        messaging.destination.name = tracing::field::Empty,
         messaging.batch.message_count = messages.len(),
     );
-    if let Some(first) = messages.first() {
-        set_parent(&span, &first.message.attributes);
+    if one_topic {
+        span.record("messaging.destination.name", topic);
+    }
+    if !is_active() {
+        return span;
+    }
+    let mut carried = Vec::new();
+    for message in messages {
+        let context = extract(&message.message.attributes);
+        let span_context = context.span().span_context().clone();
+        if span_context.is_valid() && !carried.contains(&span_context) {
+            carried.push(span_context);
+        }
+    }
+    let all_carry_one = carried.len() == 1
+        && messages
+            .iter()
+            .all(|message| has_context(&message.message.attributes));
+    if all_carry_one {
+        set_parent(&span, &messages[0].message.attributes);
+    } else {
+        for span_context in carried {
+            span.add_link(span_context);
+        }
     }
     span
+}
+
+/// Starts one trace per log entry of a routed batch: a root span `ingest entry` for each
+/// entry that produced messages, linked to `batch`, whose context goes into those messages.
+/// `message_entries` gives the entry of each message. Without it, every entry of a long
+/// ingest stream would join one trace.
+pub fn start_entry_traces(
+    batch: &tracing::Span,
+    messages: &mut [TopicMessage],
+    message_entries: &[u32],
+) {
+    if !is_active() {
+        return;
+    }
+    let batch_context = batch.context().span().span_context().clone();
+    let mut index = 0;
+    while index < messages.len() {
+        let entry = message_entries.get(index).copied();
+        let mut end = index + 1;
+        while end < messages.len() && message_entries.get(end).copied() == entry {
+            end += 1;
+        }
+        let span = tracing::info_span!(
+            parent: None,
+            "entry",
+            otel.name = "ingest entry",
+            log.entry.index = entry,
+        );
+        if batch_context.is_valid() {
+            span.add_link(batch_context.clone());
+        }
+        let mut carrier = BTreeMap::new();
+        inject(&span, &mut carrier);
+        for message in &mut messages[index..end] {
+            for (key, value) in &carrier {
+                insert_within_limit(&mut message.message.attributes, key, value.clone());
+            }
+        }
+        index = end;
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +260,34 @@ mod tests {
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
         );
         assert!(!attributes.contains_key("tracestate"));
+        assert!(attributes.contains_key(TRACEPARENT));
+    }
+
+    #[test]
+    fn injector_stops_at_attribute_limit() {
+        let mut attributes: BTreeMap<String, String> = (0..MAX_ATTRIBUTES)
+            .map(|index| (format!("key{index}"), "value".to_owned()))
+            .collect();
+        let mut injector = AttributeInjector(&mut attributes);
+        injector.set(
+            TRACEPARENT,
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+        );
+        assert_eq!(attributes.len(), MAX_ATTRIBUTES);
+        assert!(!attributes.contains_key(TRACEPARENT));
+    }
+
+    #[test]
+    fn injector_fills_last_free_slot() {
+        let mut attributes: BTreeMap<String, String> = (0..MAX_ATTRIBUTES - 1)
+            .map(|index| (format!("key{index}"), "value".to_owned()))
+            .collect();
+        let mut injector = AttributeInjector(&mut attributes);
+        injector.set(
+            TRACEPARENT,
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+        );
+        assert_eq!(attributes.len(), MAX_ATTRIBUTES);
         assert!(attributes.contains_key(TRACEPARENT));
     }
 }

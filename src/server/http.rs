@@ -74,6 +74,7 @@ fn request_span(request: &Request) -> tracing::Span {
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
+    let route = with_custom_verb(route, path);
     tracing::info_span!(
         "request",
         otel.name = %format_args!("{} {route}", request.method()),
@@ -82,6 +83,24 @@ fn request_span(request: &Request) -> tracing::Span {
         http.route = %route,
         url.path = %path,
     )
+}
+
+/// Returns `route` with the custom verb of `path` appended, such as `:publish` in
+/// `/v1/projects/p/topics/t:publish`. The Pub/Sub REST API puts the method in a verb after
+/// the resource name, and one axum route serves every verb of a resource, so without it
+/// publish, pull and acknowledge would share a span name. Only Pub/Sub routes get a verb:
+/// their resource ids cannot contain `:`, while Cloud Storage object names can.
+fn with_custom_verb(route: &str, path: &str) -> String {
+    if !route.starts_with("/v1/projects/") {
+        return route.to_owned();
+    }
+    let last_segment = path.rsplit('/').next().unwrap_or("");
+    match last_segment.rsplit_once(':') {
+        Some((_, verb)) if !verb.is_empty() && !route.ends_with(&format!(":{verb}")) => {
+            format!("{route}:{verb}")
+        }
+        _ => route.to_owned(),
+    }
 }
 
 /// Reads trace context from HTTP request headers.
@@ -94,5 +113,41 @@ impl Extractor for HeaderExtractor<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|name| name.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_verb_joins_route() {
+        let route = "/v1/projects/{project}/subscriptions/{subscription}";
+        assert_eq!(
+            with_custom_verb(route, "/v1/projects/local/subscriptions/orders:acknowledge"),
+            format!("{route}:acknowledge")
+        );
+        assert_eq!(
+            with_custom_verb(route, "/v1/projects/local/subscriptions/orders"),
+            route
+        );
+    }
+
+    #[test]
+    fn object_name_colon_is_no_verb() {
+        let route = "/storage/v1/b/{bucket}/o/{object}";
+        assert_eq!(
+            with_custom_verb(route, "/storage/v1/b/uploads/o/a:b.jpg"),
+            route
+        );
+    }
+
+    #[test]
+    fn custom_verb_kept_once() {
+        let route = "/v1/projects/{project}/topics/{topic}:publish";
+        assert_eq!(
+            with_custom_verb(route, "/v1/projects/local/topics/orders:publish"),
+            route
+        );
     }
 }

@@ -5,14 +5,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use opentelemetry::trace::TraceContextExt as _;
 use sluice_proto::sluice::v1::log_ingest_server::LogIngest;
 use sluice_proto::sluice::v1::{EntryError, IngestAck, IngestBatch};
 use sluice_router::deliver::Broker;
 use sluice_router::route::{LogRouter, RoutedBatch};
+use sluice_router::trace_context;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn, Instrument};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::metrics::Metrics;
 use super::status;
@@ -42,13 +45,36 @@ impl Ingestor {
     /// Returns INVALID_ARGUMENT for an oversized batch and the store's status when publishing
     /// fails; then none of the batch's messages are published.
     pub(crate) async fn ingest(&self, entries: Vec<String>) -> Result<RoutedBatch, Status> {
+        let span = tracing::info_span!("ingest", entries = entries.len());
+        self.ingest_in(entries, span).await
+    }
+
+    /// [`Ingestor::ingest`] for one batch of a stream. The batch's span starts a trace of its
+    /// own, linked to the span of the stream, so that a long stream is not one endless trace.
+    async fn ingest_streamed(
+        &self,
+        entries: Vec<String>,
+        stream: &tracing::Span,
+    ) -> Result<RoutedBatch, Status> {
+        let span = tracing::info_span!(parent: None, "ingest", entries = entries.len());
+        let stream_context = stream.context().span().span_context().clone();
+        if stream_context.is_valid() {
+            span.add_link(stream_context);
+        }
+        self.ingest_in(entries, span).await
+    }
+
+    async fn ingest_in(
+        &self,
+        entries: Vec<String>,
+        span: tracing::Span,
+    ) -> Result<RoutedBatch, Status> {
         if entries.len() > MAX_BATCH_ENTRIES {
             return Err(Status::invalid_argument(format!(
                 "the batch has {} entries, over the limit of {MAX_BATCH_ENTRIES}; send smaller batches",
                 entries.len()
             )));
         }
-        let span = tracing::info_span!("ingest", entries = entries.len());
         self.ingest_batch(entries).instrument(span).await
     }
 
@@ -62,7 +88,13 @@ impl Ingestor {
             .await
             .map_err(|err| Status::internal(format!("routing the batch failed: {err}")))?;
         record_sink_spans(&routed);
-        let messages = std::mem::take(&mut routed.messages);
+        let mut messages = std::mem::take(&mut routed.messages);
+        // Each entry is one event, so each gets a trace of its own.
+        trace_context::start_entry_traces(
+            &tracing::Span::current(),
+            &mut messages,
+            &routed.message_entries,
+        );
         if !messages.is_empty() {
             self.broker
                 .publish(messages)
@@ -126,6 +158,7 @@ impl LogIngest for Ingestor {
         let ingestor = self.clone();
         let mut shutdown = self.shutdown.clone();
         let span = tracing::info_span!("ingest_stream", peer = ?peer);
+        let stream_span = span.clone();
         tokio::spawn(
             async move {
                 loop {
@@ -152,7 +185,7 @@ impl LogIngest for Ingestor {
                     };
                     let sequence = batch.sequence;
                     let result = ingestor
-                        .ingest(batch.entries)
+                        .ingest_streamed(batch.entries, &stream_span)
                         .await
                         .map(|routed| ack(sequence, routed));
                     if let Err(status) = &result {

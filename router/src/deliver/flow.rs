@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::{parse_ack_ids, Broker, BrokerError, Delivery};
+use crate::metrics::{self, DeliveryMode};
 use crate::store::NewMessage;
 
 /// Returns the bytes a delivery counts against a byte limit: data, attributes and ordering
@@ -41,7 +42,11 @@ impl Broker {
         max_bytes: usize,
         wait: Duration,
     ) -> Result<Vec<Delivery>, BrokerError> {
-        self.pull_bounded(name, max, max_bytes, wait).await
+        let deliveries = self.pull_bounded(name, max, max_bytes, wait).await?;
+        for delivery in &deliveries {
+            metrics::record_delivery(name, DeliveryMode::Pull, delivery.message.publish_time);
+        }
+        Ok(deliveries)
     }
 
     /// Returns leased messages that never reached the consumer, as if they had not been

@@ -57,6 +57,8 @@ pub struct Exclusion {
 pub struct RoutedBatch {
     /// One message per (entry, sink) match, ready to publish.
     pub messages: Vec<TopicMessage>,
+    /// The index in the batch of the entry that each message of `messages` came from.
+    pub message_entries: Vec<u32>,
     /// Entries parsed and routed.
     pub accepted: u32,
     /// Accepted entries that no sink took.
@@ -157,6 +159,7 @@ impl LogRouter {
                 batch.unmatched += 1;
                 if let Some(topic) = &self.catch_all {
                     batch.messages.push(export(topic, raw, &entry));
+                    batch.message_entries.push(index);
                 }
                 continue;
             }
@@ -164,6 +167,7 @@ impl LogRouter {
                 let sink = &self.sinks[sink];
                 *batch.sink_matches.entry(sink.name.clone()).or_default() += 1;
                 batch.messages.push(export(&sink.destination, raw, &entry));
+                batch.message_entries.push(index);
             }
         }
         batch

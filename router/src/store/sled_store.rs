@@ -974,7 +974,7 @@ impl Committer {
                 Ok(())
             }
         });
-        crate::metrics::record_commit(started.elapsed(), writes);
+        crate::metrics::record_commit("sled", started.elapsed(), writes);
         if let Err(err) = &result {
             error!(error = %err, "store write failed");
             // The sequence numbers this group took were never written, so the manifest must

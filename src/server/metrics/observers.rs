@@ -1,7 +1,7 @@
 //! Instruments observed at scrape time: the broker's per-subscription counters and gauges,
 //! the handler runners' and push subscriptions' counters, and the process's memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -27,6 +27,26 @@ type StatMetric = (&'static str, &'static str, fn(&SubscriptionStats) -> u64);
 
 fn subscription_label(name: &str) -> [KeyValue; 1] {
     [KeyValue::new("subscription", name.to_owned())]
+}
+
+/// Returns the labels of a broker figure: the subscription, and `dead_letter="true"` when the
+/// subscription reads a topic that some subscription's dead-letter policy writes to. Alerts
+/// use it to treat a dead-letter queue, which may wait for a person on purpose, apart.
+fn broker_labels(stat: &SubscriptionStats, dead_letter_topics: &BTreeSet<&str>) -> [KeyValue; 2] {
+    let dead_letter = dead_letter_topics.contains(stat.spec.topic.as_str());
+    [
+        KeyValue::new("subscription", stat.spec.name.clone()),
+        KeyValue::new("dead_letter", if dead_letter { "true" } else { "false" }),
+    ]
+}
+
+/// Returns the topics that dead-letter policies write to.
+fn dead_letter_topics(stats: &[SubscriptionStats]) -> BTreeSet<&str> {
+    stats
+        .iter()
+        .filter_map(|stat| stat.spec.dead_letter.as_ref())
+        .map(|policy| policy.topic.as_str())
+        .collect()
 }
 
 /// Observes the broker's counters and gauges per subscription.
@@ -66,8 +86,10 @@ pub(super) fn observe_broker(meter: &Meter, broker: Arc<Broker>) {
             .u64_observable_counter(name)
             .with_description(description)
             .with_callback(move |observer| {
-                for stat in broker.stats() {
-                    observer.observe(read(&stat), &subscription_label(&stat.spec.name));
+                let stats = broker.stats();
+                let dead_letter_topics = dead_letter_topics(&stats);
+                for stat in &stats {
+                    observer.observe(read(stat), &broker_labels(stat, &dead_letter_topics));
                 }
             })
             .build();
@@ -90,8 +112,10 @@ pub(super) fn observe_broker(meter: &Meter, broker: Arc<Broker>) {
             .u64_observable_gauge(name)
             .with_description(description)
             .with_callback(move |observer| {
-                for stat in broker.stats() {
-                    observer.observe(read(&stat), &subscription_label(&stat.spec.name));
+                let stats = broker.stats();
+                let dead_letter_topics = dead_letter_topics(&stats);
+                for stat in &stats {
+                    observer.observe(read(stat), &broker_labels(stat, &dead_letter_topics));
                 }
             })
             .build();
@@ -105,9 +129,11 @@ pub(super) fn observe_broker(meter: &Meter, broker: Arc<Broker>) {
         )
         .with_callback(move |observer| {
             let store = broker.store();
-            for stat in broker.stats() {
-                let age = oldest_unacked_age(store.as_ref(), &stat).unwrap_or(0.0);
-                observer.observe(age, &subscription_label(&stat.spec.name));
+            let stats = broker.stats();
+            let dead_letter_topics = dead_letter_topics(&stats);
+            for stat in &stats {
+                let age = oldest_unacked_age(store.as_ref(), stat).unwrap_or(0.0);
+                observer.observe(age, &broker_labels(stat, &dead_letter_topics));
             }
         })
         .build();

@@ -333,6 +333,7 @@ impl Store for JetStreamStore {
         messages: Vec<TopicMessage>,
         now: SystemTime,
     ) -> Result<Vec<Published>, StoreError> {
+        let started = std::time::Instant::now();
         let mut pending_acks = Vec::with_capacity(messages.len());
         for message in &messages {
             let topic = self
@@ -352,6 +353,8 @@ impl Store for JetStreamStore {
         // stream's replicas.
         let receipts =
             futures::future::join_all(pending_acks.into_iter().map(IntoFuture::into_future)).await;
+        // A publish is JetStream's commit: it ends when every replica has stored the batch.
+        crate::metrics::record_commit("jetstream", started.elapsed(), receipts.len());
         receipts
             .into_iter()
             .map(|receipt| {

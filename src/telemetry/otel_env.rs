@@ -1,0 +1,346 @@
+//! The standard OpenTelemetry variables that decide whether and how sluice exports traces.
+//!
+//! The OpenTelemetry environment variable specification (configuration/sdk-environment-
+//! variables) requires enum values to be read case-insensitively, an empty value to count as
+//! unset, and a value the implementation does not recognise to produce a warning and be
+//! ignored. Each problem found here becomes one warning, which [`super::init`] logs once
+//! logging is installed.
+
+use std::time::Duration;
+
+use opentelemetry_sdk::trace::Sampler;
+
+/// The samplers that `OTEL_TRACES_SAMPLER` accepts.
+const SAMPLERS: &str = "always_on, always_off, traceidratio, parentbased_always_on, \
+                        parentbased_always_off, parentbased_traceidratio";
+
+/// The export timeout when neither timeout variable is set, as the OTLP exporter
+/// specification defines it.
+const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The trace settings read from the environment, with a warning for each value that was
+/// ignored.
+#[derive(Debug)]
+pub(super) struct TraceSettings {
+    /// Whether spans are exported over OTLP.
+    pub(super) export: bool,
+    pub(super) sampler: Sampler,
+    /// The time one export may take, which also bounds the flush at shutdown.
+    pub(super) export_timeout: Duration,
+    /// The collector endpoint, when a variable sets one.
+    pub(super) endpoint: Option<String>,
+    pub(super) warnings: Vec<String>,
+}
+
+impl TraceSettings {
+    /// Reads the settings through `lookup`, which returns a variable's value or `None`.
+    pub(super) fn read(lookup: impl Fn(&str) -> Option<String>) -> TraceSettings {
+        // An empty value counts as unset.
+        let get = |name: &str| {
+            lookup(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+        };
+        let mut warnings = Vec::new();
+        let endpoint = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| get("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        let export = export_enabled(&get, endpoint.is_some(), &mut warnings);
+        let sampler = read_sampler(&get, &mut warnings);
+        let export_timeout = read_timeout(&get, &mut warnings);
+        warn_unsupported(&get, &mut warnings);
+        TraceSettings {
+            export,
+            sampler,
+            export_timeout,
+            endpoint,
+            warnings,
+        }
+    }
+}
+
+/// Returns whether `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER` and the endpoint ask for trace
+/// export.
+fn export_enabled(
+    get: &impl Fn(&str) -> Option<String>,
+    endpoint_set: bool,
+    warnings: &mut Vec<String>,
+) -> bool {
+    if get("OTEL_SDK_DISABLED").is_some_and(|value| value.eq_ignore_ascii_case("true")) {
+        return false;
+    }
+    let Some(value) = get("OTEL_TRACES_EXPORTER") else {
+        return endpoint_set;
+    };
+    let names: Vec<String> = value
+        .split(',')
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    let unsupported: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|name| *name != "otlp" && *name != "none")
+        .collect();
+    if !unsupported.is_empty() {
+        warnings.push(format!(
+            "OTEL_TRACES_EXPORTER={value:?} names exporters sluice does not have ({}); \
+             sluice accepts otlp or none, and ignores the others",
+            unsupported.join(", ")
+        ));
+    }
+    if names.iter().any(|name| name == "otlp") {
+        true
+    } else if names.iter().any(|name| name == "none") {
+        false
+    } else {
+        // Nothing usable is left, so the variable counts as unset.
+        endpoint_set
+    }
+}
+
+/// Returns the sampler that `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` choose, or
+/// the specification's default, parent-based always-on.
+fn read_sampler(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> Sampler {
+    let default = || Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
+    let Some(value) = get("OTEL_TRACES_SAMPLER") else {
+        return default();
+    };
+    let ratio = |warnings: &mut Vec<String>| read_ratio(get, &value, warnings);
+    match value.to_ascii_lowercase().as_str() {
+        "always_on" => Sampler::AlwaysOn,
+        "always_off" => Sampler::AlwaysOff,
+        "traceidratio" => Sampler::TraceIdRatioBased(ratio(warnings)),
+        "parentbased_always_on" => default(),
+        "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        "parentbased_traceidratio" => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio(warnings))))
+        }
+        _ => {
+            warnings.push(format!(
+                "OTEL_TRACES_SAMPLER={value:?} is not a known sampler, so sluice samples with \
+                 parentbased_always_on instead. Accepted values: {SAMPLERS}"
+            ));
+            default()
+        }
+    }
+}
+
+/// Returns the ratio of `OTEL_TRACES_SAMPLER_ARG`, or 1.0 when it is unset or invalid.
+fn read_ratio(
+    get: &impl Fn(&str) -> Option<String>,
+    sampler: &str,
+    warnings: &mut Vec<String>,
+) -> f64 {
+    let Some(argument) = get("OTEL_TRACES_SAMPLER_ARG") else {
+        return 1.0;
+    };
+    match argument.parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => ratio,
+        _ => {
+            warnings.push(format!(
+                "OTEL_TRACES_SAMPLER_ARG={argument:?} is not a ratio from 0 to 1 for \
+                 OTEL_TRACES_SAMPLER={sampler}; sluice samples every trace (ratio 1.0) instead"
+            ));
+            1.0
+        }
+    }
+}
+
+/// Returns the export timeout from `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` or
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`, in milliseconds, the same variables the exporter reads.
+fn read_timeout(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> Duration {
+    for name in [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ] {
+        let Some(value) = get(name) else {
+            continue;
+        };
+        match value.parse::<u64>() {
+            Ok(millis) => return Duration::from_millis(millis),
+            Err(_) => warnings.push(format!(
+                "{name}={value:?} is not a whole number of milliseconds; it is ignored"
+            )),
+        }
+    }
+    DEFAULT_EXPORT_TIMEOUT
+}
+
+/// Warns about settings that sluice does not implement and would otherwise ignore silently.
+fn warn_unsupported(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) {
+    for name in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        if let Some(value) = get(name).filter(|value| !value.eq_ignore_ascii_case("grpc")) {
+            warnings.push(format!(
+                "{name}={value:?} is not supported; sluice exports traces over OTLP/gRPC only \
+                 (accepted: grpc), so point the endpoint at the collector's gRPC port, \
+                 usually 4317"
+            ));
+        }
+    }
+    if let Some(value) = get("OTEL_METRICS_EXPORTER") {
+        if !value.eq_ignore_ascii_case("prometheus") {
+            warnings.push(format!(
+                "OTEL_METRICS_EXPORTER={value:?} is ignored; sluice serves metrics only at \
+                 /metrics in the Prometheus text format (accepted: prometheus)"
+            ));
+        }
+    }
+}
+
+/// Checks that `endpoint` names its scheme. Without one, the exporter (opentelemetry-otlp
+/// 0.33) prepends https:// unless `OTEL_EXPORTER_OTLP_INSECURE` is true, which is rarely
+/// what an operator who wrote `HOST:4317` meant.
+///
+/// # Errors
+///
+/// Returns a message that names the value and the two ways to write it.
+pub(super) fn check_endpoint(endpoint: &str, insecure_set: bool) -> Result<(), String> {
+    let lower = endpoint.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") || insecure_set {
+        return Ok(());
+    }
+    Err(format!(
+        "the OTLP endpoint {endpoint:?} has no scheme; write http://{endpoint} for a \
+         plain-text collector or https://{endpoint} for one that uses TLS"
+    ))
+}
+
+/// Returns whether the exporter connects to `endpoint` over TLS: an https:// URL, or one
+/// without a scheme when `OTEL_EXPORTER_OTLP_INSECURE` is not true.
+pub(super) fn uses_tls(endpoint: &str, insecure: bool) -> bool {
+    let lower = endpoint.to_ascii_lowercase();
+    lower.starts_with("https://") || (!lower.starts_with("http://") && !insecure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)]) -> TraceSettings {
+        TraceSettings::read(|name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+    }
+
+    #[test]
+    fn exporter_value_ignores_case() {
+        let settings = read(&[
+            ("OTEL_TRACES_EXPORTER", "NONE"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+        ]);
+        assert!(!settings.export);
+        assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+    }
+
+    #[test]
+    fn unknown_exporter_warns_and_is_ignored() {
+        let settings = read(&[("OTEL_TRACES_EXPORTER", "zipkin")]);
+        assert!(!settings.export, "no endpoint, so no export");
+        assert_eq!(settings.warnings.len(), 1);
+        assert!(settings.warnings[0].contains("\"zipkin\""));
+        assert!(settings.warnings[0].contains("otlp or none"));
+    }
+
+    #[test]
+    fn exporter_list_keeps_otlp() {
+        let settings = read(&[("OTEL_TRACES_EXPORTER", "otlp,console")]);
+        assert!(settings.export);
+        assert_eq!(settings.warnings.len(), 1);
+        assert!(settings.warnings[0].contains("(console)"));
+    }
+
+    #[test]
+    fn unknown_sampler_warns_with_accepted_values() {
+        let settings = read(&[("OTEL_TRACES_SAMPLER", "bogus")]);
+        assert_eq!(settings.warnings.len(), 1);
+        assert!(settings.warnings[0].contains("\"bogus\""));
+        assert!(settings.warnings[0].contains("parentbased_traceidratio"));
+        assert!(matches!(settings.sampler, Sampler::ParentBased(_)));
+    }
+
+    #[test]
+    fn sampler_value_ignores_case() {
+        let settings = read(&[("OTEL_TRACES_SAMPLER", "ALWAYS_OFF")]);
+        assert!(matches!(settings.sampler, Sampler::AlwaysOff));
+        assert!(settings.warnings.is_empty());
+    }
+
+    #[test]
+    fn invalid_ratio_warns() {
+        let settings = read(&[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "abc"),
+        ]);
+        assert_eq!(settings.warnings.len(), 1);
+        assert!(settings.warnings[0].contains("\"abc\""));
+        assert!(matches!(settings.sampler, Sampler::TraceIdRatioBased(r) if r == 1.0));
+    }
+
+    #[test]
+    fn valid_ratio_is_used() {
+        let settings = read(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ]);
+        assert!(settings.warnings.is_empty());
+        assert!(matches!(settings.sampler, Sampler::ParentBased(_)));
+    }
+
+    #[test]
+    fn timeout_reads_traces_variable_first() {
+        let settings = read(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1500"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
+        ]);
+        assert_eq!(settings.export_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn timeout_defaults_to_ten_seconds() {
+        let settings = read(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "")]);
+        assert_eq!(settings.export_timeout, Duration::from_secs(10));
+        assert!(settings.warnings.is_empty());
+    }
+
+    #[test]
+    fn invalid_timeout_warns() {
+        let settings = read(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "5s")]);
+        assert_eq!(settings.export_timeout, Duration::from_secs(10));
+        assert!(settings.warnings[0].contains("\"5s\""));
+    }
+
+    #[test]
+    fn http_protocol_and_metrics_exporter_warn() {
+        let settings = read(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_METRICS_EXPORTER", "otlp"),
+        ]);
+        assert_eq!(settings.warnings.len(), 2, "{:?}", settings.warnings);
+        assert!(settings.warnings[0].contains("\"http/protobuf\""));
+        assert!(settings.warnings[1].contains("OTEL_METRICS_EXPORTER=\"otlp\""));
+    }
+
+    #[test]
+    fn endpoint_without_scheme_names_fix() {
+        let err = check_endpoint("127.0.0.1:4417", false).expect_err("no scheme");
+        assert!(err.contains("\"127.0.0.1:4417\""), "{err}");
+        assert!(err.contains("http://127.0.0.1:4417"), "{err}");
+        assert!(err.contains("https://127.0.0.1:4417"), "{err}");
+        assert!(check_endpoint("127.0.0.1:4417", true).is_ok());
+        assert!(check_endpoint("HTTPS://collector:4317", false).is_ok());
+    }
+
+    #[test]
+    fn tls_follows_scheme_and_insecure() {
+        assert!(uses_tls("https://collector:4317", false));
+        assert!(!uses_tls("http://collector:4317", false));
+        assert!(uses_tls("collector:4317", false));
+        assert!(!uses_tls("collector:4317", true));
+    }
+}
