@@ -9,6 +9,7 @@ use serde::de::{self, Deserialize, Visitor};
 use sluice_router::filter::Position;
 use toml::de::{DeTable, DeValue};
 
+use super::{AuthConfig, GrantConfig, IdentityConfig, LimitsConfig, TlsConfig};
 use super::{
     BucketConfig, BucketNotificationConfig, ConfigFile, DeadLetterConfig, Diagnostic,
     ExclusionConfig, HandlerConfig, PushEndpointConfig, RetryPolicyConfig, SinkConfig, StoreConfig,
@@ -162,6 +163,11 @@ fn known_keys(table_path: &[Segment]) -> &'static [&'static str] {
         ["buckets"] => field_names::<BucketConfig>(),
         ["buckets", "notifications"] => field_names::<BucketNotificationConfig>(),
         ["store"] => field_names::<StoreConfig>(),
+        ["tls"] => field_names::<TlsConfig>(),
+        ["auth"] => field_names::<AuthConfig>(),
+        ["auth", "identities"] => field_names::<IdentityConfig>(),
+        ["auth", "identities", "grants"] => field_names::<GrantConfig>(),
+        ["limits"] => field_names::<LimitsConfig>(),
         ["triggers"] => field_names::<TriggerConfig>(),
         ["triggers", "handler"] => field_names::<HandlerConfig>(),
         ["triggers", "push"] => field_names::<PushEndpointConfig>(),
@@ -279,7 +285,10 @@ mod tests {
                 "sinks",
                 "buckets",
                 "triggers",
-                "store"
+                "store",
+                "tls",
+                "auth",
+                "limits"
             ],
             "top-level keys, without the skipped unknown_keys field"
         );

@@ -129,6 +129,15 @@ impl ConfigFile {
             super::StoreSpec::Sled
         });
 
+        let security =
+            super::security::validate(self.tls.as_ref(), self.auth.as_ref(), &self.limits)
+                .unwrap_or_else(|errors| {
+                    for (component, message) in errors {
+                        report.error(&component, message);
+                    }
+                    super::SecuritySpec::default()
+                });
+
         if report.errors.is_empty() {
             Ok(Config {
                 project: self.project.clone(),
@@ -145,6 +154,7 @@ impl ConfigFile {
                 handlers,
                 triggers: expansion.triggers,
                 store,
+                security,
                 warnings: report.warnings,
             })
         } else {
