@@ -39,7 +39,7 @@ pub(crate) use buckets::{BucketConfig, BucketNotificationConfig, BucketSpec};
 pub(crate) use handler::{HandlerConfig, HandlerSpec, SubscriptionHandler};
 pub(crate) use push::PushEndpointConfig;
 pub(crate) use security::{
-    AuthConfig, GrantConfig, IdentityConfig, LimitsConfig, SecuritySpec, TlsConfig,
+    AuthConfig, GrantConfig, IdentityConfig, LimitsConfig, LimitsSpec, SecuritySpec, TlsConfig,
 };
 pub(crate) use store::{StoreConfig, StoreSpec};
 pub(crate) use triggers::{TriggerConfig, TriggerSpec};

@@ -25,6 +25,7 @@ mod auth;
 mod handlers;
 mod http;
 mod ingest;
+mod limits;
 mod logging;
 pub(crate) mod metrics;
 mod names;
@@ -63,9 +64,6 @@ pub(crate) use storage::DEFAULT_MAX_UPLOAD_BYTES;
 
 /// How long open requests and streams may run on after a shutdown signal.
 pub(crate) const GRACE_PERIOD: Duration = Duration::from_secs(10);
-/// Largest gRPC request accepted: a 10 MB Pub/Sub message plus its envelope, or an ingest
-/// batch.
-const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 /// What `sluice serve` needs to start.
 #[derive(Debug, Clone)]
@@ -190,6 +188,7 @@ async fn build(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Service> {
     names::set_config_project(&config.project).map_err(anyhow::Error::msg)?;
+    limits::set(config.security.limits).map_err(anyhow::Error::msg)?;
     if data_dir.exists() && !data_dir.is_dir() {
         anyhow::bail!(
             "--data-dir {} is not a directory: choose a directory, or a path that does not \
@@ -254,12 +253,13 @@ fn app(service: &Service, max_upload_bytes: u64, auth: Arc<auth::Auth>) -> axum:
     let admin = admin::AdminService {
         broker: service.broker.clone(),
     };
+    let max_request_bytes = limits::get().max_request_bytes;
     let grpc = tonic::service::Routes::new(
-        LogIngestServer::new(service.ingestor.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        LogIngestServer::new(service.ingestor.clone()).max_decoding_message_size(max_request_bytes),
     )
     .add_service(AdminServer::new(admin))
-    .add_service(PublisherServer::new(pubsub.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
-    .add_service(SubscriberServer::new(pubsub.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+    .add_service(PublisherServer::new(pubsub.clone()).max_decoding_message_size(max_request_bytes))
+    .add_service(SubscriberServer::new(pubsub.clone()).max_decoding_message_size(max_request_bytes))
     .add_service(logging::grpc_service(service.ingestor.clone()));
     grpc.into_axum_router()
         .merge(http::routes(service.metrics.clone()))
@@ -267,6 +267,10 @@ fn app(service: &Service, max_upload_bytes: u64, auth: Arc<auth::Auth>) -> axum:
         .merge(storage::routes(service.storage.clone(), max_upload_bytes))
         .merge(pubsub_rest::routes(pubsub))
         .fallback(unknown_route)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(limits::Enforcer::new()),
+            limits::enforce,
+        ))
         .layer(axum::middleware::from_fn_with_state(auth, auth::check))
         .layer(axum::middleware::from_fn(http::trace_request))
 }
@@ -366,7 +370,6 @@ pub(crate) async fn start(
     let auth = Arc::new(auth::Auth::new(
         &security.auth,
         auth::auth_enabled(&security.auth, address),
-        security.limits.max_request_bytes,
         Some(audit::AuditLog::start(
             service.ingestor.clone(),
             names::config_project(),

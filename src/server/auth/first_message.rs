@@ -10,7 +10,10 @@ const PREFIX_BYTES: usize = 5;
 /// Why the first message could not be read.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FirstMessageError {
-    #[error("the request's first message is {length} bytes, over the limit of {limit}")]
+    #[error(
+        "the request's first message is {length} bytes, over the limit of {limit} bytes \
+         ([limits] max_request_bytes); send smaller requests"
+    )]
     TooLarge { length: usize, limit: usize },
     #[error("the request's first message is compressed, which this server does not accept")]
     Compressed,
@@ -28,6 +31,27 @@ pub(crate) async fn read_first_message(
     body: Body,
     limit: usize,
 ) -> Result<(Option<Bytes>, Body), FirstMessageError> {
+    read(body, limit, true).await
+}
+
+/// Checks the length prefix of the first message of `body` against `limit`, reading no more
+/// than the chunks that carry the prefix, and returns a body that replays them.
+///
+/// # Errors
+///
+/// As [`read_first_message`].
+pub(crate) async fn check_first_message_length(
+    body: Body,
+    limit: usize,
+) -> Result<Body, FirstMessageError> {
+    Ok(read(body, limit, false).await?.1)
+}
+
+async fn read(
+    body: Body,
+    limit: usize,
+    whole: bool,
+) -> Result<(Option<Bytes>, Body), FirstMessageError> {
     let mut chunks = body.into_data_stream();
     let mut buffer = Vec::new();
     let mut ended = false;
@@ -39,6 +63,9 @@ pub(crate) async fn read_first_message(
             let length = u32::from_be_bytes([buffer[1], buffer[2], buffer[3], buffer[4]]) as usize;
             if length > limit {
                 return Err(FirstMessageError::TooLarge { length, limit });
+            }
+            if !whole {
+                break None;
             }
             if buffer.len() >= PREFIX_BYTES + length {
                 break Some(Bytes::copy_from_slice(

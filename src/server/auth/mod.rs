@@ -9,6 +9,8 @@
 mod first_message;
 pub(crate) mod routes;
 
+pub(crate) use first_message::{check_first_message_length, read_first_message};
+
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -73,8 +75,6 @@ pub(crate) struct Auth {
     /// Off: every call passes and [`check`] adds no [`Principal`].
     enabled: bool,
     identities: Vec<Identity>,
-    /// Largest first message that the check reads to find a gRPC call's resource.
-    max_message_bytes: usize,
     /// Receives an entry for every denied call.
     audit: Option<AuditLog>,
 }
@@ -103,7 +103,6 @@ impl Auth {
     pub(crate) fn new(
         spec: &AuthSpec,
         enabled: bool,
-        max_message_bytes: usize,
         audit: Option<AuditLog>,
     ) -> anyhow::Result<Auth> {
         let identities = spec
@@ -125,7 +124,6 @@ impl Auth {
         Ok(Auth {
             enabled,
             identities,
-            max_message_bytes,
             audit,
         })
     }
@@ -306,7 +304,8 @@ async fn authorize(
     };
     if let Resource::Grpc(decode) = resource {
         let (parts, body) = request.into_parts();
-        let (message, body) = first_message::read_first_message(body, auth.max_message_bytes)
+        let limit = super::limits::get().max_request_bytes;
+        let (message, body) = first_message::read_first_message(body, limit)
             .await
             .map_err(|err| Denial::Invalid(first_message_status(&err)))?;
         call.resource = message
@@ -379,7 +378,8 @@ fn authenticate<'a>(auth: &'a Auth, request: &Request) -> Result<&'a Identity, D
     })
 }
 
-fn first_message_status(err: &first_message::FirstMessageError) -> Status {
+/// Returns the status of a gRPC request whose first message could not be read.
+pub(crate) fn first_message_status(err: &first_message::FirstMessageError) -> Status {
     match err {
         first_message::FirstMessageError::TooLarge { .. } => {
             Status::resource_exhausted(err.to_string())
