@@ -37,7 +37,7 @@ use sluice_router::store::{
 
 pub(crate) use buckets::{BucketConfig, BucketNotificationConfig, BucketSpec};
 pub(crate) use handler::{HandlerConfig, HandlerSpec, SubscriptionHandler};
-pub(crate) use push::PushEndpointConfig;
+pub(crate) use push::{OidcTokenConfig, PushEndpointConfig, PushTokenSpec};
 pub(crate) use security::{
     AuthConfig, GrantConfig, IdentityConfig, LimitsConfig, LimitsSpec, SecuritySpec, TlsConfig,
 };
@@ -372,6 +372,8 @@ pub(crate) struct Config {
     pub(crate) store: StoreSpec,
     /// TLS, authentication and limits.
     pub(crate) security: SecuritySpec,
+    /// The push subscriptions that sign their requests, by subscription name.
+    pub(crate) push_tokens: HashMap<String, PushTokenSpec>,
     /// Settings that are valid but probably not what their author meant.
     pub(crate) warnings: Vec<Diagnostic>,
 }

@@ -39,6 +39,17 @@ pub(crate) struct AuthConfig {
     /// The callers that may authenticate, in file order.
     #[serde(default)]
     pub(crate) identities: Vec<IdentityConfig>,
+    /// PEM file with the RSA private key that signs push tokens; a key is generated at each
+    /// start without it.
+    #[serde(default)]
+    pub(crate) push_signing_key_file: Option<PathBuf>,
+    /// The `iss` claim of push tokens.
+    #[serde(default = "default_push_token_issuer")]
+    pub(crate) push_token_issuer: String,
+}
+
+fn default_push_token_issuer() -> String {
+    "sluice".to_owned()
 }
 
 /// One `[[auth.identities]]` table.
@@ -161,11 +172,24 @@ pub(crate) struct TlsSpec {
 }
 
 /// The validated `[auth]` table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AuthSpec {
     /// `None` when the file leaves the choice to the listen address.
     pub(crate) enabled: Option<bool>,
     pub(crate) identities: Vec<IdentitySpec>,
+    pub(crate) push_signing_key_file: Option<PathBuf>,
+    pub(crate) push_token_issuer: String,
+}
+
+impl Default for AuthSpec {
+    fn default() -> Self {
+        AuthSpec {
+            enabled: None,
+            identities: Vec::new(),
+            push_signing_key_file: None,
+            push_token_issuer: default_push_token_issuer(),
+        }
+    }
 }
 
 /// One validated identity.
@@ -333,6 +357,8 @@ impl AuthConfig {
         AuthSpec {
             enabled: self.enabled,
             identities,
+            push_signing_key_file: self.push_signing_key_file.clone(),
+            push_token_issuer: self.push_token_issuer.clone(),
         }
     }
 }

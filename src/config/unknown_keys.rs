@@ -9,7 +9,7 @@ use serde::de::{self, Deserialize, Visitor};
 use sluice_router::filter::Position;
 use toml::de::{DeTable, DeValue};
 
-use super::{AuthConfig, GrantConfig, IdentityConfig, LimitsConfig, TlsConfig};
+use super::{AuthConfig, GrantConfig, IdentityConfig, LimitsConfig, OidcTokenConfig, TlsConfig};
 use super::{
     BucketConfig, BucketNotificationConfig, ConfigFile, DeadLetterConfig, Diagnostic,
     ExclusionConfig, HandlerConfig, PushEndpointConfig, RetryPolicyConfig, SinkConfig, StoreConfig,
@@ -158,6 +158,8 @@ fn known_keys(table_path: &[Segment]) -> &'static [&'static str] {
         ["subscriptions", "retry_policy"] => field_names::<RetryPolicyConfig>(),
         ["subscriptions", "handler"] => field_names::<HandlerConfig>(),
         ["subscriptions", "push"] => field_names::<PushEndpointConfig>(),
+        ["subscriptions", "push", "oidc_token"] => field_names::<OidcTokenConfig>(),
+        ["triggers", "push", "oidc_token"] => field_names::<OidcTokenConfig>(),
         ["sinks"] => field_names::<SinkConfig>(),
         ["sinks", "exclusions"] => field_names::<ExclusionConfig>(),
         ["buckets"] => field_names::<BucketConfig>(),
@@ -330,7 +332,8 @@ mod tests {
                 "attributes",
                 "format",
                 "write_metadata",
-                "max_event_age_secs"
+                "max_event_age_secs",
+                "oidc_token"
             ],
             "push keys"
         );

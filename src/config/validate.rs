@@ -129,6 +129,7 @@ impl ConfigFile {
             super::StoreSpec::Sled
         });
 
+        let push_tokens = push::validate_push_tokens(&merged.subscriptions, &mut report);
         let security =
             super::security::validate(self.tls.as_ref(), self.auth.as_ref(), &self.limits)
                 .unwrap_or_else(|errors| {
@@ -155,6 +156,7 @@ impl ConfigFile {
                 triggers: expansion.triggers,
                 store,
                 security,
+                push_tokens,
                 warnings: report.warnings,
             })
         } else {

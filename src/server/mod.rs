@@ -32,6 +32,7 @@ mod names;
 mod pubsub;
 mod pubsub_rest;
 mod push;
+mod push_token;
 mod status;
 mod storage;
 mod tls;
@@ -130,6 +131,8 @@ struct Service {
     handlers: Vec<crate::config::SubscriptionHandler>,
     /// TLS, authentication and limits.
     security: crate::config::SecuritySpec,
+    /// The push subscriptions that sign their requests.
+    push_tokens: std::collections::HashMap<String, crate::config::PushTokenSpec>,
 }
 
 /// Opens the store that `[store]` selects, and the broker over it.
@@ -229,6 +232,7 @@ async fn build(
     let storage = storage::open(data_dir, config.buckets, broker.clone()).await?;
     let handlers = config.handlers;
     let security = config.security;
+    let push_tokens = config.push_tokens;
     let router = Arc::new(LogRouter::new(config.sinks, config.catch_all_topic));
     metrics.observe_broker(broker.clone());
     let ingestor = Ingestor {
@@ -244,10 +248,16 @@ async fn build(
         storage,
         handlers,
         security,
+        push_tokens,
     })
 }
 
-fn app(service: &Service, max_upload_bytes: u64, auth: Arc<auth::Auth>) -> axum::Router {
+fn app(
+    service: &Service,
+    max_upload_bytes: u64,
+    auth: Arc<auth::Auth>,
+    push_signer: Option<&push_token::PushSigner>,
+) -> axum::Router {
     let pubsub =
         pubsub::PubsubService::new(service.broker.clone(), service.ingestor.shutdown.clone());
     let admin = admin::AdminService {
@@ -266,6 +276,7 @@ fn app(service: &Service, max_upload_bytes: u64, auth: Arc<auth::Auth>) -> axum:
         .merge(logging::routes(service.ingestor.clone()))
         .merge(storage::routes(service.storage.clone(), max_upload_bytes))
         .merge(pubsub_rest::routes(pubsub))
+        .merge(push_signer.map(push_token::routes).unwrap_or_default())
         .fallback(unknown_route)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(limits::Enforcer::new()),
@@ -390,16 +401,18 @@ pub(crate) async fn start(
         &service.metrics,
         || wait_for(stopped.clone()),
     );
+    let push_signer = push_signer(&service)?;
     let pushes = push::start(
         service.broker.clone(),
         service.metrics.clone(),
+        push_authorizations(&service, push_signer.as_ref()),
         wait_for(stopped.clone()),
     )?;
     let max_upload_bytes = options
         .max_upload_bytes
         .or(security.limits.max_upload_bytes)
         .unwrap_or(DEFAULT_MAX_UPLOAD_BYTES);
-    let app = app(&service, max_upload_bytes, auth);
+    let app = app(&service, max_upload_bytes, auth, push_signer.as_deref());
     let server = match &security.tls {
         Some(spec) => {
             let certificates = Arc::new(tls::ReloadableCertificate::load(spec)?);
@@ -435,6 +448,38 @@ pub(crate) async fn start(
         tls: security.tls.is_some(),
         task,
     })
+}
+
+/// Returns the signer of push tokens when a push subscription signs its requests or the
+/// configuration names a signing key.
+fn push_signer(service: &Service) -> anyhow::Result<Option<Arc<push_token::PushSigner>>> {
+    let auth = &service.security.auth;
+    if service.push_tokens.is_empty() && auth.push_signing_key_file.is_none() {
+        return Ok(None);
+    }
+    let signer = push_token::PushSigner::new(
+        auth.push_signing_key_file.as_deref(),
+        &auth.push_token_issuer,
+    )?;
+    Ok(Some(Arc::new(signer)))
+}
+
+fn push_authorizations(
+    service: &Service,
+    signer: Option<&Arc<push_token::PushSigner>>,
+) -> std::collections::HashMap<String, Arc<dyn sluice_handlers::push::PushAuthorization>> {
+    let Some(signer) = signer else {
+        return std::collections::HashMap::new();
+    };
+    service
+        .push_tokens
+        .iter()
+        .map(|(subscription, spec)| {
+            let token = push_token::SubscriptionToken::new(signer.clone(), spec.clone());
+            let token: Arc<dyn sluice_handlers::push::PushAuthorization> = Arc::new(token);
+            (subscription.clone(), token)
+        })
+        .collect()
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then tells the service to stop

@@ -58,8 +58,9 @@ pub(crate) struct HttpRule {
     pub(crate) resource: Resource,
 }
 
-/// Routes open to every caller: health checks and the Prometheus scrape.
-pub(crate) const PUBLIC_ROUTES: [&str; 2] = ["/healthz", "/metrics"];
+/// Routes open to every caller: health checks, the Prometheus scrape and the public keys
+/// that verify push tokens.
+pub(crate) const PUBLIC_ROUTES: [&str; 3] = ["/healthz", "/metrics", "/oauth2/v3/certs"];
 
 macro_rules! field {
     ($message:ty, $collection:expr, |$request:ident| $field:expr) => {
