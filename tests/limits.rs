@@ -1,6 +1,6 @@
-//! The `[limits]` table end to end: a real `sluice serve` with small limits answers each
+//! The `[limits]` table end to end: a real `sluice serve` with small limits rejects each
 //! request over a size limit with the code and a message that names the limit, caps the
-//! open streams of one client, and answers publishes over the rate with
+//! open streams of one client, and rejects publishes over the rate with
 //! RESOURCE_EXHAUSTED and a retry hint (RetryInfo over gRPC, Retry-After over HTTP).
 
 mod support;

@@ -67,7 +67,7 @@ pub(crate) struct IdentityConfig {
     /// first URI SAN, else its first DNS SAN, else its subject common name.
     #[serde(default)]
     pub(crate) client_certificate: Option<String>,
-    /// What the identity may do, on which resources.
+    /// The identity's permissions: actions on resource patterns.
     #[serde(default)]
     pub(crate) grants: Vec<GrantConfig>,
 }
@@ -96,10 +96,10 @@ pub(crate) struct LimitsConfig {
     /// Most attributes on one message.
     #[serde(default = "default_max_attributes")]
     pub(crate) max_attributes: i64,
-    /// Longest attribute key, in bytes.
+    /// Maximum attribute key length, in bytes.
     #[serde(default = "default_max_attribute_key_bytes")]
     pub(crate) max_attribute_key_bytes: i64,
-    /// Longest attribute value, in bytes.
+    /// Maximum attribute value length, in bytes.
     #[serde(default = "default_max_attribute_value_bytes")]
     pub(crate) max_attribute_value_bytes: i64,
     /// Largest upload request body, in bytes. `--max-upload-bytes` overrides it.

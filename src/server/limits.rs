@@ -172,10 +172,10 @@ fn is_grpc(request: &Request) -> bool {
 }
 
 /// Rejects a gRPC request whose first message is over `max_request_bytes`, with
-/// RESOURCE_EXHAUSTED as gRPC answers an oversized message.
+/// RESOURCE_EXHAUSTED, the code gRPC uses for an oversized message.
 ///
-/// NOTE: later messages of a stream are checked by tonic's decoder, which answers
-/// OUT_OF_RANGE.
+/// NOTE: later messages of a stream are checked by tonic's decoder, which returns
+/// OUT_OF_RANGE instead.
 async fn check_first_message(request: Request) -> Result<Request, Status> {
     let limit = get().max_request_bytes;
     let (parts, body) = request.into_parts();
@@ -185,7 +185,7 @@ async fn check_first_message(request: Request) -> Result<Request, Status> {
     }
 }
 
-/// How a publish request carries its messages.
+/// The encoding of a publish request.
 #[derive(Debug, Clone, Copy)]
 enum PublishKind {
     Grpc,
@@ -262,7 +262,7 @@ fn check_rate(
         Ok(Ok(())) => Ok(()),
         Ok(Err(not_until)) => Err(not_until.wait_time_from(DefaultClock::default().now())),
         // More messages than the burst: no wait makes the request fit, so the hint is the
-        // time to refill the whole burst, and the message says to split the request.
+        // time to refill the whole burst, and the message asks to split the request.
         Err(_) => Err(Duration::from_secs_f64(
             f64::from(get().publish_burst_messages)
                 / f64::from(get().publish_messages_per_sec.max(1)),
@@ -342,7 +342,7 @@ impl Drop for StreamGuard {
     }
 }
 
-/// A response body that holds a [`StreamGuard`] until the stream ends.
+/// A response body that keeps a [`StreamGuard`] until the stream ends.
 struct GuardedBody {
     body: Body,
     _guard: StreamGuard,

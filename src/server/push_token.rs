@@ -53,7 +53,7 @@ impl PushSigner {
     ///
     /// # Errors
     ///
-    /// Fails when the file cannot be read or holds no RSA private key.
+    /// Fails when the file cannot be read or contains no RSA private key.
     pub(crate) fn new(key_file: Option<&Path>, issuer: &str) -> anyhow::Result<PushSigner> {
         let key_pair = match key_file {
             Some(path) => load_key(path)?,
@@ -136,7 +136,7 @@ impl PushSigner {
 fn load_key(path: &Path) -> anyhow::Result<KeyPair> {
     let key = PrivateKeyDer::from_pem_file(path).with_context(|| {
         format!(
-            "push_signing_key_file {} holds no readable PEM private key",
+            "push_signing_key_file {} contains no readable PEM private key",
             path.display()
         )
     })?;
@@ -144,13 +144,13 @@ fn load_key(path: &Path) -> anyhow::Result<KeyPair> {
         PrivateKeyDer::Pkcs8(der) => KeyPair::from_pkcs8(der.secret_pkcs8_der()),
         PrivateKeyDer::Pkcs1(der) => KeyPair::from_der(der.secret_pkcs1_der()),
         _ => anyhow::bail!(
-            "push_signing_key_file {} holds a key that is not RSA; RS256 needs an RSA key",
+            "push_signing_key_file {} contains a key that is not RSA; RS256 needs an RSA key",
             path.display()
         ),
     };
     parsed.map_err(|err| {
         anyhow::anyhow!(
-            "push_signing_key_file {} holds an unusable RSA key: {err}",
+            "push_signing_key_file {} contains an invalid RSA key: {err}",
             path.display()
         )
     })

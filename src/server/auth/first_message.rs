@@ -7,7 +7,7 @@ use futures::{stream, StreamExt as _};
 /// The gRPC message prefix: a compressed flag byte and a 4-byte big-endian length.
 const PREFIX_BYTES: usize = 5;
 
-/// Why the first message could not be read.
+/// An error reading the first message.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FirstMessageError {
     #[error(

@@ -30,7 +30,7 @@ use super::tls::ConnectionInfo;
 use crate::config::security::{AuthSpec, GrantSpec};
 use routes::Resource;
 
-/// What a call does, as grants name it.
+/// The kind of a call, as grants name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
     Publish,
@@ -161,7 +161,7 @@ impl Auth {
     }
 }
 
-/// Returns whether calls are checked: as `[auth] enabled` says, or else on unless the
+/// Returns whether calls are checked: as `[auth] enabled` sets, or else on unless the
 /// server listens on a loopback address only.
 pub(crate) fn auth_enabled(spec: &AuthSpec, listen: std::net::SocketAddr) -> bool {
     spec.enabled.unwrap_or(!listen.ip().is_loopback())
@@ -196,7 +196,7 @@ fn glob_regex(pattern: &str) -> Result<Regex, regex::Error> {
     Regex::new(&source)
 }
 
-/// What the audit log records of a call.
+/// The parts of a call that the audit log records.
 #[derive(Debug)]
 struct Call {
     method_name: String,
@@ -206,7 +206,7 @@ struct Call {
     caller_ip: Option<std::net::IpAddr>,
 }
 
-/// Why a call was not let through.
+/// The reason a call was rejected.
 enum Denial {
     Unauthenticated {
         message: String,
@@ -289,7 +289,7 @@ async fn authorize(
     call.principal = Some(identity.name.clone());
     let mut request = request;
     let Some((action, resource)) = rule else {
-        // No HTTP route matched, so the fallback answers 404 or UNIMPLEMENTED.
+        // No HTTP route matched, so the fallback returns 404 or UNIMPLEMENTED.
         if !grpc && request.extensions().get::<MatchedPath>().is_none() {
             request
                 .extensions_mut()
@@ -402,7 +402,7 @@ fn audit_record(call: &Call, code: Code, message: String) -> AuditRecord {
     }
 }
 
-/// Returns the status of a call that the service answered: a gRPC error travels in the
+/// Returns the status of a call that the service completed: a gRPC error travels in the
 /// headers of a trailers-only response, an HTTP error as a status code.
 fn outcome(response: &Response, grpc: bool) -> (Code, String) {
     if grpc {

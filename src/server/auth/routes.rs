@@ -12,7 +12,7 @@ use sluice_proto::google::pubsub::v1 as pubsub;
 use super::Action;
 use crate::server::names;
 
-/// Where a call's resource comes from.
+/// The source of a call's resource.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Resource {
     /// A fixed resource, such as `logs`.
@@ -26,7 +26,7 @@ pub(crate) enum Resource {
     Segment(usize, Collection),
 }
 
-/// How a path segment or request field becomes a resource name.
+/// The kind of resource that a path segment or request field names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Collection {
     /// `projects/P/topics/T` as `topics/STORE_NAME`.
