@@ -78,6 +78,8 @@ pub(crate) struct Enforcer {
     /// Open streaming calls per client key.
     streams: Arc<Mutex<HashMap<String, usize>>>,
     /// Publish rate per identity; `None` when `publish_messages_per_sec` is 0.
+    /// NOTE: keys are never evicted, so without authentication the map grows by one small
+    /// entry per client address seen.
     publish_rate: Option<DefaultKeyedRateLimiter<String>>,
 }
 
@@ -106,7 +108,10 @@ pub(crate) async fn enforce(
     let grpc = is_grpc(&request);
     let client = client_key(&request);
     let path = request.uri().path().to_owned();
-    let request = if grpc {
+    let streaming = grpc && STREAMING_METHODS.contains(&path.as_str());
+    // A streaming client may wait for the response headers before it sends its first
+    // message, as `sluice ingest` does, so only unary calls wait here for the first message.
+    let request = if grpc && !streaming {
         match check_first_message(request).await {
             Ok(request) => request,
             Err(status) => return status.into_http::<Body>().into_response(),
@@ -127,7 +132,7 @@ pub(crate) async fn enforce(
             return rate_limited(&client, count, wait, grpc);
         }
     }
-    if grpc && STREAMING_METHODS.contains(&path.as_str()) {
+    if streaming {
         let Some(guard) = StreamGuard::acquire(&enforcer.streams, &client) else {
             let message = format!(
                 "client {client} has {max} streams open, the limit of max_streams_per_client; \
@@ -171,10 +176,10 @@ fn is_grpc(request: &Request) -> bool {
         .is_some_and(|value| value.starts_with("application/grpc"))
 }
 
-/// Rejects a gRPC request whose first message is over `max_request_bytes`, with
+/// Rejects a unary gRPC request whose message is over `max_request_bytes`, with
 /// RESOURCE_EXHAUSTED, the code gRPC uses for an oversized message.
 ///
-/// NOTE: later messages of a stream are checked by tonic's decoder, which returns
+/// NOTE: the messages of streaming calls are checked by tonic's decoder, which returns
 /// OUT_OF_RANGE instead.
 async fn check_first_message(request: Request) -> Result<Request, Status> {
     let limit = get().max_request_bytes;

@@ -302,6 +302,9 @@ async fn authorize(
             resource: format!("{path}, which has no permission rule"),
         });
     };
+    // NOTE: a StreamingPull call waits here for its first request, which names the
+    // subscription. Google's clients send it at once, but a client that waits for the
+    // response headers first would wait until its deadline.
     if let Resource::Grpc(decode) = resource {
         let (parts, body) = request.into_parts();
         let limit = super::limits::get().max_request_bytes;
@@ -501,3 +504,6 @@ pub(crate) fn log_mode(auth: &Auth, listen: std::net::SocketAddr, explicit: Opti
         (false, _) => tracing::info!(%listen, "authentication is off on a loopback address"),
     }
 }
+
+#[cfg(test)]
+mod tests;
