@@ -142,3 +142,31 @@ service_account_email = "pusher@sluice.iam.example.com"
 
     serving.abort();
 }
+
+#[tokio::test]
+async fn signing_key_file_survives_restarts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("an RSA key");
+    let key_path = dir.path().join("push.key");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    let config = format!(
+        "[[topics]]\nname = \"orders\"\n\n[auth]\npush_signing_key_file = {:?}\n",
+        key_path
+    );
+
+    let mut served = Vec::new();
+    for _ in 0..2 {
+        let server = TestServer::start(Some(&config));
+        let jwks: Value = reqwest::get(format!("{}/oauth2/v3/certs", server.url))
+            .await
+            .expect("the JWKS request completes")
+            .json()
+            .await
+            .expect("a JSON JWKS");
+        served.push(jwks["keys"][0].clone());
+        server.stop();
+    }
+    assert_eq!(served[0]["kty"], "RSA");
+    assert!(served[0]["n"].is_string(), "{:?}", served[0]);
+    assert_eq!(served[0], served[1], "the same key after a restart");
+}
