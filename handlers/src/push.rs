@@ -231,6 +231,14 @@ pub struct PushStats {
     pub dropped_stale: AtomicU64,
 }
 
+/// A source of the bearer token that authenticates push requests to their endpoint, such as
+/// the OIDC-style token of Pub/Sub's authenticated push.
+pub trait PushAuthorization: Send + Sync + std::fmt::Debug {
+    /// Returns the token for a request to `endpoint`, or `None` to send the request without
+    /// an `Authorization` header.
+    fn bearer_token(&self, endpoint: &str) -> Option<String>;
+}
+
 /// Pushes the messages of one subscription to its endpoint.
 #[derive(Debug)]
 pub struct PushHandler {
@@ -251,6 +259,8 @@ pub struct PushHandler {
     /// Limits the warnings about failed pushes, which an endpoint that is down causes for
     /// every message.
     failure_log: LogLimiter,
+    /// Signs the `Authorization` header of each request; `None` sends none.
+    authorization: Option<Arc<dyn PushAuthorization>>,
 }
 
 impl PushHandler {
@@ -276,7 +286,15 @@ impl PushHandler {
             limits,
             stats,
             failure_log: LogLimiter::default(),
+            authorization: None,
         }
+    }
+
+    /// Sends `Authorization: Bearer` with the token of `authorization` on every request.
+    #[must_use]
+    pub fn with_authorization(mut self, authorization: Arc<dyn PushAuthorization>) -> Self {
+        self.authorization = Some(authorization);
+        self
     }
 
     /// Sends one POST request and returns its status, or the error that ended it.
@@ -322,6 +340,14 @@ impl PushHandler {
                 Some(traceparent) => request.header(trace_context::TRACEPARENT, traceparent),
                 None => request,
             };
+        let token = self
+            .authorization
+            .as_ref()
+            .and_then(|authorization| authorization.bearer_token(&config.endpoint));
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
         let _permit = self.limits.acquire(&config.endpoint).await;
         let response = request.send().await?;
         Ok(response.status())

@@ -170,7 +170,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         config: None,
         data_dir: data_dir.path.clone(),
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        max_upload_bytes: server::DEFAULT_MAX_UPLOAD_BYTES,
+        max_upload_bytes: None,
         store: StoreOptions::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

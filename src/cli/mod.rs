@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch to one module per command.
 
+mod auth;
 mod demo;
 pub(crate) mod input;
 mod rules_check;
@@ -45,6 +46,14 @@ enum Command {
     /// Inspect the Eventarc-style triggers of a configuration.
     #[command(subcommand)]
     Triggers(TriggersCommand),
+    /// Prepare credentials for the [auth] table of the configuration.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthCommand {
+    HashToken(auth::HashTokenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +94,7 @@ pub(crate) fn run() -> ExitCode {
         }
         Command::Upload(args) => upload::run(args),
         Command::Objects(command) => objects::run(command),
+        Command::Auth(AuthCommand::HashToken(args)) => auth::run(&args),
         Command::Triggers(TriggersCommand::List(args)) => triggers::run(&args),
     }
 }

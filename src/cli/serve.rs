@@ -23,14 +23,14 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8085")]
     listen: SocketAddr,
     /// Largest request body of an upload (POST /upload/BUCKET), in bytes, all files of the
-    /// request together; larger uploads get HTTP 413
+    /// request together; larger uploads get HTTP 413. Overrides [limits] max_upload_bytes;
+    /// without either, 32 MiB
     #[arg(
         long,
         value_name = "BYTES",
-        default_value_t = server::DEFAULT_MAX_UPLOAD_BYTES,
         value_parser = clap::value_parser!(u64).range(1..)
     )]
-    max_upload_bytes: u64,
+    max_upload_bytes: Option<u64>,
     /// Free space to keep on the data directory's disk, in MiB; below it, publishes get
     /// RESOURCE_EXHAUSTED until space is freed, while acknowledgements still work
     #[arg(long, value_name = "MIB", default_value_t = 256)]

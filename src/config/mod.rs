@@ -16,6 +16,7 @@
 mod buckets;
 mod handler;
 mod push;
+pub(crate) mod security;
 mod store;
 mod triggers;
 mod unknown_keys;
@@ -36,7 +37,10 @@ use sluice_router::store::{
 
 pub(crate) use buckets::{BucketConfig, BucketNotificationConfig, BucketSpec};
 pub(crate) use handler::{HandlerConfig, HandlerSpec, SubscriptionHandler};
-pub(crate) use push::PushEndpointConfig;
+pub(crate) use push::{OidcTokenConfig, PushEndpointConfig, PushTokenSpec};
+pub(crate) use security::{
+    AuthConfig, GrantConfig, IdentityConfig, LimitsConfig, LimitsSpec, SecuritySpec, TlsConfig,
+};
 pub(crate) use store::{StoreConfig, StoreSpec};
 pub(crate) use triggers::{TriggerConfig, TriggerSpec};
 
@@ -114,6 +118,15 @@ pub(crate) struct ConfigFile {
     /// Where topics, subscriptions and messages live.
     #[serde(default)]
     pub(crate) store: StoreConfig,
+    /// TLS on the listener; plaintext without the table.
+    #[serde(default)]
+    pub(crate) tls: Option<TlsConfig>,
+    /// Identities and their grants; see [`security`] for when authentication is on.
+    #[serde(default)]
+    pub(crate) auth: Option<AuthConfig>,
+    /// Size and rate limits of requests.
+    #[serde(default)]
+    pub(crate) limits: LimitsConfig,
     /// One error per key that the schema does not know, filled in by [`parse`].
     /// [`ConfigFile::validate`] reports them with its own errors.
     #[serde(skip)]
@@ -357,6 +370,10 @@ pub(crate) struct Config {
     pub(crate) triggers: Vec<TriggerSpec>,
     /// The store the server opens.
     pub(crate) store: StoreSpec,
+    /// TLS, authentication and limits.
+    pub(crate) security: SecuritySpec,
+    /// The push subscriptions that sign their requests, by subscription name.
+    pub(crate) push_tokens: HashMap<String, PushTokenSpec>,
     /// Settings that are valid but probably not what their author meant.
     pub(crate) warnings: Vec<Diagnostic>,
 }

@@ -37,6 +37,28 @@ pub(crate) struct PushEndpointConfig {
     /// Signed, so that validation can report a negative value with the valid range.
     #[serde(default = "default_max_event_age_secs")]
     pub(crate) max_event_age_secs: Option<i64>,
+    /// Signs each request with an OIDC-style token, as Pub/Sub's authenticated push does.
+    #[serde(default)]
+    pub(crate) oidc_token: Option<OidcTokenConfig>,
+}
+
+/// One `[subscriptions.push.oidc_token]` table.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct OidcTokenConfig {
+    /// The push service account, the token's `sub` and `email` claims. Required.
+    #[serde(default)]
+    pub(crate) service_account_email: String,
+    /// The token's `aud` claim; the endpoint URL when unset, as in Pub/Sub.
+    #[serde(default)]
+    pub(crate) audience: Option<String>,
+}
+
+/// The validated token settings of one push subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PushTokenSpec {
+    pub(crate) service_account_email: String,
+    /// `None` uses the endpoint URL.
+    pub(crate) audience: Option<String>,
 }
 
 fn default_endpoint() -> String {

@@ -9,6 +9,7 @@ use serde::de::{self, Deserialize, Visitor};
 use sluice_router::filter::Position;
 use toml::de::{DeTable, DeValue};
 
+use super::{AuthConfig, GrantConfig, IdentityConfig, LimitsConfig, OidcTokenConfig, TlsConfig};
 use super::{
     BucketConfig, BucketNotificationConfig, ConfigFile, DeadLetterConfig, Diagnostic,
     ExclusionConfig, HandlerConfig, PushEndpointConfig, RetryPolicyConfig, SinkConfig, StoreConfig,
@@ -157,11 +158,18 @@ fn known_keys(table_path: &[Segment]) -> &'static [&'static str] {
         ["subscriptions", "retry_policy"] => field_names::<RetryPolicyConfig>(),
         ["subscriptions", "handler"] => field_names::<HandlerConfig>(),
         ["subscriptions", "push"] => field_names::<PushEndpointConfig>(),
+        ["subscriptions", "push", "oidc_token"] => field_names::<OidcTokenConfig>(),
+        ["triggers", "push", "oidc_token"] => field_names::<OidcTokenConfig>(),
         ["sinks"] => field_names::<SinkConfig>(),
         ["sinks", "exclusions"] => field_names::<ExclusionConfig>(),
         ["buckets"] => field_names::<BucketConfig>(),
         ["buckets", "notifications"] => field_names::<BucketNotificationConfig>(),
         ["store"] => field_names::<StoreConfig>(),
+        ["tls"] => field_names::<TlsConfig>(),
+        ["auth"] => field_names::<AuthConfig>(),
+        ["auth", "identities"] => field_names::<IdentityConfig>(),
+        ["auth", "identities", "grants"] => field_names::<GrantConfig>(),
+        ["limits"] => field_names::<LimitsConfig>(),
         ["triggers"] => field_names::<TriggerConfig>(),
         ["triggers", "handler"] => field_names::<HandlerConfig>(),
         ["triggers", "push"] => field_names::<PushEndpointConfig>(),
@@ -279,7 +287,10 @@ mod tests {
                 "sinks",
                 "buckets",
                 "triggers",
-                "store"
+                "store",
+                "tls",
+                "auth",
+                "limits"
             ],
             "top-level keys, without the skipped unknown_keys field"
         );
@@ -321,7 +332,8 @@ mod tests {
                 "attributes",
                 "format",
                 "write_metadata",
-                "max_event_age_secs"
+                "max_event_age_secs",
+                "oidc_token"
             ],
             "push keys"
         );

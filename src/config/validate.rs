@@ -129,6 +129,16 @@ impl ConfigFile {
             super::StoreSpec::Sled
         });
 
+        let push_tokens = push::validate_push_tokens(&merged.subscriptions, &mut report);
+        let security =
+            super::security::validate(self.tls.as_ref(), self.auth.as_ref(), &self.limits)
+                .unwrap_or_else(|errors| {
+                    for (component, message) in errors {
+                        report.error(&component, message);
+                    }
+                    super::SecuritySpec::default()
+                });
+
         if report.errors.is_empty() {
             Ok(Config {
                 project: self.project.clone(),
@@ -145,6 +155,8 @@ impl ConfigFile {
                 handlers,
                 triggers: expansion.triggers,
                 store,
+                security,
+                push_tokens,
                 warnings: report.warnings,
             })
         } else {

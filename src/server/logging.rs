@@ -44,8 +44,8 @@ use tonic::{Code, Request, Response, Status};
 use tracing::{debug, warn};
 
 use super::ingest::{Ingestor, MAX_BATCH_ENTRIES};
+use super::limits;
 use super::status::rest_error;
-use super::MAX_REQUEST_BYTES;
 
 /// The type URL of the status detail that lists the entries a partial write left out.
 const PARTIAL_ERRORS_TYPE: &str =
@@ -60,18 +60,18 @@ const LISTED_ENTRY_ERRORS: usize = 10;
 const LOG_NAME_FORM: &str = "projects/PROJECT_ID/logs/LOG_ID (or organizations/, folders/ or \
                              billingAccounts/ in place of projects/)";
 
-/// Returns the gRPC service, accepting requests of up to [`MAX_REQUEST_BYTES`].
+/// Returns the gRPC service, accepting requests of up to `[limits] max_request_bytes`.
 pub(crate) fn grpc_service(ingestor: Ingestor) -> LoggingServiceV2Server<LoggingService> {
     LoggingServiceV2Server::new(LoggingService::new(ingestor))
-        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_decoding_message_size(limits::get().max_request_bytes)
 }
 
 /// Returns the REST route `POST /v2/entries:write`, accepting bodies of up to
-/// [`MAX_REQUEST_BYTES`]. Query parameters such as `$alt=json` are ignored.
+/// `[limits] max_request_bytes`. Query parameters such as `$alt=json` are ignored.
 pub(crate) fn routes(ingestor: Ingestor) -> Router {
     Router::new()
         .route("/v2/entries:write", post(write_entries_rest))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(DefaultBodyLimit::max(limits::get().max_request_bytes))
         .with_state(LoggingService::new(ingestor))
 }
 
@@ -554,10 +554,14 @@ async fn write_entries_rest(
         Ok(body) => body,
         Err(rejection) => {
             let message = format!(
-                "the request body could not be read: {}. Bodies are limited to \
-                 {MAX_REQUEST_BYTES} bytes; send fewer entries per request.",
-                rejection.body_text()
+                "the request body could not be read: {}. Bodies are limited to {} bytes \
+                 ([limits] max_request_bytes); send fewer entries per request.",
+                rejection.body_text(),
+                limits::get().max_request_bytes
             );
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                return super::status::payload_too_large(&message);
+            }
             return rest_error(Code::InvalidArgument, &message, None);
         }
     };

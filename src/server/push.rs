@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sluice_handlers::push::{EndpointLimits, PushHandler, USER_AGENT};
+use sluice_handlers::push::{EndpointLimits, PushAuthorization, PushHandler, USER_AGENT};
 use sluice_handlers::runner::{self, RunnerHandle, RunnerOptions};
 use sluice_router::deliver::Broker;
 use sluice_router::store::PushConfig;
@@ -52,6 +52,8 @@ struct Supervisor {
     metrics: Arc<Metrics>,
     client: reqwest::Client,
     limits: EndpointLimits,
+    /// The signers of the subscriptions whose requests carry a token, by subscription.
+    tokens: HashMap<String, Arc<dyn PushAuthorization>>,
     running: HashMap<String, PushRunner>,
     /// Stopped runners that may still finish requests in flight.
     draining: Vec<(String, RunnerHandle)>,
@@ -67,6 +69,7 @@ struct Supervisor {
 pub(crate) fn start(
     broker: Arc<Broker>,
     metrics: Arc<Metrics>,
+    tokens: HashMap<String, Arc<dyn PushAuthorization>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<PushSupervisor> {
     let client = reqwest::Client::builder()
@@ -80,6 +83,7 @@ pub(crate) fn start(
         metrics,
         client,
         limits: EndpointLimits::new(sluice_handlers::push::DEFAULT_MAX_REQUESTS_PER_ENDPOINT),
+        tokens,
         running: HashMap::new(),
         draining: Vec::new(),
     };
@@ -166,6 +170,10 @@ impl Supervisor {
             self.limits.clone(),
             self.metrics.push_stats(subscription),
         );
+        let handler = match self.tokens.get(subscription) {
+            Some(token) => handler.with_authorization(token.clone()),
+            None => handler,
+        };
         // More events in flight than the endpoint bound would only wait for a permit.
         let options = RunnerOptions {
             concurrency: self.limits.max_requests(),
@@ -308,6 +316,7 @@ mod tests {
             metrics: Arc::new(Metrics::new(broker.clone())),
             client: reqwest::Client::new(),
             limits: EndpointLimits::new(4),
+            tokens: HashMap::new(),
             running: HashMap::new(),
             draining: Vec::new(),
         };

@@ -185,6 +185,25 @@ fn error_response(
     (http_status, Json(json!({ "error": error }))).into_response()
 }
 
+/// Returns the gRPC code of an HTTP status, the reverse of [`http_status_of`] where several
+/// codes share a status.
+pub(crate) fn code_of_http(http_status: StatusCode) -> Code {
+    match http_status.as_u16() {
+        200..=299 => Code::Ok,
+        400 => Code::InvalidArgument,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        409 => Code::AlreadyExists,
+        413 | 429 => Code::ResourceExhausted,
+        499 => Code::Cancelled,
+        501 => Code::Unimplemented,
+        503 => Code::Unavailable,
+        504 => Code::DeadlineExceeded,
+        _ => Code::Internal,
+    }
+}
+
 /// Returns the HTTP status and the `google.rpc.Code` name of a gRPC code, as
 /// `google/rpc/code.proto` maps them.
 fn http_status_of(code: Code) -> (StatusCode, &'static str) {

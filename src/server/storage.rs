@@ -53,7 +53,8 @@ use tracing::info;
 use crate::config::BucketSpec;
 use sessions::{SessionLimits, Sessions};
 
-/// Default of `sluice serve --max-upload-bytes`: 32 MiB.
+/// Upload limit when neither `--max-upload-bytes` nor `[limits] max_upload_bytes` sets one:
+/// 32 MiB.
 pub(crate) const DEFAULT_MAX_UPLOAD_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Opens the buckets under `<data_dir>/buckets` and brings them in line with the

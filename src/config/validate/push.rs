@@ -1,16 +1,50 @@
 //! Validation of the `[subscriptions.push]` tables.
 
+use std::collections::HashMap;
 use std::ops::RangeInclusive;
 
 use sluice_router::store::{PushConfig, PushFormat, MAX_RETENTION_SECS};
 
 use super::Report;
 use crate::config::push::{DEFAULT_PUSH_FORMAT, PUSH_FORMATS};
-use crate::config::{PushEndpointConfig, SubscriptionConfig};
+use crate::config::{PushEndpointConfig, PushTokenSpec, SubscriptionConfig};
 
 /// Valid values of `max_event_age_secs`: a message is never older than the longest
 /// retention, so a larger age would drop nothing.
 const MAX_EVENT_AGE_SECS: RangeInclusive<u64> = 1..=MAX_RETENTION_SECS;
+
+/// Checks the `oidc_token` tables of push subscriptions and returns them by subscription.
+pub(super) fn validate_push_tokens(
+    subscriptions: &[SubscriptionConfig],
+    report: &mut Report,
+) -> HashMap<String, PushTokenSpec> {
+    let mut tokens = HashMap::new();
+    for subscription in subscriptions {
+        let Some(token) = subscription
+            .push
+            .as_ref()
+            .and_then(|push| push.oidc_token.as_ref())
+        else {
+            continue;
+        };
+        if token.service_account_email.trim().is_empty() {
+            report.error(
+                &format!("subscription {:?}", subscription.name),
+                "push oidc_token has no service_account_email: name the account that the \
+                 token's sub and email claims carry",
+            );
+            continue;
+        }
+        tokens.insert(
+            subscription.name.clone(),
+            PushTokenSpec {
+                service_account_email: token.service_account_email.clone(),
+                audience: token.audience.clone(),
+            },
+        );
+    }
+    tokens
+}
 
 /// Checks the push table of a subscription and returns its runtime form.
 pub(super) fn validate_push(

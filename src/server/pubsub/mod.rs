@@ -43,17 +43,9 @@ use outstanding::StreamRegistry;
 
 /// Most messages in one publish request, as the service allows.
 const MAX_PUBLISH_MESSAGES: usize = 1000;
-/// Largest message the service accepts: data, attributes and ordering key together.
-pub(crate) const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
-/// Most attributes on one message, as Pub/Sub's quotas page gives it.
-const MAX_ATTRIBUTES: usize = 100;
-/// Longest attribute key in bytes (Pub/Sub quota).
-const MAX_ATTRIBUTE_KEY_BYTES: usize = 256;
-/// Longest attribute value in bytes (Pub/Sub quota).
-const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
-/// Largest publish request in bytes of data, summed over its messages: the same 10 MiB the
-/// service applies to one message.
-const MAX_REQUEST_BYTES: usize = MAX_MESSAGE_BYTES;
+// The message, attribute and request size limits are `[limits]` settings, read through
+// `limits::get()`. A publish request's data, summed over its messages, has the same limit
+// as one message, as in Pub/Sub.
 /// How long a pull with nothing to deliver waits for a message before it returns empty.
 const PULL_WAIT: Duration = Duration::from_secs(2);
 /// Most messages one pull returns, as the emulator caps it; this also keeps responses small.
@@ -137,16 +129,20 @@ fn new_message(index: usize, message: pubsub::PubsubMessage) -> Result<NewMessag
             .iter()
             .map(|(k, v)| k.len() + v.len())
             .sum::<usize>();
-    if message.attributes.len() > MAX_ATTRIBUTES {
+    let limits = super::limits::get();
+    if message.attributes.len() > limits.max_attributes {
         return Err(Status::invalid_argument(format!(
-            "message {index} has {} attributes, over the limit of {MAX_ATTRIBUTES}",
-            message.attributes.len()
+            "message {index} has {} attributes, over the limit of {} (max_attributes)",
+            message.attributes.len(),
+            limits.max_attributes
         )));
     }
     for (key, value) in &message.attributes {
-        if key.is_empty() || key.len() > MAX_ATTRIBUTE_KEY_BYTES {
+        if key.is_empty() || key.len() > limits.max_attribute_key_bytes {
             return Err(Status::invalid_argument(format!(
-                "message {index}: attribute key {key:?} must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes"
+                "message {index}: attribute key {key:?} must be 1 to {} bytes \
+                 (max_attribute_key_bytes)",
+                limits.max_attribute_key_bytes
             )));
         }
         // Google's client libraries write their trace context under `googclient_` names when
@@ -158,16 +154,20 @@ fn new_message(index: usize, message: pubsub::PubsubMessage) -> Result<NewMessag
                 "message {index}: attribute key {key:?} starts with \"goog\", which Pub/Sub reserves"
             )));
         }
-        if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
+        if value.len() > limits.max_attribute_value_bytes {
             return Err(Status::invalid_argument(format!(
-                "message {index}: the value of attribute {key:?} is {} bytes, over the limit of {MAX_ATTRIBUTE_VALUE_BYTES}",
-                value.len()
+                "message {index}: the value of attribute {key:?} is {} bytes, over the limit \
+                 of {} (max_attribute_value_bytes)",
+                value.len(),
+                limits.max_attribute_value_bytes
             )));
         }
     }
-    if size > MAX_MESSAGE_BYTES {
+    if size > limits.max_message_bytes {
         return Err(Status::invalid_argument(format!(
-            "message {index} is {size} bytes, over the limit of {MAX_MESSAGE_BYTES}; send large payloads by reference"
+            "message {index} is {size} bytes, over the limit of {} (max_message_bytes); send \
+             large payloads by reference",
+            limits.max_message_bytes
         )));
     }
     Ok(NewMessage {
@@ -299,10 +299,12 @@ impl Publisher for PubsubService {
             )));
         }
         let request_bytes: usize = request.messages.iter().map(|m| m.data.len()).sum();
-        if request_bytes > MAX_REQUEST_BYTES {
+        let max_data_bytes = super::limits::get().max_message_bytes;
+        if request_bytes > max_data_bytes {
             return Err(Status::invalid_argument(format!(
                 "the publish request carries {request_bytes} bytes of data, over the limit of \
-                 {MAX_REQUEST_BYTES}; split it into smaller requests"
+                 {max_data_bytes} (max_message_bytes, which caps the data of a whole \
+                 request too); split it into smaller requests"
             )));
         }
         self.check_topic(&topic)?;

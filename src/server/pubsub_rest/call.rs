@@ -43,7 +43,7 @@ impl<S: Send + Sync> FromRequest<S> for Call {
                     status::payload_too_large(&format!(
                         "the request body is over the limit of {} bytes; publish fewer or smaller \
                      messages per request",
-                        super::MAX_BODY_BYTES
+                        crate::server::limits::max_pubsub_rest_body_bytes()
                     ))
                 } else {
                     status::rest_error(Code::InvalidArgument, &rejection.body_text(), None)

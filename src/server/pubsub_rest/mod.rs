@@ -43,15 +43,11 @@ use serde_json::json;
 use tonic::{Code, Status};
 use tracing::warn;
 
-use super::pubsub::{PubsubService, MAX_MESSAGE_BYTES};
+use super::limits;
+use super::pubsub::PubsubService;
 use super::status;
 use call::Call;
 use json::{write_message, JsonMessage};
-
-/// Largest request body: a publish request carrying one message of the largest size that
-/// Pub/Sub accepts, which base64 makes 4/3 as long, with room for attributes and the JSON
-/// around them.
-const MAX_BODY_BYTES: usize = MAX_MESSAGE_BYTES / 3 * 4 + 2 * 1024 * 1024;
 
 /// Returns the routes of the REST API, served by `service`.
 pub(crate) fn routes(service: PubsubService) -> Router {
@@ -104,7 +100,7 @@ pub(crate) fn routes(service: PubsubService) -> Router {
                 .post(subscriptions::custom_method_of_snapshot)
                 .fallback(no_route),
         )
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(limits::max_pubsub_rest_body_bytes()))
         .with_state(service)
 }
 

@@ -377,6 +377,7 @@ pub(super) async fn store_object(
 pub(super) fn too_large(limit: u64) -> HttpResponse {
     payload_too_large(&format!(
         "the upload is larger than the server's limit of {limit} bytes per object: upload a \
-         smaller object, or restart the server with a larger --max-upload-bytes"
+         smaller object, or restart the server with a larger --max-upload-bytes or [limits] \
+         max_upload_bytes"
     ))
 }

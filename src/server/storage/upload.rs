@@ -102,7 +102,7 @@ fn too_large(limit: u64) -> HttpResponse {
     payload_too_large(&format!(
         "the upload is larger than the server's limit of {limit} bytes per request: send \
          fewer or smaller files per request, or restart the server with a larger \
-         --max-upload-bytes"
+         --max-upload-bytes or [limits] max_upload_bytes"
     ))
 }
 
