@@ -261,13 +261,37 @@ pub struct AckSubject<'a> {
 
 impl<'a> AckSubject<'a> {
     /// Reads an acknowledgement subject; `None` when `subject` is not one.
+    ///
+    /// Ack ids come from clients and the valid ones are published to as NATS subjects, so
+    /// every token is checked: names and the domain are letters, digits, `-` and `_`, and
+    /// the five counters are decimal digits. Anything else, such as a space or CR LF that
+    /// would end the NATS protocol line, makes the id invalid.
     pub fn parse(subject: &'a str) -> Option<Self> {
         let tokens: Vec<&str> = subject.split('.').collect();
-        let rest = match tokens.as_slice() {
-            ["$JS", "ACK", rest @ ..] if rest.len() == 7 => rest,
-            ["$JS", "ACK", _domain, _account, rest @ ..] if rest.len() >= 7 => &rest[..7],
+        let (prefix, rest) = match tokens.as_slice() {
+            ["$JS", "ACK", rest @ ..] if rest.len() == 7 => (&[][..], rest),
+            // Servers from 2.10 on may add one more token at the end.
+            ["$JS", "ACK", _domain, _account, rest @ ..] if (7..=8).contains(&rest.len()) => {
+                (&tokens[2..4], rest)
+            }
             _ => return None,
         };
+        let name = |token: &str| {
+            !token.is_empty()
+                && token
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+        };
+        let number =
+            |token: &str| !token.is_empty() && token.bytes().all(|byte| byte.is_ascii_digit());
+        let valid = prefix.iter().all(|token| name(token))
+            && name(rest[0])
+            && name(rest[1])
+            && rest[2..7].iter().all(|token| number(token))
+            && rest[7..].iter().all(|token| name(token));
+        if !valid {
+            return None;
+        }
         Some(AckSubject {
             stream: rest[0],
             consumer: rest[1],
@@ -305,6 +329,26 @@ mod tests {
             matches!(result, Err(StoreError::Corrupt { .. })),
             "{result:?}"
         );
+    }
+
+    #[test]
+    fn ack_subject_rejects_protocol_injection() {
+        let valid = "$JS.ACK.sluice_topic_1.sluice_subscription_2.3.40.5.170.9";
+        let injected = [
+            format!("{valid}\r\nPUB sluice_topic_1 1\r\nx"),
+            format!("{valid} extra"),
+            "$JS.ACK.sluice_topic_1.sluice_subscription_2.3.40.5.170.9\r\nUNSUB 1".to_owned(),
+            "$JS.ACK.d.acc.sluice_topic_1.sluice_subscription_2.3.40.5.170.9.x y".to_owned(),
+            "$JS.ACK.sluice topic.sluice_subscription_2.3.40.5.170.9".to_owned(),
+            "$JS.ACK.sluice_topic_1.sluice_subscription_2.3.40.5.17 0.9".to_owned(),
+            "$JS.ACK.sluice_topic_1.sluice_subscription_2.3.40.5.170.".to_owned(),
+            "$JS.ACK.d.a.s.c.1.2.3.4.5.t.extra".to_owned(),
+        ];
+
+        assert!(AckSubject::parse(valid).is_some());
+        for id in &injected {
+            assert_eq!(AckSubject::parse(id), None, "{id:?}");
+        }
     }
 
     #[test]
