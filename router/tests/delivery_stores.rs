@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sluice_router::store::{
-    DeadLetterPolicy, RetryPolicy, SeekTarget, StoreError, SubscriptionSpec, TopicSettings,
-    DEFAULT_RETENTION_SECS,
+    DeadLetterPolicy, NewMessage, RetryPolicy, SeekTarget, StoreError, SubscriptionSpec,
+    TopicMessage, TopicSettings, DEFAULT_RETENTION_SECS,
 };
 use stores::{data_of, Fixture, StoreKind, KINDS};
 
@@ -518,4 +518,30 @@ async fn jetstream_topic_retention_sets_max_age() {
     let mut stream = store.topic_stream("t").await.expect("stream");
     let updated_age = stream.info().await.expect("info").config.max_age;
     assert_eq!(updated_age, Duration::from_secs(600));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_rejects_message_over_max_payload() {
+    let fixture = Fixture::open(StoreKind::JetStream, &["t"]).await;
+    fixture.subscribe(spec("s", "t", 10)).await;
+    // nats-server's default max_payload is 1 MiB; Pub/Sub allows 10 MB.
+    let large = TopicMessage {
+        topic: "t".to_owned(),
+        message: NewMessage {
+            data: vec![b'x'; 2 * 1024 * 1024],
+            attributes: Default::default(),
+            ordering_key: String::new(),
+        },
+    };
+
+    let result = fixture.broker.publish(vec![large]).await;
+
+    let Err(StoreError::TooLarge { size, limit }) = result else {
+        panic!("expected TooLarge, got {result:?}");
+    };
+    assert!(size > limit, "{size} <= {limit}");
+    // The connection survives: a small message still goes through at once.
+    fixture.publish("t", &[("small", "")]).await;
+    let deliveries = fixture.pull_wait("s", 10, WAIT).await;
+    assert_eq!(data_of(&deliveries), ["small"]);
 }

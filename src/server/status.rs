@@ -97,6 +97,7 @@ pub(crate) fn from_store(err: &StoreError) -> Status {
             Status::unavailable(err.to_string())
         }
         StoreError::Unsupported { .. } => Status::unimplemented(err.to_string()),
+        StoreError::TooLarge { .. } => Status::invalid_argument(err.to_string()),
     }
 }
 

@@ -461,6 +461,18 @@ pub enum StoreError {
         /// The client's error.
         error: String,
     },
+    /// A message larger than the NATS server accepts in one publish.
+    #[error(
+        "the message is {size} bytes once encoded, over the {limit}-byte max_payload of the \
+         NATS server; publish a smaller message, or raise max_payload in the nats-server \
+         configuration"
+    )]
+    TooLarge {
+        /// The encoded size in bytes.
+        size: usize,
+        /// The server's max_payload in bytes.
+        limit: usize,
+    },
     /// A JetStream request failed.
     #[error("JetStream failed to {operation}: {error}")]
     JetStream {

@@ -342,6 +342,15 @@ impl Store for JetStreamStore {
                 .topic(&message.topic)
                 .ok_or_else(|| StoreError::TopicNotFound(message.topic.clone()))?;
             let payload = encode_message(&message.message, now)?;
+            // A publish over max_payload makes the server close the connection, which every
+            // request of this node shares, so it is refused here.
+            let limit = self.client.server_info().max_payload;
+            if payload.len() > limit {
+                return Err(StoreError::TooLarge {
+                    size: payload.len(),
+                    limit,
+                });
+            }
             let ack = self
                 .context
                 .publish(streams::subject(topic.id), payload)
