@@ -221,7 +221,9 @@ async fn filter_drops_non_matching_messages() {
         .await
         .expect("metrics text");
     assert!(
-        metrics.contains(r#"sluice_filtered_out_total{subscription="finalized"} 2"#),
+        metrics.contains(
+            r#"sluice_filtered_out_total{dead_letter="false",subscription="finalized"} 2"#
+        ),
         "the counter is exported:\n{metrics}"
     );
 }
