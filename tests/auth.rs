@@ -63,7 +63,7 @@ name = "admin@example.com"
 token_sha256 = "{admin}"
 [[auth.identities.grants]]
 actions = ["admin", "subscribe"]
-resources = ["*"]
+resources = ["**"]
 
 [[auth.identities]]
 name = "publisher"

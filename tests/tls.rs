@@ -377,7 +377,7 @@ name = "python@example.com"
 token_sha256 = "{}"
 [[auth.identities.grants]]
 actions = ["admin", "publish", "subscribe"]
-resources = ["*"]
+resources = ["**"]
 "#,
         files.tls_table(None),
         sha256_hex(token)

@@ -181,14 +181,21 @@ fn compile_grant(grant: &GrantSpec) -> anyhow::Result<Grant> {
     Ok(Grant { actions, resources })
 }
 
-/// Compiles a glob where `*` matches any run of characters, `/` included, and `?` any one
-/// character.
+/// Compiles a glob where `*` matches any run of characters within one `/`-separated part of a
+/// name, `**` any run that may cross `/`, and `?` one character other than `/`. So
+/// `topics/orders-*` covers the topics of the configured project and not `topics/orders-x/NAME`,
+/// a topic of project `orders-x`.
 fn glob_regex(pattern: &str) -> Result<Regex, regex::Error> {
     let mut source = String::from("^");
-    for character in pattern.chars() {
+    let mut characters = pattern.chars().peekable();
+    while let Some(character) = characters.next() {
         match character {
-            '*' => source.push_str(".*"),
-            '?' => source.push('.'),
+            '*' if characters.peek() == Some(&'*') => {
+                characters.next();
+                source.push_str(".*");
+            }
+            '*' => source.push_str("[^/]*"),
+            '?' => source.push_str("[^/]"),
             other => source.push_str(&regex::escape(&other.to_string())),
         }
     }

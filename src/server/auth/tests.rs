@@ -56,6 +56,24 @@ fn globs_match_whole_names() {
 }
 
 #[test]
+fn globs_stay_within_one_project() {
+    let pattern = glob_regex("topics/orders-*").expect("compiles");
+    assert!(
+        !pattern.is_match("topics/orders-evil/secret"),
+        "* stops at / so another project's topic is not covered"
+    );
+    let one = glob_regex("topics/a?b").expect("compiles");
+    assert!(!one.is_match("topics/a/b"), "? does not match /");
+
+    let everything = glob_regex("**").expect("compiles");
+    assert!(everything.is_match("topics/orders-evil/secret"));
+    assert!(everything.is_match("logs"));
+    let any_project = glob_regex("topics/**").expect("compiles");
+    assert!(any_project.is_match("topics/orders-evil/secret"));
+    assert!(any_project.is_match("topics/local-topic"));
+}
+
+#[test]
 fn tokens_select_their_identity() {
     let digest = |token: &str| {
         use sha2::Digest as _;
