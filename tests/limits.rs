@@ -267,3 +267,23 @@ async fn publish_rate_answers_with_a_retry_hint() {
         "type.googleapis.com/google.rpc.RetryInfo"
     );
 }
+
+#[tokio::test]
+async fn rest_publish_with_repeated_messages_key_is_counted() {
+    let server = TestServer::start(Some(RATE_LIMITS));
+    let url = format!("{}/v1/projects/local/topics/orders:publish", server.url);
+    // Four messages under a repeated `messages` key: the handler publishes the last list, so
+    // the limiter must count it, and four is over the burst of three.
+    let body = r#"{"messages": [], "messages": [{"data": "eA=="}, {"data": "eA=="},
+        {"data": "eA=="}, {"data": "eA=="}]}"#;
+
+    let response = reqwest::Client::new()
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("the request completes");
+
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+}

@@ -235,18 +235,22 @@ async fn count_messages(request: Request, kind: PublishKind) -> Result<(Request,
                      smaller messages per request"
                 ))
             })?;
-            let count = serde_json::from_slice::<RestPublish>(&bytes)
-                .map_or(0, |publish| publish.messages.len());
+            // Counted on the same JSON value that the REST handler publishes from, so that a
+            // body the two would read differently, such as one with `messages` twice (the
+            // last wins), cannot pass uncounted.
+            let count = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|value| {
+                    value
+                        .get("messages")
+                        .and_then(|m| m.as_array())
+                        .map(Vec::len)
+                })
+                .unwrap_or(0);
             let body = Body::from(bytes);
             Ok((Request::from_parts(parts, body), saturating_u32(count)))
         }
     }
-}
-
-#[derive(serde::Deserialize)]
-struct RestPublish {
-    #[serde(default)]
-    messages: Vec<serde::de::IgnoredAny>,
 }
 
 fn saturating_u32(count: usize) -> u32 {
