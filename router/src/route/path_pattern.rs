@@ -567,7 +567,13 @@ mod tests {
             let other: Vec<&str> = other.iter().map(String::as_str).collect();
             let pattern = PathPattern::parse(&join(false, &segments)).expect("valid literal");
             prop_assert!(pattern.matches(&join(slash, &segments)));
-            prop_assert_eq!(pattern.matches(&join(slash, &other)), other == segments);
+            // Without the added slash, a leading empty segment is itself a leading `/`, which
+            // a match ignores once: `/_` is the name `_`.
+            let compared = match other.split_first() {
+                Some((&"", rest)) if !slash && !rest.is_empty() => rest,
+                _ => &other[..],
+            };
+            prop_assert_eq!(pattern.matches(&join(slash, &other)), compared == segments);
         }
 
         #[test]
