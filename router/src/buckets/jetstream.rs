@@ -30,12 +30,13 @@ use tracing::warn;
 
 use super::disk::{decode_index, encode_index, write_atomic};
 use super::error::BucketError;
-use super::names::{validate_bucket_name, validate_object_name};
+use super::names::validate_bucket_name;
 use super::notify::NotificationConfig;
 use super::object::{
     crc32c_base64, truncate_to_millis, Checksums, ObjectResource, DEFAULT_CONTENT_TYPE,
     STORAGE_CLASS,
 };
+use super::objects::{check_name, find_version, not_found};
 use super::state::{Applied, BucketInfo, BucketState, Listing, ObjectChange};
 use crate::store::jetstream::create_kv_stream;
 
@@ -721,31 +722,6 @@ fn decode_hex(hex: &str) -> Option<String> {
         .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
         .collect();
     String::from_utf8(bytes?).ok()
-}
-
-fn check_name(name: &str) -> Result<(), BucketError> {
-    validate_object_name(name).map_err(|rule| BucketError::InvalidName {
-        name: name.to_owned(),
-        rule,
-    })
-}
-
-fn find_version<'a>(
-    state: &'a BucketState,
-    name: &str,
-    generation: Option<i64>,
-) -> Result<&'a ObjectResource, BucketError> {
-    state
-        .get(name, generation)
-        .ok_or_else(|| not_found(state, name, generation))
-}
-
-fn not_found(state: &BucketState, name: &str, generation: Option<i64>) -> BucketError {
-    BucketError::NotFound {
-        bucket: state.info.name.clone(),
-        name: name.to_owned(),
-        generation,
-    }
 }
 
 #[cfg(test)]

@@ -224,14 +224,16 @@ fn commit(
     Ok(applied.change)
 }
 
-fn check_name(name: &str) -> Result<(), BucketError> {
+/// Checks an object name against Cloud Storage's rules.
+pub(super) fn check_name(name: &str) -> Result<(), BucketError> {
     validate_object_name(name).map_err(|rule| BucketError::InvalidName {
         name: name.to_owned(),
         rule,
     })
 }
 
-fn find_version<'a>(
+/// Returns the version of `name` at `generation`, or the live one without a generation.
+pub(super) fn find_version<'a>(
     state: &'a BucketState,
     name: &str,
     generation: Option<i64>,
@@ -241,7 +243,8 @@ fn find_version<'a>(
         .ok_or_else(|| not_found(state, name, generation))
 }
 
-fn not_found(state: &BucketState, name: &str, generation: Option<i64>) -> BucketError {
+/// Returns the error for a missing object or generation.
+pub(super) fn not_found(state: &BucketState, name: &str, generation: Option<i64>) -> BucketError {
     BucketError::NotFound {
         bucket: state.info.name.clone(),
         name: name.to_owned(),
