@@ -34,7 +34,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the server to take them.
 const ACCEPTED_QUEUE: usize = 64;
 
-/// What the server knows about the peer of a connection.
+/// The peer of a connection, as far as the server can identify it.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionInfo {
     pub(crate) remote: SocketAddr,
@@ -82,7 +82,7 @@ impl TlsListener {
     ///
     /// # Errors
     ///
-    /// Fails when the client CA file cannot be read or holds no usable certificate.
+    /// Fails when the client CA file cannot be read or contains no usable certificate.
     pub(crate) fn new(
         listener: TcpListener,
         spec: &TlsSpec,
@@ -235,7 +235,7 @@ impl ReloadableCertificate {
     ///
     /// # Errors
     ///
-    /// Fails when a file cannot be read, holds no certificate or key, or the key does not
+    /// Fails when a file cannot be read, contains no certificate or key, or the key does not
     /// match the certificate.
     pub(crate) fn load(spec: &TlsSpec) -> anyhow::Result<ReloadableCertificate> {
         let key = certified_key(&spec.cert_file, &spec.key_file)?;
@@ -296,7 +296,7 @@ fn certified_key(cert_file: &Path, key_file: &Path) -> anyhow::Result<CertifiedK
     let chain = read_certificates(cert_file)?;
     let key = PrivateKeyDer::from_pem_file(key_file).with_context(|| {
         format!(
-            "key_file {} holds no readable PEM private key (PKCS#8, PKCS#1 or SEC1)",
+            "key_file {} contains no readable PEM private key (PKCS#8, PKCS#1 or SEC1)",
             key_file.display()
         )
     })?;
@@ -317,7 +317,7 @@ fn read_certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .with_context(|| format!("failed to read PEM certificates from {}", path.display()))?;
     if certificates.is_empty() {
-        anyhow::bail!("{} holds no PEM certificate", path.display());
+        anyhow::bail!("{} contains no PEM certificate", path.display());
     }
     Ok(certificates)
 }
