@@ -13,7 +13,9 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use sluice_proto::google::pubsub::v1::publisher_client::PublisherClient;
 use sluice_proto::google::pubsub::v1::subscriber_client::SubscriberClient;
-use sluice_proto::google::pubsub::v1::{PublishRequest, PubsubMessage, PullRequest, Topic};
+use sluice_proto::google::pubsub::v1::{
+    AcknowledgeRequest, PublishRequest, PubsubMessage, PullRequest, Subscription, Topic,
+};
 use sluice_proto::tonic::metadata::MetadataValue;
 use sluice_proto::tonic::{Code, Request};
 use support::{channel, TestServer};
@@ -22,6 +24,7 @@ const ADMIN_TOKEN: &str = "admin-token-0123456789abcdefghijklmnop";
 const PUBLISHER_TOKEN: &str = "publisher-token-0123456789abcdefghijklm";
 const WORKER_TOKEN: &str = "worker-token-0123456789abcdefghijklmnopq";
 const WRONG_TOKEN: &str = "wrong-token-0123456789abcdefghijklmnopqr";
+const SUBSCRIPTION_ADMIN_TOKEN: &str = "subscription-admin-token-0123456789abcdef";
 
 fn sha256_hex(token: &str) -> String {
     Sha256::digest(token.as_bytes())
@@ -81,10 +84,21 @@ resources = ["subscriptions/orders-*"]
 [[auth.identities.grants]]
 actions = ["upload", "read_objects"]
 resources = ["buckets/uploads"]
+
+[[auth.identities]]
+name = "subscription-admin"
+token_sha256 = "{subscription_admin}"
+[[auth.identities.grants]]
+actions = ["admin"]
+resources = ["subscriptions/**"]
+[[auth.identities.grants]]
+actions = ["subscribe"]
+resources = ["topics/orders"]
 "#,
         admin = sha256_hex(ADMIN_TOKEN),
         publisher = sha256_hex(PUBLISHER_TOKEN),
         worker = sha256_hex(WORKER_TOKEN),
+        subscription_admin = sha256_hex(SUBSCRIPTION_ADMIN_TOKEN),
     )
 }
 
@@ -140,6 +154,25 @@ async fn grpc_create_topic(server: &TestServer, token: Option<&str>, name: &str)
     outcome(client.create_topic(with_token(topic, token)).await)
 }
 
+async fn grpc_create_subscription(
+    server: &TestServer,
+    token: Option<&str>,
+    name: &str,
+    topic: &str,
+) -> GrpcOutcome {
+    let mut client = SubscriberClient::new(channel(server).await);
+    let subscription = Subscription {
+        name: format!("projects/local/subscriptions/{name}"),
+        topic: format!("projects/local/topics/{topic}"),
+        ..Subscription::default()
+    };
+    outcome(
+        client
+            .create_subscription(with_token(subscription, token))
+            .await,
+    )
+}
+
 /// The outcome of one REST call: status, `WWW-Authenticate` header and body.
 #[derive(Debug)]
 struct HttpOutcome {
@@ -189,6 +222,17 @@ async fn rest_create_topic(server: &TestServer, token: Option<&str>, name: &str)
         token,
     )
     .await
+}
+
+async fn rest_create_subscription(
+    server: &TestServer,
+    token: Option<&str>,
+    name: &str,
+    topic: &str,
+) -> HttpOutcome {
+    let url = format!("{}/v1/projects/local/subscriptions/{name}", server.url);
+    let body = serde_json::json!({ "topic": format!("projects/local/topics/{topic}") });
+    send(reqwest::Client::new().put(url).json(&body), token).await
 }
 
 async fn rest_upload(server: &TestServer, token: Option<&str>) -> HttpOutcome {
@@ -372,6 +416,45 @@ async fn rest_calls_need_the_right_token() {
 }
 
 #[tokio::test]
+async fn creating_subscription_needs_subscribe_on_topic() {
+    let server = TestServer::start(Some(&config()));
+    let token = Some(SUBSCRIPTION_ADMIN_TOKEN);
+
+    let (code, message) = grpc_create_subscription(&server, token, "peek-grpc", "audit").await;
+    assert_eq!(code, Code::PermissionDenied, "{message}");
+    assert!(message.contains("subscribe"), "{message}");
+    assert!(message.contains("topics/audit"), "{message}");
+    let attached = grpc_create_subscription(&server, token, "copy-grpc", "orders").await;
+    assert_eq!(attached.0, Code::Ok, "{attached:?}");
+
+    let denied = rest_create_subscription(&server, token, "peek-rest", "audit").await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{denied:?}");
+    assert!(denied.body.contains("subscribe"), "{denied:?}");
+    assert!(denied.body.contains("topics/audit"), "{denied:?}");
+    let attached = rest_create_subscription(&server, token, "copy-rest", "orders").await;
+    assert_eq!(attached.status, StatusCode::OK, "{attached:?}");
+    let body: Value = serde_json::from_str(&attached.body).expect("a JSON subscription");
+    assert_eq!(body["topic"], "projects/local/topics/orders");
+}
+
+#[tokio::test]
+async fn bearer_scheme_is_case_insensitive() {
+    let server = TestServer::start(Some(&config()));
+    let url = format!("{}/v1/projects/local/topics/orders:publish", server.url);
+    let body = serde_json::json!({"messages": [{"data": "b3JkZXI="}]});
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let response = reqwest::Client::new()
+            .post(&url)
+            .header(AUTHORIZATION, format!("{scheme} {PUBLISHER_TOKEN}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("the request completes");
+        assert_eq!(response.status(), StatusCode::OK, "scheme {scheme:?}");
+    }
+}
+
+#[tokio::test]
 async fn health_and_metrics_stay_open() {
     let server = TestServer::start(Some(&config()));
     for path in ["/healthz", "/metrics"] {
@@ -443,9 +526,108 @@ async fn denied_calls_become_audit_entries() {
     })
     .await;
     assert_eq!(entry["protoPayload"]["resourceName"], "buckets/uploads");
+    assert_eq!(
+        entry["protoPayload"]["authorizationInfo"][0]["granted"],
+        false
+    );
     assert!(
         !entry.to_string().contains(WRONG_TOKEN),
         "the entry shows the token"
+    );
+
+    let unauthenticated = grpc_publish(&server, None).await;
+    assert_eq!(unauthenticated.0, Code::Unauthenticated);
+    let entry = wait_for_audit_entry(&server, |entry| {
+        entry["protoPayload"]["status"]["code"] == 16
+            && entry["protoPayload"]["methodName"] == "google.pubsub.v1.Publisher.Publish"
+    })
+    .await;
+    let payload = &entry["protoPayload"];
+    assert_eq!(payload["resourceName"], "topics/orders");
+    assert_eq!(payload["authorizationInfo"][0]["granted"], false);
+    assert_eq!(payload["authenticationInfo"], serde_json::json!({}));
+}
+
+/// Pulls and acknowledges `audit-sub` until it stays empty for a second, and returns the
+/// entries.
+async fn drain_audit_entries(server: &TestServer) -> Vec<Value> {
+    let mut client = SubscriberClient::new(channel(server).await);
+    let mut entries = Vec::new();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(1) {
+        let request = PullRequest {
+            subscription: "projects/local/subscriptions/audit-sub".to_owned(),
+            max_messages: 1000,
+            ..PullRequest::default()
+        };
+        let pulled = tokio::time::timeout(
+            Duration::from_millis(500),
+            client.pull(with_token(request, Some(ADMIN_TOKEN))),
+        )
+        .await;
+        let Ok(response) = pulled else {
+            continue;
+        };
+        let received = response
+            .expect("the admin pulls the audit subscription")
+            .into_inner()
+            .received_messages;
+        if received.is_empty() {
+            continue;
+        }
+        quiet_since = Instant::now();
+        let mut ack_ids = Vec::new();
+        for message in received {
+            let data = message.message.expect("a message").data;
+            entries.push(serde_json::from_slice(&data).expect("a JSON LogEntry"));
+            ack_ids.push(message.ack_id);
+        }
+        let acknowledge = AcknowledgeRequest {
+            subscription: "projects/local/subscriptions/audit-sub".to_owned(),
+            ack_ids,
+        };
+        client
+            .acknowledge(with_token(acknowledge, Some(ADMIN_TOKEN)))
+            .await
+            .expect("the admin acknowledges");
+    }
+    entries
+}
+
+#[tokio::test]
+async fn unauthenticated_flood_is_audited_at_a_bounded_rate() {
+    let server = TestServer::start(Some(&config()));
+    let calls = 400;
+    // One client for every call: a new client per call spends most of its time loading the
+    // system's root certificates.
+    let client = reqwest::Client::new();
+    let url = format!("{}/storage/v1/b/uploads/o/report.txt?alt=media", server.url);
+    let started = Instant::now();
+    for _ in 0..calls {
+        let status = client
+            .get(&url)
+            .send()
+            .await
+            .expect("the request completes")
+            .status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let audited = drain_audit_entries(&server)
+        .await
+        .into_iter()
+        .filter(|entry| {
+            entry["protoPayload"]["status"]["code"] == 16
+                && entry["protoPayload"]["resourceName"] == "buckets/uploads"
+        })
+        .count();
+    // A burst of 100, then 10 a second while the calls went on.
+    let allowed = 100 + (elapsed * 10.0).ceil() as usize + 1;
+    assert!(audited >= 100, "only {audited} of {calls} calls audited");
+    assert!(
+        audited <= allowed.min(calls - 1),
+        "{audited} of {calls} calls audited in {elapsed:.1} s; the rate allows {allowed}"
     );
 }
 

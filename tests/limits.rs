@@ -94,7 +94,7 @@ async fn grpc_size_limits_have_clear_errors() {
         (
             "request over max_request_bytes",
             message(5000, &[]),
-            Code::ResourceExhausted,
+            Code::InvalidArgument,
             "max_request_bytes",
         ),
         (

@@ -11,7 +11,8 @@ use sha2::{Digest as _, Sha256};
 const MIN_TOKEN_CHARS: usize = 32;
 
 /// Print the SHA-256 hash of a bearer token read from stdin, for `token_sha256` in
-/// `[[auth.identities]]`. One trailing newline is removed; the token is never printed.
+/// `[[auth.identities]]`. Leading and trailing whitespace is removed, as the server removes it
+/// from the header. The token is never printed.
 #[derive(Debug, Args)]
 pub(crate) struct HashTokenArgs {}
 
@@ -25,10 +26,9 @@ pub(crate) fn run(_args: &HashTokenArgs) -> ExitCode {
         ));
         return ExitCode::FAILURE;
     }
-    let token = input
-        .strip_suffix('\n')
-        .map(|rest| rest.strip_suffix('\r').unwrap_or(rest))
-        .unwrap_or(&input);
+    // The server trims the token of the Authorization header, so the hash is of the trimmed
+    // token too. Otherwise a token with a trailing space would never match.
+    let token = input.trim();
     if token.chars().count() < MIN_TOKEN_CHARS {
         super::write_stderr(format_args!(
             "error: the token on stdin has {} characters; use a random token of at least \

@@ -5,12 +5,16 @@
 //! Admin calls, allowed or denied, go to the `cloudaudit.googleapis.com/activity` log, and
 //! denied data calls to `cloudaudit.googleapis.com/data_access`, as Cloud Audit Logs file
 //! them. Entries are queued and ingested in batches by one task, so a slow store never holds
-//! up the call being audited; when the queue is full, entries are dropped and counted in a
-//! warning.
+//! up the call being audited. When the queue is full, entries are dropped and counted in a
+//! warning. Entries of rejected calls are also limited per caller address, so that a flood
+//! of calls without a token cannot fill the disk with audit entries.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use governor::{DefaultKeyedRateLimiter, Quota};
 
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
@@ -23,6 +27,12 @@ use super::Ingestor;
 const QUEUE_ENTRIES: usize = 4096;
 /// Most entries ingested in one batch.
 const BATCH_ENTRIES: usize = 256;
+/// Entries of rejected calls per second from one caller address, after a burst of
+/// [`REJECTED_BURST`]. At about 2 KB an entry, one address can add at most 20 KB/s.
+const REJECTED_PER_SEC: u32 = 10;
+const REJECTED_BURST: u32 = 100;
+/// Rejected calls between two evictions of idle addresses from the rate limiter.
+const EVICT_EVERY: u64 = 4096;
 
 /// One audited call.
 #[derive(Debug, Clone)]
@@ -37,6 +47,9 @@ pub(crate) struct AuditRecord {
     pub(crate) caller_ip: Option<IpAddr>,
     /// The action that the call needed, such as `publish`.
     pub(crate) permission: Option<&'static str>,
+    /// Whether authentication and authorization let the call through; false for every
+    /// rejected call, whatever its code.
+    pub(crate) granted: bool,
     pub(crate) code: Code,
     pub(crate) message: String,
     /// Whether the call was an admin call, which selects the activity log.
@@ -48,6 +61,10 @@ pub(crate) struct AuditRecord {
 pub(crate) struct AuditLog {
     sender: mpsc::Sender<AuditRecord>,
     dropped: Arc<AtomicU64>,
+    /// The rate of entries of rejected calls per caller address.
+    rejected_rate: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    rejected: Arc<AtomicU64>,
+    suppressed: Arc<AtomicU64>,
     project: Arc<str>,
 }
 
@@ -58,15 +75,24 @@ impl AuditLog {
         let (sender, receiver) = mpsc::channel(QUEUE_ENTRIES);
         let project: Arc<str> = Arc::from(project);
         tokio::spawn(ingest_entries(receiver, ingestor, project.clone()));
+        let quota = Quota::per_second(NonZeroU32::new(REJECTED_PER_SEC).expect("nonzero"))
+            .allow_burst(NonZeroU32::new(REJECTED_BURST).expect("nonzero"));
         AuditLog {
             sender,
             dropped: Arc::new(AtomicU64::new(0)),
+            rejected_rate: Arc::new(DefaultKeyedRateLimiter::keyed(quota)),
+            rejected: Arc::new(AtomicU64::new(0)),
+            suppressed: Arc::new(AtomicU64::new(0)),
             project,
         }
     }
 
-    /// Queues one entry without waiting.
+    /// Queues one entry without waiting, unless it is the entry of a rejected call from an
+    /// address over its rate, which is counted in a warning instead.
     pub(crate) fn record(&self, record: AuditRecord) {
+        if !record.granted && !self.admit_rejected(record.caller_ip) {
+            return;
+        }
         if self.sender.try_send(record).is_err() {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // One warning per 1000 drops keeps a flood of denied calls from flooding the log.
@@ -74,6 +100,29 @@ impl AuditLog {
                 warn!(dropped, project = %self.project, "audit queue full; audit entries dropped");
             }
         }
+    }
+
+    /// Takes one entry of a rejected call from the budget of `caller`, and evicts idle
+    /// addresses now and then so that the limiter does not grow with every address seen.
+    fn admit_rejected(&self, caller: Option<IpAddr>) -> bool {
+        let caller = caller.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if self.rejected.fetch_add(1, Ordering::Relaxed) % EVICT_EVERY == EVICT_EVERY - 1 {
+            self.rejected_rate.retain_recent();
+            self.rejected_rate.shrink_to_fit();
+        }
+        if self.rejected_rate.check_key(&caller).is_ok() {
+            return true;
+        }
+        let suppressed = self.suppressed.fetch_add(1, Ordering::Relaxed) + 1;
+        if suppressed % 1000 == 1 {
+            warn!(
+                suppressed,
+                %caller,
+                limit_per_sec = REJECTED_PER_SEC,
+                "audit entries of rejected calls over the rate of one address are not written"
+            );
+        }
+        false
     }
 }
 
@@ -125,7 +174,7 @@ pub(crate) fn log_entry(record: &AuditRecord, project: &str) -> Value {
         payload["authorizationInfo"] = json!([{
             "resource": record.resource_name,
             "permission": format!("sluice.{permission}"),
-            "granted": record.code != Code::PermissionDenied,
+            "granted": record.granted,
         }]);
     }
     let severity = match record.code {

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -77,11 +78,14 @@ pub(crate) fn max_pubsub_rest_body_bytes() -> usize {
 pub(crate) struct Enforcer {
     /// Open streaming calls per client key.
     streams: Arc<Mutex<HashMap<String, usize>>>,
-    /// Publish rate per identity; `None` when `publish_messages_per_sec` is 0.
-    /// NOTE: keys are never evicted, so without authentication the map grows by one small
-    /// entry per client address seen.
+    /// Publish rate per identity, or per address without authentication; `None` when
+    /// `publish_messages_per_sec` is 0. Idle keys are evicted every [`EVICT_EVERY`] checks.
     publish_rate: Option<DefaultKeyedRateLimiter<String>>,
+    rate_checks: AtomicU64,
 }
+
+/// Publish rate checks between two evictions of idle keys from the rate limiter.
+const EVICT_EVERY: u64 = 4096;
 
 impl Enforcer {
     /// Builds the state from [`get`].
@@ -94,6 +98,7 @@ impl Enforcer {
         Enforcer {
             streams: Arc::default(),
             publish_rate,
+            rate_checks: AtomicU64::new(0),
         }
     }
 }
@@ -128,6 +133,10 @@ pub(crate) async fn enforce(
         None => (request, None),
     };
     if let (Some(limiter), Some(count)) = (&enforcer.publish_rate, publish_count) {
+        if enforcer.rate_checks.fetch_add(1, Ordering::Relaxed) % EVICT_EVERY == EVICT_EVERY - 1 {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
         if let Err(wait) = check_rate(limiter, &client, count) {
             return rate_limited(&client, count, wait, grpc);
         }
@@ -177,7 +186,8 @@ fn is_grpc(request: &Request) -> bool {
 }
 
 /// Rejects a unary gRPC request whose message is over `max_request_bytes`, with
-/// RESOURCE_EXHAUSTED, the code gRPC uses for an oversized message.
+/// INVALID_ARGUMENT, as Pub/Sub rejects a request over its 10 MB limit. Google's clients
+/// retry RESOURCE_EXHAUSTED, which would resend the same request until their deadline.
 ///
 /// NOTE: the messages of streaming calls are checked by tonic's decoder, which returns
 /// OUT_OF_RANGE instead.

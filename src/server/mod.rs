@@ -397,7 +397,12 @@ pub(crate) async fn start(
             names::config_project(),
         )),
     )?);
-    auth::log_mode(&auth, address, security.auth.enabled);
+    auth::log_mode(
+        &auth,
+        address,
+        security.auth.enabled,
+        security.tls.is_some(),
+    );
 
     let maintenance = tokio::spawn(
         service

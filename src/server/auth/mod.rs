@@ -224,6 +224,11 @@ enum Denial {
         action: &'static str,
         resource: String,
     },
+    /// A route that has no rule in the permission table, which no grant can open.
+    Unmapped {
+        principal: Arc<str>,
+        path: String,
+    },
     Invalid(Status),
 }
 
@@ -250,7 +255,7 @@ pub(crate) async fn check(State(auth): State<Arc<Auth>>, request: Request, next:
             if call.action == Some(Action::Admin) {
                 if let Some(audit) = &auth.audit {
                     let (code, message) = outcome(&response, grpc);
-                    audit.record(audit_record(&call, code, message));
+                    audit.record(audit_record(&call, code, message, true));
                 }
             }
             response
@@ -262,6 +267,7 @@ pub(crate) async fn check(State(auth): State<Arc<Auth>>, request: Request, next:
                     &call,
                     status.code(),
                     status.message().to_owned(),
+                    false,
                 ));
             }
             denial_response(denial, grpc)
@@ -292,27 +298,15 @@ async fn authorize(
     {
         call.resource = path_resource(resource, &path);
     }
-    let identity = authenticate(auth, &request)?;
-    call.principal = Some(identity.name.clone());
-    let mut request = request;
-    let Some((action, resource)) = rule else {
-        // No HTTP route matched, so the fallback returns 404 or UNIMPLEMENTED.
-        if !grpc && request.extensions().get::<MatchedPath>().is_none() {
-            request
-                .extensions_mut()
-                .insert(Principal(identity.name.clone()));
-            return Ok(request);
-        }
-        return Err(Denial::Forbidden {
-            principal: identity.name.clone(),
-            action: "call",
-            resource: format!("{path}, which has no permission rule"),
-        });
-    };
+    // The first message of a gRPC call names its resource. It is read before authentication,
+    // so that the audit entry of an unauthenticated call names the resource too. The size
+    // limit bounds what an unauthenticated caller can make the server buffer.
     // NOTE: a StreamingPull call waits here for its first request, which names the
     // subscription. Google's clients send it at once, but a client that waits for the
     // response headers first would wait until its deadline.
-    if let Resource::Grpc(decode) = resource {
+    let mut request = request;
+    let mut attached_topic = None;
+    if let Some((_, Resource::Grpc(decode))) = rule {
         let (parts, body) = request.into_parts();
         let limit = super::limits::get().max_request_bytes;
         let (message, body) = first_message::read_first_message(body, limit)
@@ -322,8 +316,26 @@ async fn authorize(
             .as_deref()
             .and_then(decode)
             .unwrap_or_else(|| "(unreadable request)".to_owned());
+        attached_topic = message
+            .as_deref()
+            .and_then(|message| routes::attached_topic_grpc(&path, message));
         request = Request::from_parts(parts, body);
     }
+    let identity = authenticate(auth, &request)?;
+    call.principal = Some(identity.name.clone());
+    let Some((action, _)) = rule else {
+        // No HTTP route matched, so the fallback returns 404 or UNIMPLEMENTED.
+        if !grpc && request.extensions().get::<MatchedPath>().is_none() {
+            request
+                .extensions_mut()
+                .insert(Principal(identity.name.clone()));
+            return Ok(request);
+        }
+        return Err(Denial::Unmapped {
+            principal: identity.name.clone(),
+            path,
+        });
+    };
     if !Auth::allows(identity, action, &call.resource) {
         return Err(Denial::Forbidden {
             principal: identity.name.clone(),
@@ -331,10 +343,41 @@ async fn authorize(
             resource: call.resource.clone(),
         });
     }
+    if !grpc && attaches_subscription(&request) {
+        let (parts, body) = request.into_parts();
+        let limit = super::limits::max_pubsub_rest_body_bytes();
+        let bytes = axum::body::to_bytes(body, limit).await.map_err(|err| {
+            Denial::Invalid(Status::invalid_argument(format!(
+                "reading the subscription body failed (the limit is {limit} bytes): {err}"
+            )))
+        })?;
+        attached_topic = routes::attached_topic_json(&bytes);
+        request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    if let Some(topic) = attached_topic {
+        if !Auth::allows(identity, Action::Subscribe, &topic) {
+            call.resource = topic.clone();
+            return Err(Denial::Forbidden {
+                principal: identity.name.clone(),
+                action: Action::Subscribe.as_str(),
+                resource: topic,
+            });
+        }
+    }
     request
         .extensions_mut()
         .insert(Principal(identity.name.clone()));
     Ok(request)
+}
+
+/// Returns whether an HTTP request creates a subscription, whose topic then needs a grant.
+fn attaches_subscription(request: &Request) -> bool {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|route| {
+            routes::attaches_subscription_http(request.method().as_str(), route.as_str())
+        })
 }
 
 /// Returns the resource of a rule that does not need the request body.
@@ -349,11 +392,13 @@ fn path_resource(resource: Resource, path: &str) -> String {
 
 fn authenticate<'a>(auth: &'a Auth, request: &Request) -> Result<&'a Identity, Denial> {
     if let Some(header) = request.headers().get(AUTHORIZATION) {
+        // The scheme name is case-insensitive (RFC 9110, section 11.1).
         let token = header
             .to_str()
             .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|value| value.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty());
         let Some(token) = token else {
             return Err(Denial::Unauthenticated {
@@ -392,15 +437,16 @@ fn authenticate<'a>(auth: &'a Auth, request: &Request) -> Result<&'a Identity, D
 pub(crate) fn first_message_status(err: &first_message::FirstMessageError) -> Status {
     match err {
         first_message::FirstMessageError::TooLarge { .. } => {
-            Status::resource_exhausted(err.to_string())
+            Status::invalid_argument(err.to_string())
         }
         first_message::FirstMessageError::Compressed => Status::unimplemented(err.to_string()),
         first_message::FirstMessageError::Body(_) => Status::invalid_argument(err.to_string()),
     }
 }
 
-fn audit_record(call: &Call, code: Code, message: String) -> AuditRecord {
+fn audit_record(call: &Call, code: Code, message: String, granted: bool) -> AuditRecord {
     AuditRecord {
+        granted,
         method_name: call.method_name.clone(),
         resource_name: call.resource.clone(),
         principal: call.principal.clone(),
@@ -453,6 +499,10 @@ fn denial_status(denial: &Denial) -> Status {
             action,
             resource,
         } => Status::permission_denied(forbidden_message(principal, action, resource)),
+        Denial::Unmapped { principal, path } => Status::permission_denied(format!(
+            "identity {principal:?} may not call {path}: the route has no rule in the \
+             permission table, so no grant opens it"
+        )),
         Denial::Invalid(status) => status.clone(),
     }
 }
@@ -495,8 +545,25 @@ fn method_name(request: &Request, grpc: bool) -> String {
     }
 }
 
-/// Logs at start-up how calls are checked.
-pub(crate) fn log_mode(auth: &Auth, listen: std::net::SocketAddr, explicit: Option<bool>) {
+/// Logs at start-up how calls are checked, and warns when bearer tokens would cross the
+/// network unencrypted.
+pub(crate) fn log_mode(
+    auth: &Auth,
+    listen: std::net::SocketAddr,
+    explicit: Option<bool>,
+    tls: bool,
+) {
+    let tokens = auth
+        .identities
+        .iter()
+        .any(|identity| identity.token_sha256.is_some());
+    if auth.enabled && tokens && !tls && !listen.ip().is_loopback() {
+        warn!(
+            %listen,
+            "bearer tokens reach this non-loopback address in plaintext, so anyone on the \
+             path can read and reuse them: configure [tls] cert_file and key_file"
+        );
+    }
     match (auth.enabled, explicit) {
         (false, Some(false)) if !listen.ip().is_loopback() => warn!(
             %listen,

@@ -444,6 +444,34 @@ const fn http(
     }
 }
 
+/// Returns the topic, as `topics/NAME`, that a gRPC CreateSubscription request attaches its
+/// subscription to, or `None` for every other method.
+///
+/// Creating a subscription needs `subscribe` on its topic as well as `admin` on the
+/// subscription, as Pub/Sub needs `pubsub.topics.attachSubscription` on the topic, so that
+/// `admin` on a subscription pattern does not open every topic to reading.
+pub(crate) fn attached_topic_grpc(path: &str, message: &[u8]) -> Option<String> {
+    if path != "/google.pubsub.v1.Subscriber/CreateSubscription" {
+        return None;
+    }
+    let subscription = pubsub::Subscription::decode(message).ok()?;
+    Some(named(Topic, &subscription.topic))
+}
+
+/// Returns whether an HTTP route creates a subscription, whose JSON body then names the
+/// topic that [`attached_topic_json`] reads.
+pub(crate) fn attaches_subscription_http(method: &str, route: &str) -> bool {
+    method == "PUT" && route == SUBSCRIPTION
+}
+
+/// Returns the topic, as `topics/NAME`, of a REST subscription body, or `None` when the body
+/// is not JSON or names no topic, which the handler then rejects.
+pub(crate) fn attached_topic_json(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let topic = value.get("topic")?.as_str()?;
+    Some(named(Topic, topic))
+}
+
 /// Returns the rule of a gRPC method path.
 pub(crate) fn grpc_rule(path: &str) -> Option<&'static GrpcRule> {
     GRPC_RULES.iter().find(|rule| rule.path == path)
