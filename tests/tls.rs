@@ -295,6 +295,13 @@ resources = ["topics/orders"]
         StatusCode::OK
     );
 
+    let impostor = client_ca.client(None, "spiffe://sluice/worker");
+    assert_eq!(
+        publish(https_client(&ca, Some(&impostor))).await,
+        StatusCode::UNAUTHORIZED,
+        "a common name that spells a URI identity without a URI SAN"
+    );
+
     let stranger = client_ca.client(None, "stranger");
     assert_eq!(
         publish(https_client(&ca, Some(&stranger))).await,

@@ -239,6 +239,7 @@ impl ReloadableCertificate {
     /// match the certificate.
     pub(crate) fn load(spec: &TlsSpec) -> anyhow::Result<ReloadableCertificate> {
         let key = certified_key(&spec.cert_file, &spec.key_file)?;
+        warn_on_validity(&spec.cert_file, &key);
         Ok(ReloadableCertificate {
             current: ArcSwap::from_pointee(key),
             cert_file: spec.cert_file.clone(),
@@ -251,6 +252,7 @@ impl ReloadableCertificate {
     pub(crate) fn reload(&self) {
         match certified_key(&self.cert_file, &self.key_file) {
             Ok(key) => {
+                warn_on_validity(&self.cert_file, &key);
                 self.current.store(Arc::new(key));
                 info!(cert_file = %self.cert_file.display(), "TLS certificate reloaded");
             }
@@ -294,12 +296,14 @@ pub(crate) fn reload_on_sighup(certificates: Arc<ReloadableCertificate>) -> anyh
 
 fn certified_key(cert_file: &Path, key_file: &Path) -> anyhow::Result<CertifiedKey> {
     let chain = read_certificates(cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(key_file).with_context(|| {
-        format!(
-            "key_file {} contains no readable PEM private key (PKCS#8, PKCS#1 or SEC1)",
-            key_file.display()
-        )
-    })?;
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(readable_pem_error)
+        .with_context(|| {
+            format!(
+                "key_file {} contains no readable PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                key_file.display()
+            )
+        })?;
     let key = CertifiedKey::from_der(chain, key, &rustls::crypto::aws_lc_rs::default_provider())
         .with_context(|| {
             format!(
@@ -315,11 +319,67 @@ fn certified_key(cert_file: &Path, key_file: &Path) -> anyhow::Result<CertifiedK
 fn read_certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certificates = CertificateDer::pem_file_iter(path)
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(readable_pem_error)
         .with_context(|| format!("failed to read PEM certificates from {}", path.display()))?;
     if certificates.is_empty() {
         anyhow::bail!("{} contains no PEM certificate", path.display());
     }
     Ok(certificates)
+}
+
+/// Converts a PEM error to one whose message shows markers and lines as text, where the
+/// error's own message shows them as lists of bytes.
+fn readable_pem_error(err: rustls::pki_types::pem::Error) -> anyhow::Error {
+    use rustls::pki_types::pem::Error;
+    match err {
+        Error::MissingSectionEnd { end_marker } => {
+            // The marker is the section's label, such as `CERTIFICATE`.
+            let label = String::from_utf8_lossy(&end_marker);
+            anyhow::anyhow!("a PEM section has no end line \"-----END {label}-----\"")
+        }
+        Error::IllegalSectionStart { line } => anyhow::anyhow!(
+            "a PEM section starts with an invalid line {:?}",
+            String::from_utf8_lossy(&line)
+        ),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Days before the end of a certificate's validity from which loading it logs a warning.
+const EXPIRY_WARNING_DAYS: i64 = 14;
+
+/// Logs a warning when the leaf certificate of `key` is expired, not yet valid or close to
+/// its expiry. Such a certificate is still served, because the key pair is sound and the
+/// operator may be replacing it, but clients reject the handshake while it is out of date.
+fn warn_on_validity(cert_file: &Path, key: &CertifiedKey) {
+    let Some(leaf) = key.cert.first() else {
+        return;
+    };
+    if let Some(problem) = validity_problem(leaf, time::OffsetDateTime::now_utc()) {
+        warn!(
+            cert_file = %cert_file.display(),
+            "the TLS certificate {problem}; clients that check it reject the handshake, so \
+             replace cert_file and send SIGHUP"
+        );
+    }
+}
+
+/// Returns what is wrong with the validity period of a DER certificate at `now`, or `None`
+/// when it is valid for at least [`EXPIRY_WARNING_DAYS`] more days.
+fn validity_problem(der: &[u8], now: time::OffsetDateTime) -> Option<String> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    let validity = certificate.validity();
+    let not_before = validity.not_before.to_datetime();
+    let not_after = validity.not_after.to_datetime();
+    if now > not_after {
+        return Some(format!("expired at {not_after}"));
+    }
+    if now < not_before {
+        return Some(format!("is not valid before {not_before}"));
+    }
+    let days_left = (not_after - now).whole_days();
+    (days_left < EXPIRY_WARNING_DAYS)
+        .then(|| format!("expires at {not_after}, in {days_left} days"))
 }
 
 /// Returns the identity of a client certificate: its first URI SAN, else its first DNS SAN,
@@ -342,11 +402,81 @@ pub(crate) fn certificate_identity(der: &[u8]) -> Option<String> {
             return Some(name);
         }
     }
+    // A URI identity, such as a SPIFFE id, counts only from a URI SAN, which a CA checks as a
+    // URI. A subject common name that looks like a URI is not taken for one.
     let common_name = certificate
         .subject()
         .iter_common_name()
         .next()
         .and_then(|name| name.as_str().ok())
+        .filter(|name| !name.contains("://"))
         .map(str::to_owned);
     common_name
+}
+
+#[cfg(test)]
+mod tests {
+    use time::{Duration, OffsetDateTime};
+
+    use super::validity_problem;
+
+    fn certificate(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().expect("a key pair");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("valid names");
+        params.not_before = not_before;
+        params.not_after = not_after;
+        params
+            .self_signed(&key)
+            .expect("a certificate")
+            .der()
+            .to_vec()
+    }
+
+    #[test]
+    fn validity_flags_expired_certificate() {
+        let now = OffsetDateTime::now_utc();
+        let der = certificate(now - Duration::days(30), now - Duration::days(1));
+        let problem = validity_problem(&der, now).expect("a problem");
+        assert!(problem.starts_with("expired at"), "{problem}");
+    }
+
+    #[test]
+    fn validity_flags_future_certificate() {
+        let now = OffsetDateTime::now_utc();
+        let der = certificate(now + Duration::days(1), now + Duration::days(90));
+        let problem = validity_problem(&der, now).expect("a problem");
+        assert!(problem.starts_with("is not valid before"), "{problem}");
+    }
+
+    #[test]
+    fn validity_flags_certificate_near_expiry() {
+        let now = OffsetDateTime::now_utc();
+        let der = certificate(now - Duration::days(80), now + Duration::days(3));
+        let problem = validity_problem(&der, now).expect("a problem");
+        assert!(
+            problem.contains("in 2 days") || problem.contains("in 3 days"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn pem_errors_show_markers_as_text() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("cut.pem");
+        std::fs::write(&path, "-----BEGIN CERTIFICATE-----\nMIIB\n").expect("write");
+        let err = super::read_certificates(&path).expect_err("a cut PEM file");
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("no end line \"-----END CERTIFICATE-----\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn validity_accepts_current_certificate() {
+        let now = OffsetDateTime::now_utc();
+        let der = certificate(now - Duration::days(1), now + Duration::days(90));
+        assert_eq!(validity_problem(&der, now), None);
+    }
 }
