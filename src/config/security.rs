@@ -298,6 +298,10 @@ impl TlsConfig {
 impl AuthConfig {
     fn validate(&self, errors: &mut Vec<(String, String)>) -> AuthSpec {
         let mut names = std::collections::HashSet::new();
+        // The first identity with a matching token or certificate wins, so a second one with
+        // the same credential could never authenticate.
+        let mut tokens = std::collections::HashMap::new();
+        let mut certificates = std::collections::HashMap::new();
         let mut identities = Vec::with_capacity(self.identities.len());
         for (index, identity) in self.identities.iter().enumerate() {
             let label = if identity.name.is_empty() {
@@ -322,6 +326,24 @@ impl AuthConfig {
                 }
                 parsed
             });
+            if let Some(hash) = token_sha256 {
+                if let Some(first) = tokens.insert(hash, identity.name.as_str()) {
+                    error(format!(
+                        "token_sha256 is the same as that of identity {first:?}; give each \
+                         identity its own token"
+                    ));
+                }
+            }
+            if let Some(certificate) = &identity.client_certificate {
+                if let Some(first) =
+                    certificates.insert(certificate.as_str(), identity.name.as_str())
+                {
+                    error(format!(
+                        "client_certificate {certificate:?} is also that of identity {first:?}; \
+                         each certificate identity can belong to one identity only"
+                    ));
+                }
+            }
             if identity.token_sha256.is_none() && identity.client_certificate.is_none() {
                 error(
                     "the identity has neither token_sha256 nor client_certificate, so no \
@@ -336,6 +358,15 @@ impl AuthConfig {
                         error(format!(
                             "grant action {action:?} is unknown; use one of {}",
                             ACTIONS.join(", ")
+                        ));
+                    }
+                }
+                for pattern in &grant.resources {
+                    if !can_match_a_resource(pattern) {
+                        error(format!(
+                            "resource pattern {pattern:?} matches no resource: resources are \
+                             named topics/NAME, subscriptions/NAME, snapshots/NAME, \
+                             buckets/NAME, projects/PROJECT or logs, and \"**\" covers all"
                         ));
                     }
                 }
@@ -361,6 +392,33 @@ impl AuthConfig {
             push_token_issuer: self.push_token_issuer.clone(),
         }
     }
+}
+
+/// The first parts of every resource name that grants match.
+const RESOURCE_KINDS: [&str; 6] = [
+    "topics/",
+    "subscriptions/",
+    "snapshots/",
+    "buckets/",
+    "projects/",
+    "logs",
+];
+
+/// Returns whether a grant's resource pattern can match some resource name: it starts with a
+/// wildcard or with the start of a kind of resource, such as `topics/orders-*`.
+fn can_match_a_resource(pattern: &str) -> bool {
+    let literal_prefix = pattern.split(['*', '?']).next().unwrap_or_default();
+    let wildcard = literal_prefix.len() < pattern.len();
+    RESOURCE_KINDS.iter().any(|kind| {
+        if wildcard {
+            // The wildcard may supply the rest of the kind, as in `top*`.
+            kind.starts_with(literal_prefix) || literal_prefix.starts_with(kind)
+        } else if *kind == "logs" {
+            pattern == "logs"
+        } else {
+            pattern.len() > kind.len() && pattern.starts_with(kind)
+        }
+    })
 }
 
 /// Parses 64 hex digits, either case, into a SHA-256 digest.

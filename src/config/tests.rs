@@ -1269,3 +1269,73 @@ fn handler_without_dead_letter_warns() {
         "warning names the subscription and the table: {warning}"
     );
 }
+
+const TOKEN_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+#[test]
+fn duplicate_credentials_rejected() {
+    let errors = error_lines(&format!(
+        r#"
+        [[auth.identities]]
+        name = "first"
+        token_sha256 = "{TOKEN_HASH}"
+        client_certificate = "spiffe://sluice/worker"
+        [[auth.identities]]
+        name = "second"
+        token_sha256 = "{TOKEN_HASH}"
+        client_certificate = "spiffe://sluice/worker"
+        "#
+    ));
+    assert_eq!(
+        errors,
+        [
+            "identity \"second\": token_sha256 is the same as that of identity \"first\"; give \
+             each identity its own token",
+            "identity \"second\": client_certificate \"spiffe://sluice/worker\" is also that of \
+             identity \"first\"; each certificate identity can belong to one identity only",
+        ]
+    );
+}
+
+#[test]
+fn grant_patterns_that_match_nothing_rejected() {
+    for pattern in ["orders", "topic/orders", "topics/", "Topics/orders", "log"] {
+        let errors = error_lines(&format!(
+            r#"
+            [[auth.identities]]
+            name = "worker"
+            token_sha256 = "{TOKEN_HASH}"
+            [[auth.identities.grants]]
+            actions = ["publish"]
+            resources = ["{pattern}"]
+            "#
+        ));
+        assert_eq!(errors.len(), 1, "{pattern}: {errors:#?}");
+        assert!(
+            errors[0].contains(&format!("resource pattern {pattern:?} matches no resource")),
+            "{pattern}: {errors:#?}"
+        );
+    }
+    for pattern in [
+        "**",
+        "*",
+        "topics/orders",
+        "topics/*",
+        "t*",
+        "logs",
+        "buckets/?x",
+        "*/orders",
+    ] {
+        let config = validate_text(&format!(
+            r#"
+            [[auth.identities]]
+            name = "worker"
+            token_sha256 = "{TOKEN_HASH}"
+            [[auth.identities.grants]]
+            actions = ["publish"]
+            resources = ["{pattern}"]
+            "#
+        ));
+        assert!(config.is_ok(), "{pattern}: {:?}", config.err());
+    }
+}

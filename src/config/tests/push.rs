@@ -241,3 +241,34 @@ fn write_metadata_rejected_on_event_formats() {
         );
     }
 }
+
+#[test]
+fn push_token_over_plain_http_warned() {
+    let token = "[subscriptions.push.oidc_token]\nservice_account_email = \"push@local\"\n";
+    let remote = validate_text(&push_with(&format!(
+        "endpoint = \"http://functions.internal:8080/\"\n{token}"
+    )))
+    .expect("config should validate");
+    assert_eq!(remote.warnings.len(), 1, "{:?}", remote.warnings);
+    let warning = remote.warnings[0].to_string();
+    assert!(warning.contains("over plain http"), "{warning}");
+    assert!(
+        warning.contains("http://functions.internal:8080/"),
+        "{warning}"
+    );
+
+    for endpoint in [
+        "https://functions.internal/",
+        "http://127.0.0.1:8080/",
+        "http://[::1]:8080/",
+        "http://localhost:8080/",
+    ] {
+        let config = validate_text(&push_with(&format!("endpoint = \"{endpoint}\"\n{token}")))
+            .expect("config should validate");
+        assert!(
+            config.warnings.is_empty(),
+            "{endpoint}: {:?}",
+            config.warnings
+        );
+    }
+}

@@ -35,6 +35,20 @@ pub(super) fn validate_push_tokens(
             );
             continue;
         }
+        let endpoint = subscription
+            .push
+            .as_ref()
+            .map_or("", |push| push.endpoint.as_str());
+        if sends_in_plaintext(endpoint) {
+            report.warning(
+                &format!("subscription {:?}", subscription.name),
+                format!(
+                    "push oidc_token is sent to {endpoint:?} over plain http, so anyone on the \
+                     path can read the token and replay it until it expires: use an https \
+                     endpoint"
+                ),
+            );
+        }
         tokens.insert(
             subscription.name.clone(),
             PushTokenSpec {
@@ -44,6 +58,21 @@ pub(super) fn validate_push_tokens(
         );
     }
     tokens
+}
+
+/// Returns whether requests to `endpoint` cross a network unencrypted: an http URL whose
+/// host is not a loopback address or `localhost`.
+fn sends_in_plaintext(endpoint: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(endpoint) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback());
+    url.scheme() == "http" && !loopback
 }
 
 /// Checks the push table of a subscription and returns its runtime form.
