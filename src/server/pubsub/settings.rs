@@ -196,7 +196,7 @@ pub(super) fn filter(text: &str) -> Result<String, Status> {
 /// # Errors
 ///
 /// INVALID_ARGUMENT for an endpoint that is not an absolute http or https URL, and for
-/// OIDC authentication, which sluice does not send.
+/// OIDC authentication, which only the configuration file sets.
 pub(super) fn push_config(
     config: Option<&pubsub::PushConfig>,
 ) -> Result<Option<PushConfig>, Status> {
@@ -213,9 +213,12 @@ pub(super) fn push_config(
         )));
     }
     if config.authentication_method.is_some() {
+        // NOTE: the store's push config has no place for the token settings, so signed push
+        // is configured only in the configuration file.
         return Err(Status::invalid_argument(
-            "push_config.oidc_token is not supported: sluice sends push requests without \
-             authentication, so remove oidc_token",
+            "push_config.oidc_token is not supported through the API: remove it, and sign \
+             this subscription's push requests with a [subscriptions.push.oidc_token] table in \
+             the configuration file instead",
         ));
     }
     let format = match config.wrapper {
