@@ -42,6 +42,9 @@ name = "orders"
 [[topics]]
 name = "audit"
 
+[[topics]]
+name = "orders-dead"
+
 [[subscriptions]]
 name = "orders-sub"
 topic = "orders"
@@ -73,7 +76,7 @@ name = "publisher"
 token_sha256 = "{publisher}"
 [[auth.identities.grants]]
 actions = ["publish"]
-resources = ["topics/orders"]
+resources = ["topics/orders", "topics/*/*"]
 
 [[auth.identities]]
 name = "worker"
@@ -90,10 +93,13 @@ name = "subscription-admin"
 token_sha256 = "{subscription_admin}"
 [[auth.identities.grants]]
 actions = ["admin"]
-resources = ["subscriptions/**"]
+resources = ["subscriptions/**", "snapshots/**"]
 [[auth.identities.grants]]
 actions = ["subscribe"]
-resources = ["topics/orders"]
+resources = ["topics/orders", "subscriptions/copy-*"]
+[[auth.identities.grants]]
+actions = ["publish"]
+resources = ["topics/orders-dead"]
 "#,
         admin = sha256_hex(ADMIN_TOKEN),
         publisher = sha256_hex(PUBLISHER_TOKEN),
@@ -435,6 +441,92 @@ async fn creating_subscription_needs_subscribe_on_topic() {
     assert_eq!(attached.status, StatusCode::OK, "{attached:?}");
     let body: Value = serde_json::from_str(&attached.body).expect("a JSON subscription");
     assert_eq!(body["topic"], "projects/local/topics/orders");
+}
+
+#[tokio::test]
+async fn dead_letter_topic_needs_publish() {
+    let server = TestServer::start(Some(&config()));
+    let token = Some(SUBSCRIPTION_ADMIN_TOKEN);
+    let url = format!("{}/v1/projects/local/subscriptions/copy-dl", server.url);
+    let with_dead_letter = |topic: &str| {
+        serde_json::json!({
+            "topic": "projects/local/topics/orders",
+            "deadLetterPolicy": {
+                "deadLetterTopic": format!("projects/local/topics/{topic}"),
+                "maxDeliveryAttempts": 5,
+            },
+        })
+    };
+
+    let denied = send(
+        reqwest::Client::new()
+            .put(&url)
+            .json(&with_dead_letter("audit")),
+        token,
+    )
+    .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{denied:?}");
+    assert!(denied.body.contains("publish"), "{denied:?}");
+    assert!(denied.body.contains("topics/audit"), "{denied:?}");
+
+    let created = send(
+        reqwest::Client::new()
+            .put(&url)
+            .json(&with_dead_letter("orders-dead")),
+        token,
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{created:?}");
+
+    let update = serde_json::json!({
+        "subscription": with_dead_letter("audit"),
+        "updateMask": "deadLetterPolicy",
+    });
+    let denied = send(reqwest::Client::new().patch(&url).json(&update), token).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{denied:?}");
+    assert!(denied.body.contains("topics/audit"), "{denied:?}");
+}
+
+#[tokio::test]
+async fn snapshot_needs_subscribe_on_source() {
+    let server = TestServer::start(Some(&config()));
+    let token = Some(SUBSCRIPTION_ADMIN_TOKEN);
+    let attached = rest_create_subscription(&server, token, "copy-snap", "orders").await;
+    assert_eq!(attached.status, StatusCode::OK, "{attached:?}");
+    let snapshot = |name: &str, subscription: &str| {
+        let url = format!("{}/v1/projects/local/snapshots/{name}", server.url);
+        let body = serde_json::json!({
+            "subscription": format!("projects/local/subscriptions/{subscription}"),
+        });
+        send(reqwest::Client::new().put(url).json(&body), token)
+    };
+
+    let denied = snapshot("peek", "audit-sub").await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{denied:?}");
+    assert!(denied.body.contains("subscribe"), "{denied:?}");
+    assert!(
+        denied.body.contains("subscriptions/audit-sub"),
+        "{denied:?}"
+    );
+
+    let created = snapshot("mine", "copy-snap").await;
+    assert_eq!(created.status, StatusCode::OK, "{created:?}");
+}
+
+#[tokio::test]
+async fn encoded_project_cannot_dodge_grants() {
+    let server = TestServer::start(Some(&config()));
+    // The publisher may publish to topics/orders and to other projects' topics, and
+    // `loc%61l` decodes to `local`, the configured project.
+    let url = format!("{}/v1/projects/loc%61l/topics/audit:publish", server.url);
+    let body = serde_json::json!({"messages": [{"data": "b3JkZXI="}]});
+    let outcome = send(
+        reqwest::Client::new().post(url).json(&body),
+        Some(PUBLISHER_TOKEN),
+    )
+    .await;
+    assert_eq!(outcome.status, StatusCode::FORBIDDEN, "{outcome:?}");
+    assert!(outcome.body.contains("topics/audit"), "{outcome:?}");
 }
 
 #[tokio::test]

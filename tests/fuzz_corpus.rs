@@ -90,7 +90,10 @@ fn fixed_crashes_stay_fixed() {
         .iter()
         .map(|(target, _)| inputs(&fuzz_dir().join("regressions").join(target)).len())
         .sum();
-    assert!(kept > 0, "fuzz/regressions contains no input, so this test checks nothing");
+    assert!(
+        kept > 0,
+        "fuzz/regressions contains no input, so this test checks nothing"
+    );
     let failures: Vec<String> = TARGETS
         .iter()
         .flat_map(|(target, check)| replay("regressions", target, *check))

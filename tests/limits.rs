@@ -285,5 +285,23 @@ async fn rest_publish_with_repeated_messages_key_is_counted() {
         .await
         .expect("the request completes");
 
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = response.text().await.expect("a body");
+    assert!(body.contains("publish_burst_messages"), "{body}");
+}
+
+#[tokio::test]
+async fn publish_over_burst_is_invalid() {
+    let server = TestServer::start(Some(RATE_LIMITS));
+    let over_burst: Vec<PubsubMessage> = (0..4).map(|_| message(10, &[])).collect();
+    let status = grpc_publish(&server, over_burst)
+        .await
+        .expect_err("a request larger than the burst");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("split it into requests of at most 3"),
+        "{status:?}"
+    );
 }

@@ -302,6 +302,15 @@ resources = ["topics/orders"]
         "a common name that spells a URI identity without a URI SAN"
     );
 
+    let dns_params =
+        CertificateParams::new(vec!["spiffe://sluice/worker".to_owned()]).expect("an IA5 DNS name");
+    let dns_impostor = client_ca.sign(dns_params);
+    assert_eq!(
+        publish(https_client(&ca, Some(&dns_impostor))).await,
+        StatusCode::UNAUTHORIZED,
+        "a DNS name that spells a URI identity"
+    );
+
     let stranger = client_ca.client(None, "stranger");
     assert_eq!(
         publish(https_client(&ca, Some(&stranger))).await,

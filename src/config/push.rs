@@ -56,6 +56,9 @@ pub(crate) struct OidcTokenConfig {
 /// The validated token settings of one push subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PushTokenSpec {
+    /// The endpoint of the configuration file. Requests to any other endpoint, after an
+    /// API call changed it, go unsigned.
+    pub(crate) endpoint: String,
     pub(crate) service_account_email: String,
     /// `None` uses the endpoint URL.
     pub(crate) audience: Option<String>,

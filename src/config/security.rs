@@ -1,6 +1,7 @@
 //! The `[tls]`, `[auth]` and `[limits]` tables: how the listener encrypts, who may call what,
 //! and the size and rate limits of requests. docs/security.md describes the model.
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -365,8 +366,9 @@ impl AuthConfig {
                     if !can_match_a_resource(pattern) {
                         error(format!(
                             "resource pattern {pattern:?} matches no resource: resources are \
-                             named topics/NAME, subscriptions/NAME, snapshots/NAME, \
-                             buckets/NAME, projects/PROJECT or logs, and \"**\" covers all"
+                             named topics/NAME, subscriptions/NAME and snapshots/NAME (with \
+                             PROJECT/NAME for another project), buckets/NAME, projects/PROJECT \
+                             or logs, and \"**\" covers all"
                         ));
                     }
                 }
@@ -394,31 +396,42 @@ impl AuthConfig {
     }
 }
 
-/// The first parts of every resource name that grants match.
-const RESOURCE_KINDS: [&str; 6] = [
-    "topics/",
-    "subscriptions/",
-    "snapshots/",
-    "buckets/",
-    "projects/",
-    "logs",
+/// The kinds of resource names that grants match, each with the number of `/`-separated
+/// parts its names have: `topics/NAME` or `topics/PROJECT/NAME`, `buckets/NAME`,
+/// `projects/PROJECT` and `logs`.
+const RESOURCE_KINDS: [(&str, RangeInclusive<usize>); 6] = [
+    ("topics", 2..=3),
+    ("subscriptions", 2..=3),
+    ("snapshots", 2..=3),
+    ("buckets", 2..=2),
+    ("projects", 2..=2),
+    ("logs", 1..=1),
 ];
 
-/// Returns whether a grant's resource pattern can match some resource name: it starts with a
-/// wildcard or with the start of a kind of resource, such as `topics/orders-*`.
+/// Returns whether a grant's resource pattern can match some resource name. Its first part
+/// must be a kind of resource or a wildcard that can become one. Every other part must use
+/// only the characters of Pub/Sub and bucket names, and the number of parts must fit the
+/// kind, unless `**` spans parts.
 fn can_match_a_resource(pattern: &str) -> bool {
-    let literal_prefix = pattern.split(['*', '?']).next().unwrap_or_default();
-    let wildcard = literal_prefix.len() < pattern.len();
-    RESOURCE_KINDS.iter().any(|kind| {
-        if wildcard {
-            // The wildcard may supply the rest of the kind, as in `top*`.
-            kind.starts_with(literal_prefix) || literal_prefix.starts_with(kind)
-        } else if *kind == "logs" {
-            pattern == "logs"
-        } else {
-            pattern.len() > kind.len() && pattern.starts_with(kind)
-        }
-    })
+    let parts: Vec<&str> = pattern.split('/').collect();
+    let kind = parts[0];
+    if kind.contains(['*', '?']) {
+        let literal = kind.split(['*', '?']).next().unwrap_or_default();
+        return RESOURCE_KINDS
+            .iter()
+            .any(|(name, _)| name.starts_with(literal));
+    }
+    let Some((_, part_counts)) = RESOURCE_KINDS.iter().find(|(name, _)| *name == kind) else {
+        return false;
+    };
+    let valid_name = |part: &&str| {
+        !part.is_empty()
+            && part.chars().all(|character| {
+                character.is_ascii_alphanumeric() || "-_.~+%*?".contains(character)
+            })
+    };
+    parts[1..].iter().all(valid_name)
+        && (pattern.contains("**") || part_counts.contains(&parts.len()))
 }
 
 /// Parses 64 hex digits, either case, into a SHA-256 digest.

@@ -1299,7 +1299,17 @@ fn duplicate_credentials_rejected() {
 
 #[test]
 fn grant_patterns_that_match_nothing_rejected() {
-    for pattern in ["orders", "topic/orders", "topics/", "Topics/orders", "log"] {
+    for pattern in [
+        "orders",
+        "topic/orders",
+        "topics/",
+        "Topics/orders",
+        "log",
+        "projects/local/topics/orders-a",
+        "topics/orders-a/",
+        "logs/*",
+        "topics/Orders A",
+    ] {
         let errors = error_lines(&format!(
             r#"
             [[auth.identities]]
@@ -1321,10 +1331,13 @@ fn grant_patterns_that_match_nothing_rejected() {
         "*",
         "topics/orders",
         "topics/*",
+        "topics/*/*",
+        "topics/**",
         "t*",
         "logs",
         "buckets/?x",
         "*/orders",
+        "projects/local",
     ] {
         let config = validate_text(&format!(
             r#"

@@ -291,17 +291,28 @@ fn check_rate(
 
 fn rate_limited(client: &str, count: u32, wait: Duration, grpc: bool) -> Response {
     let limits = get();
+    if count > limits.publish_burst_messages {
+        // No wait lets such a request pass, and Google's clients retry RESOURCE_EXHAUSTED
+        // until their deadline, so the request is invalid rather than early.
+        let message = format!(
+            "this request has {count} messages, more than the publish burst of {} that \
+             {client} may send at once (publish_burst_messages); split it into requests of \
+             at most {} messages",
+            limits.publish_burst_messages, limits.publish_burst_messages
+        );
+        if grpc {
+            return Status::invalid_argument(message)
+                .into_http::<Body>()
+                .into_response();
+        }
+        return status::rest_error(Code::InvalidArgument, &message, None);
+    }
     let message = format!(
         "{client} is over its publish rate of {} messages per second (burst {}); this \
-         request has {count} messages; retry after {:.3} s{}",
+         request has {count} messages; retry after {:.3} s",
         limits.publish_messages_per_sec,
         limits.publish_burst_messages,
         wait.as_secs_f64(),
-        if count > limits.publish_burst_messages {
-            ", and split it into requests of at most the burst"
-        } else {
-            ""
-        }
     );
     if grpc {
         let details = ErrorDetails::with_retry_info(Some(wait));

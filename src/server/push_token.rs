@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -161,16 +162,36 @@ fn load_key(path: &Path) -> anyhow::Result<KeyPair> {
 pub(crate) struct SubscriptionToken {
     signer: Arc<PushSigner>,
     spec: PushTokenSpec,
+    /// Whether an unsigned request to a changed endpoint was logged, so that it is logged once.
+    warned: AtomicBool,
 }
 
 impl SubscriptionToken {
     pub(crate) fn new(signer: Arc<PushSigner>, spec: PushTokenSpec) -> SubscriptionToken {
-        SubscriptionToken { signer, spec }
+        SubscriptionToken {
+            signer,
+            spec,
+            warned: AtomicBool::new(false),
+        }
     }
 }
 
 impl PushAuthorization for SubscriptionToken {
+    /// Signs requests to the configured endpoint only. An API call that moves the
+    /// subscription to another endpoint must not collect tokens that the configured
+    /// function accepts.
     fn bearer_token(&self, endpoint: &str) -> Option<String> {
+        if endpoint != self.spec.endpoint {
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                warn!(
+                    endpoint,
+                    configured_endpoint = %self.spec.endpoint,
+                    "push requests go unsigned, because the endpoint is not the one whose \
+                     oidc_token the configuration file sets; restore the endpoint to sign them"
+                );
+            }
+            return None;
+        }
         let audience = self.spec.audience.as_deref().unwrap_or(endpoint);
         self.signer
             .token(audience, &self.spec.service_account_email)
@@ -181,4 +202,35 @@ impl PushAuthorization for SubscriptionToken {
 pub(crate) fn routes(signer: &PushSigner) -> Router {
     let jwks = signer.jwks.clone();
     Router::new().route("/oauth2/v3/certs", get(move || async move { Json(jwks) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sluice_handlers::push::PushAuthorization as _;
+
+    use super::{PushSigner, SubscriptionToken};
+    use crate::config::PushTokenSpec;
+
+    #[test]
+    fn token_only_for_configured_endpoint() {
+        let signer = PushSigner::new(None, "https://sluice.test").expect("a signer");
+        let token = SubscriptionToken::new(
+            Arc::new(signer),
+            PushTokenSpec {
+                endpoint: "https://functions.test/orders".to_owned(),
+                service_account_email: "pusher@sluice.test".to_owned(),
+                audience: Some("https://functions.test".to_owned()),
+            },
+        );
+        assert!(token
+            .bearer_token("https://functions.test/orders")
+            .is_some());
+        assert_eq!(
+            token.bearer_token("http://127.0.0.1:9/collect"),
+            None,
+            "an endpoint that an API call set gets no token"
+        );
+    }
 }

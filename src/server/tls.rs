@@ -371,15 +371,16 @@ fn validity_problem(der: &[u8], now: time::OffsetDateTime) -> Option<String> {
     let validity = certificate.validity();
     let not_before = validity.not_before.to_datetime();
     let not_after = validity.not_after.to_datetime();
+    // ASN1Time prints as OpenSSL does, such as `Jan  1 00:00:00 2027 +00:00`.
     if now > not_after {
-        return Some(format!("expired at {not_after}"));
+        return Some(format!("expired at {}", validity.not_after));
     }
     if now < not_before {
-        return Some(format!("is not valid before {not_before}"));
+        return Some(format!("is not valid before {}", validity.not_before));
     }
     let days_left = (not_after - now).whole_days();
     (days_left < EXPIRY_WARNING_DAYS)
-        .then(|| format!("expires at {not_after}, in {days_left} days"))
+        .then(|| format!("expires at {}, in {days_left} days", validity.not_after))
 }
 
 /// Returns the identity of a client certificate: its first URI SAN, else its first DNS SAN,
@@ -395,7 +396,7 @@ pub(crate) fn certificate_identity(der: &[u8]) -> Option<String> {
             _ => None,
         });
         let dns = general.iter().find_map(|name| match name {
-            GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+            GeneralName::DNSName(dns) if !dns.contains("://") => Some((*dns).to_owned()),
             _ => None,
         });
         if let Some(name) = uri.or(dns) {
@@ -403,7 +404,7 @@ pub(crate) fn certificate_identity(der: &[u8]) -> Option<String> {
         }
     }
     // A URI identity, such as a SPIFFE id, counts only from a URI SAN, which a CA checks as a
-    // URI. A subject common name that looks like a URI is not taken for one.
+    // URI. A DNS name or common name that looks like a URI is not taken for one.
     let common_name = certificate
         .subject()
         .iter_common_name()

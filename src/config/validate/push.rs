@@ -52,6 +52,7 @@ pub(super) fn validate_push_tokens(
         tokens.insert(
             subscription.name.clone(),
             PushTokenSpec {
+                endpoint: endpoint.to_owned(),
                 service_account_email: token.service_account_email.clone(),
                 audience: token.audience.clone(),
             },

@@ -30,6 +30,11 @@ use super::tls::ConnectionInfo;
 use crate::config::security::{AuthSpec, GrantSpec};
 use routes::Resource;
 
+/// The time a gRPC call has to send its first message, which names its resource, before it
+/// is authorized. It bounds how long a caller without credentials can hold a partly sent
+/// message in memory, while leaving a slow link time for a 10 MB publish.
+const FIRST_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The kind of a call, as grants name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
@@ -305,20 +310,28 @@ async fn authorize(
     // subscription. Google's clients send it at once, but a client that waits for the
     // response headers first would wait until its deadline.
     let mut request = request;
-    let mut attached_topic = None;
+    let mut extra_grants = Vec::new();
     if let Some((_, Resource::Grpc(decode))) = rule {
         let (parts, body) = request.into_parts();
         let limit = super::limits::get().max_request_bytes;
-        let (message, body) = first_message::read_first_message(body, limit)
+        let read = first_message::read_first_message(body, limit);
+        let (message, body) = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, read)
             .await
+            .map_err(|_| {
+                Denial::Invalid(Status::deadline_exceeded(format!(
+                    "the request's first message did not arrive within {} s; send it at once",
+                    FIRST_MESSAGE_TIMEOUT.as_secs()
+                )))
+            })?
             .map_err(|err| Denial::Invalid(first_message_status(&err)))?;
         call.resource = message
             .as_deref()
             .and_then(decode)
             .unwrap_or_else(|| "(unreadable request)".to_owned());
-        attached_topic = message
+        extra_grants = message
             .as_deref()
-            .and_then(|message| routes::attached_topic_grpc(&path, message));
+            .map(|message| routes::extra_grants_grpc(&path, message))
+            .unwrap_or_default();
         request = Request::from_parts(parts, body);
     }
     let identity = authenticate(auth, &request)?;
@@ -343,24 +356,25 @@ async fn authorize(
             resource: call.resource.clone(),
         });
     }
-    if !grpc && attaches_subscription(&request) {
+    if let Some(route) = extra_grants_route(&request, grpc) {
+        let method = request.method().as_str().to_owned();
         let (parts, body) = request.into_parts();
         let limit = super::limits::max_pubsub_rest_body_bytes();
         let bytes = axum::body::to_bytes(body, limit).await.map_err(|err| {
             Denial::Invalid(Status::invalid_argument(format!(
-                "reading the subscription body failed (the limit is {limit} bytes): {err}"
+                "reading the request body failed (the limit is {limit} bytes): {err}"
             )))
         })?;
-        attached_topic = routes::attached_topic_json(&bytes);
+        extra_grants = routes::extra_grants_json(&method, &route, &bytes);
         request = Request::from_parts(parts, axum::body::Body::from(bytes));
     }
-    if let Some(topic) = attached_topic {
-        if !Auth::allows(identity, Action::Subscribe, &topic) {
-            call.resource = topic.clone();
+    for (action, resource) in extra_grants {
+        if !Auth::allows(identity, action, &resource) {
+            call.resource = resource.clone();
             return Err(Denial::Forbidden {
                 principal: identity.name.clone(),
-                action: Action::Subscribe.as_str(),
-                resource: topic,
+                action: action.as_str(),
+                resource,
             });
         }
     }
@@ -370,14 +384,14 @@ async fn authorize(
     Ok(request)
 }
 
-/// Returns whether an HTTP request creates a subscription, whose topic then needs a grant.
-fn attaches_subscription(request: &Request) -> bool {
-    request
-        .extensions()
-        .get::<MatchedPath>()
-        .is_some_and(|route| {
-            routes::attaches_subscription_http(request.method().as_str(), route.as_str())
-        })
+/// Returns the matched route of an HTTP request whose body names resources that need grants
+/// of their own.
+fn extra_grants_route(request: &Request, grpc: bool) -> Option<String> {
+    if grpc {
+        return None;
+    }
+    let route = request.extensions().get::<MatchedPath>()?.as_str();
+    routes::has_extra_grants_http(request.method().as_str(), route).then(|| route.to_owned())
 }
 
 /// Returns the resource of a rule that does not need the request body.

@@ -444,32 +444,101 @@ const fn http(
     }
 }
 
-/// Returns the topic, as `topics/NAME`, that a gRPC CreateSubscription request attaches its
-/// subscription to, or `None` for every other method.
-///
-/// Creating a subscription needs `subscribe` on its topic as well as `admin` on the
-/// subscription, as Pub/Sub needs `pubsub.topics.attachSubscription` on the topic, so that
-/// `admin` on a subscription pattern does not open every topic to reading.
-pub(crate) fn attached_topic_grpc(path: &str, message: &[u8]) -> Option<String> {
-    if path != "/google.pubsub.v1.Subscriber/CreateSubscription" {
-        return None;
+/// A grant that a call needs besides the one of its rule, on another resource that the
+/// request body names.
+pub(crate) type ExtraGrant = (Action, String);
+
+/// Returns the grants that a gRPC request needs on the other resources it names, as Pub/Sub
+/// needs permissions on them:
+/// - creating a subscription needs `subscribe` on its topic
+///   (`pubsub.topics.attachSubscription`), so that `admin` on a subscription pattern does
+///   not open every topic to reading;
+/// - a dead-letter topic needs `publish` (`pubsub.topics.publish`), so that a dead-letter
+///   policy cannot write to a topic the caller may not publish to;
+/// - creating a snapshot needs `subscribe` on its source subscription
+///   (`pubsub.subscriptions.consume`).
+pub(crate) fn extra_grants_grpc(path: &str, message: &[u8]) -> Vec<ExtraGrant> {
+    match path {
+        "/google.pubsub.v1.Subscriber/CreateSubscription" => pubsub::Subscription::decode(message)
+            .map_or_else(
+                |_| Vec::new(),
+                |subscription| {
+                    subscription_grants(Some(&subscription.topic), dead_letter_topic(&subscription))
+                },
+            ),
+        "/google.pubsub.v1.Subscriber/UpdateSubscription" => {
+            pubsub::UpdateSubscriptionRequest::decode(message)
+                .ok()
+                .and_then(|request| request.subscription)
+                .map_or_else(Vec::new, |subscription| {
+                    subscription_grants(None, dead_letter_topic(&subscription))
+                })
+        }
+        "/google.pubsub.v1.Subscriber/CreateSnapshot" => {
+            pubsub::CreateSnapshotRequest::decode(message).map_or_else(
+                |_| Vec::new(),
+                |request| vec![(Subscribe, named(Subscription, &request.subscription))],
+            )
+        }
+        _ => Vec::new(),
     }
-    let subscription = pubsub::Subscription::decode(message).ok()?;
-    Some(named(Topic, &subscription.topic))
 }
 
-/// Returns whether an HTTP route creates a subscription, whose JSON body then names the
-/// topic that [`attached_topic_json`] reads.
-pub(crate) fn attaches_subscription_http(method: &str, route: &str) -> bool {
-    method == "PUT" && route == SUBSCRIPTION
+fn dead_letter_topic(subscription: &pubsub::Subscription) -> Option<&str> {
+    subscription
+        .dead_letter_policy
+        .as_ref()
+        .map(|policy| policy.dead_letter_topic.as_str())
+        .filter(|topic| !topic.is_empty())
 }
 
-/// Returns the topic, as `topics/NAME`, of a REST subscription body, or `None` when the body
-/// is not JSON or names no topic, which the handler then rejects.
-pub(crate) fn attached_topic_json(body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let topic = value.get("topic")?.as_str()?;
-    Some(named(Topic, topic))
+fn subscription_grants(topic: Option<&str>, dead_letter_topic: Option<&str>) -> Vec<ExtraGrant> {
+    let mut grants = Vec::new();
+    if let Some(topic) = topic {
+        grants.push((Subscribe, named(Topic, topic)));
+    }
+    if let Some(dead_letter_topic) = dead_letter_topic {
+        grants.push((Publish, named(Topic, dead_letter_topic)));
+    }
+    grants
+}
+
+/// Returns whether the JSON body of an HTTP route names resources that need grants of their
+/// own, which [`extra_grants_json`] then reads.
+pub(crate) fn has_extra_grants_http(method: &str, route: &str) -> bool {
+    matches!(
+        (method, route),
+        ("PUT" | "PATCH", SUBSCRIPTION) | ("PUT", SNAPSHOT)
+    )
+}
+
+/// Returns the grants of [`extra_grants_grpc`] for the JSON body of a REST route. A body that
+/// is not JSON needs none here, and the handler rejects it.
+pub(crate) fn extra_grants_json(method: &str, route: &str, body: &[u8]) -> Vec<ExtraGrant> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let text = |value: &serde_json::Value, pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .filter(|text| !text.is_empty())
+            .map(str::to_owned)
+    };
+    match (method, route) {
+        ("PUT", SUBSCRIPTION) => subscription_grants(
+            text(&value, "/topic").as_deref(),
+            text(&value, "/deadLetterPolicy/deadLetterTopic").as_deref(),
+        ),
+        ("PATCH", SUBSCRIPTION) => subscription_grants(
+            None,
+            text(&value, "/subscription/deadLetterPolicy/deadLetterTopic").as_deref(),
+        ),
+        ("PUT", SNAPSHOT) => text(&value, "/subscription")
+            .map(|subscription| vec![(Subscribe, named(Subscription, &subscription))])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
 }
 
 /// Returns the rule of a gRPC method path.
@@ -504,7 +573,11 @@ pub(crate) fn segment_resource(path: &str, index: usize, collection: Collection)
         Collection::Bucket => format!("buckets/{decoded}"),
         Collection::Project => format!("projects/{decoded}"),
         Collection::Topic | Collection::Subscription | Collection::Snapshot => {
-            let project = segments.get(2).copied().unwrap_or("");
+            // The project is decoded as the handler decodes it, so that `loc%61l` cannot pass
+            // for another project than `local`.
+            let project =
+                percent_encoding::percent_decode_str(segments.get(2).copied().unwrap_or(""))
+                    .decode_utf8_lossy();
             let full = format!(
                 "projects/{project}/{}/{decoded}",
                 collection_segment(collection)

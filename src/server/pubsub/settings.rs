@@ -187,8 +187,16 @@ fn backoff(duration: Option<&ProtoDuration>, field: &str, default: u32) -> Resul
 pub(super) fn filter(text: &str) -> Result<String, Status> {
     SubscriptionFilter::parse(text)
         .map(|_| text.to_owned())
-        .map_err(|err| Status::invalid_argument(format!("{err}: {text:?}")))
+        .map_err(|err| {
+            // A filter may be far over its limit, so the error quotes only its start.
+            let quoted: String = text.chars().take(FILTER_QUOTE_CHARS).collect();
+            let cut = if quoted.len() < text.len() { "…" } else { "" };
+            Status::invalid_argument(format!("{err}: {quoted:?}{cut}"))
+        })
 }
+
+/// Characters of an invalid filter quoted in its error.
+const FILTER_QUOTE_CHARS: usize = 300;
 
 /// Returns a push endpoint, or `None` for a pull subscription: a config without an
 /// endpoint, as Pub/Sub reads it.
