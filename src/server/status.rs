@@ -96,6 +96,11 @@ pub(crate) fn from_store(err: &StoreError) -> Status {
         StoreError::Unreachable { .. } | StoreError::JetStream { .. } => {
             Status::unavailable(err.to_string())
         }
+        // These occur only while connecting at start-up, which a request never waits for.
+        StoreError::CredentialsFile { .. } | StoreError::InvalidUrl { .. } => {
+            Status::unavailable(err.to_string())
+        }
+        StoreError::StreamNotCreated { .. } => Status::failed_precondition(err.to_string()),
         StoreError::Unsupported { .. } => Status::unimplemented(err.to_string()),
         StoreError::TooLarge { .. } => Status::invalid_argument(err.to_string()),
     }
