@@ -126,7 +126,10 @@ pub(crate) fn storage_code(err: &StorageError) -> Code {
             | BucketError::NotFound { .. }
             | BucketError::NotificationNotFound { .. } => Code::NotFound,
             BucketError::BucketExists { .. } => Code::AlreadyExists,
-            BucketError::BucketNotEmpty { .. } => Code::FailedPrecondition,
+            // A retry fails the same way until versions are deleted or the limit is raised.
+            BucketError::BucketNotEmpty { .. } | BucketError::IndexFull { .. } => {
+                Code::FailedPrecondition
+            }
             BucketError::Io { .. } | BucketError::Corrupt { .. } => Code::Internal,
         },
         // The change was stored, so a retry would repeat it. INTERNAL shows the client that
