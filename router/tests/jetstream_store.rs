@@ -339,3 +339,100 @@ fn sweep_removes_only_unlisted_bytes() {
     drop(buckets);
     runtime.shutdown_background();
 }
+
+/// Nacks with a retry backoff, alternating between two nodes, must count every attempt, so
+/// that the message is dead-lettered after its last one. The loop repeats the cycle for
+/// several messages, because a wrong count showed up in some runs only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nack_backoff_counts_every_attempt() {
+    use std::sync::Arc;
+
+    use sluice_router::deliver::Broker;
+    use sluice_router::store::{DeadLetterPolicy, RetryPolicy};
+
+    const ROUNDS: usize = 4;
+    const MAX_ATTEMPTS: u32 = 5;
+    let server = NatsServer::start().await;
+    let first = Arc::new(Broker::open_shared(Arc::new(connect(&server.url()).await)));
+    first.create_topic("t").await.expect("topic");
+    first.create_topic("dead").await.expect("topic");
+    let spec = SubscriptionSpec {
+        dead_letter: Some(DeadLetterPolicy {
+            topic: "dead".to_owned(),
+            max_delivery_attempts: MAX_ATTEMPTS,
+        }),
+        retry_policy: Some(RetryPolicy {
+            minimum_backoff_secs: 1,
+            maximum_backoff_secs: 1,
+        }),
+        ..SubscriptionSpec::new("s", "t")
+    };
+    first.create_subscription(spec).await.expect("subscription");
+    first
+        .create_subscription(SubscriptionSpec::new("dead-s", "dead"))
+        .await
+        .expect("subscription");
+    // The second node opens after the subscriptions exist, so its catalog has them.
+    let second = Arc::new(Broker::open_shared(Arc::new(connect(&server.url()).await)));
+    let nodes = [first, second];
+    let maintenance: Vec<_> = nodes
+        .iter()
+        .map(|node| tokio::spawn(node.clone().run_maintenance(std::future::pending())))
+        .collect();
+
+    let mut attempts_seen = Vec::new();
+    for round in 0..ROUNDS {
+        nodes[0]
+            .publish(message(&format!("m{round}")))
+            .await
+            .expect("publish");
+        for attempt in 1..=MAX_ATTEMPTS {
+            // Short pulls, repeated, as a polling client makes them, so that pull requests
+            // expire while the backoff ends.
+            let puller = &nodes[attempt as usize % 2];
+            let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
+            let delivery = loop {
+                let delivery = puller
+                    .pull("s", 1, Duration::from_millis(300))
+                    .await
+                    .expect("pull");
+                if !delivery.is_empty() {
+                    break delivery;
+                }
+                assert!(
+                    tokio::time::Instant::now() < give_up,
+                    "round {round}, attempt {attempt}: no delivery within 10 s"
+                );
+            };
+            assert_eq!(delivery.len(), 1, "round {round}, attempt {attempt}");
+            attempts_seen.push((round, attempt, delivery[0].delivery_attempt));
+            let nacker = &nodes[(attempt as usize + 1) % 2];
+            nacker
+                .modify_ack_deadline("s", &[delivery[0].ack_id.clone()], 0)
+                .await
+                .expect("nack");
+        }
+        let after = nodes[0]
+            .pull("s", 1, Duration::from_secs(3))
+            .await
+            .expect("pull");
+        assert!(
+            after.is_empty(),
+            "round {round}: delivered after the last attempt"
+        );
+    }
+
+    let wrong: Vec<_> = attempts_seen
+        .iter()
+        .filter(|(_, expected, seen)| expected != seen)
+        .collect();
+    assert!(wrong.is_empty(), "(round, expected, seen): {wrong:?}");
+    let dead = nodes[0]
+        .pull("dead-s", ROUNDS, Duration::from_secs(5))
+        .await
+        .expect("pull");
+    assert_eq!(dead.len(), ROUNDS);
+    for task in maintenance {
+        task.abort();
+    }
+}

@@ -200,6 +200,9 @@ impl SharedDelivery {
                     continue;
                 }
             };
+            // NOTE: the attempt is the consumer's delivery count of this stream message. A
+            // message published twice, such as after a retried publish, counts each copy on
+            // its own, so the second copy starts again at 1.
             if let Some(policy) = &spec.dead_letter {
                 if ack.delivered > policy.max_delivery_attempts {
                     let attempts = ack.delivered - 1;
