@@ -98,9 +98,9 @@ async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|_| {
             anyhow::anyhow!(
-                "Pull got no response from {server} within {} s\n\
-                 hint: sluice serve may be waiting for its store; GET {server}/healthz reports \
-                 whether the store is reachable, and with [store] kind = \"jetstream\" check \
+                "Pull timed out after {} s without a response from {server}\n\
+                 hint: sluice serve may be waiting for its store. GET {server}/healthz reports \
+                 whether the store is reachable. With [store] kind = \"jetstream\", check \
                  that nats-server runs at the configured urls",
                 PULL_TIMEOUT.as_secs()
             )

@@ -56,7 +56,7 @@ fn check_url_scheme(url: &str) -> Option<String> {
     }
     Some(format!(
         "urls contains {url:?}, whose scheme {scheme:?} is not one of nats://, tls://, ws:// \
-         and wss://; write it as nats://HOST:PORT"
+         and wss://. Write it as nats://HOST:PORT"
     ))
 }
 
@@ -127,7 +127,7 @@ impl StoreConfig {
                 if let Some(path) = &self.credentials_file {
                     if !path.is_file() {
                         errors.push(format!(
-                            "credentials_file {} does not exist or is not a file; set it to a \
+                            "credentials_file {} does not exist or is not a file. Set it to a \
                              NATS credentials file (a user JWT and NKey seed), or remove it \
                              when the servers need no credentials",
                             path.display()

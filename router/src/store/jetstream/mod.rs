@@ -76,8 +76,11 @@ impl JetStreamStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Unreachable`] naming the URLs when no server responds, or JetStream is
-    /// not enabled on them; [`StoreError::JetStream`] when the catalog cannot be opened.
+    /// [`StoreError::CredentialsFile`] and [`StoreError::InvalidUrl`] for settings that the
+    /// client cannot use. [`StoreError::Unreachable`] naming the URLs when no server
+    /// completes the NATS handshake within the connect timeout, or JetStream is not enabled
+    /// on them. [`StoreError::StreamNotCreated`] when the servers reject the catalog's
+    /// stream, and [`StoreError::JetStream`] when the catalog cannot be opened otherwise.
     pub async fn connect(options: &JetStreamOptions) -> Result<Self, StoreError> {
         let urls = options.urls.join(",");
         let unreachable = |error: String| StoreError::Unreachable {
@@ -414,7 +417,7 @@ impl Store for JetStreamStore {
                 stored = %stored_value,
                 configured = %declared_value,
                 "the configuration differs from the shared subscription, which keeps its \
-                 setting; change it with UpdateSubscription"
+                 stored setting. Change it with UpdateSubscription"
             );
         }
         // The topic, filter and ordering stay as declared, so that a conflict there still
@@ -466,8 +469,8 @@ impl Store for JetStreamStore {
             // While the connection is lost, the client would buffer the publish and send it
             // after reconnecting, so a publish that failed here with a timeout could still be
             // stored later. Rejecting it up front keeps a failed publish from being stored.
-            // NOTE: a connection lost between this check and the write still leaves that
-            // window open for the messages in flight; docs/jetstream.md describes it.
+            // NOTE: a connection lost between this check and the write leaves that window
+            // open for the messages in flight, as docs/jetstream.md describes.
             self.check_connected()?;
             let ack = self
                 .context
