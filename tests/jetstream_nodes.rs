@@ -357,3 +357,212 @@ async fn start_push_endpoint(received: Arc<Mutex<HashSet<String>>>) -> String {
     });
     format!("http://{address}")
 }
+
+/// How long a sluice process or its health check may take to follow a change of the
+/// nats-server: noticing a stop, reconnecting, or failing a start-up.
+const FOLLOW_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads `/healthz` and returns the status code and body; `None` when the request fails.
+async fn health(node: &TestServer) -> Option<(u16, String)> {
+    let response = reqwest::get(format!("{}/healthz", node.url())).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.unwrap_or_default()))
+}
+
+/// Waits until `/healthz` responds with `status`, and returns the body.
+async fn wait_for_health(node: &TestServer, status: u16) -> String {
+    let give_up = tokio::time::Instant::now() + FOLLOW_TIMEOUT;
+    loop {
+        let last = health(node).await;
+        if let Some((code, body)) = &last {
+            if *code == status {
+                return body.clone();
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "/healthz did not respond {status} within {FOLLOW_TIMEOUT:?}; last: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs a sluice command to its end, or kills it by its pid after `limit`. Returns the
+/// exit status, stderr and run time; the status is `None` when the command was killed.
+fn run_within(
+    command: &mut std::process::Command,
+    limit: Duration,
+) -> (Option<std::process::ExitStatus>, String, Duration) {
+    use std::io::Read as _;
+
+    let started = std::time::Instant::now();
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sluice runs");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for sluice") {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            // Child::kill sends SIGKILL to this child's own pid.
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a synchronous wait on a blocking thread"
+        )]
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (status, stderr, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_follows_store_connection() {
+    let mut nats = nats::NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("sluice.toml");
+    std::fs::write(&config_path, config(&nats.url())).expect("write config");
+    let node = start_node(&dir.path().join("node"), &config_path).await;
+    let body = wait_for_health(&node, 200).await;
+    assert_eq!(body, "ok\n");
+
+    nats.kill();
+    let body = wait_for_health(&node, 503).await;
+    assert!(body.contains("store unreachable"), "{body}");
+    assert!(body.contains(&nats.url()), "{body}");
+
+    nats.restart().await;
+    let body = wait_for_health(&node, 200).await;
+    assert_eq!(body, "ok\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_pull_fails_while_store_down() {
+    let mut nats = nats::NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("sluice.toml");
+    std::fs::write(&config_path, config(&nats.url())).expect("write config");
+    let node = start_node(&dir.path().join("node"), &config_path).await;
+    nats.kill();
+    wait_for_health(&node, 503).await;
+
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command.args(["pull", "nodes", "--server", node.url()]);
+    let (status, stderr, elapsed) =
+        tokio::task::spawn_blocking(move || run_within(&mut command, FOLLOW_TIMEOUT * 2))
+            .await
+            .expect("the pull runs");
+
+    let status = status.unwrap_or_else(|| panic!("sluice pull still ran after {elapsed:?}"));
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "took {elapsed:?}: {stderr}"
+    );
+    assert!(
+        stderr.contains("failed to connect to JetStream"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&nats.url()), "{stderr}");
+}
+
+#[test]
+fn silent_port_fails_start_naming_url() {
+    // A port that accepts connections and never writes, as another service's would.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let url = format!("nats://{}", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for socket in listener.incoming().map_while(Result::ok) {
+            held.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("sluice.toml");
+    std::fs::write(&config_path, config(&url)).expect("write config");
+
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config_path);
+    let (status, stderr, elapsed) = run_within(&mut command, FOLLOW_TIMEOUT);
+
+    let status = status.unwrap_or_else(|| panic!("sluice serve still ran after {elapsed:?}"));
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains(&url), "{stderr}");
+    assert!(stderr.contains("timed out"), "{stderr}");
+}
+
+#[test]
+fn rules_check_rejects_bad_store_settings() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.creds").display().to_string();
+    let cases = [
+        (
+            format!(
+                "[store]\nkind = \"jetstream\"\nurls = [\"nats://127.0.0.1:4222\"]\n\
+                 credentials_file = {missing:?}\n"
+            ),
+            missing.clone(),
+        ),
+        (
+            "[store]\nkind = \"jetstream\"\nurls = [\"http://127.0.0.1:4222\"]\n".to_owned(),
+            "\"http://127.0.0.1:4222\"".to_owned(),
+        ),
+    ];
+    for (text, named) in cases {
+        let config_path = dir.path().join("sluice.toml");
+        std::fs::write(&config_path, &text).expect("write config");
+
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["rules", "check"])
+            .arg(&config_path)
+            .output()
+            .expect("sluice rules check runs");
+
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{text}: {stderr}");
+        assert!(stderr.contains(&named), "{text}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_keeps_shared_ack_deadline() {
+    use sluice_proto::google::pubsub::v1::GetSubscriptionRequest;
+
+    let nats = nats::NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first_config = dir.path().join("first.toml");
+    std::fs::write(&first_config, config(&nats.url())).expect("write config");
+    let second_config = dir.path().join("second.toml");
+    let changed = config(&nats.url()).replace("ack_deadline_secs = 10", "ack_deadline_secs = 20");
+    std::fs::write(&second_config, changed).expect("write config");
+    let _first = start_node(&dir.path().join("first"), &first_config).await;
+
+    let mut second = start_node(&dir.path().join("second"), &second_config).await;
+    let mut client = SubscriberClient::new(channel(second.url()));
+    let subscription = client
+        .get_subscription(GetSubscriptionRequest {
+            subscription: SUBSCRIPTION.to_owned(),
+        })
+        .await
+        .expect("the subscription exists")
+        .into_inner();
+
+    assert_eq!(subscription.ack_deadline_seconds, 10);
+    let (_, log) = tokio::task::spawn_blocking(move || second.terminate())
+        .await
+        .expect("the node stops");
+    assert!(log.contains("ack_deadline_secs"), "{log}");
+    assert!(log.contains("UpdateSubscription"), "{log}");
+}

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write as _};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat};
@@ -13,12 +14,17 @@ use serde_json::value::RawValue;
 use sluice_proto::google::protobuf::Timestamp;
 use sluice_proto::google::pubsub::v1::subscriber_client::SubscriberClient;
 use sluice_proto::google::pubsub::v1::{AcknowledgeRequest, PullRequest, ReceivedMessage};
+use tonic::{Code, Status};
 
 use super::{connect, rpc_error, run_command, subscription_resource, ServerArgs};
 use crate::cli::write_stderr;
 
 /// Largest pull response the client reads: room for one 10 MiB message and its envelope.
 const MAX_PULL_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long a pull waits for the server's response. The server itself waits at most a few
+/// seconds for a message, so only a server that is stuck takes this long.
+const PULL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Details printed by `sluice pull --help`.
 const AFTER_LONG_HELP: &str = "\
@@ -58,6 +64,16 @@ pub(crate) struct PullArgs {
     server: ServerArgs,
 }
 
+/// Describes a failed Pull. A server whose JetStream store is unreachable responds
+/// UNAVAILABLE with a message that names the store and its fix, so the generic hint that the
+/// server itself may be down is left out.
+fn pull_error(server: &str, status: &Status) -> anyhow::Error {
+    if status.code() == Code::Unavailable && status.message().contains("JetStream") {
+        return anyhow::anyhow!("Pull failed: UNAVAILABLE: {}", status.message());
+    }
+    rpc_error(server, "Pull", status)
+}
+
 /// Runs `sluice pull` and returns its exit status.
 pub(crate) fn run(args: PullArgs) -> ExitCode {
     run_command(pull(args))
@@ -78,10 +94,18 @@ async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
         return_immediately: false,
         max_messages: args.max,
     };
-    let received = client
-        .pull(request)
+    let received = tokio::time::timeout(PULL_TIMEOUT, client.pull(request))
         .await
-        .map_err(|status| rpc_error(&server, "Pull", &status))?
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "Pull timed out after {} s without a response from {server}\n\
+                 hint: sluice serve may be waiting for its store. GET {server}/healthz reports \
+                 whether the store is reachable. With [store] kind = \"jetstream\", check \
+                 that nats-server runs at the configured urls",
+                PULL_TIMEOUT.as_secs()
+            )
+        })?
+        .map_err(|status| pull_error(&server, &status))?
         .into_inner()
         .received_messages;
     if received.is_empty() {

@@ -44,6 +44,22 @@ impl Default for StoreConfig {
     }
 }
 
+/// URL schemes that the NATS client connects with.
+const URL_SCHEMES: [&str; 4] = ["nats", "tls", "ws", "wss"];
+
+/// Returns an error for a URL with a scheme that the NATS client does not support. A URL
+/// without a scheme, such as `127.0.0.1:4222`, is valid: the client reads it as nats://.
+fn check_url_scheme(url: &str) -> Option<String> {
+    let (scheme, _) = url.split_once("://")?;
+    if URL_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
+        return None;
+    }
+    Some(format!(
+        "urls contains {url:?}, whose scheme {scheme:?} is not one of nats://, tls://, ws:// \
+         and wss://. Write it as nats://HOST:PORT"
+    ))
+}
+
 fn default_kind() -> String {
     "sled".to_owned()
 }
@@ -104,6 +120,18 @@ impl StoreConfig {
                 for url in &self.urls {
                     if url.trim().is_empty() {
                         errors.push("urls contains an empty URL".to_owned());
+                    } else if let Some(error) = check_url_scheme(url) {
+                        errors.push(error);
+                    }
+                }
+                if let Some(path) = &self.credentials_file {
+                    if !path.is_file() {
+                        errors.push(format!(
+                            "credentials_file {} does not exist or is not a file. Set it to a \
+                             NATS credentials file (a user JWT and NKey seed), or remove it \
+                             when the servers need no credentials",
+                            path.display()
+                        ));
                     }
                 }
                 if !REPLICAS.contains(&self.replicas) {
@@ -159,10 +187,14 @@ mod tests {
 
     #[test]
     fn jetstream_table_selects_jetstream() {
-        let spec = parse(
+        let dir = tempfile::tempdir().expect("temp dir");
+        let creds = dir.path().join("sluice.creds");
+        std::fs::write(&creds, "").expect("write the credentials file");
+        let spec = parse(&format!(
             "kind = \"jetstream\"\nurls = [\"nats://a:4222\", \"nats://b:4222\"]\n\
-             credentials_file = \"/etc/sluice.creds\"\nreplicas = 3",
-        )
+             credentials_file = {:?}\nreplicas = 3",
+            creds.display().to_string()
+        ))
         .validate()
         .expect("valid");
 
@@ -175,10 +207,7 @@ mod tests {
         };
         assert_eq!(objects_folder, None, "the object store by default");
         assert_eq!(options.urls, ["nats://a:4222", "nats://b:4222"]);
-        assert_eq!(
-            options.credentials_file,
-            Some(PathBuf::from("/etc/sluice.creds"))
-        );
+        assert_eq!(options.credentials_file, Some(creds));
         assert_eq!(options.replicas, 3);
     }
 
@@ -234,6 +263,51 @@ mod tests {
             .expect_err("invalid");
             assert!(errors[0].contains("1 to 5"), "{replicas}: {errors:?}");
         }
+    }
+
+    #[test]
+    fn url_with_other_scheme_is_rejected() {
+        for url in ["http://a:4222", "https://a:4222", "tcp://a:4222"] {
+            let errors = parse(&format!("kind = \"jetstream\"\nurls = [\"{url}\"]"))
+                .validate()
+                .expect_err("invalid");
+            assert_eq!(errors.len(), 1, "{url}: {errors:?}");
+            assert!(errors[0].contains(url), "{url}: {errors:?}");
+            assert!(errors[0].contains("nats://"), "{url}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn urls_with_nats_schemes_are_accepted() {
+        for url in [
+            "nats://a:4222",
+            "tls://a:4222",
+            "ws://a:80",
+            "wss://a:443",
+            "a:4222",
+        ] {
+            let result = parse(&format!("kind = \"jetstream\"\nurls = [\"{url}\"]")).validate();
+            assert!(result.is_ok(), "{url}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn missing_credentials_file_is_rejected() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("missing.creds");
+        let text = format!(
+            "kind = \"jetstream\"\nurls = [\"nats://a:4222\"]\ncredentials_file = {:?}",
+            path.display().to_string()
+        );
+
+        let errors = parse(&text).validate().expect_err("invalid");
+
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains(&path.display().to_string()),
+            "{errors:?}"
+        );
+        assert!(errors[0].contains("does not exist"), "{errors:?}");
     }
 
     #[test]

@@ -5,27 +5,39 @@ use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use opentelemetry::propagation::Extractor;
+use sluice_router::deliver::Broker;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::metrics::Metrics;
 
 /// `GET /healthz` and `GET /metrics`.
-pub(crate) fn routes(metrics: Arc<Metrics>) -> Router {
-    Router::new()
+pub(crate) fn routes(metrics: Arc<Metrics>, broker: Arc<Broker>) -> Router {
+    let health = Router::new()
         .route("/healthz", get(healthz))
+        .with_state(broker);
+    Router::new()
         .route("/metrics", get(render_metrics))
         .with_state(metrics)
+        .merge(health)
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Responds 200 `ok` while the store can serve requests, and 503 with the store's error
+/// otherwise, such as while the connection to JetStream is lost.
+async fn healthz(State(broker): State<Arc<Broker>>) -> Response {
+    match broker.store().check_health() {
+        Ok(()) => "ok\n".into_response(),
+        Err(err) => {
+            let body = format!("store unreachable: {err}\n");
+            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+        }
+    }
 }
 
 async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {

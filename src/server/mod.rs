@@ -235,8 +235,9 @@ async fn build(
         }
     }
     for subscription in &config.subscriptions {
+        let spec = broker.store().declared_subscription(subscription.clone());
         broker
-            .create_subscription(subscription.clone())
+            .create_subscription(spec)
             .await
             .with_context(|| format!("failed to create subscription {:?}", subscription.name))?;
     }
@@ -283,7 +284,10 @@ fn app(
     .add_service(SubscriberServer::new(pubsub.clone()).max_decoding_message_size(max_request_bytes))
     .add_service(logging::grpc_service(service.ingestor.clone()));
     grpc.into_axum_router()
-        .merge(http::routes(service.metrics.clone()))
+        .merge(http::routes(
+            service.metrics.clone(),
+            service.broker.clone(),
+        ))
         .merge(logging::routes(service.ingestor.clone()))
         .merge(storage::routes(service.storage.clone(), max_upload_bytes))
         .merge(pubsub_rest::routes(pubsub))

@@ -96,6 +96,11 @@ pub(crate) fn from_store(err: &StoreError) -> Status {
         StoreError::Unreachable { .. } | StoreError::JetStream { .. } => {
             Status::unavailable(err.to_string())
         }
+        // These occur only while connecting at start-up, which a request never waits for.
+        StoreError::CredentialsFile { .. } | StoreError::InvalidUrl { .. } => {
+            Status::unavailable(err.to_string())
+        }
+        StoreError::StreamNotCreated { .. } => Status::failed_precondition(err.to_string()),
         StoreError::Unsupported { .. } => Status::unimplemented(err.to_string()),
         StoreError::TooLarge { .. } => Status::invalid_argument(err.to_string()),
     }
@@ -121,7 +126,10 @@ pub(crate) fn storage_code(err: &StorageError) -> Code {
             | BucketError::NotFound { .. }
             | BucketError::NotificationNotFound { .. } => Code::NotFound,
             BucketError::BucketExists { .. } => Code::AlreadyExists,
-            BucketError::BucketNotEmpty { .. } => Code::FailedPrecondition,
+            // A retry fails the same way until versions are deleted or the limit is raised.
+            BucketError::BucketNotEmpty { .. } | BucketError::IndexFull { .. } => {
+                Code::FailedPrecondition
+            }
             BucketError::Io { .. } | BucketError::Corrupt { .. } => Code::Internal,
         },
         // The change was stored, so a retry would repeat it. INTERNAL shows the client that

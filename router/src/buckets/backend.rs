@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use async_nats::jetstream;
+use tracing::{info, warn};
 
 use super::error::BucketError;
 use super::jetstream::JetStreamBuckets;
@@ -14,6 +17,11 @@ use super::notify::NotificationConfig;
 use super::object::ObjectResource;
 use super::state::{BucketInfo, Listing, ObjectChange};
 use super::store::FolderBuckets;
+
+/// Age from which object bytes that no bucket index lists are removed when the buckets
+/// open on JetStream. A write stores its bytes before the index lists them, and a write
+/// takes far less than this, so younger bytes may belong to a write in progress.
+const UNLISTED_BYTES_AGE: Duration = Duration::from_secs(3600);
 
 /// An object store with Cloud Storage semantics: buckets of objects with generations,
 /// metagenerations, versioning and notification configs.
@@ -88,10 +96,35 @@ impl Buckets {
         objects_folder: Option<PathBuf>,
     ) -> Result<Self, BucketError> {
         let shared = JetStreamBuckets::open(context, replicas, objects_folder).await?;
+        // A failed sweep leaves only unused bytes, so the buckets open anyway.
+        match shared.sweep_unlisted_bytes(UNLISTED_BYTES_AGE).await {
+            Ok(0) => {}
+            Ok(removed) => info!(removed, "removed object bytes that no bucket index lists"),
+            Err(err) => {
+                warn!(error = %err, "removing object bytes that no bucket index lists failed")
+            }
+        }
         Ok(Self {
             root: root.into(),
             backend: Backend::JetStream(Box::new(shared)),
         })
+    }
+
+    /// Removes the object bytes on JetStream, or in the folder of object bytes, that no
+    /// bucket index lists and that were stored more than `older_than` ago. Returns how many
+    /// it removed. [`open_jetstream`](Self::open_jetstream) does this for bytes older than
+    /// an hour. The folder store removes its unreferenced files when it opens, and this
+    /// returns 0 for it.
+    ///
+    /// # Errors
+    ///
+    /// [`BucketError::Io`] when the indexes or bytes cannot be listed, or bytes cannot be
+    /// removed.
+    pub fn sweep_unlisted_bytes(&self, older_than: Duration) -> Result<usize, BucketError> {
+        match &self.backend {
+            Backend::Folder(_) => Ok(0),
+            Backend::JetStream(shared) => shared.block_on(shared.sweep_unlisted_bytes(older_than)),
+        }
     }
 
     /// Returns whether the buckets are on JetStream, shared with other nodes.

@@ -77,6 +77,22 @@ pub enum BucketError {
         /// The problem and its fix.
         reason: String,
     },
+    /// A change that would make a bucket's index larger than the NATS servers accept as one
+    /// key-value value.
+    #[error(
+        "bucket {bucket:?} is full: its index would be {size} bytes, over the limit of {limit} \
+         bytes that the servers' max_payload sets for one key-value value; delete object \
+         versions, noncurrent ones included, or raise max_payload in the nats-server \
+         configuration"
+    )]
+    IndexFull {
+        /// The bucket's name.
+        bucket: String,
+        /// The encoded index after the change, in bytes.
+        size: usize,
+        /// The largest index the servers accept, in bytes.
+        limit: usize,
+    },
     /// A file operation failed.
     #[error("{operation} {} failed: {source}", .path.display())]
     Io {

@@ -15,8 +15,9 @@
 //! the file of that path in a folder that every node mounts. They are written before the
 //! index lists them.
 //!
-//! NOTE: bytes that a node stored before it stopped, and that no index lists because the
-//! index write never happened, stay in the object store or folder. Nothing removes them yet.
+//! Bytes that a node stored before it stopped, and that no index lists because the index
+//! write never happened, stay until a node opens the buckets more than an hour later
+//! (`sweep.rs`).
 
 use std::io;
 use std::path::PathBuf;
@@ -38,18 +39,26 @@ use super::object::{
 };
 use super::objects::{check_name, find_version, not_found};
 use super::state::{Applied, BucketInfo, BucketState, Listing, ObjectChange};
-use crate::store::jetstream::create_kv_stream;
+use crate::store::jetstream::{create_kv_stream, stream_not_created};
+
+mod sweep;
 
 /// The key-value bucket of the bucket indexes and generation counters.
 pub const INDEX_BUCKET: &str = "sluice_buckets";
 /// The object store of the object bytes.
 pub const OBJECT_STORE: &str = "sluice_objects";
+/// Bytes of a key-value write's headers, such as the expected revision, kept free beside
+/// the index under the servers' max_payload. async-nats 0.45 sends one header with an
+/// update, `Nats-Expected-Last-Subject-Sequence`, which takes under 100 bytes.
+const INDEX_HEADER_ALLOWANCE: usize = 256;
 const INDEX_PREFIX: &str = "bucket.";
 const GENERATION_PREFIX: &str = "generation.";
 
 /// Bucket indexes on a key-value bucket and bytes in an object store.
 pub(crate) struct JetStreamBuckets {
     index: kv::Store,
+    /// The connection, for the servers' max_payload.
+    client: async_nats::Client,
     objects: ObjectBytes,
     runtime: Handle,
 }
@@ -113,6 +122,7 @@ impl JetStreamBuckets {
         };
         Ok(Self {
             index,
+            client: context.client(),
             objects,
             runtime: Handle::current(),
         })
@@ -120,7 +130,7 @@ impl JetStreamBuckets {
 
     /// Runs one async operation to its end. Callers are blocking threads, never the
     /// runtime's own workers, as for the folder backend.
-    fn block_on<T>(&self, operation: impl std::future::Future<Output = T>) -> T {
+    pub(super) fn block_on<T>(&self, operation: impl std::future::Future<Output = T>) -> T {
         self.runtime.block_on(operation)
     }
 
@@ -145,6 +155,25 @@ impl JetStreamBuckets {
             revision: entry.revision,
             state,
         }))
+    }
+
+    /// Checks that an encoded index fits in one key-value write. A larger write would make
+    /// the server close the connection that every request of this node shares, and the
+    /// write would end in a timeout.
+    fn check_index_size(&self, name: &str, encoded: &[u8]) -> Result<(), BucketError> {
+        let limit = self
+            .client
+            .server_info()
+            .max_payload
+            .saturating_sub(INDEX_HEADER_ALLOWANCE);
+        if encoded.len() > limit {
+            return Err(BucketError::IndexFull {
+                bucket: name.to_owned(),
+                size: encoded.len(),
+                limit,
+            });
+        }
+        Ok(())
     }
 
     async fn load_existing(&self, name: &str) -> Result<Loaded, BucketError> {
@@ -173,9 +202,11 @@ impl JetStreamBuckets {
             if !changed {
                 return Ok(result);
             }
+            let encoded = encode_index(&state);
+            self.check_index_size(name, &encoded)?;
             match self
                 .index
-                .update(key.as_str(), encode_index(&state).into(), revision)
+                .update(key.as_str(), encoded.into(), revision)
                 .await
             {
                 Ok(_) => return Ok(result),
@@ -679,7 +710,10 @@ async fn open_object_store(
             ..Default::default()
         })
         .await
-        .map_err(|err| failure("creating", OBJECT_STORE, err))
+        .map_err(|err| {
+            let error = stream_not_created(&format!("OBJ_{OBJECT_STORE}"), replicas, err);
+            failure("creating", OBJECT_STORE, error)
+        })
 }
 
 fn blob_path(folder: &std::path::Path, bucket: &str, generation: i64) -> PathBuf {

@@ -35,6 +35,9 @@ use crate::store::{
 /// pull instead.
 const MIN_SERVER_WAIT: Duration = Duration::from_millis(10);
 
+/// How long a fetch may take beyond the wait it asked the servers for.
+const FETCH_GRACE: Duration = Duration::from_secs(5);
+
 /// How long an acknowledgement waits for the server's confirmation.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -126,6 +129,9 @@ impl SharedDelivery {
         max_bytes: usize,
         wait: Duration,
     ) -> Result<Vec<Delivery>, BrokerError> {
+        // A pull request sent while the connection is lost gets no response, so the pull
+        // fails at once instead.
+        self.store.check_connected()?;
         let subscription = self.subscription(name).await?;
         let Some(consumer) = &subscription.consumer else {
             tokio::time::sleep(wait).await;
@@ -142,7 +148,14 @@ impl SharedDelivery {
             } else {
                 max.max(1)
             };
-            let fetched = fetch(consumer, batch, remaining).await?;
+            // A connection lost during the fetch leaves it without a response, and a fetch
+            // without a wait has no timeout of its own.
+            let fetching = fetch(consumer, batch, remaining);
+            let Ok(fetched) = tokio::time::timeout(remaining + FETCH_GRACE, fetching).await else {
+                self.store.check_connected()?;
+                return Ok(Vec::new());
+            };
+            let fetched = fetched?;
             let deliveries = self
                 .settle_fetched(name, &subscription, fetched, max_bytes)
                 .await;
@@ -187,6 +200,9 @@ impl SharedDelivery {
                     continue;
                 }
             };
+            // NOTE: the attempt is the consumer's delivery count of this stream message. A
+            // message published twice, such as after a retried publish, counts each copy on
+            // its own, so the second copy starts again at 1.
             if let Some(policy) = &spec.dead_letter {
                 if ack.delivered > policy.max_delivery_attempts {
                     let attempts = ack.delivered - 1;

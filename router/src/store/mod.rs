@@ -188,6 +188,53 @@ pub struct SubscriptionSpec {
     pub push: Option<PushConfig>,
 }
 
+impl SubscriptionSpec {
+    /// Lists the settings that can change after creation and differ between `self` and
+    /// `other`, as `(setting, value in self, value in other)`.
+    pub fn changed_settings(
+        &self,
+        other: &SubscriptionSpec,
+    ) -> Vec<(&'static str, String, String)> {
+        let mut changed = Vec::new();
+        let mut compare = |setting, mine: String, theirs: String| {
+            if mine != theirs {
+                changed.push((setting, mine, theirs));
+            }
+        };
+        compare(
+            "ack_deadline_secs",
+            self.ack_deadline_secs.to_string(),
+            other.ack_deadline_secs.to_string(),
+        );
+        compare(
+            "dead_letter",
+            format!("{:?}", self.dead_letter),
+            format!("{:?}", other.dead_letter),
+        );
+        compare(
+            "retry_policy",
+            format!("{:?}", self.retry_policy),
+            format!("{:?}", other.retry_policy),
+        );
+        compare(
+            "message_retention_secs",
+            self.message_retention_secs.to_string(),
+            other.message_retention_secs.to_string(),
+        );
+        compare(
+            "retain_acked_messages",
+            self.retain_acked_messages.to_string(),
+            other.retain_acked_messages.to_string(),
+        );
+        compare(
+            "push",
+            format!("{:?}", self.push),
+            format!("{:?}", other.push),
+        );
+        changed
+    }
+}
+
 /// The push endpoint of a subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushConfig {
@@ -450,7 +497,7 @@ pub enum StoreError {
     /// The store is shutting down and accepts no more writes.
     #[error("the store is closed")]
     Closed,
-    /// No JetStream server could be reached at start-up.
+    /// No JetStream server could be reached at start-up, or the connection to it is lost.
     #[error(
         "failed to connect to JetStream at {urls}: {error}. Check that nats-server runs there \
          with JetStream enabled (-js), or change [store] urls"
@@ -460,6 +507,45 @@ pub enum StoreError {
         urls: String,
         /// The client's error.
         error: String,
+    },
+    /// The NATS credentials file could not be read.
+    #[error(
+        "failed to read the NATS credentials file {path} of [store] credentials_file: {error}. \
+         Set credentials_file to a readable file with a user JWT and NKey seed, or remove it \
+         when the servers need no credentials"
+    )]
+    CredentialsFile {
+        /// The configured path.
+        path: PathBuf,
+        /// The client's error.
+        error: String,
+    },
+    /// A server URL that the NATS client cannot use.
+    #[error(
+        "invalid JetStream server URL {url:?} in [store] urls: {error}. Write it as \
+         nats://HOST:PORT, or with tls://, ws:// or wss://"
+    )]
+    InvalidUrl {
+        /// The configured URL.
+        url: String,
+        /// The client's error.
+        error: String,
+    },
+    /// A stream that JetStream did not create with the configured replicas.
+    #[error(
+        "JetStream failed to create stream {stream} with [store] replicas = {replicas}: \
+         {error}{hint}"
+    )]
+    StreamNotCreated {
+        /// The stream's name; a key-value bucket `B` is the stream `KV_B`, and an object
+        /// store `O` is the stream `OBJ_O`.
+        stream: String,
+        /// The configured replicas.
+        replicas: usize,
+        /// The server's error.
+        error: String,
+        /// The fix to append, starting with ". ", or empty when the error gives no clue.
+        hint: &'static str,
     },
     /// A message larger than the NATS server accepts in one publish.
     #[error(
@@ -566,6 +652,27 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         spec: SubscriptionSpec,
     ) -> Result<SubscriptionRecord, StoreError>;
+
+    /// Returns the settings that a subscription declared in this node's configuration is
+    /// created or updated with at start-up.
+    ///
+    /// The default returns `spec`, so the configuration sets the subscription. A store that
+    /// several nodes share keeps the changeable settings of an existing subscription
+    /// instead, because they belong to the subscription and UpdateSubscription changes them,
+    /// and logs a warning for each one that `spec` would change.
+    fn declared_subscription(&self, spec: SubscriptionSpec) -> SubscriptionSpec {
+        spec
+    }
+
+    /// Checks that the store can serve requests now, for the health endpoint.
+    ///
+    /// # Errors
+    ///
+    /// The reason it cannot, such as [`StoreError::Unreachable`] while the connection to a
+    /// JetStream server is lost.
+    fn check_health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Returns the topics, ordered by name.
     fn topics(&self) -> Vec<TopicRecord>;

@@ -27,18 +27,34 @@ pub struct NatsServer {
     pub name: String,
     store_dir: tempfile::TempDir,
     routes: Vec<u16>,
+    /// A configuration file that the server reads, for settings with no command-line flag.
+    config_file: Option<std::path::PathBuf>,
 }
 
 impl NatsServer {
     /// Starts a standalone server and waits until it accepts connections.
     pub async fn start() -> NatsServer {
+        NatsServer::start_with_config("").await
+    }
+
+    /// Starts a standalone server that also reads `config`, in nats-server's configuration
+    /// format, such as `max_payload: 4096`. The command-line flags for the port, name and
+    /// store directory take precedence over it.
+    pub async fn start_with_config(config: &str) -> NatsServer {
+        let store_dir = tempfile::tempdir().expect("temp dir for the JetStream store");
+        let config_file = (!config.is_empty()).then(|| {
+            let path = store_dir.path().join("nats-server.conf");
+            std::fs::write(&path, config).expect("write the nats-server configuration");
+            path
+        });
         let mut server = NatsServer {
             child: None,
             port: free_port(),
             cluster_port: None,
             name: "sluice-test".to_owned(),
-            store_dir: tempfile::tempdir().expect("temp dir for the JetStream store"),
+            store_dir,
             routes: Vec::new(),
+            config_file,
         };
         server.spawn().await;
         server
@@ -66,6 +82,9 @@ impl NatsServer {
 
     async fn spawn(&mut self) {
         let mut command = Command::new("nats-server");
+        if let Some(config_file) = &self.config_file {
+            command.arg("-c").arg(config_file);
+        }
         command
             .arg("-js")
             .args(["-a", "127.0.0.1"])
@@ -124,6 +143,7 @@ impl NatsCluster {
                 name: format!("sluice-test-{i}"),
                 store_dir: tempfile::tempdir().expect("temp dir for the JetStream store"),
                 routes: cluster_ports.clone(),
+                config_file: None,
             });
         }
         for server in &mut servers {

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::warn;
 
-use super::{failed, JetStreamOptions};
+use super::{failed, stream_not_created, JetStreamOptions};
 use crate::store::{StoreError, SubscriptionRecord, TopicRecord};
 
 /// The key-value bucket that holds the catalog.
@@ -326,9 +326,10 @@ pub(crate) async fn create_kv_stream(
     replicas: usize,
 ) -> Result<(), StoreError> {
     use async_nats::jetstream::stream;
+    let name = format!("KV_{bucket}");
     jetstream
         .get_or_create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
+            name: name.clone(),
             description: Some(description.to_owned()),
             subjects: vec![format!("$KV.{bucket}.>")],
             max_messages_per_subject: 1,
@@ -342,7 +343,7 @@ pub(crate) async fn create_kv_stream(
         })
         .await
         .map(|_| ())
-        .map_err(|err| failed("create a key-value bucket", err))
+        .map_err(|err| stream_not_created(&name, replicas, err))
 }
 
 fn write(cache: &RwLock<CatalogCache>) -> std::sync::RwLockWriteGuard<'_, CatalogCache> {

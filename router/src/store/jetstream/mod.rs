@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream;
 use async_trait::async_trait;
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use super::{
     CommitListener, NewMessage, PendingEntry, Published, SeekTarget, SnapshotRecord, Store,
@@ -67,6 +67,8 @@ pub struct JetStreamStore {
     context: jetstream::Context,
     catalog: Catalog,
     replicas: usize,
+    /// The configured server URLs, comma-separated, for errors.
+    urls: String,
 }
 
 impl JetStreamStore {
@@ -74,8 +76,11 @@ impl JetStreamStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Unreachable`] naming the URLs when no server responds, or JetStream is
-    /// not enabled on them; [`StoreError::JetStream`] when the catalog cannot be opened.
+    /// [`StoreError::CredentialsFile`] and [`StoreError::InvalidUrl`] for settings that the
+    /// client cannot use. [`StoreError::Unreachable`] naming the URLs when no server
+    /// completes the NATS handshake within the connect timeout, or JetStream is not enabled
+    /// on them. [`StoreError::StreamNotCreated`] when the servers reject the catalog's
+    /// stream, and [`StoreError::JetStream`] when the catalog cannot be opened otherwise.
     pub async fn connect(options: &JetStreamOptions) -> Result<Self, StoreError> {
         let urls = options.urls.join(",");
         let unreachable = |error: String| StoreError::Unreachable {
@@ -85,8 +90,9 @@ impl JetStreamStore {
         let connect_options = match &options.credentials_file {
             Some(path) => async_nats::ConnectOptions::with_credentials_file(path.clone())
                 .await
-                .map_err(|err| {
-                    unreachable(format!("credentials file {}: {err}", path.display()))
+                .map_err(|err| StoreError::CredentialsFile {
+                    path: path.clone(),
+                    error: err.to_string(),
                 })?,
             None => async_nats::ConnectOptions::new(),
         };
@@ -95,14 +101,31 @@ impl JetStreamStore {
             .iter()
             .map(|url| {
                 url.parse::<async_nats::ServerAddr>()
-                    .map_err(|err| unreachable(format!("invalid server URL {url:?}: {err}")))
+                    .map_err(|err| StoreError::InvalidUrl {
+                        url: url.clone(),
+                        error: err.to_string(),
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let client = connect_options
+        // The client's connection timeout bounds the TCP connect, but not the wait for the
+        // server's INFO line, so a port that accepts connections and never speaks NATS would
+        // hold start-up forever without this outer timeout.
+        let connecting = connect_options
             .connection_timeout(options.connect_timeout)
             .name("sluice")
-            .connect(addresses)
+            .event_callback({
+                let urls = urls.clone();
+                move |event| log_connection_event(urls.clone(), event)
+            })
+            .connect(addresses);
+        let client = tokio::time::timeout(options.connect_timeout, connecting)
             .await
+            .map_err(|_| {
+                unreachable(format!(
+                    "timed out after {} s waiting for the server's NATS handshake",
+                    options.connect_timeout.as_secs_f64()
+                ))
+            })?
             .map_err(|err| unreachable(err.to_string()))?;
         let context = jetstream::new(client.clone());
         // Only a server with JetStream enabled responds to the account information request. Its
@@ -125,7 +148,30 @@ impl JetStreamStore {
             context,
             catalog,
             replicas: options.replicas,
+            urls,
         })
+    }
+
+    /// Checks that the client is connected to a server now.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unreachable`] naming the URLs while the connection is lost and the
+    /// client is reconnecting.
+    pub fn check_connected(&self) -> Result<(), StoreError> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            state => Err(StoreError::Unreachable {
+                urls: self.urls.clone(),
+                error: format!(
+                    "the connection is {}, and the client keeps reconnecting",
+                    match state {
+                        async_nats::connection::State::Pending => "not yet established",
+                        _ => "lost",
+                    }
+                ),
+            }),
+        }
     }
 
     /// Returns the JetStream context, for the broker's consumers.
@@ -247,6 +293,45 @@ impl JetStreamStore {
     }
 }
 
+/// Logs the changes of the connection's state, which the client reports once each.
+async fn log_connection_event(urls: String, event: async_nats::Event) {
+    match event {
+        async_nats::Event::Connected => info!(urls = %urls, "connected to NATS"),
+        async_nats::Event::Disconnected => {
+            warn!(urls = %urls, "connection to NATS lost, so requests fail until the client reconnects");
+        }
+        // The client reports these for each message a full subscription drops, so they
+        // are too many for a warning each.
+        async_nats::Event::SlowConsumer(_) => debug!(urls = %urls, "NATS subscription full"),
+        other => warn!(urls = %urls, event = %other, "NATS connection event"),
+    }
+}
+
+/// Wraps the error of a failed stream creation as [`StoreError::StreamNotCreated`], with a
+/// hint when the servers rejected the replica count.
+pub(crate) fn stream_not_created(
+    stream: &str,
+    replicas: usize,
+    error: impl std::fmt::Display,
+) -> StoreError {
+    let error = error.to_string();
+    // nats-server 2.9.10 rejects replicas above 1 on a standalone server with "replicas > 1
+    // not supported in non-clustered mode" (tested). More replicas than cluster servers are
+    // expected to fail with "insufficient resources", which no test checks.
+    let about_replicas = error.contains("replicas") || error.contains("insufficient resources");
+    StoreError::StreamNotCreated {
+        stream: stream.to_owned(),
+        replicas,
+        error,
+        hint: if about_replicas {
+            ". A stream with N replicas needs a JetStream cluster of at least N servers: \
+             lower [store] replicas, or add servers to the cluster"
+        } else {
+            ""
+        },
+    }
+}
+
 /// Wraps a client error as [`StoreError::JetStream`].
 pub(crate) fn failed(operation: &'static str, error: impl std::fmt::Display) -> StoreError {
     StoreError::JetStream {
@@ -320,6 +405,36 @@ impl Store for JetStreamStore {
         Ok(record)
     }
 
+    fn declared_subscription(&self, spec: SubscriptionSpec) -> SubscriptionSpec {
+        let Some(stored) = self.catalog.cache().subscription(&spec.name) else {
+            return spec;
+        };
+        let changed = stored.spec.changed_settings(&spec);
+        for (setting, stored_value, declared_value) in &changed {
+            warn!(
+                subscription = %spec.name,
+                setting,
+                stored = %stored_value,
+                configured = %declared_value,
+                "the configuration differs from the shared subscription, which keeps its \
+                 stored setting. Change it with UpdateSubscription"
+            );
+        }
+        // The topic, filter and ordering stay as declared, so that a conflict there still
+        // fails the start.
+        SubscriptionSpec {
+            name: spec.name,
+            topic: spec.topic,
+            filter: spec.filter,
+            enable_message_ordering: spec.enable_message_ordering,
+            ..stored.spec
+        }
+    }
+
+    fn check_health(&self) -> Result<(), StoreError> {
+        self.check_connected()
+    }
+
     fn topics(&self) -> Vec<TopicRecord> {
         self.catalog.cache().topics()
     }
@@ -351,6 +466,12 @@ impl Store for JetStreamStore {
                     limit,
                 });
             }
+            // While the connection is lost, the client would buffer the publish and send it
+            // after reconnecting, so a publish that failed here with a timeout could still be
+            // stored later. Rejecting it up front keeps a failed publish from being stored.
+            // NOTE: a connection lost between this check and the write leaves that window
+            // open for the messages in flight, as docs/jetstream.md describes.
+            self.check_connected()?;
             let ack = self
                 .context
                 .publish(streams::subject(topic.id), payload)

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream::{self, consumer, stream};
 use serde::{Deserialize, Serialize};
 
-use super::failed;
+use super::{failed, stream_not_created};
 use crate::store::{
     NewMessage, StoreError, StoredMessage, SubscriptionRecord, TopicRecord, DEFAULT_RETENTION_SECS,
 };
@@ -54,17 +54,18 @@ pub(super) async fn ensure_stream(
         max_age: Duration::from_secs(max_age_secs),
         ..Default::default()
     };
+    let name = config.name.clone();
     match context.get_stream(&config.name).await {
         Ok(_) => context
             .update_stream(config)
             .await
             .map(|_| ())
-            .map_err(|err| failed("update the topic's stream", err)),
+            .map_err(|err| stream_not_created(&name, replicas, err)),
         Err(_) => context
             .get_or_create_stream(config)
             .await
             .map(|_| ())
-            .map_err(|err| failed("create the topic's stream", err)),
+            .map_err(|err| stream_not_created(&name, replicas, err)),
     }
 }
 
