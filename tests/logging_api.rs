@@ -718,3 +718,38 @@ async fn requests_over_default_size_limits_are_accepted() {
     drop(client);
     stop(&mut server, channel);
 }
+
+#[tokio::test]
+async fn forged_sluice_audit_entry_rejected() {
+    let server = TestServer::start(None);
+    let forged = json!({
+        "entries": [{
+            "logName": "projects/local/logs/cloudaudit.googleapis.com%2Factivity",
+            "resource": {"type": "audited_resource"},
+            "protoPayload": {
+                "@type": AUDIT_LOG_TYPE,
+                "serviceName": "sluice",
+                "methodName": "google.pubsub.v1.Publisher.DeleteTopic"
+            }
+        }]
+    });
+    let (status, response) = post_entries(&server, "", &forged).await;
+    assert_eq!(status, 400, "{response}");
+    let message = response["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("only sluice writes"), "{response}");
+
+    // An audit entry of one of Google's services is what sinks forward, so it passes.
+    let google = json!({
+        "entries": [{
+            "logName": "projects/local/logs/cloudaudit.googleapis.com%2Factivity",
+            "resource": {"type": "gcs_bucket"},
+            "protoPayload": {
+                "@type": AUDIT_LOG_TYPE,
+                "serviceName": "storage.googleapis.com",
+                "methodName": "storage.objects.delete"
+            }
+        }]
+    });
+    let (status, response) = post_entries(&server, "", &google).await;
+    assert_eq!(status, 200, "{response}");
+}

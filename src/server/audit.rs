@@ -143,6 +143,38 @@ async fn ingest_entries(
     }
 }
 
+/// The error of a written entry that claims to be one of sluice's own audit entries.
+pub(crate) const FORGED_AUDIT_ENTRY: &str = "the entry claims to be an audit entry of sluice \
+    itself (protoPayload.serviceName \"sluice\" in a cloudaudit.googleapis.com log), which only \
+    sluice writes. Write it under another log name or service name.";
+
+/// Returns whether a LogEntry from a client claims to be one of sluice's own audit entries,
+/// which sinks that alert on them would take for genuine. Audit entries of Google's services
+/// pass, because sluice routes those.
+pub(crate) fn claims_sluice_audit(entry: &serde_json::Map<String, Value>) -> bool {
+    let audit_log = entry
+        .get("logName")
+        .and_then(Value::as_str)
+        .is_some_and(|name| name.contains("/logs/cloudaudit.googleapis.com"));
+    let from_sluice = entry
+        .get("protoPayload")
+        .and_then(|payload| payload.get("serviceName"))
+        .and_then(Value::as_str)
+        .is_some_and(|service| service == "sluice");
+    audit_log && from_sluice
+}
+
+/// Returns the index of the first entry of a batch of JSON LogEntries that claims to be one
+/// of sluice's own audit entries. Only entries that contain both names are parsed.
+pub(crate) fn first_forged_entry(entries: &[String]) -> Option<usize> {
+    entries.iter().position(|entry| {
+        entry.contains("cloudaudit.googleapis.com")
+            && entry.contains("\"sluice\"")
+            && serde_json::from_str::<serde_json::Map<String, Value>>(entry)
+                .is_ok_and(|json| claims_sluice_audit(&json))
+    })
+}
+
 /// Returns the LogEntry JSON of one record, in the shape of a Cloud Audit Log entry.
 pub(crate) fn log_entry(record: &AuditRecord, project: &str) -> Value {
     let log = if record.admin {

@@ -184,10 +184,16 @@ impl LogIngest for Ingestor {
                         }
                     };
                     let sequence = batch.sequence;
-                    let result = ingestor
-                        .ingest_streamed(batch.entries, &stream_span)
-                        .await
-                        .map(|routed| ack(sequence, routed));
+                    let result = match super::audit::first_forged_entry(&batch.entries) {
+                        Some(index) => Err(Status::invalid_argument(format!(
+                            "entry {index} of batch {sequence}: {}",
+                            super::audit::FORGED_AUDIT_ENTRY
+                        ))),
+                        None => ingestor
+                            .ingest_streamed(batch.entries, &stream_span)
+                            .await
+                            .map(|routed| ack(sequence, routed)),
+                    };
                     if let Err(status) = &result {
                         warn!(sequence, error = %status, "ingest batch failed");
                     }

@@ -294,6 +294,9 @@ fn prepare_entry(
     if let Some(payload) = proto_payload {
         json.insert("protoPayload".to_owned(), Value::Object(payload));
     }
+    if super::audit::claims_sluice_audit(&json) {
+        return Err(super::audit::FORGED_AUDIT_ENTRY.to_owned());
+    }
     serde_json::to_string(&json).map_err(|err| format!("the entry has no JSON form: {err}."))
 }
 
