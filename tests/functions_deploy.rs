@@ -477,12 +477,12 @@ fn redeploy_under_stream_loses_nothing() {
     let url = setup.server.url.clone();
     let publisher = std::thread::spawn(move || {
         for i in 0..EVENTS {
-            let status = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
                 .args(["publish", "offers", "--message", &format!("event-{i}")])
                 .args(["--server", &url])
-                .status()
+                .output()
                 .expect("sluice publish runs");
-            assert!(status.success(), "publish {i} failed");
+            assert!(output.status.success(), "publish {i} failed: {output:?}");
             pause(Duration::from_millis(100));
         }
     });

@@ -39,7 +39,7 @@ Examples:
 /// Deploy, list, call and delete functions that the server runs from source.
 #[derive(Debug, Subcommand)]
 pub(crate) enum FunctionsCommand {
-    Deploy(DeployArgs),
+    Deploy(Box<DeployArgs>),
     List(ListArgs),
     Delete(DeleteArgs),
     Call(CallArgs),
@@ -222,7 +222,7 @@ pub(crate) struct LogsReadArgs {
 /// Runs a `sluice functions` command and returns its exit status.
 pub(crate) fn run(command: FunctionsCommand) -> ExitCode {
     match command {
-        FunctionsCommand::Deploy(args) => run_command(deploy(args)),
+        FunctionsCommand::Deploy(args) => run_command(deploy(*args)),
         FunctionsCommand::List(args) => run_command(list(args)),
         FunctionsCommand::Delete(args) => run_command(delete(args)),
         FunctionsCommand::Call(args) => run_command(call(args)),
