@@ -114,6 +114,13 @@ impl Setup {
     }
 }
 
+/// Stops the server with SIGTERM, so that it stops its function processes too.
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.server.terminate();
+    }
+}
+
 /// Returns the deploy arguments of a Python function of `tests/functions/python_recorder`.
 fn python_deploy<'a>(name: &'a str, entry_point: &'a str, source: &'a str) -> Vec<&'a str> {
     vec![
@@ -427,6 +434,45 @@ fn crash_without_retry_drops_event() {
     let listed = setup.function("dropping");
     assert_eq!(listed["dropped"], 1, "{listed}");
     assert_eq!(listed["backlog"], 0, "{listed}");
+}
+
+#[test]
+fn max_instances_bounds_concurrent_calls() {
+    let setup = Setup::start();
+    let source = function_source("python_recorder");
+    let output = setup.output("slow");
+    let env = env_arg("OUTPUT_FILE", &output);
+    let mut args = python_deploy("slow", "slow_record", source.to_str().expect("UTF-8"));
+    args.extend([
+        "--trigger-topic",
+        "offers",
+        "--max-instances",
+        "1",
+        "--set-env-vars",
+        &env,
+    ]);
+    setup.sluice_ok(&args);
+    for i in 0..4 {
+        setup.sluice_ok(&["publish", "offers", "--message", &format!("slow-{i}")]);
+    }
+
+    let found = wait_for_records(&output, "four slow calls", |found| found.len() >= 4);
+    let mut spans: Vec<(f64, f64)> = found
+        .iter()
+        .map(|record| {
+            let started = record["started"].as_f64().expect("a start time");
+            let ended = record["ended"].as_f64().expect("an end time");
+            (started, ended)
+        })
+        .collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "calls overlap with --max-instances 1: {spans:?}"
+        );
+    }
+    assert_eq!(setup.function("slow")["maxInstances"], 1);
 }
 
 #[test]

@@ -382,8 +382,8 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             text(&function["name"]),
             text(&function["state"]),
             text(&function["trigger"]),
-            function["version"],
-            function["backlog"]
+            function["version"].to_string(),
+            function["backlog"].to_string()
         ));
     }
     Ok(ExitCode::SUCCESS)

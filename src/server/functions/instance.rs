@@ -8,9 +8,8 @@
 //! [`STOP_GRACE`]. Every signal goes to the process group of a child this module started,
 //! by its id.
 //!
-//! NOTE: a sluice killed with SIGKILL cannot stop its function processes, which then keep
-//! running and holding their ports until they are stopped by hand; the next start runs new
-//! ones on other ports.
+//! A sluice killed with SIGKILL cannot signal its function processes, so each one also
+//! exits when its stdin, a pipe from sluice, closes.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -253,6 +252,9 @@ impl Supervisor {
                 return RunEnd::Exited;
             }
         };
+        // Held until this run ends: `Child::wait` would close a stdin it still owns, and the
+        // function exits when its stdin closes.
+        let _stdin = child.stdin.take();
         let Some(pid) = child.id() else {
             return RunEnd::Exited;
         };
@@ -307,7 +309,9 @@ impl Supervisor {
             .env("K_REVISION", self.spec.version.to_string())
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::null())
+            // The function exits when this pipe closes, which happens when sluice exits,
+            // however it ends (see the launch commands in `runtime`).
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own group, so that a stop reaches the workers it forks.

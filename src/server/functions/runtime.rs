@@ -34,7 +34,11 @@ const NODE_FRAMEWORK_PACKAGE: &str = "@google-cloud/functions-framework";
 
 /// The preload script that makes every `listen` without a host bind to 127.0.0.1, because
 /// functions-framework for Node 5.x has no host option and would listen on every interface.
-const NODE_LOOPBACK_PRELOAD: &str = r#"// Written by sluice: binds servers that name no host to 127.0.0.1.
+const NODE_LOOPBACK_PRELOAD: &str = r#"// Written by sluice: binds servers that name no host to 127.0.0.1, and exits once stdin,
+// a pipe from sluice, closes, so that the function does not outlive a killed sluice.
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('error', () => process.exit(0));
+process.stdin.resume();
 const net = require('net');
 const listen = net.Server.prototype.listen;
 net.Server.prototype.listen = function (...args) {
@@ -49,6 +53,18 @@ net.Server.prototype.listen = function (...args) {
   return listen.apply(this, args);
 };
 "#;
+
+/// The program that `python -c` runs in place of `python -m functions_framework`: it also
+/// exits once its stdin, a pipe from sluice, closes, so that a function does not outlive a
+/// sluice that was killed. gunicorn's workers exit once their master is gone.
+const PYTHON_BOOTSTRAP: &str = "\
+import os, runpy, sys, threading
+def _exit_when_sluice_is_gone():
+    sys.stdin.buffer.read()
+    os._exit(0)
+threading.Thread(target=_exit_when_sluice_is_gone, daemon=True).start()
+runpy.run_module('functions_framework', run_name='__main__', alter_sys=True)
+";
 
 /// Folders left out of the source copy: installed dependencies and caches, which the
 /// runtime rebuilds.
@@ -191,8 +207,8 @@ async fn prepare_python(
     })
     .await?;
     let args = [
-        "-m",
-        "functions_framework",
+        "-c",
+        PYTHON_BOOTSTRAP,
         "--target",
         spec.entry_point.as_str(),
         "--signature-type",

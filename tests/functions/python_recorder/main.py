@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import signal
+import time
 
 
 def _record(kind, data, context, **extra):
@@ -59,3 +60,10 @@ def crash_once(data, context):
 def always_fail(data, context):
     """Fails every call, so that the event is retried until it is too old."""
     raise RuntimeError(f"cannot handle event {context.event_id}")
+
+
+def slow_record(data, context):
+    """Records when each call started and ended, with half a second of work between."""
+    started = time.time()
+    time.sleep(0.5)
+    _record("slow", data, context, started=started, ended=time.time())
