@@ -79,7 +79,7 @@ pub(crate) struct DeployArgs {
     source: PathBuf,
 
     /// python or nodejs, optionally with a version as gcloud names it (python312,
-    /// nodejs20); the interpreter on the server's PATH runs it whatever the version
+    /// nodejs20). The interpreter on the server's PATH runs it, whatever the version
     #[arg(long, value_name = "RUNTIME")]
     runtime: String,
 
@@ -140,8 +140,9 @@ pub(crate) struct DeployArgs {
     #[arg(long, value_name = "SECS", requires = "retry")]
     max_event_age: Option<u64>,
 
-    /// Most events delivered to the function at once (calls in flight); sluice runs one
-    /// process per function, so this limits concurrency, not processes [default: 16]
+    /// Maximum number of events delivered to the function at once (calls in flight).
+    /// sluice runs one process per function, so this limits concurrency, not processes
+    /// [default: 16]
     #[arg(long, value_name = "N")]
     max_instances: Option<u32>,
 
@@ -244,7 +245,7 @@ fn key_values(items: &[String], option: &str) -> anyhow::Result<BTreeMap<String,
     let mut map = BTreeMap::new();
     for item in items {
         let Some((key, value)) = item.split_once('=') else {
-            anyhow::bail!("{option}: {item:?} is not KEY=VALUE");
+            anyhow::bail!("{option}: invalid item {item:?}; write it as KEY=VALUE");
         };
         map.insert(key.trim().to_owned(), value.to_owned());
     }

@@ -9,9 +9,9 @@
 //! starts again reads the records and brings every function back.
 //!
 //! A redeploy starts the new version next to the old one. Once the new process is ready,
-//! the old runner stops pulling and waits for its calls in flight (deliveries pause), the
-//! new runner starts on the same subscription (the new version takes over and drains the
-//! backlog), and only then does the old process stop. No event is acknowledged without a
+//! the old runner stops pulling and waits for its calls in flight, so deliveries pause.
+//! Then the new runner starts on the same subscription, so the new version takes over and
+//! drains the backlog. Only then does the old process stop. No event is acknowledged without a
 //! successful call, or a failed one when retry is off, so none is lost.
 //!
 //! Function output becomes LogEntries ([`logs`]), routed like any other entry.

@@ -20,7 +20,7 @@ pub(crate) struct FunctionRecord {
     pub(crate) version: u64,
     /// When this version was deployed, RFC 3339.
     pub(crate) update_time: String,
-    /// What the trigger created.
+    /// The resources that the trigger created.
     #[serde(default)]
     pub(crate) wiring: Wiring,
 }

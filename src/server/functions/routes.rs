@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tonic::Code;
+use tracing::warn;
 
 use super::spec::DeploySpec;
 use super::{FunctionError, Functions};
@@ -23,7 +24,7 @@ use crate::server::status;
 /// Log entries returned when the request sets no limit, as gcloud's default.
 const DEFAULT_LOG_LIMIT: usize = 20;
 
-/// The most log entries one request returns.
+/// The maximum number of log entries that one request returns.
 const MAX_LOG_LIMIT: usize = 10_000;
 
 /// Returns the functions routes.
@@ -45,7 +46,10 @@ fn error_response(err: &FunctionError) -> Response {
         FunctionError::Invalid(_) => Code::InvalidArgument,
         FunctionError::NotFound(_) => Code::NotFound,
         FunctionError::Busy(_) => Code::Aborted,
-        FunctionError::Failed(_) => Code::FailedPrecondition,
+        FunctionError::Failed(_) => {
+            warn!(error = %err, "functions request failed");
+            Code::FailedPrecondition
+        }
     };
     status::rest_error(code, &err.to_string(), None).into_response()
 }

@@ -356,6 +356,7 @@ async fn build_once(
     if ready.is_file() {
         return Ok(());
     }
+
     let lock_path = dir.with_extension("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -367,14 +368,17 @@ async fn build_once(
         .await
         .context("the lock task failed")?
         .map_err(|(_, errno)| anyhow::anyhow!("failed to lock {}: {errno}", lock_path.display()))?;
+    // Another process may have built it while this one waited for the lock.
     if ready.is_file() {
         return Ok(());
     }
+
     if dir.exists() {
         tokio::fs::remove_dir_all(dir)
             .await
             .with_context(|| format!("failed to remove the partial runtime {}", dir.display()))?;
     }
+
     info!(runtime = %dir.display(), "installing function dependencies");
     let result = build.await;
     if result.is_ok() {
