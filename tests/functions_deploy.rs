@@ -22,13 +22,31 @@ use support::TestServer;
 /// of speed.
 const GIVE_UP: Duration = Duration::from_secs(300);
 
-/// A bucket and a topic for the triggers.
+/// A bucket and a topic for the triggers, a log sink that collects the NOTICE entries of
+/// every function in the subscription `fn-logs`, and a subscription whose name a function
+/// named `logs` would generate.
 const CONFIG: &str = "\
 [[buckets]]
 name = \"uploads\"
 
 [[topics]]
 name = \"offers\"
+
+[[topics]]
+name = \"fn-logs\"
+
+[[subscriptions]]
+name = \"fn-logs\"
+topic = \"fn-logs\"
+
+[[subscriptions]]
+name = \"function-logs\"
+topic = \"fn-logs\"
+
+[[sinks]]
+name = \"function-notices\"
+filter = 'resource.type=\"cloud_function\" AND severity=NOTICE'
+destination = \"fn-logs\"
 ";
 
 fn cache_dir() -> PathBuf {
@@ -318,6 +336,15 @@ fn topic_function_receives_offer() {
                 && entry["jsonPayload"]["message"] == format!("received {offer}")
         })
     });
+
+    // The entry went through the log router, so the configured sink took it.
+    let mut pulled = String::new();
+    wait_until("the sink's message", || {
+        pulled.push_str(&setup.sluice_ok(&["pull", "fn-logs", "--ack"]));
+        pulled.contains("received")
+    });
+    assert!(pulled.contains("offers-fn"), "{pulled}");
+    assert!(pulled.contains("cloud_function"), "{pulled}");
 }
 
 #[test]
@@ -628,6 +655,17 @@ fn deploy_rejects_bad_settings() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("\"missing-bucket\" does not exist"),
+        "{stderr}"
+    );
+
+    // CONFIG declares the subscription that a function named "logs" would generate.
+    let mut args = python_deploy("logs", "on_message", source.to_str().expect("UTF-8"));
+    args.extend(["--trigger-topic", "offers"]);
+    let output = setup.sluice(&args);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("subscription \"function-logs\" exists already"),
         "{stderr}"
     );
     assert!(setup.list().is_empty(), "nothing deployed");

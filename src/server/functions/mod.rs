@@ -227,6 +227,10 @@ impl Functions {
             let deployments = self.inner.deployments.lock().await;
             deployments.get(&spec.name).map(|d| d.record.clone())
         };
+        if previous.is_none() {
+            wiring::check_names_free(&spec, &self.inner.broker)
+                .map_err(|err| FunctionError::Invalid(vec![format!("{err:#}")]))?;
+        }
         let version = previous.as_ref().map_or(1, |record| record.version + 1);
         let record = FunctionRecord::new(spec, version);
         info!(function = %record.spec.name, version, "deploying function");

@@ -27,7 +27,10 @@ use super::delivery::subscription_name;
 use super::spec::{DeploySpec, Trigger, GENERATED_PREFIX};
 
 /// Deliveries of a failing event before it is dead-lettered with retry on: Pub/Sub's
-/// maximum, so that the maximum event age usually ends the retries first.
+/// maximum.
+// NOTE: with the backoff of RETRY_POLICY, 100 attempts take about 15 hours (1 + 2 + ... +
+// 512 s, then 600 s each), so they end the retries before a maximum event age longer than
+// that, such as the default of 7 days.
 const MAX_DELIVERY_ATTEMPTS: u32 = 100;
 
 /// The retry backoff of a function with retry on, in seconds: short at first, so a crash
@@ -124,6 +127,40 @@ pub(crate) fn check(spec: &DeploySpec, storage: &Storage) -> anyhow::Result<()> 
         ),
         other => anyhow::Error::new(other),
     })?;
+    Ok(())
+}
+
+/// Checks that the names a first deploy generates are free, so that it takes over no
+/// subscription or topic that the configuration or a client created.
+///
+/// # Errors
+///
+/// Names the subscription or topic that exists already.
+pub(crate) fn check_names_free(spec: &DeploySpec, broker: &Broker) -> anyhow::Result<()> {
+    let subscription = subscription_name(&spec.name);
+    if broker.subscription_spec(&subscription).is_ok() {
+        anyhow::bail!(
+            "subscription {subscription:?} exists already, but function {:?} would create it; \
+             choose another function name",
+            spec.name
+        );
+    }
+    if matches!(spec.trigger, Trigger::Topic { .. }) {
+        return Ok(());
+    }
+    let topic = generated_topic(&spec.name);
+    if broker
+        .store()
+        .topics()
+        .iter()
+        .any(|record| record.name == topic)
+    {
+        anyhow::bail!(
+            "topic {topic:?} exists already, but function {:?} would create it; choose \
+             another function name",
+            spec.name
+        );
+    }
     Ok(())
 }
 
