@@ -56,11 +56,14 @@ net.Server.prototype.listen = function (...args) {
 
 /// The program that `python -c` runs in place of `python -m functions_framework`: it also
 /// exits once its stdin, a pipe from sluice, closes, so that a function does not outlive a
-/// sluice that was killed. gunicorn's workers exit once their master is gone.
+/// sluice that was killed. gunicorn's workers exit once their master is gone. The thread
+/// reads file descriptor 0 directly, because a daemon thread blocked in the buffered
+/// `sys.stdin` makes the interpreter abort with a fatal error when it exits.
 const PYTHON_BOOTSTRAP: &str = "\
-import os, runpy, sys, threading
+import os, runpy, threading
 def _exit_when_sluice_is_gone():
-    sys.stdin.buffer.read()
+    while os.read(0, 4096):
+        pass
     os._exit(0)
 threading.Thread(target=_exit_when_sluice_is_gone, daemon=True).start()
 runpy.run_module('functions_framework', run_name='__main__', alter_sys=True)
