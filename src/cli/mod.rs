@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::client::{catalog, ingest, objects, publish, pull, upload};
+use crate::client::{catalog, functions, ingest, objects, publish, pull, upload};
 
 /// Self-hosted event router: log sinks, Pub/Sub topics and background functions in one binary.
 #[derive(Debug, Parser)]
@@ -46,6 +46,8 @@ enum Command {
     /// Inspect the Eventarc-style triggers of a configuration.
     #[command(subcommand)]
     Triggers(TriggersCommand),
+    #[command(subcommand)]
+    Functions(functions::FunctionsCommand),
     /// Prepare credentials for the [auth] table of the configuration.
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -96,6 +98,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Objects(command) => objects::run(command),
         Command::Auth(AuthCommand::HashToken(args)) => auth::run(&args),
         Command::Triggers(TriggersCommand::List(args)) => triggers::run(&args),
+        Command::Functions(command) => functions::run(command),
     }
 }
 

@@ -50,6 +50,11 @@ impl StorageClient {
         &self.http
     }
 
+    /// Returns the URL of `path` on the server, for a path that starts with `/`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+
     /// Returns the URL of `POST /upload/{bucket}`.
     pub(crate) fn upload_url(&self, bucket: &str) -> String {
         format!("{}/upload/{}", self.server, encode(bucket))
@@ -102,7 +107,7 @@ impl StorageClient {
 }
 
 /// Percent-encodes `text` as one URL path segment.
-fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     utf8_percent_encode(text, PATH_SEGMENT).to_string()
 }
 

@@ -1,6 +1,6 @@
 //! Client commands that talk to a running `sluice serve` over gRPC: `ingest`, `publish`,
 //! `pull`, `topics list` and `subscriptions list`; and over HTTP, to the server's bucket
-//! routes: `upload` and `objects`.
+//! routes: `upload` and `objects`, and to its functions routes: `functions`.
 //!
 //! Each command builds its own Tokio runtime. The gRPC commands connect once with
 //! [`connect`] and report failures through [`rpc_error`], so every command words connection
@@ -8,6 +8,7 @@
 //! server's JSON errors.
 
 pub(crate) mod catalog;
+pub(crate) mod functions;
 mod http;
 pub(crate) mod ingest;
 pub(crate) mod objects;

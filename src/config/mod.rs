@@ -18,7 +18,7 @@ mod handler;
 mod push;
 pub(crate) mod security;
 mod store;
-mod triggers;
+pub(crate) mod triggers;
 mod unknown_keys;
 mod validate;
 
@@ -55,7 +55,7 @@ pub(crate) const DEFAULT_CONFIG_NAME: &str = "<built-in config/default.toml>";
 pub(crate) const DEFAULT_PROJECT: &str = "local";
 
 /// Maximum length of a sink or exclusion name, in characters.
-const MAX_NAME_CHARS: usize = 100;
+pub(crate) const MAX_NAME_CHARS: usize = 100;
 
 // The limits and defaults below are Pub/Sub's, from the field docs of `google.pubsub.v1`
 // `Topic.name`, `Subscription.ack_deadline_seconds` and `DeadLetterPolicy`.

@@ -4,6 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use futures::Stream;
 use opentelemetry::trace::TraceContextExt as _;
 use sluice_proto::sluice::v1::log_ingest_server::LogIngest;
@@ -28,7 +29,9 @@ const ACKS_IN_FLIGHT: usize = 8;
 /// Routes batches of entries and publishes the matches.
 #[derive(Debug, Clone)]
 pub(crate) struct Ingestor {
-    pub(crate) router: Arc<LogRouter>,
+    /// The sinks in force. Deploying a function with an audit-log trigger swaps in a router
+    /// with the function's sink added; a batch routes with the router it loaded first.
+    pub(crate) router: Arc<ArcSwap<LogRouter>>,
     pub(crate) broker: Arc<Broker>,
     pub(crate) metrics: Arc<Metrics>,
     /// Becomes true when the server shuts down; open ingest streams then stop taking new
@@ -79,7 +82,7 @@ impl Ingestor {
     }
 
     async fn ingest_batch(&self, entries: Vec<String>) -> Result<RoutedBatch, Status> {
-        let router = self.router.clone();
+        let router = self.router.load_full();
         let received = entries.len() as u64;
         // Parsing and filter evaluation cost about 10 µs per entry, too long to hold a
         // runtime thread for a whole batch.

@@ -12,7 +12,9 @@
 //!
 //! It also starts one runner per subscription that names a built-in handler (see
 //! [`handlers`]), which pulls the subscription's messages inside the process, and one per
-//! subscription with a push config, which POSTs them to its endpoint (see [`push`]).
+//! subscription with a push config, which POSTs them to its endpoint (see [`push`]). The
+//! functions deployed with `sluice functions deploy` come back with their own processes and
+//! runners (see [`functions`]).
 //!
 //! SIGINT or SIGTERM stops accepting connections and the runners' pulls, lets open requests
 //! and the events being handled finish for up to [`GRACE_PERIOD`] each, stops the lease timers and flushes the store before the process exits.
@@ -22,6 +24,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod functions;
 pub(crate) mod fuzzing;
 mod handlers;
 mod http;
@@ -134,6 +137,8 @@ struct Service {
     security: crate::config::SecuritySpec,
     /// The push subscriptions that sign their requests.
     push_tokens: std::collections::HashMap<String, crate::config::PushTokenSpec>,
+    /// The functions deployed from source.
+    functions: functions::Functions,
 }
 
 /// Opens the store that `[store]` selects, and the broker over it.
@@ -245,14 +250,24 @@ async fn build(
     let handlers = config.handlers;
     let security = config.security;
     let push_tokens = config.push_tokens;
-    let router = Arc::new(LogRouter::new(config.sinks, config.catch_all_topic));
+    let router = Arc::new(arc_swap::ArcSwap::from_pointee(LogRouter::new(
+        config.sinks.clone(),
+        config.catch_all_topic.clone(),
+    )));
     metrics.observe_broker(broker.clone());
     let ingestor = Ingestor {
-        router,
+        router: router.clone(),
         broker: broker.clone(),
         metrics: metrics.clone(),
         shutdown,
     };
+    let functions = functions::Functions::new(
+        data_dir,
+        broker.clone(),
+        storage.clone(),
+        functions::RouterSwitch::new(router, config.sinks, config.catch_all_topic),
+        ingestor.clone(),
+    )?;
     Ok(Service {
         broker,
         ingestor,
@@ -261,6 +276,7 @@ async fn build(
         handlers,
         security,
         push_tokens,
+        functions,
     })
 }
 
@@ -291,6 +307,7 @@ fn app(
         .merge(logging::routes(service.ingestor.clone()))
         .merge(storage::routes(service.storage.clone(), max_upload_bytes))
         .merge(pubsub_rest::routes(pubsub))
+        .merge(functions::routes::routes(service.functions.clone()))
         .merge(push_signer.map(push_token::routes).unwrap_or_default())
         .fallback(unknown_route)
         .layer(axum::middleware::from_fn_with_state(
@@ -428,6 +445,8 @@ pub(crate) async fn start(
         push_authorizations(&service, push_signer.as_ref()),
         wait_for(stopped.clone()),
     )?;
+    service.functions.restore();
+    let functions = service.functions.clone();
     let max_upload_bytes = options
         .max_upload_bytes
         .or(security.limits.max_upload_bytes)
@@ -452,7 +471,11 @@ pub(crate) async fn start(
         }
         // The runners stopped pulling at the signal. Their events in flight get up to one
         // more grace period to finish, while the lease timers still run.
-        tokio::join!(runners.stop(GRACE_PERIOD), pushes.stop(GRACE_PERIOD));
+        tokio::join!(
+            runners.stop(GRACE_PERIOD),
+            pushes.stop(GRACE_PERIOD),
+            functions.stop(GRACE_PERIOD)
+        );
         maintenance.abort();
         service
             .broker

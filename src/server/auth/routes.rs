@@ -3,8 +3,9 @@
 //! Resources are named `topics/NAME`, `subscriptions/NAME`, `snapshots/NAME` and
 //! `buckets/NAME` (NAME as the store keeps it: bare in the configuration's project,
 //! `PROJECT/NAME` in any other), `projects/PROJECT` for the list and create calls of a
-//! project, and `logs` for the log router as a whole. A gRPC method's resource comes from a
-//! field of its first request message, an HTTP route's from its path.
+//! project, `logs` for the log router as a whole, and `functions` for the deployed
+//! functions. A gRPC method's resource comes from a field of its first request message, an
+//! HTTP route's from its path.
 
 use prost::Message as _;
 use sluice_proto::google::pubsub::v1 as pubsub;
@@ -411,7 +412,20 @@ pub(crate) const HTTP_RULES: &[HttpRule] = &[
         ReadObjects,
         Resource::Segment(4, Bucket),
     ),
+    http("GET", FUNCTIONS, None, Admin, FUNCTIONS_RESOURCE),
+    http("POST", FUNCTIONS, None, Admin, FUNCTIONS_RESOURCE),
+    http("DELETE", FUNCTION, None, Admin, FUNCTIONS_RESOURCE),
+    http("POST", FUNCTION_CALL, None, Admin, FUNCTIONS_RESOURCE),
+    http("GET", FUNCTION_LOGS, None, Admin, FUNCTIONS_RESOURCE),
 ];
+
+const FUNCTIONS: &str = "/sluice/v1/functions";
+const FUNCTION: &str = "/sluice/v1/functions/{name}";
+const FUNCTION_CALL: &str = "/sluice/v1/functions/{name}/call";
+const FUNCTION_LOGS: &str = "/sluice/v1/functions/{name}/logs";
+/// Deployed functions run code from the server's file system, so every functions route is
+/// an admin call on the one resource `functions`.
+const FUNCTIONS_RESOURCE: Resource = Resource::Fixed("functions");
 
 const SUBSCRIPTION_NAME: Resource = Resource::Segment(PUBSUB_NAME, Subscription);
 const SNAPSHOT_NAME: Resource = Resource::Segment(PUBSUB_NAME, Snapshot);

@@ -14,8 +14,9 @@ const INGEST_PROTO: &str = include_str!("../../../../proto/proto/sluice/v1/inges
 const ADMIN_PROTO: &str = include_str!("../../../../proto/proto/sluice/v1/admin.proto");
 
 /// The files that define HTTP routes, with the files of their custom-method handlers.
-const ROUTE_FILES: [&str; 4] = [
+const ROUTE_FILES: [&str; 5] = [
     include_str!("../../pubsub_rest/mod.rs"),
+    include_str!("../../functions/routes.rs"),
     include_str!("../../storage.rs"),
     include_str!("../../logging.rs"),
     include_str!("../../http.rs"),

@@ -1,0 +1,334 @@
+//! Function output as Cloud Logging entries.
+//!
+//! Each line a function process writes becomes one LogEntry, as Cloud Functions (1st gen)
+//! writes them: `resource.type` `cloud_function` with the function's name in
+//! `resource.labels.function_name`, severity INFO for stdout and ERROR for stderr, and a
+//! `textPayload`. A line that is a JSON object becomes a `jsonPayload` instead, with the
+//! severity taken from its `severity` field. [`LogShipper`] routes the entries through the
+//! server's log router, so sinks match them like any other entry, and appends them to
+//! `NAME.jsonl` in the logs folder, which `sluice functions logs read` reads.
+
+use std::collections::VecDeque;
+use std::io::{BufRead as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::server::names;
+use crate::server::Ingestor;
+
+/// Lines buffered between the function processes and the shipper. Lines beyond it are
+/// dropped and counted, so that a function that floods its output cannot grow memory.
+const QUEUE_LINES: usize = 10_000;
+
+/// Most lines routed in one batch.
+const BATCH_LINES: usize = 500;
+
+/// How long the shipper waits to fill a batch after its first line.
+const BATCH_WAIT: Duration = Duration::from_millis(100);
+
+/// Maximum length of a line, in bytes. Longer lines are cut off.
+const MAX_LINE_BYTES: usize = 256 * 1024;
+
+/// The size at which a function's log file is moved to `NAME.jsonl.1`, replacing the older
+/// one, so that the logs of a function take at most twice this on disk.
+const MAX_LOG_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The severities of the Logging API, which a structured line's `severity` may name.
+const SEVERITIES: [&str; 9] = [
+    "DEFAULT",
+    "DEBUG",
+    "INFO",
+    "NOTICE",
+    "WARNING",
+    "ERROR",
+    "CRITICAL",
+    "ALERT",
+    "EMERGENCY",
+];
+
+/// The output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One line of a function's output.
+#[derive(Debug)]
+pub(crate) struct LogLine {
+    pub(crate) function: String,
+    pub(crate) stream: Stream,
+    pub(crate) text: String,
+}
+
+/// The sending side of the shipper, cloned into every function process.
+#[derive(Debug, Clone)]
+pub(crate) struct LogSender {
+    lines: mpsc::Sender<LogLine>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl LogSender {
+    /// Queues one line; drops and counts it when the queue is full.
+    pub(crate) fn send(&self, function: &str, stream: Stream, mut text: String) {
+        if text.len() > MAX_LINE_BYTES {
+            let mut end = MAX_LINE_BYTES;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        let line = LogLine {
+            function: function.to_owned(),
+            stream,
+            text,
+        };
+        if self.lines.try_send(line).is_err() {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                warn!(function, dropped, "function log queue full; lines dropped");
+            }
+        }
+    }
+}
+
+/// Routes function output through the log router and into the per-function log files.
+#[derive(Debug)]
+pub(crate) struct LogShipper;
+
+impl LogShipper {
+    /// Starts the shipper task, which ends when every [`LogSender`] is dropped.
+    pub(crate) fn start(ingestor: Ingestor, dir: PathBuf) -> LogSender {
+        let (lines, mut received) = mpsc::channel::<LogLine>(QUEUE_LINES);
+        tokio::spawn(async move {
+            let sequence = AtomicU64::new(0);
+            let mut failures: u64 = 0;
+            while let Some(first) = received.recv().await {
+                let mut batch = vec![first];
+                let deadline = tokio::time::Instant::now() + BATCH_WAIT;
+                while batch.len() < BATCH_LINES {
+                    match tokio::time::timeout_at(deadline, received.recv()).await {
+                        Ok(Some(line)) => batch.push(line),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                let entries: Vec<(String, String)> = batch
+                    .iter()
+                    .map(|line| {
+                        let id = sequence.fetch_add(1, Ordering::Relaxed);
+                        (line.function.clone(), to_entry(line, id).to_string())
+                    })
+                    .collect();
+                let folder = dir.clone();
+                let written = entries.clone();
+                let appended =
+                    tokio::task::spawn_blocking(move || append_entries(&folder, &written)).await;
+                if let Ok(Err(err)) = appended {
+                    warn!(error = %err, "failed to write function logs");
+                }
+                let texts = entries.into_iter().map(|(_, entry)| entry).collect();
+                if let Err(status) = ingestor.ingest(texts).await {
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        warn!(error = %status, failures, "failed to route function logs");
+                    }
+                }
+            }
+        });
+        LogSender {
+            lines,
+            dropped: Arc::default(),
+        }
+    }
+}
+
+/// Builds the LogEntry of one line; `id` makes the entry's `insertId` unique.
+pub(crate) fn to_entry(line: &LogLine, id: u64) -> Value {
+    let project = names::config_project();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut entry = json!({
+        "logName": format!("projects/{project}/logs/cloudfunctions.googleapis.com%2Fcloud-functions"),
+        "resource": {
+            "type": "cloud_function",
+            "labels": {
+                "function_name": line.function,
+                "project_id": project,
+                "region": "local",
+            }
+        },
+        "timestamp": now,
+        "receiveTimestamp": now,
+        "insertId": format!("{:x}-{id}", std::process::id()),
+    });
+    let mut severity = match line.stream {
+        Stream::Stdout => "INFO",
+        Stream::Stderr => "ERROR",
+    }
+    .to_owned();
+    match serde_json::from_str::<Value>(&line.text) {
+        Ok(Value::Object(mut payload)) => {
+            if let Some(named) = take_severity(&mut payload) {
+                severity = named;
+            }
+            entry["jsonPayload"] = Value::Object(payload);
+        }
+        _ => entry["textPayload"] = Value::String(line.text.clone()),
+    }
+    entry["severity"] = Value::String(severity);
+    entry
+}
+
+/// Removes a structured line's `severity` and returns it when it names a Logging severity,
+/// in any case.
+fn take_severity(payload: &mut Map<String, Value>) -> Option<String> {
+    let named = payload.get("severity")?.as_str()?.to_ascii_uppercase();
+    if !SEVERITIES.contains(&named.as_str()) {
+        return None;
+    }
+    payload.remove("severity");
+    Some(named)
+}
+
+fn log_file(dir: &Path, function: &str) -> PathBuf {
+    dir.join(format!("{function}.jsonl"))
+}
+
+/// Appends each `(function, entry)` to its function's file, rotating a full file first.
+fn append_entries(dir: &Path, entries: &[(String, String)]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let mut functions: Vec<&str> = entries.iter().map(|(name, _)| name.as_str()).collect();
+    functions.sort_unstable();
+    functions.dedup();
+    for function in functions {
+        let path = log_file(dir, function);
+        if std::fs::metadata(&path).is_ok_and(|meta| meta.len() > MAX_LOG_FILE_BYTES) {
+            std::fs::rename(&path, path.with_extension("jsonl.1"))
+                .with_context(|| format!("failed to rotate {}", path.display()))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        let mut text = String::new();
+        for (_, entry) in entries.iter().filter(|(name, _)| name == function) {
+            text.push_str(entry);
+            text.push('\n');
+        }
+        file.write_all(text.as_bytes())
+            .with_context(|| format!("failed to write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Returns the newest `limit` entries of a function, oldest first.
+///
+/// # Errors
+///
+/// Fails when a log file exists but cannot be read.
+pub(crate) fn read_entries(dir: &Path, function: &str, limit: usize) -> anyhow::Result<Vec<Value>> {
+    let current = log_file(dir, function);
+    let mut newest: VecDeque<Value> = VecDeque::with_capacity(limit.min(10_000));
+    for path in [current.with_extension("jsonl.1"), current] {
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => {
+                return Err(err).with_context(|| format!("failed to read {}", path.display()))
+            }
+        };
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line.with_context(|| format!("failed to read {}", path.display()))?;
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                // A line cut short by a crash during the write.
+                continue;
+            };
+            if newest.len() == limit {
+                newest.pop_front();
+            }
+            if limit > 0 {
+                newest.push_back(entry);
+            }
+        }
+    }
+    Ok(newest.into())
+}
+
+/// Returns whether a function has a log file.
+pub(crate) fn exists(dir: &Path, function: &str) -> bool {
+    log_file(dir, function).is_file()
+}
+
+/// Deletes a function's log files.
+pub(crate) fn remove(dir: &Path, function: &str) {
+    let current = log_file(dir, function);
+    for path in [current.with_extension("jsonl.1"), current] {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(stream: Stream, text: &str) -> LogLine {
+        LogLine {
+            function: "thumbs".to_owned(),
+            stream,
+            text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn plain_lines_take_stream_severity() {
+        let out = to_entry(&line(Stream::Stdout, "hello"), 1);
+        assert_eq!(out["severity"], "INFO");
+        assert_eq!(out["textPayload"], "hello");
+        assert_eq!(out["resource"]["type"], "cloud_function");
+        assert_eq!(out["resource"]["labels"]["function_name"], "thumbs");
+        let err = to_entry(&line(Stream::Stderr, "boom"), 2);
+        assert_eq!(err["severity"], "ERROR");
+    }
+
+    #[test]
+    fn structured_lines_take_their_severity() {
+        let entry = to_entry(
+            &line(
+                Stream::Stdout,
+                r#"{"severity": "warning", "message": "slow"}"#,
+            ),
+            1,
+        );
+        assert_eq!(entry["severity"], "WARNING");
+        assert_eq!(entry["jsonPayload"], json!({"message": "slow"}));
+        assert!(entry.get("textPayload").is_none());
+    }
+
+    #[test]
+    fn unknown_severity_stays_in_payload() {
+        let entry = to_entry(&line(Stream::Stderr, r#"{"severity": "LOUD"}"#), 1);
+        assert_eq!(entry["severity"], "ERROR");
+        assert_eq!(entry["jsonPayload"]["severity"], "LOUD");
+    }
+
+    #[test]
+    fn read_entries_returns_newest() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let entries: Vec<(String, String)> = (0..5)
+            .map(|i| ("f".to_owned(), json!({ "n": i }).to_string()))
+            .collect();
+        append_entries(dir.path(), &entries).expect("append");
+        let read = read_entries(dir.path(), "f", 2).expect("read");
+        assert_eq!(read, vec![json!({"n": 3}), json!({"n": 4})]);
+        assert!(read_entries(dir.path(), "other", 2)
+            .expect("read")
+            .is_empty());
+    }
+}

@@ -1,0 +1,623 @@
+//! Functions deployed from source: `sluice functions deploy`, `list`, `call`, `logs read`
+//! and `delete`, served by [`Functions`].
+//!
+//! A deploy copies the source folder into `<data dir>/functions/sources/NAME/vN`, prepares
+//! its runtime ([`runtime`]), starts the process under supervision ([`instance`]) and waits
+//! until it responds to HTTP. It then wires the trigger ([`wiring`]) and starts a runner that
+//! feeds the function's subscription to a [`delivery::FunctionHandler`]. The deployment
+//! record, `<data dir>/functions/records/NAME.json`, is written last, and a server that
+//! starts again reads the records and brings every function back.
+//!
+//! A redeploy starts the new version next to the old one. Once the new process is ready,
+//! the old runner stops pulling and waits for its calls in flight, so deliveries pause.
+//! Then the new runner starts on the same subscription, so the new version takes over and
+//! drains the backlog. Only then does the old process stop. No event is acknowledged without a
+//! successful call, or a failed one when retry is off, so none is lost.
+//!
+//! Function output becomes LogEntries ([`logs`]), routed like any other entry.
+
+mod delivery;
+mod instance;
+pub(crate) mod logs;
+mod records;
+pub(crate) mod routes;
+mod runtime;
+pub(crate) mod spec;
+mod synthetic;
+mod wiring;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use sluice_handlers::runner::{self, RunnerHandle, RunnerOptions};
+use sluice_router::deliver::Broker;
+use sluice_router::storage::Storage;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use delivery::{CallCounters, CallResult, DeliverySettings, FunctionHandler};
+use instance::{Instance, ProcessSpec};
+use logs::LogSender;
+pub(crate) use records::FunctionRecord;
+use spec::{DeploySpec, Language};
+pub(crate) use wiring::RouterSwitch;
+
+/// The environment variable that moves the runtime cache out of the data directory, so that
+/// servers on several data directories share installed dependencies.
+pub(crate) const CACHE_DIR_VARIABLE: &str = "SLUICE_FUNCTIONS_CACHE_DIR";
+
+/// A failed functions request.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FunctionError {
+    /// The request is invalid; one message per problem.
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// No function has the name.
+    #[error("function {0:?} not found; `sluice functions list` shows the deployed ones")]
+    NotFound(String),
+    /// Another deploy or delete of the function is running.
+    #[error("function {0:?} is being deployed or deleted; try again when that finishes")]
+    Busy(String),
+    /// The deploy failed, such as an install error or a process that never became ready.
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+/// One deployed function.
+#[derive(Debug)]
+struct Deployment {
+    record: FunctionRecord,
+    instance: Instance,
+    runner: Option<FunctionRunner>,
+    counters: Arc<CallCounters>,
+}
+
+/// A runner with the sender whose drop stops its pulls.
+#[derive(Debug)]
+struct FunctionRunner {
+    handle: RunnerHandle,
+    stop: oneshot::Sender<()>,
+}
+
+impl FunctionRunner {
+    /// Stops pulling and waits for the calls in flight.
+    async fn stop(self, function: &str) {
+        drop(self.stop);
+        let mut handle = self.handle;
+        if let Err(err) = handle.join().await {
+            warn!(function, error = %err, "function runner ended abnormally");
+        }
+    }
+}
+
+/// The deployed functions and what deploys need.
+#[derive(Debug, Clone)]
+pub(crate) struct Functions {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// `<data dir>/functions`.
+    dir: PathBuf,
+    /// The folder of the installed runtimes, shared by every version with the same
+    /// dependencies.
+    cache: PathBuf,
+    broker: Arc<Broker>,
+    storage: Storage,
+    router: RouterSwitch,
+    logs: LogSender,
+    client: reqwest::Client,
+    deployments: tokio::sync::Mutex<BTreeMap<String, Deployment>>,
+    /// Names with a deploy or delete in progress, which keeps two from overlapping.
+    busy: Mutex<HashSet<String>>,
+    /// Set at shutdown, after which no deploy or restore may add a process.
+    stopping: AtomicBool,
+}
+
+/// Marks a function busy for as long as it lives.
+struct BusyGuard<'a> {
+    busy: &'a Mutex<HashSet<String>>,
+    name: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.name);
+    }
+}
+
+/// A function as `sluice functions list` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct FunctionStatus {
+    pub(crate) name: String,
+    pub(crate) state: &'static str,
+    pub(crate) trigger: String,
+    pub(crate) version: u64,
+    pub(crate) runtime: String,
+    pub(crate) entry_point: String,
+    pub(crate) signature_type: &'static str,
+    pub(crate) retry: bool,
+    pub(crate) max_instances: u32,
+    pub(crate) timeout_secs: u32,
+    /// Undelivered events of the function's subscription.
+    pub(crate) backlog: u64,
+    pub(crate) restarts: u64,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+    pub(crate) dropped: u64,
+    pub(crate) update_time: String,
+}
+
+impl Functions {
+    /// Returns the manager of the functions under `<data_dir>/functions`. It deploys
+    /// nothing until [`Functions::restore`] or a deploy.
+    pub(crate) fn new(
+        data_dir: &Path,
+        broker: Arc<Broker>,
+        storage: Storage,
+        router: RouterSwitch,
+        ingestor: crate::server::Ingestor,
+    ) -> anyhow::Result<Functions> {
+        let dir = data_dir.join("functions");
+        let cache = std::env::var_os(CACHE_DIR_VARIABLE)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.join("runtimes"));
+        let logs = logs::LogShipper::start(ingestor, dir.join("logs"));
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .user_agent(sluice_handlers::push::USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Functions {
+            inner: Arc::new(Inner {
+                dir,
+                cache,
+                broker,
+                storage,
+                router,
+                logs,
+                client,
+                deployments: tokio::sync::Mutex::default(),
+                busy: Mutex::default(),
+                stopping: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    fn claim(&self, name: &str) -> Result<BusyGuard<'_>, FunctionError> {
+        let mut busy = self
+            .inner
+            .busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !busy.insert(name.to_owned()) {
+            return Err(FunctionError::Busy(name.to_owned()));
+        }
+        Ok(BusyGuard {
+            busy: &self.inner.busy,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Deploys a function, or a new version of a deployed one.
+    ///
+    /// # Errors
+    ///
+    /// [`FunctionError::Invalid`] for bad settings, [`FunctionError::Busy`] while another
+    /// deploy of the name runs, and [`FunctionError::Failed`] when the runtime cannot be
+    /// prepared, the process does not become ready or the wiring fails. A failed redeploy
+    /// leaves the running version as it was.
+    pub(crate) async fn deploy(&self, spec: DeploySpec) -> Result<FunctionStatus, FunctionError> {
+        let language = spec.validate().map_err(FunctionError::Invalid)?;
+        runtime::check_source(language, &spec.source)
+            .map_err(|err| FunctionError::Invalid(vec![format!("{err:#}")]))?;
+        wiring::check(&spec, &self.inner.storage)
+            .map_err(|err| FunctionError::Invalid(vec![format!("{err:#}")]))?;
+        let _busy = self.claim(&spec.name)?;
+        let previous = {
+            let deployments = self.inner.deployments.lock().await;
+            deployments.get(&spec.name).map(|d| d.record.clone())
+        };
+        if previous.is_none() {
+            wiring::check_names_free(&spec, &self.inner.broker)
+                .map_err(|err| FunctionError::Invalid(vec![format!("{err:#}")]))?;
+        }
+        let version = previous.as_ref().map_or(1, |record| record.version + 1);
+        let record = FunctionRecord::new(spec, version);
+        info!(function = %record.spec.name, version, "deploying function");
+        let source_dir = records::source_dir(&self.inner.dir, &record.spec.name, version);
+        let started = self.start_version(&record, language, true).await;
+        let (instance, counters) = match started {
+            Ok(started) => started,
+            Err(err) => {
+                let _ = tokio::fs::remove_dir_all(&source_dir).await;
+                return Err(FunctionError::Failed(err));
+            }
+        };
+        match self.take_over(record, instance, counters, previous).await {
+            Ok(status) => Ok(status),
+            Err(err) => {
+                let _ = tokio::fs::remove_dir_all(&source_dir).await;
+                Err(FunctionError::Failed(err))
+            }
+        }
+    }
+
+    /// Copies the source (when `copy` is set), prepares the runtime and starts the process,
+    /// and waits until it is ready.
+    async fn start_version(
+        &self,
+        record: &FunctionRecord,
+        language: Language,
+        copy: bool,
+    ) -> anyhow::Result<(Instance, Arc<CallCounters>)> {
+        let name = &record.spec.name;
+        let source_dir = records::source_dir(&self.inner.dir, name, record.version);
+        if copy {
+            let source = record.spec.source.clone();
+            let dest = source_dir.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = std::fs::remove_dir_all(&dest);
+                runtime::copy_source(&source, &dest)
+            })
+            .await??;
+        }
+        let launch =
+            runtime::prepare(&record.spec, language, &source_dir, &self.inner.cache).await?;
+        let instance = Instance::start(
+            ProcessSpec {
+                function: name.clone(),
+                version: record.version,
+                launch,
+                env: record.spec.env.clone(),
+            },
+            self.inner.logs.clone(),
+        );
+        if instance
+            .wait_first_ready(instance::START_TIMEOUT)
+            .await
+            .is_none()
+        {
+            instance.stop().await;
+            anyhow::bail!(
+                "function {name:?} did not start: it exited or did not respond to HTTP within {} s; \
+                 `sluice functions logs read {name}` shows its output",
+                instance::START_TIMEOUT.as_secs()
+            );
+        }
+        Ok((instance, Arc::default()))
+    }
+
+    /// Moves the function's events from the previous version, if any, to `instance`, and
+    /// records the deployment.
+    async fn take_over(
+        &self,
+        mut record: FunctionRecord,
+        instance: Instance,
+        counters: Arc<CallCounters>,
+        previous: Option<FunctionRecord>,
+    ) -> anyhow::Result<FunctionStatus> {
+        let name = record.spec.name.clone();
+        let mut deployments = self.inner.deployments.lock().await;
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            drop(deployments);
+            instance.stop().await;
+            anyhow::bail!("the server is shutting down; deploy {name:?} again after it starts");
+        }
+        // Deliveries pause: the old runner finishes its calls against the old process.
+        let old = match deployments.remove(&name) {
+            Some(old) => {
+                if let Some(runner) = old.runner {
+                    runner.stop(&name).await;
+                }
+                Some((old.instance, old.counters))
+            }
+            None => None,
+        };
+
+        let previous_wiring = previous.as_ref().map(|record| &record.wiring);
+        let wired = wiring::apply(
+            &record.spec,
+            previous_wiring,
+            &self.inner.broker,
+            &self.inner.storage,
+            &self.inner.router,
+        )
+        .await;
+        let written = match wired {
+            Ok(wired) => {
+                record.wiring = wired;
+                records::write(&self.inner.dir, &record).await
+            }
+            Err(err) => Err(err),
+        };
+        if let Err(err) = written {
+            instance.stop().await;
+            // The old version resumes, so a failed redeploy changes nothing.
+            if let (Some((old_instance, old_counters)), Some(previous)) = (old, previous) {
+                let runner = self.start_runner(&previous, &old_instance, &old_counters);
+                let resumed = Deployment {
+                    record: previous,
+                    instance: old_instance,
+                    runner: Some(runner),
+                    counters: old_counters,
+                };
+                deployments.insert(name, resumed);
+            }
+            return Err(err);
+        }
+
+        let runner = self.start_runner(&record, &instance, &counters);
+        let deployment = Deployment {
+            record,
+            instance,
+            runner: Some(runner),
+            counters,
+        };
+        let status = self.status(&deployment);
+        deployments.insert(name.clone(), deployment);
+        drop(deployments);
+        if let Some((old_instance, _)) = old {
+            old_instance.stop().await;
+        }
+        // A restore passes the record itself as the previous version.
+        if let Some(previous) = previous.filter(|previous| previous.version != status.version) {
+            let old_dir = records::source_dir(&self.inner.dir, &name, previous.version);
+            let _ = tokio::fs::remove_dir_all(old_dir).await;
+        }
+        info!(function = %name, version = status.version, "function deployed");
+        Ok(status)
+    }
+
+    fn start_runner(
+        &self,
+        record: &FunctionRecord,
+        instance: &Instance,
+        counters: &Arc<CallCounters>,
+    ) -> FunctionRunner {
+        let spec = &record.spec;
+        let settings = DeliverySettings {
+            function: spec.name.clone(),
+            signature: spec.signature_type,
+            retry: spec.retry,
+            max_event_age: Duration::from_secs(spec.max_event_age_secs),
+            timeout: Duration::from_secs(u64::from(spec.timeout_secs)),
+            concurrency: spec.concurrency(),
+        };
+        let handler = FunctionHandler::new(
+            settings,
+            instance.state(),
+            self.inner.client.clone(),
+            counters.clone(),
+        );
+        let options = RunnerOptions {
+            concurrency: spec.concurrency(),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            ..RunnerOptions::default()
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = runner::spawn_for_deliveries(
+            self.inner.broker.clone(),
+            delivery::subscription_name(&spec.name),
+            Arc::new(handler),
+            options,
+            async move {
+                // Completes when the sender is used or dropped.
+                let _ = stopped.await;
+            },
+        );
+        FunctionRunner { handle, stop }
+    }
+
+    fn status(&self, deployment: &Deployment) -> FunctionStatus {
+        let record = &deployment.record;
+        let spec = &record.spec;
+        let subscription = delivery::subscription_name(&spec.name);
+        let backlog = self
+            .inner
+            .broker
+            .stats()
+            .into_iter()
+            .find(|stats| stats.spec.name == subscription)
+            .map_or(0, |stats| stats.backlog);
+        let counters = &deployment.counters;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        FunctionStatus {
+            name: spec.name.clone(),
+            state: deployment.instance.state().borrow().name(),
+            trigger: spec.trigger.describe(),
+            version: record.version,
+            runtime: spec.runtime.clone(),
+            entry_point: spec.entry_point.clone(),
+            signature_type: spec.signature_type.as_str(),
+            retry: spec.retry,
+            max_instances: spec.max_instances.unwrap_or(spec::DEFAULT_MAX_INSTANCES),
+            timeout_secs: spec.timeout_secs,
+            backlog,
+            restarts: deployment.instance.restarts(),
+            succeeded: load(&counters.succeeded),
+            failed: load(&counters.failed),
+            dropped: load(&counters.dropped),
+            update_time: record.update_time.clone(),
+        }
+    }
+
+    /// Returns every deployed function, by name.
+    pub(crate) async fn list(&self) -> Vec<FunctionStatus> {
+        let deployments = self.inner.deployments.lock().await;
+        deployments
+            .values()
+            .map(|deployment| self.status(deployment))
+            .collect()
+    }
+
+    /// Stops a function and removes its subscription and the wiring of its trigger.
+    ///
+    /// # Errors
+    ///
+    /// [`FunctionError::NotFound`], [`FunctionError::Busy`], or [`FunctionError::Failed`]
+    /// when the wiring cannot be removed.
+    pub(crate) async fn delete(&self, name: &str) -> Result<(), FunctionError> {
+        let _busy = self.claim(name)?;
+        let deployment = self
+            .inner
+            .deployments
+            .lock()
+            .await
+            .remove(name)
+            .ok_or_else(|| FunctionError::NotFound(name.to_owned()))?;
+        if let Some(runner) = deployment.runner {
+            runner.stop(name).await;
+        }
+        deployment.instance.stop().await;
+        let record = deployment.record;
+        wiring::remove(
+            name,
+            &record.wiring,
+            &self.inner.broker,
+            &self.inner.storage,
+            &self.inner.router,
+        )
+        .await
+        .map_err(FunctionError::Failed)?;
+        records::remove(&self.inner.dir, name)
+            .await
+            .map_err(FunctionError::Failed)?;
+        logs::remove(&self.inner.dir.join("logs"), name);
+        info!(function = %name, "function deleted");
+        Ok(())
+    }
+
+    /// Calls a function once with a synthetic event of its trigger's type.
+    ///
+    /// # Errors
+    ///
+    /// [`FunctionError::NotFound`], [`FunctionError::Invalid`] when `data` does not fit the
+    /// trigger, and [`FunctionError::Failed`] when the process is not ready.
+    pub(crate) async fn call(
+        &self,
+        name: &str,
+        data: &serde_json::Value,
+    ) -> Result<CallResult, FunctionError> {
+        let (record, state) = {
+            let deployments = self.inner.deployments.lock().await;
+            let deployment = deployments
+                .get(name)
+                .ok_or_else(|| FunctionError::NotFound(name.to_owned()))?;
+            (deployment.record.clone(), deployment.instance.state())
+        };
+        let delivery = synthetic::delivery(&record.spec.trigger, &record.wiring.topic, data)
+            .map_err(|err| FunctionError::Invalid(vec![err]))?;
+        let endpoint = instance::wait_ready(state, delivery::READY_WAIT)
+            .await
+            .ok_or_else(|| {
+                FunctionError::Failed(anyhow::anyhow!(
+                    "function {name:?} is not ready; `sluice functions logs read {name}` shows \
+                     its output"
+                ))
+            })?;
+        let timeout = Duration::from_secs(u64::from(record.spec.timeout_secs));
+        Ok(delivery::call_once(
+            &self.inner.client,
+            &endpoint,
+            record.spec.signature_type,
+            &delivery,
+            timeout,
+        )
+        .await)
+    }
+
+    /// Returns the newest `limit` log entries of a function, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`FunctionError::NotFound`] for an unknown name, [`FunctionError::Failed`] when the
+    /// log file cannot be read.
+    pub(crate) async fn logs(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, FunctionError> {
+        let plain_name = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !plain_name {
+            return Err(FunctionError::NotFound(name.to_owned()));
+        }
+        let dir = self.inner.dir.join("logs");
+        // A function whose first deploy failed has logs but no deployment.
+        let deployed = self.inner.deployments.lock().await.contains_key(name);
+        if !deployed && !logs::exists(&dir, name) {
+            return Err(FunctionError::NotFound(name.to_owned()));
+        }
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || logs::read_entries(&dir, &name, limit))
+            .await
+            .map_err(|err| FunctionError::Failed(err.into()))?
+            .map_err(FunctionError::Failed)
+    }
+
+    /// Starts every function of the deployment records, in the background. A function that
+    /// fails to come back is logged and left out; its record stays for the next start.
+    pub(crate) fn restore(&self) {
+        let functions = self.clone();
+        tokio::spawn(async move {
+            let records = match records::read_all(&functions.inner.dir).await {
+                Ok(records) => records,
+                Err(err) => {
+                    warn!(error = %format!("{err:#}"), "failed to read the function records");
+                    return;
+                }
+            };
+            for record in records {
+                let name = record.spec.name.clone();
+                if let Err(err) = functions.restore_one(record).await {
+                    warn!(function = %name, error = %format!("{err:#}"), "failed to restore the function");
+                }
+            }
+        });
+    }
+
+    async fn restore_one(&self, record: FunctionRecord) -> anyhow::Result<()> {
+        let name = record.spec.name.clone();
+        let _busy = self.claim(&name).map_err(anyhow::Error::new)?;
+        let language = spec::parse_runtime(&record.spec.runtime).map_err(anyhow::Error::msg)?;
+        info!(function = %name, version = record.version, "restoring function");
+        let (instance, counters) = self.start_version(&record, language, false).await?;
+        self.take_over(record.clone(), instance, counters, Some(record))
+            .await?;
+        Ok(())
+    }
+
+    /// Stops every runner, waiting up to `limit` for the calls in flight, then every process.
+    pub(crate) async fn stop(&self, limit: Duration) {
+        let mut deployments = self.inner.deployments.lock().await;
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        let all: Vec<(String, Deployment)> =
+            std::mem::take(&mut *deployments).into_iter().collect();
+        drop(deployments);
+        let mut instances = Vec::with_capacity(all.len());
+        for (name, deployment) in all {
+            if let Some(runner) = deployment.runner {
+                if tokio::time::timeout(limit, runner.stop(&name))
+                    .await
+                    .is_err()
+                {
+                    warn!(function = %name, "function calls still running at shutdown; their events will be delivered again");
+                }
+            }
+            instances.push(deployment.instance);
+        }
+        futures::future::join_all(instances.into_iter().map(Instance::stop)).await;
+    }
+}

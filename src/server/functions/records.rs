@@ -1,0 +1,124 @@
+//! Deployment records: one JSON file per function under `<data dir>/functions/records`,
+//! written atomically (a temporary file, fsync, rename), and the source copies under
+//! `<data dir>/functions/sources/NAME/vVERSION`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use super::spec::DeploySpec;
+use super::wiring::Wiring;
+
+/// A deployed version of a function, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct FunctionRecord {
+    /// The settings of the deploy.
+    pub(crate) spec: DeploySpec,
+    /// 1 for the first deploy, one more for each redeploy.
+    pub(crate) version: u64,
+    /// When this version was deployed, RFC 3339.
+    pub(crate) update_time: String,
+    /// The resources that the trigger created.
+    #[serde(default)]
+    pub(crate) wiring: Wiring,
+}
+
+impl FunctionRecord {
+    /// Returns the record of a new version, deployed now, not wired yet.
+    pub(crate) fn new(spec: DeploySpec, version: u64) -> Self {
+        FunctionRecord {
+            spec,
+            version,
+            update_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            wiring: Wiring::default(),
+        }
+    }
+}
+
+fn records_dir(dir: &Path) -> PathBuf {
+    dir.join("records")
+}
+
+/// Returns the folder of a version's source copy.
+pub(crate) fn source_dir(dir: &Path, function: &str, version: u64) -> PathBuf {
+    dir.join("sources")
+        .join(function)
+        .join(format!("v{version}"))
+}
+
+/// Writes a function's record, replacing the previous one in one rename.
+///
+/// # Errors
+///
+/// Fails when the file cannot be written.
+pub(crate) async fn write(dir: &Path, record: &FunctionRecord) -> anyhow::Result<()> {
+    let folder = records_dir(dir);
+    let path = folder.join(format!("{}.json", record.spec.name));
+    let bytes = serde_json::to_vec_pretty(record).context("failed to encode the record")?;
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("failed to create {}", folder.display()))?;
+        let temporary = path.with_extension("json.tmp");
+        std::fs::write(&temporary, bytes)
+            .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
+            .and_then(|()| std::fs::rename(&temporary, &path))
+            .with_context(|| format!("failed to write {}", path.display()))
+    })
+    .await
+    .context("the record write task failed")?
+}
+
+/// Deletes a function's record and source copies.
+///
+/// # Errors
+///
+/// Fails when the record exists but cannot be deleted.
+pub(crate) async fn remove(dir: &Path, function: &str) -> anyhow::Result<()> {
+    let path = records_dir(dir).join(format!("{function}.json"));
+    match tokio::fs::remove_file(&path).await {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            return Err(err).with_context(|| format!("failed to delete {}", path.display()))
+        }
+    }
+    let _ = tokio::fs::remove_dir_all(dir.join("sources").join(function)).await;
+    Ok(())
+}
+
+/// Reads every record, by name.
+///
+/// # Errors
+///
+/// Fails when the folder cannot be read or a record is not valid, naming the file.
+pub(crate) async fn read_all(dir: &Path) -> anyhow::Result<Vec<FunctionRecord>> {
+    let folder = records_dir(dir);
+    let mut entries = match tokio::fs::read_dir(&folder).await {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => {
+            return Err(err).with_context(|| format!("failed to read {}", folder.display()))
+        }
+    };
+    let mut records = Vec::new();
+    while let Some(entry) = entries.next_entry().await? {
+        let path = entry.path();
+        if path.extension().is_none_or(|extension| extension != "json") {
+            continue;
+        }
+        let bytes = tokio::fs::read(&path)
+            .await
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        let record: FunctionRecord = serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is not a valid function record; delete it to forget that function",
+                path.display()
+            )
+        })?;
+        records.push(record);
+    }
+    records.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    Ok(records)
+}

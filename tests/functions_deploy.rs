@@ -1,0 +1,672 @@
+//! `sluice functions` end to end: the real `sluice serve` on 127.0.0.1 deploys the functions
+//! of `tests/functions/` from source, with the real functions-framework from PyPI and npm,
+//! and the tests drive them with the `sluice` command line.
+//!
+//! The functions append one JSON line per call to the file that their `OUTPUT_FILE`
+//! variable names. Every server of this file shares one runtime cache under the target
+//! folder (`SLUICE_FUNCTIONS_CACHE_DIR`), so only the first deploy of each runtime
+//! downloads functions-framework.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::TestServer;
+
+/// How long a test waits for something the server or a function should do. The first
+/// deploy installs functions-framework, so this bounds a hung test and is never a measure
+/// of speed.
+const GIVE_UP: Duration = Duration::from_secs(300);
+
+/// A bucket and a topic for the triggers, a log sink that collects the NOTICE entries of
+/// every function in the subscription `fn-logs`, and a subscription whose name a function
+/// named `logs` would generate.
+const CONFIG: &str = "\
+[[buckets]]
+name = \"uploads\"
+
+[[topics]]
+name = \"offers\"
+
+[[topics]]
+name = \"fn-logs\"
+
+[[subscriptions]]
+name = \"fn-logs\"
+topic = \"fn-logs\"
+
+[[subscriptions]]
+name = \"function-logs\"
+topic = \"fn-logs\"
+
+[[sinks]]
+name = \"function-notices\"
+filter = 'resource.type=\"cloud_function\" AND severity=NOTICE'
+destination = \"fn-logs\"
+";
+
+fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("functions-cache")
+}
+
+fn function_source(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/functions")
+        .join(name)
+}
+
+fn start_server(data_dir: &Path, config: &Path) -> TestServer {
+    let cache = cache_dir();
+    let cache = cache.to_str().expect("a UTF-8 path");
+    TestServer::start_in_with_env(
+        data_dir,
+        Some(config),
+        &[("SLUICE_FUNCTIONS_CACHE_DIR", cache)],
+    )
+}
+
+/// A server on a fresh data directory, with the folder that contains it and the functions'
+/// output files.
+struct Setup {
+    server: TestServer,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn start() -> Setup {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("sluice.toml");
+        std::fs::write(&config, CONFIG).expect("write config");
+        let server = start_server(&dir.path().join("data"), &config);
+        Setup { server, dir }
+    }
+
+    fn output(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.jsonl"))
+    }
+
+    fn restart(&mut self) {
+        let (status, log) = self.server.terminate();
+        assert!(status.success(), "sluice stopped with {status}: {log}");
+        let config = self.dir.path().join("sluice.toml");
+        self.server = start_server(&self.dir.path().join("data"), &config);
+    }
+
+    fn sluice(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .args(["--server", &self.server.url])
+            .output()
+            .expect("sluice runs")
+    }
+
+    /// Runs a command that must succeed and returns its stdout.
+    fn sluice_ok(&self, args: &[&str]) -> String {
+        let output = self.sluice(args);
+        assert!(
+            output.status.success(),
+            "sluice {args:?} failed with {}:\nstdout: {}\nstderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8 output")
+    }
+
+    fn list(&self) -> Vec<Value> {
+        self.sluice_ok(&["functions", "list", "--json"])
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    }
+
+    fn function(&self, name: &str) -> Value {
+        self.list()
+            .into_iter()
+            .find(|function| function["name"] == name)
+            .unwrap_or_else(|| panic!("function {name} is not listed"))
+    }
+}
+
+/// Stops the server with SIGTERM, so that it stops its function processes too.
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.server.terminate();
+    }
+}
+
+/// Returns the deploy arguments of a Python function of `tests/functions/python_recorder`.
+fn python_deploy<'a>(name: &'a str, entry_point: &'a str, source: &'a str) -> Vec<&'a str> {
+    vec![
+        "functions",
+        "deploy",
+        name,
+        "--runtime",
+        "python311",
+        "--source",
+        source,
+        "--entry-point",
+        entry_point,
+    ]
+}
+
+/// Reads the JSON lines that a function wrote so far.
+fn records(path: &Path) -> Vec<Value> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Waits until `done` holds for the records of `path`, and returns them.
+fn wait_for_records(path: &Path, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + GIVE_UP;
+    loop {
+        let found = records(path);
+        if done(&found) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {what}; records so far: {found:#?}"
+        );
+        pause(Duration::from_millis(200));
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + GIVE_UP;
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        pause(Duration::from_millis(200));
+    }
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the tests are synchronous and run outside any runtime"
+)]
+fn pause(duration: Duration) {
+    std::thread::sleep(duration);
+}
+
+fn env_arg(key: &str, value: &Path) -> String {
+    format!("{key}={}", value.display())
+}
+
+fn texts(found: &[Value]) -> Vec<String> {
+    found
+        .iter()
+        .filter_map(|record| record["text"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn bucket_function_runs_once_per_upload() {
+    let setup = Setup::start();
+    let source = function_source("python_recorder");
+    let source = source.to_str().expect("a UTF-8 path");
+    let output = setup.output("uploads");
+    let env = env_arg("OUTPUT_FILE", &output);
+    let mut args = python_deploy("thumbs", "on_upload", source);
+    args.extend(["--trigger-bucket", "uploads", "--set-env-vars", &env]);
+    let deployed = setup.sluice_ok(&args);
+    assert!(
+        deployed.contains("deployed function thumbs version 1"),
+        "{deployed}"
+    );
+
+    let photo = support::fixtures().join("images/camera/Canon_40D.jpg");
+    let photo = photo.to_str().expect("a UTF-8 path");
+    setup.sluice_ok(&[
+        "upload",
+        photo,
+        "--bucket",
+        "uploads",
+        "--name",
+        "photos/canon.jpg",
+    ]);
+
+    let found = wait_for_records(&output, "the upload event", |found| !found.is_empty());
+    let record = &found[0];
+    assert_eq!(record["data"]["bucket"], "uploads");
+    assert_eq!(record["data"]["name"], "photos/canon.jpg");
+    assert_eq!(record["data"]["size"], "7928", "int64 fields are strings");
+    assert_eq!(
+        record["context"]["event_type"],
+        "google.storage.object.finalize"
+    );
+    assert_eq!(
+        record["context"]["resource"]["name"],
+        "projects/_/buckets/uploads/objects/photos/canon.jpg"
+    );
+    assert!(record["context"]["event_id"]
+        .as_str()
+        .is_some_and(|id| !id.is_empty()));
+
+    // A second look after more deliveries could have arrived: the function ran once.
+    pause(Duration::from_secs(3));
+    assert_eq!(records(&output).len(), 1, "one call per upload");
+
+    wait_until("the log line", || {
+        let logs = setup.sluice_ok(&["functions", "logs", "read", "thumbs", "--limit", "50"]);
+        logs.contains("processed gs://uploads/photos/canon.jpg")
+    });
+    let logs = setup.sluice_ok(&["functions", "logs", "read", "thumbs", "--json"]);
+    let entry: Value = logs
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("a JSON line"))
+        .find(|entry| entry["textPayload"] == "processed gs://uploads/photos/canon.jpg")
+        .expect("the function's line is an entry");
+    assert_eq!(entry["resource"]["type"], "cloud_function");
+    assert_eq!(entry["resource"]["labels"]["function_name"], "thumbs");
+    assert_eq!(entry["severity"], "INFO");
+
+    let listed = setup.function("thumbs");
+    assert_eq!(listed["state"], "ACTIVE");
+    assert_eq!(listed["version"], 1);
+    assert_eq!(listed["succeeded"], 1);
+}
+
+#[test]
+fn call_sends_synthetic_event() {
+    let setup = Setup::start();
+    let source = function_source("python_recorder");
+    let source = source.to_str().expect("a UTF-8 path");
+    let output = setup.output("calls");
+    let env = env_arg("OUTPUT_FILE", &output);
+    let mut args = python_deploy("caller", "on_upload", source);
+    args.extend(["--trigger-bucket", "uploads", "--set-env-vars", &env]);
+    setup.sluice_ok(&args);
+
+    let printed = setup.sluice_ok(&[
+        "functions",
+        "call",
+        "caller",
+        "--data",
+        r#"{"name": "called.jpg"}"#,
+    ]);
+    assert!(printed.contains("status: 200"), "{printed}");
+    let found = records(&output);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0]["data"]["bucket"], "uploads");
+    assert_eq!(found[0]["data"]["name"], "called.jpg");
+    assert_eq!(
+        found[0]["context"]["event_type"],
+        "google.storage.object.finalize"
+    );
+}
+
+#[test]
+fn topic_function_receives_offer() {
+    let setup = Setup::start();
+    let source = function_source("python_recorder");
+    let source = source.to_str().expect("a UTF-8 path");
+    let output = setup.output("offers");
+    let env = env_arg("OUTPUT_FILE", &output);
+    let mut args = python_deploy("offers-fn", "on_message", source);
+    args.extend(["--trigger-topic", "offers", "--set-env-vars", &env]);
+    setup.sluice_ok(&args);
+
+    let offer = r#"{"sku": "A-1", "price": "9.99", "currency": "EUR"}"#;
+    setup.sluice_ok(&["publish", "offers", "--message", offer]);
+    let found = wait_for_records(&output, "the offer", |found| !found.is_empty());
+    assert_eq!(found[0]["text"], offer);
+    assert_eq!(
+        found[0]["context"]["event_type"],
+        "google.pubsub.topic.publish"
+    );
+    assert_eq!(
+        found[0]["context"]["resource"]["name"],
+        "projects/local/topics/offers"
+    );
+
+    wait_until("the structured log line", || {
+        let logs = setup.sluice_ok(&["functions", "logs", "read", "offers-fn", "--json"]);
+        logs.lines().any(|line| {
+            let entry: Value = serde_json::from_str(line).expect("a JSON line");
+            entry["severity"] == "NOTICE"
+                && entry["jsonPayload"]["message"] == format!("received {offer}")
+        })
+    });
+
+    // The entry went through the log router, so the configured sink took it.
+    let mut pulled = String::new();
+    wait_until("the sink's message", || {
+        pulled.push_str(&setup.sluice_ok(&["pull", "fn-logs", "--ack"]));
+        pulled.contains("received")
+    });
+    assert!(pulled.contains("offers-fn"), "{pulled}");
+    assert!(pulled.contains("cloud_function"), "{pulled}");
+}
+
+#[test]
+fn node_cloudevent_function_receives_audit_log() {
+    let setup = Setup::start();
+    let source = function_source("node_audit");
+    let output = setup.output("audit");
+    let env = env_arg("OUTPUT_FILE", &output);
+    setup.sluice_ok(&[
+        "functions",
+        "deploy",
+        "audit-fn",
+        "--runtime",
+        "nodejs20",
+        "--source",
+        source.to_str().expect("a UTF-8 path"),
+        "--entry-point",
+        "onAudit",
+        "--signature-type",
+        "cloudevent",
+        "--trigger-event-filters",
+        "type=google.cloud.audit.log.v1.written,serviceName=iam.googleapis.com",
+        "--trigger-event-filters",
+        "methodName=google.iam.admin.v1.CreateServiceAccount",
+        "--set-env-vars",
+        &env,
+    ]);
+
+    let entries = support::fixtures().join("audit-logs/entries.jsonl");
+    setup.sluice_ok(&["ingest", entries.to_str().expect("a UTF-8 path")]);
+    let found = wait_for_records(&output, "four audit events", |found| {
+        let ids: BTreeSet<&str> = found.iter().filter_map(|r| r["id"].as_str()).collect();
+        ids.len() >= 4
+    });
+    for record in &found {
+        assert_eq!(record["type"], "google.cloud.audit.log.v1.written");
+        assert_eq!(
+            record["methodName"],
+            "google.iam.admin.v1.CreateServiceAccount"
+        );
+        assert_eq!(record["serviceName"], "iam.googleapis.com");
+    }
+    pause(Duration::from_secs(3));
+    let ids: BTreeSet<String> = records(&output)
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 4, "only the four CreateServiceAccount entries");
+
+    // The function's output is an entry of the log router too.
+    wait_until("the node log line", || {
+        let logs = setup.sluice_ok(&["functions", "logs", "read", "audit-fn"]);
+        logs.contains("audit event google.iam.admin.v1.CreateServiceAccount")
+    });
+}
+
+/// Deploys `crash_once` on the topic `offers` with or without `--retry`.
+fn deploy_crashing(setup: &Setup, name: &str, retry: bool) -> (PathBuf, PathBuf) {
+    let source = function_source("python_recorder");
+    let output = setup.output(name);
+    let markers = setup.dir.path().join(format!("{name}-markers"));
+    std::fs::create_dir_all(&markers).expect("mkdir");
+    let env = format!(
+        "{},{}",
+        env_arg("OUTPUT_FILE", &output),
+        env_arg("MARKER_DIR", &markers)
+    );
+    let mut args = python_deploy(name, "crash_once", source.to_str().expect("a UTF-8 path"));
+    args.extend(["--trigger-topic", "offers", "--set-env-vars", &env]);
+    if retry {
+        args.push("--retry");
+    }
+    setup.sluice_ok(&args);
+    (output, markers)
+}
+
+fn marker_count(markers: &Path) -> usize {
+    std::fs::read_dir(markers).map_or(0, |entries| entries.count())
+}
+
+#[test]
+fn crash_with_retry_is_retried() {
+    let setup = Setup::start();
+    let (output, markers) = deploy_crashing(&setup, "retrying", true);
+    setup.sluice_ok(&["publish", "offers", "--message", "crash"]);
+    let found = wait_for_records(&output, "the retried event", |found| !found.is_empty());
+    assert_eq!(texts(&found), ["crash"]);
+    assert_eq!(marker_count(&markers), 1, "the first attempt crashed");
+    let listed = setup.function("retrying");
+    assert!(listed["restarts"].as_u64() >= Some(1), "{listed}");
+    assert!(listed["failed"].as_u64() >= Some(1), "{listed}");
+    assert_eq!(listed["dropped"], 0);
+}
+
+#[test]
+fn crash_without_retry_drops_event() {
+    let setup = Setup::start();
+    let (output, markers) = deploy_crashing(&setup, "dropping", false);
+    setup.sluice_ok(&["publish", "offers", "--message", "crash"]);
+    wait_until("the crash", || marker_count(&markers) == 1);
+    wait_until("the restart", || {
+        let listed = setup.function("dropping");
+        listed["restarts"].as_u64() >= Some(1) && listed["state"] == "ACTIVE"
+    });
+    setup.sluice_ok(&["publish", "offers", "--message", "after"]);
+    let found = wait_for_records(&output, "the next event", |found| !found.is_empty());
+    pause(Duration::from_secs(3));
+    let found = if found.len() == 1 {
+        records(&output)
+    } else {
+        found
+    };
+    assert_eq!(texts(&found), ["after"], "the crashed event is not retried");
+    let listed = setup.function("dropping");
+    assert_eq!(listed["dropped"], 1, "{listed}");
+    assert_eq!(listed["backlog"], 0, "{listed}");
+}
+
+#[test]
+fn max_instances_bounds_concurrent_calls() {
+    let setup = Setup::start();
+    let source = function_source("python_recorder");
+    let output = setup.output("slow");
+    let env = env_arg("OUTPUT_FILE", &output);
+    let mut args = python_deploy("slow", "slow_record", source.to_str().expect("UTF-8"));
+    args.extend([
+        "--trigger-topic",
+        "offers",
+        "--max-instances",
+        "1",
+        "--set-env-vars",
+        &env,
+    ]);
+    setup.sluice_ok(&args);
+    for i in 0..4 {
+        setup.sluice_ok(&["publish", "offers", "--message", &format!("slow-{i}")]);
+    }
+
+    let found = wait_for_records(&output, "four slow calls", |found| found.len() >= 4);
+    let mut spans: Vec<(f64, f64)> = found
+        .iter()
+        .map(|record| {
+            let started = record["started"].as_f64().expect("a start time");
+            let ended = record["ended"].as_f64().expect("an end time");
+            (started, ended)
+        })
+        .collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "calls overlap with --max-instances 1: {spans:?}"
+        );
+    }
+    assert_eq!(setup.function("slow")["maxInstances"], 1);
+}
+
+#[test]
+fn retry_ends_in_dead_letter() {
+    let setup = Setup::start();
+    let source = function_source("python_recorder");
+    let mut args = python_deploy("failing", "always_fail", source.to_str().expect("UTF-8"));
+    args.extend([
+        "--trigger-topic",
+        "offers",
+        "--retry",
+        "--max-event-age",
+        "3",
+    ]);
+    setup.sluice_ok(&args);
+    setup.sluice_ok(&["publish", "offers", "--message", "doomed"]);
+
+    let mut pulled = String::new();
+    wait_until("the dead-lettered event", || {
+        pulled = setup.sluice_ok(&["pull", "function-failing-dead-letter", "--ack"]);
+        !pulled.trim().is_empty()
+    });
+    assert!(pulled.contains("doomed"), "{pulled}");
+    let listed = setup.function("failing");
+    assert!(listed["failed"].as_u64() >= Some(2), "retried: {listed}");
+    assert_eq!(listed["backlog"], 0, "{listed}");
+    wait_until("the exception in the logs", || {
+        let logs = setup.sluice_ok(&["functions", "logs", "read", "failing", "--limit", "100"]);
+        logs.contains("cannot handle event")
+    });
+}
+
+#[test]
+fn redeploy_under_stream_loses_nothing() {
+    let setup = Setup::start();
+    let source = function_source("python_recorder");
+    let source = source.to_str().expect("a UTF-8 path");
+    let output = setup.output("stream");
+    let deploy = |version: &str| {
+        let env = format!("{},VERSION={version}", env_arg("OUTPUT_FILE", &output));
+        let mut args = python_deploy("streamer", "on_message", source);
+        args.extend(["--trigger-topic", "offers", "--set-env-vars", &env]);
+        setup.sluice_ok(&args)
+    };
+    deploy("1");
+
+    const EVENTS: usize = 40;
+    let url = setup.server.url.clone();
+    let publisher = std::thread::spawn(move || {
+        for i in 0..EVENTS {
+            let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(["publish", "offers", "--message", &format!("event-{i}")])
+                .args(["--server", &url])
+                .output()
+                .expect("sluice publish runs");
+            assert!(output.status.success(), "publish {i} failed: {output:?}");
+            pause(Duration::from_millis(100));
+        }
+    });
+    wait_for_records(&output, "the first events", |found| found.len() >= 5);
+    let redeployed = deploy("2");
+    assert!(redeployed.contains("version 2"), "{redeployed}");
+    publisher.join().expect("the publisher finishes");
+
+    let found = wait_for_records(&output, "every event", |found| {
+        let unique: BTreeSet<String> = texts(found).into_iter().collect();
+        unique.len() >= EVENTS
+    });
+    let unique: BTreeSet<String> = texts(&found).into_iter().collect();
+    let expected: BTreeSet<String> = (0..EVENTS).map(|i| format!("event-{i}")).collect();
+    assert_eq!(unique, expected, "no event lost");
+    let versions: BTreeSet<&str> = found
+        .iter()
+        .filter_map(|record| record["version"].as_str())
+        .collect();
+    assert!(
+        versions.contains("2"),
+        "the new version took over: {versions:?}"
+    );
+    let last = found.last().expect("records");
+    assert_eq!(last["version"], "2", "the old version stopped");
+    let listed = setup.function("streamer");
+    assert_eq!(listed["version"], 2);
+    assert_eq!(listed["backlog"], 0);
+}
+
+#[test]
+fn functions_survive_server_restart() {
+    let mut setup = Setup::start();
+    let source = function_source("python_recorder");
+    let source = source.to_str().expect("a UTF-8 path");
+    let output = setup.output("restart");
+    let env = env_arg("OUTPUT_FILE", &output);
+    let mut args = python_deploy("keeper", "on_message", source);
+    args.extend(["--trigger-topic", "offers", "--set-env-vars", &env]);
+    setup.sluice_ok(&args);
+    setup.sluice_ok(&["publish", "offers", "--message", "before"]);
+    wait_for_records(&output, "the first event", |found| found.len() == 1);
+
+    setup.restart();
+    // Published while the function comes back: it waits in the subscription.
+    setup.sluice_ok(&["publish", "offers", "--message", "after"]);
+    wait_until("the function to come back", || {
+        setup
+            .list()
+            .iter()
+            .any(|function| function["name"] == "keeper" && function["state"] == "ACTIVE")
+    });
+    let found = wait_for_records(&output, "the event after the restart", |found| {
+        texts(found).contains(&"after".to_owned())
+    });
+    assert_eq!(texts(&found), ["before", "after"]);
+    assert_eq!(setup.function("keeper")["version"], 1);
+
+    setup.sluice_ok(&["functions", "delete", "keeper"]);
+    assert!(setup.list().is_empty(), "deleted");
+    let subscriptions = setup.sluice_ok(&["subscriptions", "list", "--json"]);
+    assert!(
+        !subscriptions.contains("function-keeper"),
+        "the subscription is gone: {subscriptions}"
+    );
+}
+
+#[test]
+fn deploy_rejects_bad_settings() {
+    let setup = Setup::start();
+    let source = function_source("python_recorder");
+    let output = setup.sluice(&[
+        "functions",
+        "deploy",
+        "bad",
+        "--runtime",
+        "ruby33",
+        "--source",
+        source.to_str().expect("a UTF-8 path"),
+        "--entry-point",
+        "f",
+        "--trigger-bucket",
+        "missing-bucket",
+        "--timeout",
+        "900s",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown runtime \"ruby33\""), "{stderr}");
+    assert!(stderr.contains("--timeout 900 is out of range"), "{stderr}");
+
+    let source = function_source("python_recorder");
+    let mut args = python_deploy("nobucket", "on_upload", source.to_str().expect("UTF-8"));
+    args.extend(["--trigger-bucket", "missing-bucket"]);
+    let output = setup.sluice(&args);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("\"missing-bucket\" does not exist"),
+        "{stderr}"
+    );
+
+    // CONFIG declares the subscription that a function named "logs" would generate.
+    let mut args = python_deploy("logs", "on_message", source.to_str().expect("UTF-8"));
+    args.extend(["--trigger-topic", "offers"]);
+    let output = setup.sluice(&args);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("subscription \"function-logs\" exists already"),
+        "{stderr}"
+    );
+    assert!(setup.list().is_empty(), "nothing deployed");
+}
