@@ -436,3 +436,69 @@ async fn nack_backoff_counts_every_attempt() {
         task.abort();
     }
 }
+
+#[test]
+fn object_larger_than_max_payload_round_trips() {
+    const MAX_PAYLOAD: usize = 16 * 1024;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = runtime.block_on(NatsServer::start_with_config(&format!(
+        "max_payload: {MAX_PAYLOAD}\n"
+    )));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let buckets = runtime.block_on(async {
+        let client = async_nats::connect(server.url())
+            .await
+            .expect("connects to nats-server");
+        let context = async_nats::jetstream::new(client);
+        Buckets::open_jetstream(dir.path().join("buckets"), &context, 1, None)
+            .await
+            .expect("buckets open on JetStream")
+    });
+    buckets.create_bucket("bkt", false).expect("bucket");
+
+    // Over the server's max_payload, so the bytes must go in smaller chunks.
+    let bytes: Vec<u8> = (0..50_000_u32).map(|n| (n % 251) as u8).collect();
+    buckets
+        .put("bkt", "large", &bytes, None, BTreeMap::new())
+        .expect("an object over max_payload is stored");
+    let read = buckets.read("bkt", "large", None).expect("read back");
+    assert_eq!(read.len(), bytes.len());
+    assert!(read == bytes, "the bytes come back unchanged");
+    drop(buckets);
+    runtime.shutdown_background();
+}
+
+#[test]
+fn bucket_calls_fail_fast_while_disconnected() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut server = runtime.block_on(NatsServer::start());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let buckets = runtime.block_on(async {
+        let client = async_nats::connect(server.url())
+            .await
+            .expect("connects to nats-server");
+        let context = async_nats::jetstream::new(client);
+        Buckets::open_jetstream(dir.path().join("buckets"), &context, 1, None)
+            .await
+            .expect("buckets open on JetStream")
+    });
+    buckets.create_bucket("bkt", false).expect("bucket");
+
+    server.kill();
+    let give_up = std::time::Instant::now() + STATE_CHANGE_TIMEOUT;
+    let error = loop {
+        match buckets.list("bkt", "", None, false) {
+            Err(err @ BucketError::Unavailable { .. }) => break err,
+            other => {
+                assert!(
+                    std::time::Instant::now() < give_up,
+                    "no Unavailable error within {STATE_CHANGE_TIMEOUT:?}: {other:?}"
+                );
+                runtime.block_on(tokio::time::sleep(Duration::from_millis(100)));
+            }
+        }
+    };
+    assert!(error.to_string().contains("nats-server"), "{error}");
+    drop(buckets);
+    runtime.shutdown_background();
+}

@@ -131,6 +131,7 @@ pub(crate) fn storage_code(err: &StorageError) -> Code {
                 Code::FailedPrecondition
             }
             BucketError::Io { .. } | BucketError::Corrupt { .. } => Code::Internal,
+            BucketError::Unavailable { .. } => Code::Unavailable,
         },
         // The change was stored, so a retry would repeat it. INTERNAL shows the client that
         // the server, not the request, is at fault.

@@ -103,6 +103,12 @@ pub enum BucketError {
         /// The error of the operating system.
         source: io::Error,
     },
+    /// The storage behind the buckets cannot be reached now.
+    #[error("the bucket storage is unavailable: {reason}")]
+    Unavailable {
+        /// Why, and what to do.
+        reason: String,
+    },
     /// Stored data that does not decode or does not match its checksums.
     #[error(
         "{} is corrupt: {reason}; restore the bucket folder from a backup or move it away",

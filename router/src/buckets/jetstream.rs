@@ -51,6 +51,8 @@ pub const OBJECT_STORE: &str = "sluice_objects";
 /// the index under the servers' max_payload. async-nats 0.45 sends one header with an
 /// update, `Nats-Expected-Last-Subject-Sequence`, which takes under 100 bytes.
 const INDEX_HEADER_ALLOWANCE: usize = 256;
+/// The chunk size of the object store, async-nats' default, unless max_payload is smaller.
+const DEFAULT_CHUNK_BYTES: usize = 128 * 1024;
 const INDEX_PREFIX: &str = "bucket.";
 const GENERATION_PREFIX: &str = "generation.";
 
@@ -132,6 +134,26 @@ impl JetStreamBuckets {
     /// runtime's own workers, as for the folder backend.
     pub(super) fn block_on<T>(&self, operation: impl std::future::Future<Output = T>) -> T {
         self.runtime.block_on(operation)
+    }
+
+    /// Runs one bucket operation, or fails at once while the connection to the servers is
+    /// lost. Otherwise every request would wait for the client's request timeout and fail
+    /// with a bare "timed out".
+    fn run<T>(
+        &self,
+        operation: impl std::future::Future<Output = Result<T, BucketError>>,
+    ) -> Result<T, BucketError> {
+        if !matches!(
+            self.client.connection_state(),
+            async_nats::connection::State::Connected
+        ) {
+            return Err(BucketError::Unavailable {
+                reason: "the connection to the JetStream servers is lost, and the client keeps \
+                         reconnecting; check that nats-server runs, and retry"
+                    .to_owned(),
+            });
+        }
+        self.block_on(operation)
     }
 
     async fn load(&self, name: &str) -> Result<Option<Loaded>, BucketError> {
@@ -232,7 +254,7 @@ impl JetStreamBuckets {
         };
         let state = BucketState::new(info.clone());
         let key = index_key(name);
-        self.block_on(async {
+        self.run(async {
             match self
                 .index
                 .create(key.as_str(), encode_index(&state).into())
@@ -250,11 +272,11 @@ impl JetStreamBuckets {
     }
 
     pub(crate) fn bucket(&self, name: &str) -> Result<BucketInfo, BucketError> {
-        self.block_on(async { Ok(self.load_existing(name).await?.state.info) })
+        self.run(async { Ok(self.load_existing(name).await?.state.info) })
     }
 
     pub(crate) fn list_buckets(&self) -> Result<Vec<BucketInfo>, BucketError> {
-        self.block_on(async {
+        self.run(async {
             let mut keys = self
                 .index
                 .keys()
@@ -283,7 +305,7 @@ impl JetStreamBuckets {
         name: &str,
         versioning: bool,
     ) -> Result<BucketInfo, BucketError> {
-        self.block_on(self.modify(name, |state| {
+        self.run(self.modify(name, |state| {
             let changed = state.info.versioning != versioning;
             state.info.versioning = versioning;
             Ok((state.info.clone(), changed))
@@ -292,7 +314,7 @@ impl JetStreamBuckets {
 
     pub(crate) fn delete_bucket(&self, name: &str) -> Result<(), BucketError> {
         let key = index_key(name);
-        self.block_on(async {
+        self.run(async {
             loop {
                 let loaded = self.load_existing(name).await?;
                 let versions = loaded.state.versions().count();
@@ -328,7 +350,7 @@ impl JetStreamBuckets {
         bucket_name: &str,
         config: NotificationConfig,
     ) -> Result<NotificationConfig, BucketError> {
-        self.block_on(self.modify(bucket_name, |state| {
+        self.run(self.modify(bucket_name, |state| {
             let stored = state.insert_config(config.clone()).map_err(|reason| {
                 BucketError::InvalidNotification {
                     bucket: bucket_name.to_owned(),
@@ -345,7 +367,7 @@ impl JetStreamBuckets {
         config: NotificationConfig,
         same: impl Fn(&NotificationConfig, &NotificationConfig) -> bool,
     ) -> Result<Option<NotificationConfig>, BucketError> {
-        self.block_on(self.modify(bucket_name, |state| {
+        self.run(self.modify(bucket_name, |state| {
             if state.notification_configs.iter().any(|c| same(c, &config)) {
                 return Ok((None, false));
             }
@@ -363,7 +385,7 @@ impl JetStreamBuckets {
         &self,
         bucket: &str,
     ) -> Result<Vec<NotificationConfig>, BucketError> {
-        self.block_on(async { Ok(self.load_existing(bucket).await?.state.notification_configs) })
+        self.run(async { Ok(self.load_existing(bucket).await?.state.notification_configs) })
     }
 
     pub(crate) fn delete_notification_config(
@@ -371,7 +393,7 @@ impl JetStreamBuckets {
         bucket_name: &str,
         id: &str,
     ) -> Result<(), BucketError> {
-        self.block_on(self.modify(bucket_name, |state| {
+        self.run(self.modify(bucket_name, |state| {
             let position = state
                 .notification_configs
                 .iter()
@@ -395,7 +417,7 @@ impl JetStreamBuckets {
     ) -> Result<ObjectChange, BucketError> {
         check_name(name)?;
         let checksums = Checksums::of(bytes);
-        self.block_on(async {
+        self.run(async {
             // Fails early, before any bytes are stored, when the bucket does not exist.
             self.load_existing(bucket).await?;
             loop {
@@ -460,7 +482,7 @@ impl JetStreamBuckets {
         generation: Option<i64>,
     ) -> Result<ObjectResource, BucketError> {
         check_name(name)?;
-        self.block_on(async {
+        self.run(async {
             let loaded = self.load_existing(bucket).await?;
             find_version(&loaded.state, name, generation).cloned()
         })
@@ -473,7 +495,7 @@ impl JetStreamBuckets {
         generation: Option<i64>,
     ) -> Result<Vec<u8>, BucketError> {
         check_name(name)?;
-        self.block_on(async {
+        self.run(async {
             let loaded = self.load_existing(bucket).await?;
             let object = find_version(&loaded.state, name, generation)?.clone();
             let blob = blob_name(bucket, object.generation);
@@ -514,7 +536,7 @@ impl JetStreamBuckets {
         delimiter: Option<&str>,
         versions: bool,
     ) -> Result<Listing, BucketError> {
-        self.block_on(async {
+        self.run(async {
             let loaded = self.load_existing(bucket).await?;
             Ok(loaded.state.list(prefix, delimiter, versions))
         })
@@ -527,7 +549,7 @@ impl JetStreamBuckets {
         generation: Option<i64>,
     ) -> Result<ObjectChange, BucketError> {
         check_name(name)?;
-        self.block_on(async {
+        self.run(async {
             let (change, discarded) = self
                 .modify(bucket, |state| {
                     let applied = state
@@ -549,7 +571,7 @@ impl JetStreamBuckets {
         content_type: Option<&str>,
     ) -> Result<ObjectChange, BucketError> {
         check_name(name)?;
-        self.block_on(self.modify(bucket, |state| {
+        self.run(self.modify(bucket, |state| {
             let applied = state
                 .patch(name, changes, content_type, SystemTime::now())
                 .ok_or_else(|| not_found(state, name, None))?;
@@ -620,8 +642,21 @@ impl JetStreamBuckets {
         match &self.objects {
             ObjectBytes::ObjectStore(store) => {
                 let blob = blob_name(bucket, generation);
+                // The object store's 128 KiB chunks would be over a smaller max_payload, and
+                // the server would close the connection that every request shares.
+                let chunk_size = self
+                    .client
+                    .server_info()
+                    .max_payload
+                    .saturating_sub(INDEX_HEADER_ALLOWANCE)
+                    .clamp(1, DEFAULT_CHUNK_BYTES);
+                let metadata = object_store::ObjectMetadata {
+                    name: blob.clone(),
+                    chunk_size: Some(chunk_size),
+                    ..Default::default()
+                };
                 store
-                    .put(blob.as_str(), &mut &bytes[..])
+                    .put(metadata, &mut &bytes[..])
                     .await
                     .map_err(|err| failure("writing", &blob, err))?;
                 Ok(())

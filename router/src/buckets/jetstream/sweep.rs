@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt as _;
+use tracing::info;
 
 use super::{
     blob_name, decode_hex, failure, BucketError, JetStreamBuckets, ObjectBytes, INDEX_BUCKET,
@@ -96,7 +97,9 @@ impl JetStreamBuckets {
 }
 
 /// Removes the files under `folder` older than `cutoff` whose path relative to it is not in
-/// `listed`. Temporary files of writes that never finished are among them.
+/// `listed`. Temporary files of writes that never finished are among them. Only the names
+/// that sluice writes are removed, `<hex of the bucket>/<generation>` with an optional
+/// `.tmp`, so that a file someone else put in the folder is left alone.
 fn sweep_folder(
     folder: &Path,
     listed: &HashSet<String>,
@@ -111,6 +114,9 @@ fn sweep_folder(
             continue;
         }
         let bucket_name = bucket.file_name().to_string_lossy().into_owned();
+        if decode_hex(&bucket_name).is_none() {
+            continue;
+        }
         let files =
             std::fs::read_dir(&bucket_path).map_err(BucketError::io("listing", &bucket_path))?;
         for file in files {
@@ -121,11 +127,17 @@ fn sweep_folder(
                 .metadata()
                 .and_then(|metadata| metadata.modified())
                 .map_err(BucketError::io("reading", &path))?;
-            if listed.contains(&name) || modified > cutoff {
+            let file_name = file.file_name().to_string_lossy().into_owned();
+            let generation = file_name.strip_suffix(".tmp").unwrap_or(&file_name);
+            let written_by_sluice = generation.parse::<i64>().is_ok();
+            if !written_by_sluice || listed.contains(&name) || modified > cutoff {
                 continue;
             }
             match std::fs::remove_file(&path) {
-                Ok(()) => removed += 1,
+                Ok(()) => {
+                    removed += 1;
+                    info!(path = %path.display(), "removed object bytes that no bucket index lists");
+                }
                 // Another node's sweep removed it first.
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(err) => return Err(BucketError::io("removing", &path)(err)),
