@@ -25,6 +25,7 @@ use std::env;
 use std::sync::Arc;
 use std::time::Duration;
 
+use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithTonicConfig as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -134,9 +135,10 @@ fn install(format: LogFormat, default: &str, provider: Option<&SdkTracerProvider
     };
     let traces = provider.map(|provider| {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        sluice_router::trace_context::activate();
+        let tracer = provider.tracer("sluice");
+        sluice_router::trace_context::activate(BoxedTracer::new(Box::new(tracer.clone())));
         tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("sluice"))
+            .with_tracer(tracer)
             .with_filter(trace_targets())
     });
     // An error means a subscriber is already installed, which is fine.

@@ -793,6 +793,83 @@ async fn streamed_entries_get_own_traces() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sampled_out_entries_carry_flag_zero() {
+    use sluice_proto::sluice::v1::log_ingest_client::LogIngestClient;
+    use sluice_proto::sluice::v1::IngestBatch;
+
+    let (collector, endpoint) = Collector::start().await;
+    let mut env = otel_env(&endpoint);
+    env.push(("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"));
+    env.push(("OTEL_TRACES_SAMPLER_ARG", "0"));
+    let server = TestServer::start_with_env(None, &env);
+    let http = reqwest::Client::new();
+    let entries = (0..2)
+        .map(|index| {
+            json!({"logName": "projects/local/logs/a", "resource": {"type": "gcs_bucket"},
+                   "severity": "INFO", "textPayload": format!("entry {index}")})
+            .to_string()
+        })
+        .collect();
+    let mut ingest = LogIngestClient::new(support::channel(&server).await);
+    let batch = IngestBatch {
+        sequence: 0,
+        entries,
+    };
+    let mut acks = ingest
+        .stream_entries(futures::stream::iter(vec![batch]))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    while acks.message().await.expect("ack arrives").is_some() {}
+
+    let messages = pull_messages(&http, &server, "audit-storage", 2).await;
+    let mut trace_ids = Vec::new();
+    for message in &messages {
+        let traceparent = message["attributes"]["traceparent"]
+            .as_str()
+            .expect("a sampled-out entry still carries a traceparent");
+        assert!(
+            traceparent.ends_with("-00"),
+            "the traceparent {traceparent} has the sampled flag 0"
+        );
+        trace_ids.push(carried_trace_id(&message["attributes"]).expect("trace id"));
+    }
+    assert_ne!(trace_ids[0], trace_ids[1], "each entry has its own trace");
+
+    // A request whose caller sampled its trace is exported, which shows that export works.
+    let response = http
+        .post(format!(
+            "{}/v1/projects/local/topics/audit-errors:publish",
+            server.url()
+        ))
+        .header("traceparent", client_traceparent())
+        .json(&json!({"messages": [{"data": "b3JkZXIgMQ=="}]}))
+        .send()
+        .await
+        .expect("publish request");
+    assert_eq!(response.status(), 200, "publish status");
+    collector
+        .wait_for(CLIENT_TRACE_ID, |spans| !spans.is_empty())
+        .await;
+    let status = server.stop();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+
+    // The server exports every queued span before it exits.
+    let spans = collector.all();
+    assert!(
+        find(&spans, "ingest entry").is_empty(),
+        "no entry span is exported:\n{}",
+        describe(&spans)
+    );
+    for trace_id in &trace_ids {
+        assert!(
+            collector.trace(trace_id).is_empty(),
+            "no span of the sampled-out trace {trace_id} is exported"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn batch_of_two_traces_keeps_both() {
     let (collector, endpoint) = Collector::start().await;
     let server = TestServer::start_with_env(Some(ORDERS_CONFIG), &otel_env(&endpoint));

@@ -10,17 +10,24 @@
 //! in `open_telemetry/context_propagation.py`). Extraction reads the plain name first and
 //! falls back to the prefixed one.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::OnceLock;
 
+use opentelemetry::global::BoxedTracer;
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry::trace::{
+    Link, Span as _, SpanContext, TraceContextExt as _, TraceFlags, Tracer as _,
+};
+use opentelemetry::KeyValue;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::store::TopicMessage;
 
 /// The message attribute and HTTP header that carry the W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
+
+/// The message attribute and HTTP header that carry vendor-specific W3C trace state.
+pub const TRACESTATE: &str = "tracestate";
 
 /// The prefix Google's Pub/Sub clients put before the W3C names in message attributes.
 pub const GOOGLE_CLIENT_PREFIX: &str = "googclient_";
@@ -29,18 +36,26 @@ pub const GOOGLE_CLIENT_PREFIX: &str = "googclient_";
 /// attribute past it, so that a consumer can publish a delivered message to Pub/Sub again.
 pub const MAX_ATTRIBUTES: usize = 100;
 
-/// Whether spans are exported, which [`activate`] records.
-static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The name of the root span of each routed log entry.
+pub const ENTRY_SPAN_NAME: &str = "ingest entry";
 
-/// Records that the process exports traces, so that spans recorded only for the trace, such
-/// as one per message pulled, are created from now on.
-pub fn activate() {
-    ACTIVE.store(true, Ordering::Relaxed);
+/// The attribute of an entry span that gives the entry's position in its ingest batch.
+const ENTRY_INDEX: &str = "log.entry.index";
+
+/// The tracer of the exported spans, which [`activate`] installs. Its presence means that
+/// the process exports traces.
+static TRACER: OnceLock<BoxedTracer> = OnceLock::new();
+
+/// Records that the process exports traces through `tracer`, so that spans recorded only for
+/// the trace, such as one per routed entry or per message pulled, are created from now on.
+/// Only the first call installs its tracer.
+pub fn activate(tracer: BoxedTracer) {
+    let _ = TRACER.set(tracer);
 }
 
 /// Returns whether the process exports traces.
 pub fn is_active() -> bool {
-    ACTIVE.load(Ordering::Relaxed)
+    TRACER.get().is_some()
 }
 
 /// Reads trace context from message attributes, the `googclient_` names included.
@@ -184,12 +199,17 @@ pub(crate) fn publish_span(messages: &[TopicMessage]) -> tracing::Span {
     if !is_active() {
         return span;
     }
+    // A batch of 1000 routed entries carries hundreds of contexts, too many for a linear
+    // search of the ones already found.
     let mut carried = Vec::new();
+    let mut seen = HashSet::new();
     for message in messages {
         let context = extract(&message.message.attributes);
-        let span_context = context.span().span_context().clone();
-        if span_context.is_valid() && !carried.contains(&span_context) {
-            carried.push(span_context);
+        let span = context.span();
+        let span_context = span.span_context();
+        if span_context.is_valid() && seen.insert((span_context.trace_id(), span_context.span_id()))
+        {
+            carried.push(span_context.clone());
         }
     }
     let all_carry_one = carried.len() == 1
@@ -210,15 +230,25 @@ pub(crate) fn publish_span(messages: &[TopicMessage]) -> tracing::Span {
 /// entry that produced messages, linked to `batch`, whose context goes into those messages.
 /// `message_entries` gives the entry of each message. Without it, every entry of a long
 /// ingest stream would join one trace.
+///
+/// The spans are made with the OpenTelemetry tracer that [`activate`] installed, not through
+/// `tracing`, where each span would pass through every layer of the subscriber and carry the
+/// bridge's code-location and thread attributes. An entry that the sampler drops costs its
+/// ids and the sampling decision, and its messages still carry a `traceparent`, with the
+/// sampled flag 0, so that the hops downstream drop it too.
 pub fn start_entry_traces(
     batch: &tracing::Span,
     messages: &mut [TopicMessage],
     message_entries: &[u32],
 ) {
-    if !is_active() {
+    let Some(tracer) = TRACER.get() else {
+        return;
+    };
+    if messages.is_empty() {
         return;
     }
     let batch_context = batch.context().span().span_context().clone();
+    let root = opentelemetry::Context::new();
     let mut index = 0;
     while index < messages.len() {
         let entry = message_entries.get(index).copied();
@@ -226,29 +256,84 @@ pub fn start_entry_traces(
         while end < messages.len() && message_entries.get(end).copied() == entry {
             end += 1;
         }
-        let span = tracing::info_span!(
-            parent: None,
-            "entry",
-            otel.name = "ingest entry",
-            log.entry.index = entry,
-        );
-        if batch_context.is_valid() {
-            span.add_link(batch_context.clone());
-        }
-        let mut carrier = BTreeMap::new();
-        inject(&span, &mut carrier);
+        let span_context = start_entry_span(tracer, &batch_context, entry, &root);
+        let traceparent = format_traceparent(&span_context);
+        let tracestate = span_context.trace_state().header();
         for message in &mut messages[index..end] {
-            for (key, value) in &carrier {
-                insert_within_limit(&mut message.message.attributes, key, value.clone());
+            let attributes = &mut message.message.attributes;
+            insert_within_limit(attributes, TRACEPARENT, traceparent.clone());
+            if !tracestate.is_empty() {
+                insert_within_limit(attributes, TRACESTATE, tracestate.clone());
             }
         }
         index = end;
     }
 }
 
+/// Starts and ends the root span of one entry, and returns its context.
+fn start_entry_span(
+    tracer: &BoxedTracer,
+    batch_context: &SpanContext,
+    entry: Option<u32>,
+    root: &opentelemetry::Context,
+) -> SpanContext {
+    let mut builder = tracer.span_builder(ENTRY_SPAN_NAME);
+    // The sampler may read the links, so they are given before the decision.
+    if batch_context.is_valid() {
+        builder = builder.with_links(vec![Link::with_context(batch_context.clone())]);
+    }
+    let mut span = builder.start_with_context(tracer, root);
+    if span.is_recording() {
+        if let Some(entry) = entry {
+            span.set_attribute(KeyValue::new(ENTRY_INDEX, i64::from(entry)));
+        }
+    }
+    let span_context = span.span_context().clone();
+    span.end();
+    span_context
+}
+
+/// Formats a `traceparent` value as the W3C Trace Context recommendation (version 00) defines
+/// it: version, trace id, parent span id and flags, in lowercase hexadecimal.
+fn format_traceparent(span_context: &SpanContext) -> String {
+    format!(
+        "00-{}-{}-{:02x}",
+        span_context.trace_id(),
+        span_context.span_id(),
+        span_context.trace_flags() & TraceFlags::SAMPLED
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn span_context(flags: TraceFlags) -> SpanContext {
+        SpanContext::new(
+            opentelemetry::trace::TraceId::from_hex("0af7651916cd43dd8448eb211c80319c")
+                .expect("valid trace id"),
+            opentelemetry::trace::SpanId::from_hex("b7ad6b7169203331").expect("valid span id"),
+            flags,
+            false,
+            opentelemetry::trace::TraceState::default(),
+        )
+    }
+
+    #[test]
+    fn traceparent_of_sampled_span() {
+        assert_eq!(
+            format_traceparent(&span_context(TraceFlags::SAMPLED)),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+    }
+
+    #[test]
+    fn traceparent_of_unsampled_span() {
+        assert_eq!(
+            format_traceparent(&span_context(TraceFlags::NOT_SAMPLED)),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+        );
+    }
 
     #[test]
     fn injector_skips_empty_values() {
