@@ -197,6 +197,46 @@ async fn clients_trusting_the_ca_connect_over_tls() {
 }
 
 #[tokio::test]
+async fn storage_links_use_https_over_tls() {
+    let ca = TestCa::new("sluice test CA");
+    let files = TlsFiles::new(&ca.server(), None);
+    let config = format!(
+        "{TOPICS}[[buckets]]\nname = \"uploads\"\n{}",
+        files.tls_table(None)
+    );
+    let server = TestServer::start(Some(&config));
+    let client = https_client(&ca, None);
+
+    let upload = https_url(
+        &server,
+        "/upload/storage/v1/b/uploads/o?uploadType=media&name=report.txt",
+    );
+    let response = client
+        .post(upload)
+        .body("quarterly report")
+        .send()
+        .await
+        .expect("the upload completes");
+    assert_eq!(response.status(), StatusCode::OK);
+    let object: serde_json::Value = response.json().await.expect("object JSON");
+    let media_link = object["mediaLink"].as_str().expect("a mediaLink");
+    assert!(media_link.starts_with("https://"), "{media_link}");
+    let self_link = object["selfLink"].as_str().expect("a selfLink");
+    assert!(self_link.starts_with("https://"), "{self_link}");
+
+    // The client follows mediaLink to download, as Google's Python client does.
+    let body = client
+        .get(media_link)
+        .send()
+        .await
+        .expect("the download completes")
+        .text()
+        .await
+        .expect("a body");
+    assert_eq!(body, "quarterly report");
+}
+
+#[tokio::test]
 async fn plaintext_is_refused_on_the_tls_port() {
     let ca = TestCa::new("sluice test CA");
     let files = TlsFiles::new(&ca.server(), None);

@@ -40,6 +40,8 @@ pub(crate) struct ConnectionInfo {
     pub(crate) remote: SocketAddr,
     /// The identity of the client certificate of an mTLS connection.
     pub(crate) client_certificate: Option<String>,
+    /// Whether the connection is TLS, so that links to this server use https.
+    pub(crate) tls: bool,
 }
 
 /// Accepts plain TCP connections.
@@ -56,6 +58,7 @@ impl axum::serve::Listener for PlainListener {
         let info = ConnectionInfo {
             remote,
             client_certificate: None,
+            tls: false,
         };
         (stream, info)
     }
@@ -64,6 +67,7 @@ impl axum::serve::Listener for PlainListener {
         Ok(ConnectionInfo {
             remote: self.0.local_addr()?,
             client_certificate: None,
+            tls: false,
         })
     }
 }
@@ -117,6 +121,7 @@ impl axum::serve::Listener for TlsListener {
         Ok(ConnectionInfo {
             remote: self.local,
             client_certificate: None,
+            tls: true,
         })
     }
 }
@@ -156,6 +161,7 @@ async fn accept_loop(
             let info = ConnectionInfo {
                 remote,
                 client_certificate,
+                tls: true,
             };
             let _ = sender.send((stream, info)).await;
         });

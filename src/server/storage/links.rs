@@ -7,17 +7,19 @@
 
 use std::convert::Infallible;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::HOST;
 use axum::http::request::Parts;
 use serde_json::{json, Value};
 use sluice_router::buckets::{BucketInfo, ObjectResource, STORAGE_CLASS};
 
+use crate::server::tls::ConnectionInfo;
+
 /// The root of the links that [`ObjectResource`] writes.
 const GOOGLE_API_ROOT: &str = "https://www.googleapis.com";
 
 /// The base URL of this server as the client addressed it, such as `http://127.0.0.1:8085`,
-/// or `None` when the request named no valid host.
+/// with `https` on a TLS connection, or `None` when the request named no valid host.
 #[derive(Debug, Clone)]
 pub(super) struct BaseUrl(Option<String>);
 
@@ -40,8 +42,12 @@ impl BaseUrl {
                     .bytes()
                     .all(|byte| byte.is_ascii_alphanumeric() || b".-:[]".contains(&byte))
         };
-        // sluice serves plain HTTP only.
-        BaseUrl(host.filter(valid).map(|host| format!("http://{host}")))
+        let tls = parts
+            .extensions
+            .get::<ConnectInfo<ConnectionInfo>>()
+            .is_some_and(|info| info.0.tls);
+        let scheme = if tls { "https" } else { "http" };
+        BaseUrl(host.filter(valid).map(|host| format!("{scheme}://{host}")))
     }
 
     /// Returns the server's base URL, or Google's when the request named no host.
