@@ -494,7 +494,8 @@ fn bucket_calls_fail_fast_while_disconnected() {
                     std::time::Instant::now() < give_up,
                     "no Unavailable error within {STATE_CHANGE_TIMEOUT:?}: {other:?}"
                 );
-                runtime.block_on(tokio::time::sleep(Duration::from_millis(100)));
+                // The sleep future needs the runtime when it is made, not only when polled.
+                runtime.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
             }
         }
     };
