@@ -480,3 +480,132 @@ fn deploy_rejects_bad_settings() {
     );
     assert!(setup.list().is_empty(), "nothing deployed");
 }
+
+/// Returns the state that `functions list` gives `name`, or `None` when it is not listed.
+fn state_of(setup: &Setup, name: &str) -> Option<String> {
+    setup
+        .list()
+        .into_iter()
+        .find(|function| function["name"] == name)
+        .map(|function| function["state"].as_str().unwrap_or_default().to_owned())
+}
+
+#[test]
+fn restore_does_not_wait_for_a_stuck_function() {
+    let mut setup = Setup::start();
+    let source = function_source("python_recorder");
+    let source = source.to_str().expect("a UTF-8 path");
+    let flag = setup.dir.path().join("hang.flag");
+    let hang = env_arg("HANG_WHILE_EXISTS", &flag);
+    let mut args = python_deploy("stuck", "on_message", source);
+    args.extend(["--trigger-topic", "offers", "--set-env-vars", &hang]);
+    setup.sluice_ok(&args);
+    let output = setup.output("keeper");
+    let env = env_arg("OUTPUT_FILE", &output);
+    let mut args = python_deploy("keeper", "on_message", source);
+    args.extend(["--trigger-topic", "offers", "--set-env-vars", &env]);
+    setup.sluice_ok(&args);
+
+    std::fs::write(&flag, "").expect("write the flag");
+    setup.restart();
+    // Both are listed from the start, before either process responds.
+    let names: BTreeSet<String> = setup
+        .list()
+        .iter()
+        .map(|function| function["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["keeper".to_owned(), "stuck".to_owned()])
+    );
+    setup.sluice_ok(&["publish", "offers", "--message", "after"]);
+    let found = wait_for_records(&output, "keeper's event after the restart", |found| {
+        !found.is_empty()
+    });
+    assert_eq!(texts(&found), ["after"]);
+    assert_eq!(state_of(&setup, "stuck").as_deref(), Some("STARTING"));
+
+    // The stuck version is replaced while it still hangs, then deleted.
+    let unflagged = env_arg("HANG_WHILE_EXISTS", &setup.dir.path().join("absent.flag"));
+    let mut args = python_deploy("stuck", "on_message", source);
+    args.extend(["--trigger-topic", "offers", "--set-env-vars", &unflagged]);
+    setup.sluice_ok(&args);
+    let stuck = setup.function("stuck");
+    assert_eq!(
+        (stuck["state"].as_str(), stuck["version"].as_u64()),
+        (Some("ACTIVE"), Some(2))
+    );
+    std::fs::remove_file(&flag).expect("remove the flag");
+    setup.sluice_ok(&["functions", "delete", "stuck"]);
+    assert_eq!(state_of(&setup, "stuck"), None);
+}
+
+#[test]
+fn function_that_cannot_be_restored_is_listed_as_failed() {
+    let mut setup = Setup::start();
+    let source = function_source("python_recorder");
+    let source = source.to_str().expect("a UTF-8 path");
+    let output = setup.output("fragile");
+    let env = env_arg("OUTPUT_FILE", &output);
+    let mut args = python_deploy("fragile", "on_message", source);
+    args.extend(["--trigger-topic", "offers", "--set-env-vars", &env]);
+    setup.sluice_ok(&args);
+    let (status, log) = setup.server.terminate();
+    assert!(status.success(), "sluice stopped with {status}: {log}");
+    let copy = setup.dir.path().join("data/functions/sources/fragile");
+    std::fs::remove_dir_all(&copy).expect("remove the source copy");
+    setup.restart_stopped();
+
+    wait_until("the function to fail", || {
+        state_of(&setup, "fragile").as_deref() == Some("FAILED")
+    });
+    let call = setup.sluice(&["functions", "call", "fragile", "--data", "{}"]);
+    assert!(!call.status.success());
+    let stderr = String::from_utf8_lossy(&call.stderr);
+    assert!(stderr.contains("could not be started"), "{stderr}");
+    assert!(stderr.contains("deploy it again"), "{stderr}");
+    let logs = setup.sluice_ok(&["functions", "logs", "read", "fragile"]);
+    assert!(logs.contains("source copy"), "{logs}");
+
+    // A deploy of the same name brings it back, and its events wait in its subscription.
+    setup.sluice_ok(&["publish", "offers", "--message", "kept"]);
+    setup.sluice_ok(&args);
+    let found = wait_for_records(&output, "the kept event", |found| !found.is_empty());
+    assert_eq!(texts(&found), ["kept"]);
+    assert_eq!(setup.function("fragile")["version"], 2);
+}
+
+#[test]
+fn failed_first_deploy_names_the_error_and_leaves_only_its_log() {
+    let setup = Setup::start();
+    let source = setup.dir.path().join("syntax");
+    std::fs::create_dir(&source).expect("create the source");
+    // The same requirements as python_recorder, so the runtime cache serves it.
+    std::fs::copy(
+        function_source("python_recorder").join("requirements.txt"),
+        source.join("requirements.txt"),
+    )
+    .expect("copy requirements.txt");
+    std::fs::write(source.join("main.py"), "def f(data, context)\n    pass\n").expect("write");
+    let mut args = python_deploy("syntax", "f", source.to_str().expect("a UTF-8 path"));
+    args.extend(["--trigger-topic", "offers"]);
+    let deploy = setup.sluice(&args);
+    assert!(!deploy.status.success());
+    let stderr = String::from_utf8_lossy(&deploy.stderr);
+    assert!(
+        stderr.contains("exited before it responded to HTTP, with exit status"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("SyntaxError"), "{stderr}");
+    let data = setup.dir.path().join("data/functions");
+    assert!(
+        !data.join("sources/syntax").exists(),
+        "the source copy is removed"
+    );
+    assert!(setup.list().is_empty(), "nothing deployed");
+
+    setup.sluice_ok(&["functions", "logs", "read", "syntax"]);
+    setup.sluice_ok(&["functions", "delete", "syntax"]);
+    let logs = setup.sluice(&["functions", "logs", "read", "syntax"]);
+    assert!(!logs.status.success(), "the log is gone");
+}

@@ -161,7 +161,8 @@ pub(crate) struct DeployArgs {
 
 /// List the deployed functions with their state, trigger, version and backlog.
 ///
-/// STATE is ACTIVE when the process responds, STARTING while it starts or restarts. BACKLOG
+/// STATE is ACTIVE when the process responds, STARTING while it starts or restarts, and
+/// FAILED when it could not be brought back after the server started (redeploy it). BACKLOG
 /// counts the events not yet acknowledged.
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {

@@ -445,7 +445,7 @@ pub(crate) async fn start(
         push_authorizations(&service, push_signer.as_ref()),
         wait_for(stopped.clone()),
     )?;
-    service.functions.restore();
+    service.functions.restore().await;
     let functions = service.functions.clone();
     let max_upload_bytes = options
         .max_upload_bytes

@@ -89,6 +89,11 @@ impl Setup {
     pub fn restart(&mut self) {
         let (status, log) = self.server.terminate();
         assert!(status.success(), "sluice stopped with {status}: {log}");
+        self.restart_stopped();
+    }
+
+    /// Starts the server again after a test stopped it.
+    pub fn restart_stopped(&mut self) {
         let config = self.dir.path().join("sluice.toml");
         self.server = start_server(&self.dir.path().join("data"), &config);
     }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -95,6 +95,44 @@ pub(crate) struct Instance {
     task: JoinHandle<()>,
     /// Process exits that led to a restart.
     restarts: Arc<AtomicU64>,
+    /// The end of the last run that stopped before the process was ready.
+    failure: Failure,
+}
+
+/// The reason a run ended before the process was ready, and the last line it wrote to
+/// stderr.
+#[derive(Debug, Clone, Default)]
+struct Failure {
+    reason: Arc<Mutex<Option<String>>>,
+    last_stderr: Arc<Mutex<Option<String>>>,
+}
+
+impl Failure {
+    fn set_reason(&self, reason: String) {
+        *self.reason.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+    }
+
+    fn describe(&self) -> String {
+        let reason = self
+            .reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| {
+                format!(
+                    "it did not respond to HTTP within {} s",
+                    START_TIMEOUT.as_secs()
+                )
+            });
+        match &*self
+            .last_stderr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some(line) => format!("{reason}; its last line on stderr: {line}"),
+            None => reason,
+        }
+    }
 }
 
 impl Instance {
@@ -103,12 +141,14 @@ impl Instance {
         let (state_tx, state) = watch::channel(InstanceState::Starting);
         let (stop, stop_rx) = watch::channel(false);
         let restarts = Arc::new(AtomicU64::new(0));
+        let failure = Failure::default();
         let supervisor = Supervisor {
             spec,
             logs,
             state: state_tx,
             stop: stop_rx,
             restarts: restarts.clone(),
+            failure: failure.clone(),
         };
         let task = tokio::spawn(supervisor.run());
         Instance {
@@ -116,7 +156,14 @@ impl Instance {
             stop,
             task,
             restarts,
+            failure,
         }
+    }
+
+    /// Says why the process is not ready: how its last run ended, with the last line it wrote
+    /// to stderr.
+    pub(crate) fn failure(&self) -> String {
+        self.failure.describe()
     }
 
     /// Returns a receiver of the process state.
@@ -185,6 +232,7 @@ struct Supervisor {
     state: watch::Sender<InstanceState>,
     stop: watch::Receiver<bool>,
     restarts: Arc<AtomicU64>,
+    failure: Failure,
 }
 
 /// The end of one run of the process.
@@ -245,10 +293,12 @@ impl Supervisor {
     /// Runs the process once, until it exits or a stop is requested.
     async fn run_once(&mut self, port: u16) -> RunEnd {
         let function = self.spec.function.clone();
-        let mut child = match self.spawn(port) {
-            Ok(child) => child,
+        let (mut child, stderr) = match self.spawn(port) {
+            Ok(spawned) => spawned,
             Err(err) => {
                 warn!(%function, error = %err, "failed to start the function process");
+                self.failure
+                    .set_reason(format!("its process could not be started: {err}"));
                 return RunEnd::Exited;
             }
         };
@@ -264,8 +314,14 @@ impl Supervisor {
         let became_ready = tokio::select! {
             ready = poll_ready(&endpoint) => ready,
             status = child.wait() => {
-                warn!(%function, pid, status = ?status.ok(), "function process exited before it was ready");
+                let status = status.map_or_else(|err| err.to_string(), |status| status.to_string());
+                warn!(%function, pid, %status, "function process exited before it was ready");
                 kill_group(pid, Signal::SIGKILL);
+                // The output up to the exit explains it, so it is read to the end first.
+                if let Some(stderr) = stderr {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), stderr).await;
+                }
+                self.failure.set_reason(format!("its process exited before it responded to HTTP, with {status}"));
                 return RunEnd::Exited;
             }
             () = stop_requested(&mut self.stop) => {
@@ -275,11 +331,20 @@ impl Supervisor {
         };
         if !became_ready {
             warn!(%function, pid, timeout_secs = START_TIMEOUT.as_secs(), "function process did not respond to HTTP in time; killing it");
+            self.failure.set_reason(format!(
+                "its process did not respond to HTTP within {} s",
+                START_TIMEOUT.as_secs()
+            ));
             kill_group(pid, Signal::SIGKILL);
             let _ = child.wait().await;
             return RunEnd::Exited;
         }
         info!(%function, pid, %endpoint, "function ready");
+        *self
+            .failure
+            .reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         self.state.send_replace(InstanceState::Ready { endpoint });
 
         tokio::select! {
@@ -296,7 +361,8 @@ impl Supervisor {
         }
     }
 
-    fn spawn(&self, port: u16) -> std::io::Result<Child> {
+    /// Starts the process, and returns it with the task that forwards its stderr.
+    fn spawn(&self, port: u16) -> std::io::Result<(Child, Option<JoinHandle<()>>)> {
         let launch = &self.spec.launch;
         let mut command = Command::new(&launch.program);
         command
@@ -319,12 +385,25 @@ impl Supervisor {
             .kill_on_drop(false);
         let mut child = command.spawn()?;
         if let Some(stdout) = child.stdout.take() {
-            forward_lines(stdout, Stream::Stdout, &self.spec.function, &self.logs);
+            forward_lines(
+                stdout,
+                Stream::Stdout,
+                &self.spec.function,
+                &self.logs,
+                None,
+            );
         }
-        if let Some(stderr) = child.stderr.take() {
-            forward_lines(stderr, Stream::Stderr, &self.spec.function, &self.logs);
-        }
-        Ok(child)
+        let stderr = child.stderr.take().map(|stderr| {
+            let last = self.failure.last_stderr.clone();
+            forward_lines(
+                stderr,
+                Stream::Stderr,
+                &self.spec.function,
+                &self.logs,
+                Some(last),
+            )
+        });
+        Ok((child, stderr))
     }
 }
 
@@ -396,19 +475,30 @@ async fn poll_ready(endpoint: &str) -> bool {
     false
 }
 
-/// Sends each line of `output` to the log shipper until the stream closes.
+/// Sends each line of `output` to the log shipper until the stream closes, and keeps the
+/// last line that is not blank in `last`.
 fn forward_lines(
     output: impl AsyncRead + Unpin + Send + 'static,
     stream: Stream,
     function: &str,
     logs: &LogSender,
-) {
+    last: Option<Arc<Mutex<Option<String>>>>,
+) -> JoinHandle<()> {
+    /// The maximum length of the last line kept for an error message, in characters.
+    const LAST_LINE_CHARS: usize = 300;
     let function = function.to_owned();
     let logs = logs.clone();
     tokio::spawn(async move {
         let mut lines = BufReader::new(output).lines();
         while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(last) = &last {
+                let trimmed = line.trim();
+                if !trimmed.is_empty() {
+                    let line_start = trimmed.chars().take(LAST_LINE_CHARS).collect();
+                    *last.lock().unwrap_or_else(PoisonError::into_inner) = Some(line_start);
+                }
+            }
             logs.send(&function, stream, line);
         }
-    });
+    })
 }

@@ -59,8 +59,8 @@ pub(crate) enum FunctionError {
     /// No function has the name.
     #[error("function {0:?} not found; `sluice functions list` shows the deployed ones")]
     NotFound(String),
-    /// Another deploy or delete of the function is running.
-    #[error("function {0:?} is being deployed or deleted; try again when that finishes")]
+    /// Another deploy, delete or restore of the function is running.
+    #[error("function {0:?} is being deployed, restored or deleted; try again when that finishes")]
     Busy(String),
     /// The deploy failed, such as an install error or a process that never became ready.
     #[error("{0:#}")]
@@ -71,9 +71,29 @@ pub(crate) enum FunctionError {
 #[derive(Debug)]
 struct Deployment {
     record: FunctionRecord,
-    instance: Instance,
+    process: Process,
     runner: Option<FunctionRunner>,
     counters: Arc<CallCounters>,
+}
+
+/// The process of a deployed function.
+#[derive(Debug)]
+enum Process {
+    /// A server that started again prepares the runtime before it starts the process.
+    Preparing,
+    /// The runtime could not be prepared after a server start, for the reason given. A
+    /// redeploy or delete of the function clears it.
+    Failed(String),
+    /// Started under supervision, ready or not.
+    Running(Instance),
+}
+
+impl Process {
+    async fn stop(self) {
+        if let Process::Running(instance) = self {
+            instance.stop().await;
+        }
+    }
 }
 
 /// A runner with the sender whose drop stops its pulls.
@@ -231,49 +251,74 @@ impl Functions {
             wiring::check_names_free(&spec, &self.inner.broker)
                 .map_err(|err| FunctionError::Invalid(vec![format!("{err:#}")]))?;
         }
+        let first = previous.is_none();
         let version = previous.as_ref().map_or(1, |record| record.version + 1);
         let record = FunctionRecord::new(spec, version);
         info!(function = %record.spec.name, version, "deploying function");
-        let source_dir = records::source_dir(&self.inner.dir, &record.spec.name, version);
-        let started = self.start_version(&record, language, true).await;
-        let (instance, counters) = match started {
-            Ok(started) => started,
-            Err(err) => {
-                let _ = tokio::fs::remove_dir_all(&source_dir).await;
-                return Err(FunctionError::Failed(err));
-            }
+        let name = record.spec.name.clone();
+        let result = match self.start_version(&record, language).await {
+            Ok(instance) => self
+                .take_over(record, instance, Arc::default(), previous)
+                .await
+                .map_err(FunctionError::Failed),
+            Err(err) => Err(FunctionError::Failed(err)),
         };
-        match self.take_over(record, instance, counters, previous).await {
-            Ok(status) => Ok(status),
-            Err(err) => {
-                let _ = tokio::fs::remove_dir_all(&source_dir).await;
-                Err(FunctionError::Failed(err))
-            }
+        if result.is_err() {
+            // A failed first deploy leaves only its log, which holds the reason.
+            let sources = if first {
+                records::sources_dir(&self.inner.dir, &name)
+            } else {
+                records::source_dir(&self.inner.dir, &name, version)
+            };
+            let _ = tokio::fs::remove_dir_all(sources).await;
         }
+        result
     }
 
-    /// Copies the source (when `copy` is set), prepares the runtime and starts the process,
-    /// and waits until it is ready.
+    /// Copies the source, prepares the runtime, starts the process and waits until it is
+    /// ready.
     async fn start_version(
         &self,
         record: &FunctionRecord,
         language: Language,
-        copy: bool,
-    ) -> anyhow::Result<(Instance, Arc<CallCounters>)> {
+    ) -> anyhow::Result<Instance> {
         let name = &record.spec.name;
         let source_dir = records::source_dir(&self.inner.dir, name, record.version);
-        if copy {
-            let source = record.spec.source.clone();
-            let dest = source_dir.clone();
-            tokio::task::spawn_blocking(move || {
-                let _ = std::fs::remove_dir_all(&dest);
-                runtime::copy_source(&source, &dest)
-            })
-            .await??;
+        let source = record.spec.source.clone();
+        let dest = source_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_dir_all(&dest);
+            runtime::copy_source(&source, &dest)
+        })
+        .await??;
+        let instance = self.launch(record, language).await?;
+        if instance
+            .wait_first_ready(instance::START_TIMEOUT)
+            .await
+            .is_none()
+        {
+            let reason = instance.failure();
+            instance.stop().await;
+            anyhow::bail!(
+                "function {name:?} did not start: {reason}; `sluice functions logs read {name}` \
+                 shows its output"
+            );
         }
+        Ok(instance)
+    }
+
+    /// Prepares the runtime of a copied source and starts the process, without waiting for
+    /// it to respond.
+    async fn launch(
+        &self,
+        record: &FunctionRecord,
+        language: Language,
+    ) -> anyhow::Result<Instance> {
+        let name = &record.spec.name;
+        let source_dir = records::source_dir(&self.inner.dir, name, record.version);
         let launch =
             runtime::prepare(&record.spec, language, &source_dir, &self.inner.cache).await?;
-        let instance = Instance::start(
+        Ok(Instance::start(
             ProcessSpec {
                 function: name.clone(),
                 version: record.version,
@@ -281,20 +326,7 @@ impl Functions {
                 env: record.spec.env.clone(),
             },
             self.inner.logs.clone(),
-        );
-        if instance
-            .wait_first_ready(instance::START_TIMEOUT)
-            .await
-            .is_none()
-        {
-            instance.stop().await;
-            anyhow::bail!(
-                "function {name:?} did not start: it exited or did not respond to HTTP within {} s; \
-                 `sluice functions logs read {name}` shows its output",
-                instance::START_TIMEOUT.as_secs()
-            );
-        }
-        Ok((instance, Arc::default()))
+        ))
     }
 
     /// Moves the function's events from the previous version, if any, to `instance`, and
@@ -315,11 +347,11 @@ impl Functions {
         }
         // Deliveries pause: the old runner finishes its calls against the old process.
         let old = match deployments.remove(&name) {
-            Some(old) => {
-                if let Some(runner) = old.runner {
+            Some(mut old) => {
+                if let Some(runner) = old.runner.take() {
                     runner.stop(&name).await;
                 }
-                Some((old.instance, old.counters))
+                Some(old)
             }
             None => None,
         };
@@ -343,15 +375,11 @@ impl Functions {
         if let Err(err) = written {
             instance.stop().await;
             // The old version resumes, so a failed redeploy changes nothing.
-            if let (Some((old_instance, old_counters)), Some(previous)) = (old, previous) {
-                let runner = self.start_runner(&previous, &old_instance, &old_counters);
-                let resumed = Deployment {
-                    record: previous,
-                    instance: old_instance,
-                    runner: Some(runner),
-                    counters: old_counters,
-                };
-                deployments.insert(name, resumed);
+            if let Some(mut old) = old {
+                if let Process::Running(instance) = &old.process {
+                    old.runner = Some(self.start_runner(&old.record, instance, &old.counters));
+                }
+                deployments.insert(name, old);
             }
             return Err(err);
         }
@@ -359,18 +387,17 @@ impl Functions {
         let runner = self.start_runner(&record, &instance, &counters);
         let deployment = Deployment {
             record,
-            instance,
+            process: Process::Running(instance),
             runner: Some(runner),
             counters,
         };
         let status = self.status(&deployment);
         deployments.insert(name.clone(), deployment);
         drop(deployments);
-        if let Some((old_instance, _)) = old {
-            old_instance.stop().await;
+        if let Some(old) = old {
+            old.process.stop().await;
         }
-        // A restore passes the record itself as the previous version.
-        if let Some(previous) = previous.filter(|previous| previous.version != status.version) {
+        if let Some(previous) = previous {
             let old_dir = records::source_dir(&self.inner.dir, &name, previous.version);
             let _ = tokio::fs::remove_dir_all(old_dir).await;
         }
@@ -432,9 +459,14 @@ impl Functions {
             .map_or(0, |stats| stats.backlog);
         let counters = &deployment.counters;
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let (state, restarts) = match &deployment.process {
+            Process::Preparing => ("STARTING", 0),
+            Process::Failed(_) => ("FAILED", 0),
+            Process::Running(instance) => (instance.state().borrow().name(), instance.restarts()),
+        };
         FunctionStatus {
             name: spec.name.clone(),
-            state: deployment.instance.state().borrow().name(),
+            state,
             trigger: spec.trigger.describe(),
             version: record.version,
             runtime: spec.runtime.clone(),
@@ -444,7 +476,7 @@ impl Functions {
             max_instances: spec.max_instances.unwrap_or(spec::DEFAULT_MAX_INSTANCES),
             timeout_secs: spec.timeout_secs,
             backlog,
-            restarts: deployment.instance.restarts(),
+            restarts,
             succeeded: load(&counters.succeeded),
             failed: load(&counters.failed),
             dropped: load(&counters.dropped),
@@ -461,7 +493,8 @@ impl Functions {
             .collect()
     }
 
-    /// Stops a function and removes its subscription and the wiring of its trigger.
+    /// Stops a function and removes its subscription and the wiring of its trigger. For a
+    /// name whose first deploy failed, removes the log that it left.
     ///
     /// # Errors
     ///
@@ -469,17 +502,21 @@ impl Functions {
     /// when the wiring cannot be removed.
     pub(crate) async fn delete(&self, name: &str) -> Result<(), FunctionError> {
         let _busy = self.claim(name)?;
-        let deployment = self
-            .inner
-            .deployments
-            .lock()
-            .await
-            .remove(name)
-            .ok_or_else(|| FunctionError::NotFound(name.to_owned()))?;
+        let removed = self.inner.deployments.lock().await.remove(name);
+        let Some(deployment) = removed else {
+            let logs_dir = self.inner.dir.join("logs");
+            if !is_plain_name(name) || !logs::exists(&logs_dir, name) {
+                return Err(FunctionError::NotFound(name.to_owned()));
+            }
+            logs::remove(&logs_dir, name);
+            let _ = tokio::fs::remove_dir_all(records::sources_dir(&self.inner.dir, name)).await;
+            info!(function = %name, "removed the log of a failed deploy");
+            return Ok(());
+        };
         if let Some(runner) = deployment.runner {
             runner.stop(name).await;
         }
-        deployment.instance.stop().await;
+        deployment.process.stop().await;
         let record = deployment.record;
         wiring::remove(
             name,
@@ -514,18 +551,29 @@ impl Functions {
             let deployment = deployments
                 .get(name)
                 .ok_or_else(|| FunctionError::NotFound(name.to_owned()))?;
-            (deployment.record.clone(), deployment.instance.state())
+            let state = match &deployment.process {
+                Process::Running(instance) => Some(instance.state()),
+                Process::Preparing => None,
+                Process::Failed(reason) => {
+                    return Err(FunctionError::Failed(anyhow::anyhow!(
+                        "function {name:?} could not be started: {reason}; deploy it again"
+                    )))
+                }
+            };
+            (deployment.record.clone(), state)
         };
         let delivery = synthetic::delivery(&record.spec.trigger, &record.wiring.topic, data)
             .map_err(|err| FunctionError::Invalid(vec![err]))?;
-        let endpoint = instance::wait_ready(state, delivery::READY_WAIT)
-            .await
-            .ok_or_else(|| {
-                FunctionError::Failed(anyhow::anyhow!(
-                    "function {name:?} is not ready; `sluice functions logs read {name}` shows \
+        let ready = match state {
+            Some(state) => instance::wait_ready(state, delivery::READY_WAIT).await,
+            None => None,
+        };
+        let endpoint = ready.ok_or_else(|| {
+            FunctionError::Failed(anyhow::anyhow!(
+                "function {name:?} is not ready; `sluice functions logs read {name}` shows \
                      its output"
-                ))
-            })?;
+            ))
+        })?;
         let timeout = Duration::from_secs(u64::from(record.spec.timeout_secs));
         Ok(delivery::call_once(
             &self.inner.client,
@@ -548,10 +596,7 @@ impl Functions {
         name: &str,
         limit: usize,
     ) -> Result<Vec<serde_json::Value>, FunctionError> {
-        let plain_name = name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !plain_name {
+        if !is_plain_name(name) {
             return Err(FunctionError::NotFound(name.to_owned()));
         }
         let dir = self.inner.dir.join("logs");
@@ -567,36 +612,95 @@ impl Functions {
             .map_err(FunctionError::Failed)
     }
 
-    /// Starts every function of the deployment records, in the background. A function that
-    /// fails to come back is logged and left out; its record stays for the next start.
-    pub(crate) fn restore(&self) {
-        let functions = self.clone();
-        tokio::spawn(async move {
-            let records = match records::read_all(&functions.inner.dir).await {
-                Ok(records) => records,
-                Err(err) => {
-                    warn!(error = %format!("{err:#}"), "failed to read the function records");
-                    return;
-                }
-            };
-            for record in records {
-                let name = record.spec.name.clone();
-                if let Err(err) = functions.restore_one(record).await {
-                    warn!(function = %name, error = %format!("{err:#}"), "failed to restore the function");
-                }
+    /// Brings back every function of the deployment records. Each is listed at once as
+    /// `STARTING`, and all of them prepare their runtimes and start in the background at the
+    /// same time. A runtime that cannot be prepared leaves its function `FAILED`, with the
+    /// reason in the function's log, until it is deployed again or deleted.
+    pub(crate) async fn restore(&self) {
+        let records = match records::read_all(&self.inner.dir).await {
+            Ok(records) => records,
+            Err(err) => {
+                warn!(error = %format!("{err:#}"), "failed to read the function records");
+                return;
             }
-        });
+        };
+        let mut deployments = self.inner.deployments.lock().await;
+        for record in records {
+            let name = record.spec.name.clone();
+            deployments.insert(
+                name,
+                Deployment {
+                    record: record.clone(),
+                    process: Process::Preparing,
+                    runner: None,
+                    counters: Arc::default(),
+                },
+            );
+            let functions = self.clone();
+            tokio::spawn(async move { functions.restore_one(record).await });
+        }
     }
 
-    async fn restore_one(&self, record: FunctionRecord) -> anyhow::Result<()> {
+    async fn restore_one(&self, record: FunctionRecord) {
         let name = record.spec.name.clone();
-        let _busy = self.claim(&name).map_err(anyhow::Error::new)?;
-        let language = spec::parse_runtime(&record.spec.runtime).map_err(anyhow::Error::msg)?;
+        // A deploy or delete that claimed the name first replaces or removes the placeholder.
+        let Ok(_busy) = self.claim(&name) else {
+            return;
+        };
+        let is_placeholder = |deployment: &Deployment| {
+            deployment.record.version == record.version
+                && matches!(deployment.process, Process::Preparing)
+        };
+        if !self
+            .inner
+            .deployments
+            .lock()
+            .await
+            .get(&name)
+            .is_some_and(is_placeholder)
+        {
+            return;
+        }
         info!(function = %name, version = record.version, "restoring function");
-        let (instance, counters) = self.start_version(&record, language, false).await?;
-        self.take_over(record.clone(), instance, counters, Some(record))
-            .await?;
-        Ok(())
+        let source_dir = records::source_dir(&self.inner.dir, &name, record.version);
+        let launched = match spec::parse_runtime(&record.spec.runtime) {
+            Ok(_) if !source_dir.is_dir() => Err(anyhow::anyhow!(
+                "the source copy {} is missing",
+                source_dir.display()
+            )),
+            Ok(language) => self.launch(&record, language).await,
+            Err(err) => Err(anyhow::anyhow!(err)),
+        };
+        let mut deployments = self.inner.deployments.lock().await;
+        let stopping = self.inner.stopping.load(Ordering::SeqCst);
+        let placeholder = deployments
+            .get_mut(&name)
+            .filter(|deployment| is_placeholder(deployment) && !stopping);
+        match (launched, placeholder) {
+            (Ok(instance), Some(deployment)) => {
+                deployment.runner =
+                    Some(self.start_runner(&record, &instance, &deployment.counters));
+                deployment.process = Process::Running(instance);
+            }
+            (Ok(instance), None) => {
+                drop(deployments);
+                instance.stop().await;
+            }
+            (Err(err), placeholder) => {
+                let reason = format!("{err:#}");
+                warn!(function = %name, error = %reason, "failed to restore the function");
+                self.inner.logs.send(
+                    &name,
+                    logs::Stream::Stderr,
+                    format!(
+                        "sluice could not start the function after the server started: {reason}"
+                    ),
+                );
+                if let Some(deployment) = placeholder {
+                    deployment.process = Process::Failed(reason);
+                }
+            }
+        }
     }
 
     /// Stops every runner, waiting up to `limit` for the calls in flight, then every process.
@@ -606,8 +710,8 @@ impl Functions {
         let all: Vec<(String, Deployment)> =
             std::mem::take(&mut *deployments).into_iter().collect();
         drop(deployments);
-        let mut instances = Vec::with_capacity(all.len());
-        for (name, deployment) in all {
+        // Every function stops at the same time, so the shutdown takes as long as the slowest.
+        futures::future::join_all(all.into_iter().map(|(name, deployment)| async move {
             if let Some(runner) = deployment.runner {
                 if tokio::time::timeout(limit, runner.stop(&name))
                     .await
@@ -616,8 +720,15 @@ impl Functions {
                     warn!(function = %name, "function calls still running at shutdown; their events will be delivered again");
                 }
             }
-            instances.push(deployment.instance);
-        }
-        futures::future::join_all(instances.into_iter().map(Instance::stop)).await;
+            deployment.process.stop().await;
+        }))
+        .await;
     }
+}
+
+/// Returns whether `name` can be a function's name in a file path: letters, digits, `-`
+/// and `_`.
+fn is_plain_name(name: &str) -> bool {
+    name.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }

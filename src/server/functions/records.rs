@@ -41,11 +41,14 @@ fn records_dir(dir: &Path) -> PathBuf {
     dir.join("records")
 }
 
+/// Returns the folder of a function's source copies.
+pub(crate) fn sources_dir(dir: &Path, function: &str) -> PathBuf {
+    dir.join("sources").join(function)
+}
+
 /// Returns the folder of a version's source copy.
 pub(crate) fn source_dir(dir: &Path, function: &str, version: u64) -> PathBuf {
-    dir.join("sources")
-        .join(function)
-        .join(format!("v{version}"))
+    sources_dir(dir, function).join(format!("v{version}"))
 }
 
 /// Writes a function's record, replacing the previous one in one rename.

@@ -10,6 +10,12 @@ import os
 import signal
 import time
 
+# While the file that HANG_WHILE_EXISTS names exists, the import does not finish, as an
+# import stuck on a resource would. Tests use it for a function that never becomes ready.
+_HANG_FLAG = os.environ.get("HANG_WHILE_EXISTS")
+while _HANG_FLAG and os.path.exists(_HANG_FLAG):
+    time.sleep(0.2)
+
 
 def _record(kind, data, context, **extra):
     record = {
