@@ -16,7 +16,8 @@ use std::sync::OnceLock;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{
-    Link, Span as _, SpanContext, TraceContextExt as _, TraceFlags, Tracer as _,
+    Link, Span as _, SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    Tracer as _,
 };
 use opentelemetry::KeyValue;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -41,6 +42,10 @@ pub const ENTRY_SPAN_NAME: &str = "ingest entry";
 
 /// The attribute of an entry span that gives the entry's position in its ingest batch.
 const ENTRY_INDEX: &str = "log.entry.index";
+
+/// The most links a publish span gets: the default of the OpenTelemetry SDK's span limits
+/// (`OTEL_SPAN_LINK_COUNT_LIMIT`), past which it drops links anyway.
+const MAX_PUBLISH_LINKS: usize = 128;
 
 /// The tracer of the exported spans, which [`activate`] installs. Its presence means that
 /// the process exports traces.
@@ -105,6 +110,53 @@ fn extract(attributes: &BTreeMap<String, String>) -> opentelemetry::Context {
     })
 }
 
+/// Returns the span context carried in `attributes`, which is invalid when there is none.
+///
+/// The routed messages of an ingest batch each carry a version-00 `traceparent` and no
+/// `tracestate`, and a publish reads them all, so that form is parsed here without the
+/// propagator's allocations. Any other form goes through [`extract`].
+fn carried_span_context(attributes: &BTreeMap<String, String>) -> SpanContext {
+    let plain = !attributes.contains_key(TRACESTATE)
+        && !attributes.contains_key(&format!("{GOOGLE_CLIENT_PREFIX}{TRACESTATE}"));
+    if plain {
+        if let Some(context) = attributes
+            .get(TRACEPARENT)
+            .and_then(|value| parse_plain_traceparent(value))
+        {
+            return context;
+        }
+    }
+    extract(attributes).span().span_context().clone()
+}
+
+/// Parses a `traceparent` of version 00 with nonzero ids in lowercase hexadecimal, as the
+/// W3C recommendation writes it, into a remote span context. Returns `None` for any other
+/// value, valid or not, which the propagator then judges.
+fn parse_plain_traceparent(value: &str) -> Option<SpanContext> {
+    let bytes = value.as_bytes();
+    if bytes.len() != 55 || !value.starts_with("00-") || bytes[35] != b'-' || bytes[52] != b'-' {
+        return None;
+    }
+    let lower_hex = |part: &str| part.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let (trace, span, flags) = (&value[3..35], &value[36..52], &value[53..55]);
+    if !(lower_hex(trace) && lower_hex(span) && lower_hex(flags)) {
+        return None;
+    }
+    let trace = u128::from_str_radix(trace, 16).ok()?;
+    let span = u64::from_str_radix(span, 16).ok()?;
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    if trace == 0 || span == 0 {
+        return None;
+    }
+    Some(SpanContext::new(
+        TraceId::from(trace),
+        SpanId::from(span),
+        TraceFlags::new(flags) & TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    ))
+}
+
 /// Returns whether the attributes carry trace context, under the W3C or the Google name.
 pub fn has_context(attributes: &BTreeMap<String, String>) -> bool {
     AttributeExtractor(attributes).get(TRACEPARENT).is_some()
@@ -160,7 +212,7 @@ pub(crate) fn inject_into(span: &tracing::Span, messages: &mut [TopicMessage]) {
     let trace_id = span.context().span().span_context().trace_id();
     for message in messages {
         let attributes = &mut message.message.attributes;
-        let carried = extract(attributes).span().span_context().clone();
+        let carried = carried_span_context(attributes);
         if carried.is_valid() && carried.trace_id() != trace_id {
             continue;
         }
@@ -200,16 +252,17 @@ pub(crate) fn publish_span(messages: &[TopicMessage]) -> tracing::Span {
         return span;
     }
     // A batch of 1000 routed entries carries hundreds of contexts, too many for a linear
-    // search of the ones already found.
+    // search of the ones already found. Reading stops at the link limit.
     let mut carried = Vec::new();
     let mut seen = HashSet::new();
     for message in messages {
-        let context = extract(&message.message.attributes);
-        let span = context.span();
-        let span_context = span.span_context();
+        let span_context = carried_span_context(&message.message.attributes);
         if span_context.is_valid() && seen.insert((span_context.trace_id(), span_context.span_id()))
         {
-            carried.push(span_context.clone());
+            carried.push(span_context);
+            if carried.len() == MAX_PUBLISH_LINKS {
+                break;
+            }
         }
     }
     let all_carry_one = carried.len() == 1
@@ -333,6 +386,44 @@ mod tests {
             format_traceparent(&span_context(TraceFlags::NOT_SAMPLED)),
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
         );
+    }
+
+    fn propagator_reading(value: &str) -> SpanContext {
+        use opentelemetry::propagation::TextMapPropagator as _;
+        let attributes = BTreeMap::from([(TRACEPARENT.to_owned(), value.to_owned())]);
+        opentelemetry_sdk::propagation::TraceContextPropagator::new()
+            .extract(&AttributeExtractor(&attributes))
+            .span()
+            .span_context()
+            .clone()
+    }
+
+    #[test]
+    fn plain_traceparent_reads_as_propagator() {
+        for value in [
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03",
+            "00-ffffffffffffffffffffffffffffffff-ffffffffffffffff-01",
+        ] {
+            let parsed = parse_plain_traceparent(value).expect("a plain traceparent");
+            assert_eq!(parsed, propagator_reading(value), "{value}");
+        }
+    }
+
+    #[test]
+    fn other_traceparents_go_to_propagator() {
+        for value in [
+            "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0g",
+            "00-0af7651916cd43dd8448eb211c80319c_b7ad6b7169203331-01",
+            "",
+        ] {
+            assert_eq!(parse_plain_traceparent(value), None, "{value}");
+        }
     }
 
     #[test]
