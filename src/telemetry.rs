@@ -8,7 +8,9 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set, or
 //! `OTEL_TRACES_EXPORTER=otlp`. `OTEL_TRACES_EXPORTER=none` or `OTEL_SDK_DISABLED=true`
 //! turns export off. [`otel_env`] reads those and the sampler, and warns about values it
-//! ignores. The exporter reads its other settings (`OTEL_EXPORTER_OTLP_TIMEOUT`,
+//! ignores, and the TLS files of `OTEL_EXPORTER_OTLP_CERTIFICATE`,
+//! `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and `OTEL_EXPORTER_OTLP_CLIENT_KEY`, which opentelemetry-otlp
+//! 0.33 does not read. The exporter reads its other settings (`OTEL_EXPORTER_OTLP_TIMEOUT`,
 //! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
 //! `OTEL_BSP_*`) itself. The SDK's own warnings, such as a failed export, appear in the log
 //! under the `opentelemetry_sdk` and `opentelemetry-otlp` targets, at most five a minute. Spans leave through the SDK's batch
@@ -25,13 +27,14 @@ use std::env;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithTonicConfig as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
-use tonic::transport::ClientTlsConfig;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -176,13 +179,22 @@ fn build_tracer_provider(settings: &TraceSettings) -> anyhow::Result<SdkTracerPr
         otel_env::check_endpoint(endpoint, insecure_value.is_some()).map_err(anyhow::Error::msg)?;
         tls = otel_env::uses_tls(endpoint, insecure);
     }
-    let exporter = if tls {
+    let files = &settings.tls_files;
+    let exporter = if !tls {
+        if files.ca.is_some() || files.client.is_some() {
+            tracing::warn!(
+                "the OTLP certificate variables are ignored: the endpoint uses http://; \
+                 write https:// to connect over TLS"
+            );
+        }
+        build_exporter(None)?
+    } else if files.ca.is_some() || files.client.is_some() {
+        build_exporter(Some(tls_config(files)?))?
+    } else {
         // A host without a system certificate store makes the native roots fail, so the
         // exporter then trusts Mozilla's roots alone.
         build_exporter(Some(ClientTlsConfig::new().with_enabled_roots()))
             .or_else(|_| build_exporter(Some(ClientTlsConfig::new().with_webpki_roots())))?
-    } else {
-        build_exporter(None)?
     };
     let mut resource = Resource::builder();
     // The SDK names the service from OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES; without
@@ -197,6 +209,39 @@ fn build_tracer_provider(settings: &TraceSettings) -> anyhow::Result<SdkTracerPr
         .with_sampler(settings.sampler.clone())
         .with_resource(resource.build())
         .build())
+}
+
+/// Returns the TLS settings of the OTLP certificate variables: the CA file in place of the
+/// system's roots, and the client certificate and key.
+///
+/// # Errors
+///
+/// Fails when a file cannot be read or holds no PEM block, naming the variable and the path.
+fn tls_config(files: &otel_env::TlsFiles) -> anyhow::Result<ClientTlsConfig> {
+    let read_pem = |variable: &str, path: &str| -> anyhow::Result<Vec<u8>> {
+        let pem = std::fs::read(path).with_context(|| {
+            format!("failed to read {variable} file {path}; point the variable at a PEM file")
+        })?;
+        anyhow::ensure!(
+            pem.windows(11).any(|window| window == b"-----BEGIN "),
+            "{variable} file {path} holds no PEM block; it must contain -----BEGIN lines"
+        );
+        Ok(pem)
+    };
+    let mut config = ClientTlsConfig::new();
+    match &files.ca {
+        Some(ca) => {
+            let pem = read_pem("OTEL_EXPORTER_OTLP_CERTIFICATE", ca)?;
+            config = config.ca_certificate(Certificate::from_pem(pem));
+        }
+        None => config = config.with_enabled_roots(),
+    }
+    if let Some((certificate, key)) = &files.client {
+        let certificate = read_pem("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", certificate)?;
+        let key = read_pem("OTEL_EXPORTER_OTLP_CLIENT_KEY", key)?;
+        config = config.identity(Identity::from_pem(certificate, key));
+    }
+    Ok(config)
 }
 
 fn build_exporter(

@@ -7,80 +7,16 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
+use rcgen::CertificateParams;
 use reqwest::StatusCode;
 use sluice_proto::google::pubsub::v1::publisher_client::PublisherClient;
 use sluice_proto::google::pubsub::v1::{PublishRequest, PubsubMessage};
 use sluice_proto::tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use support::certs::{Leaf, TestCa};
 use support::{python, TestServer};
-
-/// A test CA that signs server and client certificates.
-struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-/// A certificate with its key, both PEM.
-struct Leaf {
-    cert_pem: String,
-    key_pem: String,
-}
-
-impl TestCa {
-    fn new(name: &str) -> TestCa {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().expect("CA key");
-        TestCa {
-            issuer: CertifiedIssuer::self_signed(params, key).expect("CA certificate"),
-        }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// Signs a server certificate for localhost and 127.0.0.1.
-    fn server(&self) -> Leaf {
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "sluice test server");
-        self.sign(params)
-    }
-
-    /// Signs a client certificate with a URI SAN, or with only a common name.
-    fn client(&self, uri: Option<&str>, common_name: &str) -> Leaf {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        if let Some(uri) = uri {
-            params
-                .subject_alt_names
-                .push(SanType::URI(uri.try_into().expect("an IA5 URI")));
-        }
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        self.sign(params)
-    }
-
-    fn sign(&self, params: CertificateParams) -> Leaf {
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("leaf certificate");
-        Leaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
-    }
-}
 
 /// The files of one server's TLS setup, in a temporary directory.
 struct TlsFiles {

@@ -20,8 +20,10 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::{json, Value};
+use support::certs::TestCa;
 use support::TestServer;
 use tokio::net::TcpListener;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 /// How long a test waits for spans or thumbnails before it fails.
 const GIVE_UP: Duration = Duration::from_secs(60);
@@ -57,14 +59,26 @@ impl TraceService for Collector {
 impl Collector {
     /// Starts the collector and returns it with its endpoint URL.
     async fn start() -> (Collector, String) {
+        Collector::start_with(None).await
+    }
+
+    /// Starts the collector over TLS with `tls`, and returns it with its https:// URL.
+    async fn start_with(tls: Option<ServerTlsConfig>) -> (Collector, String) {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the collector");
-        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://{}", listener.local_addr().expect("address"));
         let collector = Collector::default();
         let service = TraceServiceServer::new(collector.clone());
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder
+                .tls_config(tls)
+                .expect("the collector's TLS settings");
+        }
         tokio::spawn(async move {
-            tonic::transport::Server::builder()
+            builder
                 .add_service(service)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
                 .await
@@ -1097,5 +1111,50 @@ async fn shutdown_waits_export_timeout() {
     assert!(
         !log.contains("Timeout(5s)"),
         "the flush is bounded by the export timeout, not the SDK's 5 s:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_over_mtls_with_certificate_variables() {
+    // The collector's TLS needs a process-wide provider; an error means one is installed.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca = TestCa::new("sluice test collector CA");
+    let collector_leaf = ca.server();
+    let client_leaf = ca.client(None, "sluice exporter");
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            &collector_leaf.cert_pem,
+            &collector_leaf.key_pem,
+        ))
+        .client_ca_root(Certificate::from_pem(ca.pem()));
+    let (collector, otlp_endpoint) = Collector::start_with(Some(tls)).await;
+    let files = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| files.path().join(name).to_str().expect("UTF-8").to_owned();
+    std::fs::write(path("ca.pem"), ca.pem()).expect("write the CA");
+    std::fs::write(path("client.pem"), &client_leaf.cert_pem).expect("write the certificate");
+    std::fs::write(path("client.key"), &client_leaf.key_pem).expect("write the key");
+    let (ca_file, cert_file, key_file) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    let mut env = otel_env(&otlp_endpoint);
+    env.extend([
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca_file.as_str()),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", cert_file.as_str()),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", key_file.as_str()),
+    ]);
+    let (_endpoint, config) = start_push_endpoint().await;
+    let server = TestServer::start_with_env(Some(&config), &env);
+
+    // The exporter reaches the collector only when it trusts the test CA and presents the
+    // client certificate, so the publish span arrives only then.
+    publish_traced_order(&server).await;
+    let spans = collector
+        .wait_for(CLIENT_TRACE_ID, |spans| {
+            !find(spans, "publish orders").is_empty()
+        })
+        .await;
+    assert_eq!(
+        find(&spans, "publish orders").len(),
+        1,
+        "{}",
+        describe(&spans)
     );
 }

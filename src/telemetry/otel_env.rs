@@ -29,7 +29,20 @@ pub(super) struct TraceSettings {
     pub(super) export_timeout: Duration,
     /// The collector endpoint, when a variable sets one.
     pub(super) endpoint: Option<String>,
+    /// The PEM files of the TLS connection to the collector.
+    pub(super) tls_files: TlsFiles,
     pub(super) warnings: Vec<String>,
+}
+
+/// The PEM files that `OTEL_EXPORTER_OTLP_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`
+/// and `OTEL_EXPORTER_OTLP_CLIENT_KEY` (or their `_TRACES_` forms) name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct TlsFiles {
+    /// The certificates that the collector's certificate must chain to, in place of the
+    /// system's roots.
+    pub(super) ca: Option<String>,
+    /// The client certificate chain and its key, which the collector may require.
+    pub(super) client: Option<(String, String)>,
 }
 
 impl TraceSettings {
@@ -47,12 +60,14 @@ impl TraceSettings {
         let export = export_enabled(&get, endpoint.is_some(), &mut warnings);
         let sampler = read_sampler(&get, &mut warnings);
         let export_timeout = read_timeout(&get, &mut warnings);
+        let tls_files = read_tls_files(&get, &mut warnings);
         warn_unsupported(&get, &mut warnings);
         TraceSettings {
             export,
             sampler,
             export_timeout,
             endpoint,
+            tls_files,
             warnings,
         }
     }
@@ -166,6 +181,36 @@ fn read_timeout(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String
     DEFAULT_EXPORT_TIMEOUT
 }
 
+/// Returns the TLS files of the trace exporter. A client certificate without its key, or a
+/// key without its certificate, is ignored with a warning that names the missing variable.
+fn read_tls_files(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> TlsFiles {
+    let traces_first = |name: &str| {
+        get(&format!("OTEL_EXPORTER_OTLP_TRACES_{name}"))
+            .or_else(|| get(&format!("OTEL_EXPORTER_OTLP_{name}")))
+    };
+    let ca = traces_first("CERTIFICATE");
+    let client = match (
+        traces_first("CLIENT_CERTIFICATE"),
+        traces_first("CLIENT_KEY"),
+    ) {
+        (Some(certificate), Some(key)) => Some((certificate, key)),
+        (None, None) => None,
+        (certificate, _) => {
+            let (set, missing) = if certificate.is_some() {
+                ("CLIENT_CERTIFICATE", "CLIENT_KEY")
+            } else {
+                ("CLIENT_KEY", "CLIENT_CERTIFICATE")
+            };
+            warnings.push(format!(
+                "OTEL_EXPORTER_OTLP_{set} is ignored without OTEL_EXPORTER_OTLP_{missing}; set \
+                 both to present a client certificate to the collector"
+            ));
+            None
+        }
+    };
+    TlsFiles { ca, client }
+}
+
 /// Warns about settings that sluice does not implement and would otherwise ignore silently.
 fn warn_unsupported(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) {
     for name in [
@@ -226,6 +271,41 @@ mod tests {
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| (*value).to_owned())
         })
+    }
+
+    #[test]
+    fn tls_files_read_traces_variables_first() {
+        let settings = read(&[
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                "/etc/otel/traces-ca.pem",
+            ),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/otel/ca.pem"),
+            (
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                "/etc/otel/client.pem",
+            ),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/otel/client.key"),
+        ]);
+        assert_eq!(
+            settings.tls_files,
+            TlsFiles {
+                ca: Some("/etc/otel/traces-ca.pem".to_owned()),
+                client: Some((
+                    "/etc/otel/client.pem".to_owned(),
+                    "/etc/otel/client.key".to_owned()
+                )),
+            }
+        );
+        assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+    }
+
+    #[test]
+    fn client_key_without_certificate_warns() {
+        let settings = read(&[("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/otel/client.key")]);
+        assert_eq!(settings.tls_files.client, None);
+        assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+        assert!(settings.warnings[0].contains("without OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! a temporary data directory, stopped with SIGTERM (or SIGKILL) by its process id.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod certs;
 pub mod deploy;
 pub mod emulator;
 pub mod functions;
