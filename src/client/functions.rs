@@ -92,14 +92,10 @@ pub(crate) struct DeployArgs {
     trigger_bucket: Option<String>,
 
     /// Storage event of a --trigger-bucket function: google.storage.object.finalize,
-    /// .delete, .archive or .metadataUpdate
-    #[arg(
-        long,
-        value_name = "EVENT",
-        default_value = "google.storage.object.finalize",
-        requires = "trigger_bucket"
-    )]
-    trigger_event: String,
+    /// .delete, .archive or .metadataUpdate [default: google.storage.object.finalize]. With
+    /// --trigger-topic, only google.pubsub.topic.publish is accepted
+    #[arg(long, value_name = "EVENT")]
+    trigger_event: Option<String>,
 
     /// Trigger on the messages of this topic, created when missing
     #[arg(long, value_name = "TOPIC", group = "trigger")]
@@ -255,18 +251,33 @@ fn key_values(items: &[String], option: &str) -> anyhow::Result<BTreeMap<String,
 /// Builds the trigger of the deploy request from the trigger options.
 fn trigger(args: &DeployArgs) -> anyhow::Result<Value> {
     if let Some(bucket) = &args.trigger_bucket {
+        let event = args
+            .trigger_event
+            .as_deref()
+            .unwrap_or("google.storage.object.finalize");
         return Ok(json!({
             "kind": "bucket",
             "bucket": bucket,
-            "eventType": storage_event_type(&args.trigger_event)?,
+            "eventType": storage_event_type(event)?,
         }));
     }
     if let Some(topic) = &args.trigger_topic {
-        return Ok(json!({ "kind": "topic", "topic": topic }));
+        // The server checks that the event type fits a topic.
+        let mut trigger = json!({ "kind": "topic", "topic": topic });
+        if let Some(event) = &args.trigger_event {
+            trigger["eventType"] = json!(event);
+        }
+        return Ok(trigger);
     }
     if args.trigger_event_filters.is_empty() {
         anyhow::bail!(
             "no trigger: give one of --trigger-bucket, --trigger-topic or --trigger-event-filters"
+        );
+    }
+    if let Some(event) = &args.trigger_event {
+        anyhow::bail!(
+            "--trigger-event {event} does not apply to --trigger-event-filters, whose type= \
+             filter sets the event type: remove --trigger-event"
         );
     }
     let mut filters = key_values(&args.trigger_event_filters, "--trigger-event-filters")?;
