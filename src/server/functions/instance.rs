@@ -1,7 +1,7 @@
 //! One supervised function process.
 //!
 //! [`Instance::start`] runs functions-framework on a free loopback port in a process group
-//! of its own, and reports it ready once it responds to HTTP. When the process exits, the
+//! of its own, and reports it ready once it accepts TCP connections. When the process exits, the
 //! supervisor kills what is left of its group, waits a backoff that doubles from
 //! [`MIN_RESTART_BACKOFF`] to [`MAX_RESTART_BACKOFF`], and starts it again, on the same port
 //! when that is still free. [`Instance::stop`] sends SIGTERM to the group and SIGKILL after
@@ -40,7 +40,7 @@ pub(crate) const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(30);
 /// [`MIN_RESTART_BACKOFF`], because its crash is not part of a crash loop.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
-/// How long a process may take to respond to HTTP after it started. Importing a large
+/// How long a process may take to accept connections after it started. Importing a large
 /// dependency tree can take tens of seconds on a busy machine.
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -129,14 +129,14 @@ impl Instance {
         self.restarts.load(Ordering::Relaxed)
     }
 
-    /// Waits up to `limit` for the process to respond to HTTP, and returns its endpoint. Returns
-    /// `None` when it was not ready in time or has stopped.
+    /// Waits up to `limit` for the process to accept connections, and returns its endpoint.
+    /// Returns `None` when it was not ready in time or has stopped.
     pub(crate) async fn wait_ready(&self, limit: Duration) -> Option<String> {
         wait_ready(self.state.clone(), limit).await
     }
 
-    /// Waits up to `limit` for the first start to respond to HTTP, and returns its endpoint.
-    /// Returns `None` as soon as the process has exited once, so that a function that
+    /// Waits up to `limit` for the first start to accept connections, and returns its
+    /// endpoint. Returns `None` as soon as the process has exited once, so that a function that
     /// fails at import fails its deploy at once.
     pub(crate) async fn wait_first_ready(&self, limit: Duration) -> Option<String> {
         let deadline = Instant::now() + limit;
@@ -262,7 +262,7 @@ impl Supervisor {
         let endpoint = format!("http://127.0.0.1:{port}/");
 
         let became_ready = tokio::select! {
-            ready = poll_ready(&endpoint) => ready,
+            ready = poll_ready(port) => ready,
             status = child.wait() => {
                 warn!(%function, pid, status = ?status.ok(), "function process exited before it was ready");
                 kill_group(pid, Signal::SIGKILL);
@@ -274,7 +274,7 @@ impl Supervisor {
             }
         };
         if !became_ready {
-            warn!(%function, pid, timeout_secs = START_TIMEOUT.as_secs(), "function process did not respond to HTTP in time; killing it");
+            warn!(%function, pid, timeout_secs = START_TIMEOUT.as_secs(), "function process did not listen on its port in time; killing it");
             kill_group(pid, Signal::SIGKILL);
             let _ = child.wait().await;
             return RunEnd::Exited;
@@ -376,19 +376,19 @@ fn free_port(preferred: Option<u16>) -> std::io::Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
-/// Asks `endpoint` until any HTTP response arrives, for up to [`START_TIMEOUT`]. A function
-/// responds to a GET with an error status, which still shows that it serves.
-async fn poll_ready(endpoint: &str) -> bool {
-    let Ok(client) = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(2))
-        .build()
-    else {
-        return false;
-    };
+/// Connects to `port` on 127.0.0.1 until a connection succeeds, for up to [`START_TIMEOUT`].
+///
+/// A TCP connection is the readiness signal because no HTTP request is quiet in every
+/// signature type. functions-framework for Node (5.0.5) runs its event middlewares on any
+/// request, so a GET without a body makes a CloudEvent function log a TypeError. Both
+/// frameworks import the function's source before they listen, so an accepted connection
+/// shows that the import succeeded.
+async fn poll_ready(port: u16) -> bool {
     let deadline = Instant::now() + START_TIMEOUT;
     while Instant::now() < deadline {
-        if client.get(endpoint).send().await.is_ok() {
+        let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+        if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(2), connect).await {
+            drop(stream);
             return true;
         }
         tokio::time::sleep(READY_POLL).await;
@@ -397,6 +397,9 @@ async fn poll_ready(endpoint: &str) -> bool {
 }
 
 /// Sends each line of `output` to the log shipper until the stream closes.
+///
+/// NOTE: a line is read whole before the shipper cuts it to `logs::MAX_LINE_BYTES`, so a
+/// function that writes gigabytes without a newline makes sluice buffer them.
 fn forward_lines(
     output: impl AsyncRead + Unpin + Send + 'static,
     stream: Stream,
