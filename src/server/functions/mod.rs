@@ -398,6 +398,7 @@ impl Functions {
             instance.state(),
             self.inner.client.clone(),
             counters.clone(),
+            self.inner.logs.clone(),
         );
         let options = RunnerOptions {
             concurrency: spec.concurrency(),
