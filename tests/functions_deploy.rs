@@ -593,7 +593,7 @@ fn failed_first_deploy_names_the_error_and_leaves_only_its_log() {
     assert!(!deploy.status.success());
     let stderr = String::from_utf8_lossy(&deploy.stderr);
     assert!(
-        stderr.contains("exited before it responded to HTTP, with exit status"),
+        stderr.contains("exited before it accepted connections, with exit status"),
         "{stderr}"
     );
     assert!(stderr.contains("SyntaxError"), "{stderr}");

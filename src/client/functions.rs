@@ -92,14 +92,10 @@ pub(crate) struct DeployArgs {
     trigger_bucket: Option<String>,
 
     /// Storage event of a --trigger-bucket function: google.storage.object.finalize,
-    /// .delete, .archive or .metadataUpdate
-    #[arg(
-        long,
-        value_name = "EVENT",
-        default_value = "google.storage.object.finalize",
-        requires = "trigger_bucket"
-    )]
-    trigger_event: String,
+    /// .delete, .archive or .metadataUpdate [default: google.storage.object.finalize]. With
+    /// --trigger-topic, only google.pubsub.topic.publish is accepted
+    #[arg(long, value_name = "EVENT")]
+    trigger_event: Option<String>,
 
     /// Trigger on the messages of this topic, created when missing
     #[arg(long, value_name = "TOPIC", group = "trigger")]
@@ -209,7 +205,7 @@ pub(crate) struct LogsReadArgs {
     /// Function name
     name: String,
 
-    /// Number of entries to print
+    /// Number of entries to print, at most 10000
     #[arg(long, value_name = "N", default_value_t = 20)]
     limit: usize,
 
@@ -256,18 +252,33 @@ fn key_values(items: &[String], option: &str) -> anyhow::Result<BTreeMap<String,
 /// Builds the trigger of the deploy request from the trigger options.
 fn trigger(args: &DeployArgs) -> anyhow::Result<Value> {
     if let Some(bucket) = &args.trigger_bucket {
+        let event = args
+            .trigger_event
+            .as_deref()
+            .unwrap_or("google.storage.object.finalize");
         return Ok(json!({
             "kind": "bucket",
             "bucket": bucket,
-            "eventType": storage_event_type(&args.trigger_event)?,
+            "eventType": storage_event_type(event)?,
         }));
     }
     if let Some(topic) = &args.trigger_topic {
-        return Ok(json!({ "kind": "topic", "topic": topic }));
+        // The server checks that the event type fits a topic.
+        let mut trigger = json!({ "kind": "topic", "topic": topic });
+        if let Some(event) = &args.trigger_event {
+            trigger["eventType"] = json!(event);
+        }
+        return Ok(trigger);
     }
     if args.trigger_event_filters.is_empty() {
         anyhow::bail!(
             "no trigger: give one of --trigger-bucket, --trigger-topic or --trigger-event-filters"
+        );
+    }
+    if let Some(event) = &args.trigger_event {
+        anyhow::bail!(
+            "--trigger-event {event} does not apply to --trigger-event-filters, whose type= \
+             filter sets the event type: remove --trigger-event"
         );
     }
     let mut filters = key_values(&args.trigger_event_filters, "--trigger-event-filters")?;
@@ -374,21 +385,49 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    write_stdout(format_args!(
-        "{:<24} {:<9} {:<44} {:>7} {:>7}",
-        "NAME", "STATE", "TRIGGER", "VERSION", "BACKLOG"
-    ));
-    for function in &functions {
-        write_stdout(format_args!(
-            "{:<24} {:<9} {:<44} {:>7} {:>7}",
-            text(&function["name"]),
-            text(&function["state"]),
-            text(&function["trigger"]),
-            function["version"].to_string(),
-            function["backlog"].to_string()
-        ));
+    for line in list_table(&functions) {
+        write_stdout(format_args!("{line}"));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Returns the lines of the `functions list` table, with each column as wide as its widest
+/// cell. NAME, STATE and TRIGGER are left-aligned, VERSION and BACKLOG right-aligned.
+fn list_table(functions: &[Value]) -> Vec<String> {
+    let header = ["NAME", "STATE", "TRIGGER", "VERSION", "BACKLOG"].map(str::to_owned);
+    let mut rows = vec![header];
+    for function in functions {
+        rows.push([
+            text(&function["name"]).to_owned(),
+            text(&function["state"]).to_owned(),
+            text(&function["trigger"]).to_owned(),
+            function["version"].to_string(),
+            function["backlog"].to_string(),
+        ]);
+    }
+    let mut widths = [0; 5];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            format!(
+                "{:<w0$} {:<w1$} {:<w2$} {:>w3$} {:>w4$}",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3],
+                w4 = widths[4],
+            )
+        })
+        .collect()
 }
 
 async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
@@ -455,4 +494,48 @@ async fn read_logs(args: LogsReadArgs) -> anyhow::Result<ExitCode> {
 /// Returns a JSON string's text, or `-` for anything else.
 fn text(value: &Value) -> &str {
     value.as_str().unwrap_or("-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_columns_fit_long_trigger() {
+        let functions = [
+            json!({
+                "name": "thumbs",
+                "state": "ACTIVE",
+                "trigger": "bucket camera-uploads (google.storage.object.metadataUpdate)",
+                "version": 12,
+                "backlog": 3,
+            }),
+            json!({
+                "name": "offers-fn",
+                "state": "STARTING",
+                "trigger": "topic offers",
+                "version": 1,
+                "backlog": 1500,
+            }),
+        ];
+        let lines = list_table(&functions);
+        assert_eq!(lines.len(), 3);
+        let version_end = lines[0].find("VERSION").expect("a VERSION header") + "VERSION".len();
+        let backlog_end = lines[0].len();
+        for line in &lines[1..] {
+            assert_eq!(
+                line.len(),
+                backlog_end,
+                "BACKLOG ends in one column: {line:?}"
+            );
+            let version = line[..version_end].trim_end();
+            assert_eq!(
+                version.len(),
+                version_end,
+                "VERSION ends in one column: {line:?}"
+            );
+        }
+        assert!(lines[1].ends_with("  12       3"), "{:?}", lines[1]);
+        assert!(lines[2].ends_with("   1    1500"), "{:?}", lines[2]);
+    }
 }

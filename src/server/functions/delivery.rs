@@ -12,6 +12,10 @@
 //!
 //! A delivery that finds no ready process within [`READY_WAIT`] is returned for
 //! redelivery whatever the setting, because the function never saw it.
+//!
+//! Each failed, timed-out or dead-lettered event adds an ERROR entry to the function's log,
+//! worded like Cloud Functions' "Function execution took N ms, finished with status:
+//! 'error'", with the event id and what happens to the event next.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +33,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use super::instance::{wait_ready, InstanceState};
+use super::logs::LogSender;
 use super::spec::SignatureType;
 use crate::server::names;
 
@@ -70,6 +75,8 @@ pub(crate) struct FunctionHandler {
     limits: EndpointLimits,
     stats: Arc<PushStats>,
     counters: Arc<CallCounters>,
+    /// The function's log, which gets an entry for each failed call.
+    logs: LogSender,
     /// The push handler for the current endpoint, replaced when a restart moves the process
     /// to another port.
     push: Mutex<Option<(String, Arc<PushHandler>)>>,
@@ -82,6 +89,7 @@ impl FunctionHandler {
         state: watch::Receiver<InstanceState>,
         client: reqwest::Client,
         counters: Arc<CallCounters>,
+        logs: LogSender,
     ) -> Self {
         let limits = EndpointLimits::new(settings.concurrency);
         FunctionHandler {
@@ -91,6 +99,7 @@ impl FunctionHandler {
             limits,
             stats: Arc::default(),
             counters,
+            logs,
             push: Mutex::new(None),
         }
     }
@@ -116,8 +125,32 @@ impl FunctionHandler {
         handler
     }
 
-    fn failed(&self, delivery: &Delivery, reason: String) -> Result<(), HandlerError> {
+    /// Counts a failed call, writes it to the function's log, and returns the delivery's
+    /// result: a retry with retry on, or an acknowledgement that drops the event.
+    fn failed(
+        &self,
+        delivery: &Delivery,
+        outcome: CallOutcome,
+        took: Duration,
+        reason: String,
+    ) -> Result<(), HandlerError> {
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        let next = if self.settings.retry {
+            "the event will be retried"
+        } else {
+            "the event is dropped because retry is off"
+        };
+        self.logs.report(
+            &self.settings.function,
+            "ERROR",
+            format!(
+                "Function execution took {} ms, finished with status: '{}'. Event {}: {reason}; \
+                 {next}",
+                took.as_millis(),
+                outcome.as_str(),
+                delivery.message.id()
+            ),
+        );
         if self.settings.retry {
             return Err(HandlerError::Retryable(reason));
         }
@@ -155,14 +188,24 @@ impl DeliveryHandler for FunctionHandler {
                 .unwrap_or_default();
             if age > self.settings.max_event_age {
                 self.counters.expired.fetch_add(1, Ordering::Relaxed);
-                return Err(HandlerError::Permanent(format!(
+                let reason = format!(
                     "the event is {} s old, past the maximum event age of {} s",
                     age.as_secs(),
                     self.settings.max_event_age.as_secs()
-                )));
+                );
+                self.logs.report(
+                    &self.settings.function,
+                    "ERROR",
+                    format!(
+                        "Event {} dead-lettered without a call: {reason}",
+                        delivery.message.id()
+                    ),
+                );
+                return Err(HandlerError::Permanent(reason));
             }
         }
         let push = self.push_handler(&endpoint);
+        let started = Instant::now();
         let call =
             tokio::time::timeout(self.settings.timeout, push.handle_delivery(delivery, spec));
         match call.await {
@@ -171,17 +214,40 @@ impl DeliveryHandler for FunctionHandler {
                 Ok(())
             }
             Ok(Err(HandlerError::Retryable(reason) | HandlerError::Permanent(reason))) => {
-                self.failed(delivery, reason)
+                self.failed(delivery, CallOutcome::Error, started.elapsed(), reason)
             }
             Err(_) => {
-                let reason = format!(
-                    "the function did not finish within its timeout of {} s",
-                    self.settings.timeout.as_secs()
-                );
-                self.failed(delivery, reason)
+                let reason = timeout_reason(self.settings.timeout);
+                self.failed(delivery, CallOutcome::Timeout, started.elapsed(), reason)
             }
         }
     }
+}
+
+/// The end of a failed call, as Cloud Functions names it in its execution log entries.
+#[derive(Debug, Clone, Copy)]
+enum CallOutcome {
+    /// The function returned an error status, crashed or closed the connection.
+    Error,
+    /// The function did not respond within its timeout.
+    Timeout,
+}
+
+impl CallOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Error => "error",
+            CallOutcome::Timeout => "timeout",
+        }
+    }
+}
+
+/// Returns the reason of a call that ran past the function's `timeout`.
+fn timeout_reason(timeout: Duration) -> String {
+    format!(
+        "the function did not finish within its timeout of {} s",
+        timeout.as_secs()
+    )
 }
 
 /// The subscription of a function.
@@ -253,6 +319,7 @@ pub(crate) async fn call_once(
             let body = response.text().await.unwrap_or_default();
             (status, body)
         }
+        Err(err) if err.is_timeout() => (0, timeout_reason(timeout)),
         Err(err) => (0, format!("the call failed: {err}")),
     };
     CallResult {

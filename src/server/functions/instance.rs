@@ -1,7 +1,7 @@
 //! One supervised function process.
 //!
 //! [`Instance::start`] runs functions-framework on a free loopback port in a process group
-//! of its own, and reports it ready once it responds to HTTP. When the process exits, the
+//! of its own, and reports it ready once it accepts TCP connections. When the process exits, the
 //! supervisor kills what is left of its group, waits a backoff that doubles from
 //! [`MIN_RESTART_BACKOFF`] to [`MAX_RESTART_BACKOFF`], and starts it again, on the same port
 //! when that is still free. [`Instance::stop`] sends SIGTERM to the group and SIGKILL after
@@ -20,14 +20,14 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::logs::{LogSender, Stream};
+use super::logs::{self, LogSender, Stream};
 use super::runtime::Launch;
 
 /// The first delay before a crashed process is started again.
@@ -40,7 +40,7 @@ pub(crate) const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(30);
 /// [`MIN_RESTART_BACKOFF`], because its crash is not part of a crash loop.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
-/// How long a process may take to respond to HTTP after it started. Importing a large
+/// How long a process may take to accept connections after it started. Importing a large
 /// dependency tree can take tens of seconds on a busy machine.
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -120,7 +120,7 @@ impl Failure {
             .clone()
             .unwrap_or_else(|| {
                 format!(
-                    "it did not respond to HTTP within {} s",
+                    "it did not accept connections on its port within {} s",
                     START_TIMEOUT.as_secs()
                 )
             });
@@ -176,14 +176,14 @@ impl Instance {
         self.restarts.load(Ordering::Relaxed)
     }
 
-    /// Waits up to `limit` for the process to respond to HTTP, and returns its endpoint. Returns
-    /// `None` when it was not ready in time or has stopped.
+    /// Waits up to `limit` for the process to accept connections, and returns its endpoint.
+    /// Returns `None` when it was not ready in time or has stopped.
     pub(crate) async fn wait_ready(&self, limit: Duration) -> Option<String> {
         wait_ready(self.state.clone(), limit).await
     }
 
-    /// Waits up to `limit` for the first start to respond to HTTP, and returns its endpoint.
-    /// Returns `None` as soon as the process has exited once, so that a function that
+    /// Waits up to `limit` for the first start to accept connections, and returns its
+    /// endpoint. Returns `None` as soon as the process has exited once, so that a function that
     /// fails at import fails its deploy at once.
     pub(crate) async fn wait_first_ready(&self, limit: Duration) -> Option<String> {
         let deadline = Instant::now() + limit;
@@ -312,7 +312,7 @@ impl Supervisor {
         let endpoint = format!("http://127.0.0.1:{port}/");
 
         let became_ready = tokio::select! {
-            ready = poll_ready(&endpoint) => ready,
+            ready = poll_ready(port) => ready,
             status = child.wait() => {
                 let status = status.map_or_else(|err| err.to_string(), |status| status.to_string());
                 warn!(%function, pid, %status, "function process exited before it was ready");
@@ -321,7 +321,7 @@ impl Supervisor {
                 if let Some(stderr) = stderr {
                     let _ = tokio::time::timeout(Duration::from_secs(2), stderr).await;
                 }
-                self.failure.set_reason(format!("its process exited before it responded to HTTP, with {status}"));
+                self.failure.set_reason(format!("its process exited before it accepted connections, with {status}"));
                 return RunEnd::Exited;
             }
             () = stop_requested(&mut self.stop) => {
@@ -330,9 +330,9 @@ impl Supervisor {
             }
         };
         if !became_ready {
-            warn!(%function, pid, timeout_secs = START_TIMEOUT.as_secs(), "function process did not respond to HTTP in time; killing it");
+            warn!(%function, pid, timeout_secs = START_TIMEOUT.as_secs(), "function process did not listen on its port in time; killing it");
             self.failure.set_reason(format!(
-                "its process did not respond to HTTP within {} s",
+                "its process did not accept connections on its port within {} s",
                 START_TIMEOUT.as_secs()
             ));
             kill_group(pid, Signal::SIGKILL);
@@ -455,19 +455,19 @@ fn free_port(preferred: Option<u16>) -> std::io::Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
-/// Asks `endpoint` until any HTTP response arrives, for up to [`START_TIMEOUT`]. A function
-/// responds to a GET with an error status, which still shows that it serves.
-async fn poll_ready(endpoint: &str) -> bool {
-    let Ok(client) = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(2))
-        .build()
-    else {
-        return false;
-    };
+/// Connects to `port` on 127.0.0.1 until a connection succeeds, for up to [`START_TIMEOUT`].
+///
+/// A TCP connection is the readiness signal because no HTTP request is quiet in every
+/// signature type. functions-framework for Node (5.0.5) runs its event middlewares on any
+/// request, so a GET without a body makes a CloudEvent function log a TypeError. Both
+/// frameworks import the function's source before they listen, so an accepted connection
+/// shows that the import succeeded.
+async fn poll_ready(port: u16) -> bool {
     let deadline = Instant::now() + START_TIMEOUT;
     while Instant::now() < deadline {
-        if client.get(endpoint).send().await.is_ok() {
+        let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+        if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(2), connect).await {
+            drop(stream);
             return true;
         }
         tokio::time::sleep(READY_POLL).await;
@@ -476,7 +476,9 @@ async fn poll_ready(endpoint: &str) -> bool {
 }
 
 /// Sends each line of `output` to the log shipper until the stream closes, and keeps the
-/// last line that is not blank in `last`.
+/// last line that is not blank in `last`. A line is read into at most
+/// [`logs::MAX_LINE_BYTES`], so a function that writes without newlines cannot fill
+/// sluice's memory, and bytes that are not UTF-8 become U+FFFD.
 fn forward_lines(
     output: impl AsyncRead + Unpin + Send + 'static,
     stream: Stream,
@@ -489,8 +491,8 @@ fn forward_lines(
     let function = function.to_owned();
     let logs = logs.clone();
     tokio::spawn(async move {
-        let mut lines = BufReader::new(output).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
+        let mut output = BufReader::new(output);
+        while let Ok(Some(line)) = next_line_bounded(&mut output, logs::MAX_LINE_BYTES).await {
             if let Some(last) = &last {
                 let trimmed = line.trim();
                 if !trimmed.is_empty() {
@@ -501,4 +503,96 @@ fn forward_lines(
             logs.send(&function, stream, line);
         }
     })
+}
+
+/// Reads one line from `reader` without its `\n` or `\r\n`, keeping at most `limit` bytes.
+/// The rest of a longer line is read and discarded, and the text ends with
+/// [`logs::truncation_marker`]. Returns `None` at the end of the stream.
+async fn next_line_bounded(
+    reader: &mut (impl AsyncBufRead + Unpin),
+    limit: usize,
+) -> std::io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let mut cut = 0;
+    let mut read_any = false;
+    loop {
+        let buffer = reader.fill_buf().await?;
+        if buffer.is_empty() {
+            break;
+        }
+        read_any = true;
+        let newline = buffer.iter().position(|&byte| byte == b'\n');
+        let length = newline.unwrap_or(buffer.len());
+        let kept = length.min(limit - line.len());
+        line.extend_from_slice(&buffer[..kept]);
+        cut += length - kept;
+        reader.consume(length + usize::from(newline.is_some()));
+        if newline.is_some() {
+            break;
+        }
+    }
+    if !read_any {
+        return Ok(None);
+    }
+    if cut == 0 {
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        return Ok(Some(String::from_utf8_lossy(&line).into_owned()));
+    }
+    // A character split by the limit goes with the rest of the line.
+    if let Err(err) = std::str::from_utf8(&line) {
+        if err.error_len().is_none() {
+            cut += line.len() - err.valid_up_to();
+            line.truncate(err.valid_up_to());
+        }
+    }
+    let mut text = String::from_utf8_lossy(&line).into_owned();
+    text.push_str(&logs::truncation_marker(cut));
+    Ok(Some(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines_of(bytes: &[u8], limit: usize) -> Vec<String> {
+        let mut reader = BufReader::with_capacity(4, bytes);
+        let mut lines = Vec::new();
+        while let Some(line) = next_line_bounded(&mut reader, limit).await.expect("read") {
+            lines.push(line);
+        }
+        lines
+    }
+
+    #[tokio::test]
+    async fn bounded_lines_split_like_lines() {
+        let lines = lines_of(b"first\r\nsecond\n\nlast", 64).await;
+        assert_eq!(lines, ["first", "second", "", "last"]);
+    }
+
+    #[tokio::test]
+    async fn long_line_is_cut_with_marker() {
+        let lines = lines_of(b"abcdefghij\nnext\n", 4).await;
+        assert_eq!(
+            lines,
+            [
+                format!("abcd{}", logs::truncation_marker(6)),
+                "next".to_owned()
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn cut_never_splits_a_character() {
+        // "é" is two bytes, and the limit of 2 falls between them.
+        let lines = lines_of("aéb\n".as_bytes(), 2).await;
+        assert_eq!(lines, [format!("a{}", logs::truncation_marker(3))]);
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_does_not_end_the_stream() {
+        let lines = lines_of(b"bad \xff byte\nafter\n", 64).await;
+        assert_eq!(lines, ["bad \u{fffd} byte", "after"]);
+    }
 }

@@ -7,12 +7,15 @@
 //! severity taken from its `severity` field. [`LogShipper`] routes the entries through the
 //! server's log router, so sinks match them like any other entry, and appends them to
 //! `NAME.jsonl` in the logs folder, which `sluice functions logs read` reads.
+//!
+//! sluice adds entries of its own to a function's log: a WARNING with the number of lines
+//! dropped while the queue was full, and an ERROR for each failed call of an event.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,7 +28,7 @@ use crate::server::Ingestor;
 
 /// Lines buffered between the function processes and the shipper. Lines beyond it are
 /// dropped and counted, so that a function that floods its output cannot grow memory.
-const QUEUE_LINES: usize = 10_000;
+pub(crate) const QUEUE_LINES: usize = 10_000;
 
 /// Most lines routed in one batch.
 const BATCH_LINES: usize = 500;
@@ -33,8 +36,13 @@ const BATCH_LINES: usize = 500;
 /// How long the shipper waits to fill a batch after its first line.
 const BATCH_WAIT: Duration = Duration::from_millis(100);
 
-/// Maximum length of a line, in bytes. Longer lines are cut off.
-const MAX_LINE_BYTES: usize = 256 * 1024;
+/// Maximum length of a line, in bytes. A longer line is cut at a character boundary at or
+/// below it, and [`truncation_marker`] is appended.
+pub(crate) const MAX_LINE_BYTES: usize = 256 * 1024;
+
+/// The minimum interval between two dropped-lines warnings of a function while its output
+/// keeps the queue full. Once the queue drains, the pending count is written at once.
+const DROPPED_NOTICE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The size at which a function's log file is moved to `NAME.jsonl.1`, replacing the older
 /// one, so that the logs of a function take at most twice this on disk.
@@ -53,11 +61,16 @@ const SEVERITIES: [&str; 9] = [
     "EMERGENCY",
 ];
 
-/// The output stream a line came from.
+/// The source of a line: an output stream of the function, or sluice itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stream {
     Stdout,
     Stderr,
+    /// An entry that sluice writes about the function, such as a failed call, with its
+    /// Logging severity. Its text is always a `textPayload`.
+    Sluice {
+        severity: &'static str,
+    },
 }
 
 /// One line of a function's output.
@@ -72,30 +85,105 @@ pub(crate) struct LogLine {
 #[derive(Debug, Clone)]
 pub(crate) struct LogSender {
     lines: mpsc::Sender<LogLine>,
-    dropped: Arc<AtomicU64>,
+    dropped: Arc<DroppedLines>,
+}
+
+/// Lines dropped because the queue was full, shared by the senders and the shipper.
+#[derive(Debug, Default)]
+struct DroppedLines {
+    /// Every line dropped since the server started, for the rate limit of the server's
+    /// warning.
+    total: AtomicU64,
+    /// Lines dropped per function and not yet reported in the function's log.
+    pending: Mutex<BTreeMap<String, u64>>,
+}
+
+impl DroppedLines {
+    fn add(&self, function: &str) {
+        let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
+        if total.is_power_of_two() {
+            warn!(
+                function,
+                dropped = total,
+                "function log queue full; lines dropped"
+            );
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        *pending.entry(function.to_owned()).or_default() += 1;
+    }
+
+    /// Takes the pending counts and returns one WARNING line per function.
+    fn take_notices(&self) -> Vec<LogLine> {
+        let pending =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        pending
+            .into_iter()
+            .map(|(function, count)| LogLine {
+                function,
+                stream: Stream::Sluice {
+                    severity: "WARNING",
+                },
+                text: dropped_notice(count),
+            })
+            .collect()
+    }
+
+    fn has_pending(&self) -> bool {
+        !self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+}
+
+/// Returns the text of the entry that reports `count` dropped lines.
+fn dropped_notice(count: u64) -> String {
+    let lines = if count == 1 { "line" } else { "lines" };
+    format!(
+        "{count} {lines} of output dropped: the function wrote faster than sluice stores its \
+         logs, and the log queue of {QUEUE_LINES} lines was full"
+    )
+}
+
+/// Returns the text appended to a line cut at [`MAX_LINE_BYTES`], with the number of bytes
+/// cut off.
+pub(crate) fn truncation_marker(cut_bytes: usize) -> String {
+    format!("\u{2026} [truncated {cut_bytes} bytes]")
+}
+
+/// Cuts `text` to at most [`MAX_LINE_BYTES`] at a character boundary and appends
+/// [`truncation_marker`]; shorter text stays as it is.
+fn truncate_line(text: &mut String) {
+    if text.len() <= MAX_LINE_BYTES {
+        return;
+    }
+    let mut end = MAX_LINE_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut_bytes = text.len() - end;
+    text.truncate(end);
+    text.push_str(&truncation_marker(cut_bytes));
 }
 
 impl LogSender {
-    /// Queues one line; drops and counts it when the queue is full.
+    /// Queues one line of the function's output; drops and counts it when the queue is full.
     pub(crate) fn send(&self, function: &str, stream: Stream, mut text: String) {
-        if text.len() > MAX_LINE_BYTES {
-            let mut end = MAX_LINE_BYTES;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
-        }
+        truncate_line(&mut text);
         let line = LogLine {
             function: function.to_owned(),
             stream,
             text,
         };
         if self.lines.try_send(line).is_err() {
-            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped.is_power_of_two() {
-                warn!(function, dropped, "function log queue full; lines dropped");
-            }
+            self.dropped.add(function);
         }
+    }
+
+    /// Queues an entry that sluice writes into the function's log, with `severity`.
+    pub(crate) fn report(&self, function: &str, severity: &'static str, text: String) {
+        self.send(function, Stream::Sluice { severity }, text);
     }
 }
 
@@ -107,17 +195,17 @@ impl LogShipper {
     /// Starts the shipper task, which ends when every [`LogSender`] is dropped.
     pub(crate) fn start(ingestor: Ingestor, dir: PathBuf) -> LogSender {
         let (lines, mut received) = mpsc::channel::<LogLine>(QUEUE_LINES);
+        let dropped = Arc::new(DroppedLines::default());
+        let shipper_dropped = dropped.clone();
         tokio::spawn(async move {
             let sequence = AtomicU64::new(0);
             let mut failures: u64 = 0;
-            while let Some(first) = received.recv().await {
-                let mut batch = vec![first];
-                let deadline = tokio::time::Instant::now() + BATCH_WAIT;
-                while batch.len() < BATCH_LINES {
-                    match tokio::time::timeout_at(deadline, received.recv()).await {
-                        Ok(Some(line)) => batch.push(line),
-                        Ok(None) | Err(_) => break,
-                    }
+            let mut last_notice = tokio::time::Instant::now();
+            while let Some(batch) =
+                next_batch(&mut received, &shipper_dropped, &mut last_notice).await
+            {
+                if batch.is_empty() {
+                    continue;
                 }
                 let entries: Vec<(String, String)> = batch
                     .iter()
@@ -142,11 +230,46 @@ impl LogShipper {
                 }
             }
         });
-        LogSender {
-            lines,
-            dropped: Arc::default(),
+        LogSender { lines, dropped }
+    }
+}
+
+/// Waits for the next batch: up to [`BATCH_LINES`] lines, collected for up to
+/// [`BATCH_WAIT`] after the first. Adds the pending dropped-lines notices once the queue has
+/// drained, or every [`DROPPED_NOTICE_INTERVAL`] while it stays full. The notices go into
+/// the batch directly, so they need no room in the queue. Returns `None` once every
+/// [`LogSender`] is gone.
+async fn next_batch(
+    received: &mut mpsc::Receiver<LogLine>,
+    dropped: &DroppedLines,
+    last_notice: &mut tokio::time::Instant,
+) -> Option<Vec<LogLine>> {
+    // With notices pending, an empty queue must not hold them back until the next line.
+    let first = if dropped.has_pending() {
+        match tokio::time::timeout(BATCH_WAIT, received.recv()).await {
+            Ok(line) => Some(line?),
+            Err(_) => None,
+        }
+    } else {
+        Some(received.recv().await?)
+    };
+    let mut batch = Vec::new();
+    if let Some(first) = first {
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + BATCH_WAIT;
+        while batch.len() < BATCH_LINES {
+            match tokio::time::timeout_at(deadline, received.recv()).await {
+                Ok(Some(line)) => batch.push(line),
+                Ok(None) | Err(_) => break,
+            }
         }
     }
+    let drained = batch.len() < BATCH_LINES;
+    if dropped.has_pending() && (drained || last_notice.elapsed() >= DROPPED_NOTICE_INTERVAL) {
+        batch.extend(dropped.take_notices());
+        *last_notice = tokio::time::Instant::now();
+    }
+    Some(batch)
 }
 
 /// Builds the LogEntry of one line; `id` makes the entry's `insertId` unique.
@@ -170,10 +293,15 @@ pub(crate) fn to_entry(line: &LogLine, id: u64) -> Value {
     let mut severity = match line.stream {
         Stream::Stdout => "INFO",
         Stream::Stderr => "ERROR",
+        Stream::Sluice { severity } => severity,
     }
     .to_owned();
-    match serde_json::from_str::<Value>(&line.text) {
-        Ok(Value::Object(mut payload)) => {
+    let parsed = match line.stream {
+        Stream::Sluice { .. } => None,
+        Stream::Stdout | Stream::Stderr => serde_json::from_str::<Value>(&line.text).ok(),
+    };
+    match parsed {
+        Some(Value::Object(mut payload)) => {
             if let Some(named) = take_severity(&mut payload) {
                 severity = named;
             }
@@ -316,6 +444,111 @@ mod tests {
         let entry = to_entry(&line(Stream::Stderr, r#"{"severity": "LOUD"}"#), 1);
         assert_eq!(entry["severity"], "ERROR");
         assert_eq!(entry["jsonPayload"]["severity"], "LOUD");
+    }
+
+    fn test_sender(capacity: usize) -> (LogSender, mpsc::Receiver<LogLine>) {
+        let (lines, received) = mpsc::channel(capacity);
+        let sender = LogSender {
+            lines,
+            dropped: Arc::default(),
+        };
+        (sender, received)
+    }
+
+    #[test]
+    fn long_line_ends_with_marker() {
+        let (sender, mut received) = test_sender(4);
+        // One ASCII byte first, so that MAX_LINE_BYTES falls inside a two-byte character.
+        let text = format!("x{}", "é".repeat(MAX_LINE_BYTES / 2));
+        sender.send("thumbs", Stream::Stdout, text.clone());
+        let line = received.try_recv().expect("the line is queued");
+        let marker_at = line.text.find('\u{2026}').expect("a truncation marker");
+        assert_eq!(
+            marker_at,
+            MAX_LINE_BYTES - 1,
+            "cut at the character boundary"
+        );
+        assert!(text.starts_with(&line.text[..marker_at]));
+        let cut_bytes = text.len() - marker_at;
+        assert!(
+            line.text
+                .ends_with(&format!("[truncated {cut_bytes} bytes]")),
+            "{}",
+            &line.text[marker_at..]
+        );
+    }
+
+    #[test]
+    fn short_line_stays_whole() {
+        let (sender, mut received) = test_sender(4);
+        let text = "x".repeat(MAX_LINE_BYTES);
+        sender.send("thumbs", Stream::Stdout, text.clone());
+        let line = received.try_recv().expect("the line is queued");
+        assert_eq!(line.text, text);
+    }
+
+    #[test]
+    fn dropped_lines_become_one_warning() {
+        let (sender, _received) = test_sender(1);
+        for i in 0..4 {
+            sender.send("thumbs", Stream::Stdout, format!("line {i}"));
+        }
+        sender.send("other", Stream::Stdout, "late".to_owned());
+        let notices = sender.dropped.take_notices();
+        assert_eq!(notices.len(), 2, "one notice per function");
+        let notice = &notices[1];
+        assert_eq!(notice.function, "thumbs");
+        assert!(
+            notice.text.starts_with("3 lines of output dropped"),
+            "{}",
+            notice.text
+        );
+        let entry = to_entry(notice, 1);
+        assert_eq!(entry["severity"], "WARNING");
+        assert!(
+            sender.dropped.take_notices().is_empty(),
+            "a count is reported once"
+        );
+    }
+
+    #[tokio::test]
+    async fn notice_follows_full_last_batch() {
+        let (sender, mut received) = test_sender(BATCH_LINES);
+        for i in 0..BATCH_LINES + 3 {
+            sender.send("thumbs", Stream::Stdout, format!("line {i}"));
+        }
+        let mut last_notice = tokio::time::Instant::now();
+        let first = next_batch(&mut received, &sender.dropped, &mut last_notice)
+            .await
+            .expect("a batch");
+        assert_eq!(
+            first.len(),
+            BATCH_LINES,
+            "a full batch waits for the queue to drain"
+        );
+        let waited = tokio::time::timeout(
+            Duration::from_secs(5),
+            next_batch(&mut received, &sender.dropped, &mut last_notice),
+        );
+        let second = waited
+            .await
+            .expect("the notice does not wait for another line")
+            .expect("a batch");
+        assert_eq!(second.len(), 1, "the notice comes without another line");
+        assert_eq!(second[0].text, dropped_notice(3));
+    }
+
+    #[test]
+    fn sluice_entries_keep_their_severity() {
+        let entry = to_entry(
+            &line(
+                Stream::Sluice { severity: "ERROR" },
+                r#"{"severity": "INFO"}"#,
+            ),
+            1,
+        );
+        assert_eq!(entry["severity"], "ERROR");
+        assert_eq!(entry["textPayload"], r#"{"severity": "INFO"}"#);
     }
 
     #[test]

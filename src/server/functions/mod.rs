@@ -3,7 +3,7 @@
 //!
 //! A deploy copies the source folder into `<data dir>/functions/sources/NAME/vN`, prepares
 //! its runtime ([`runtime`]), starts the process under supervision ([`instance`]) and waits
-//! until it responds to HTTP. It then wires the trigger ([`wiring`]) and starts a runner that
+//! until it accepts connections. It then wires the trigger ([`wiring`]) and starts a runner that
 //! feeds the function's subscription to a [`delivery::FunctionHandler`]. The deployment
 //! record, `<data dir>/functions/records/NAME.json`, is written last, and a server that
 //! starts again reads the records and brings every function back.
@@ -425,6 +425,7 @@ impl Functions {
             instance.state(),
             self.inner.client.clone(),
             counters.clone(),
+            self.inner.logs.clone(),
         );
         let options = RunnerOptions {
             concurrency: spec.concurrency(),

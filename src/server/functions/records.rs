@@ -1,7 +1,12 @@
 //! Deployment records: one JSON file per function under `<data dir>/functions/records`,
 //! written atomically (a temporary file, fsync, rename), and the source copies under
 //! `<data dir>/functions/sources/NAME/vVERSION`.
+//!
+//! A record contains the `--set-env-vars` values, which are often secrets, so record files
+//! are written with mode 0600 and their folder gets mode 0700, for the server's user only.
 
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -61,16 +66,42 @@ pub(crate) async fn write(dir: &Path, record: &FunctionRecord) -> anyhow::Result
     let path = folder.join(format!("{}.json", record.spec.name));
     let bytes = serde_json::to_vec_pretty(record).context("failed to encode the record")?;
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        std::fs::create_dir_all(&folder)
+        create_private_dir(&folder)
             .with_context(|| format!("failed to create {}", folder.display()))?;
         let temporary = path.with_extension("json.tmp");
-        std::fs::write(&temporary, bytes)
-            .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
+        write_private_file(&temporary, &bytes)
             .and_then(|()| std::fs::rename(&temporary, &path))
             .with_context(|| format!("failed to write {}", path.display()))
     })
     .await
     .context("the record write task failed")?
+}
+
+/// Creates `folder` with mode 0700, or sets that mode on an existing one, which an older
+/// sluice created with the default mode.
+fn create_private_dir(folder: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(folder)?;
+    std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Writes `bytes` to a new file at `path` with mode 0600 and syncs it. A file left by an
+/// interrupted write is replaced.
+fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// Deletes a function's record and source copies.
@@ -124,4 +155,64 @@ pub(crate) async fn read_all(dir: &Path) -> anyhow::Result<Vec<FunctionRecord>> 
     }
     records.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::server::functions::spec::{SignatureType, Trigger};
+
+    fn record() -> FunctionRecord {
+        let spec = DeploySpec {
+            name: "thumbs".to_owned(),
+            source: PathBuf::from("/srv/thumbs"),
+            runtime: "python312".to_owned(),
+            entry_point: "on_upload".to_owned(),
+            trigger: Trigger::Topic {
+                topic: "offers".to_owned(),
+                event_type: None,
+            },
+            signature_type: SignatureType::Event,
+            retry: false,
+            max_instances: None,
+            timeout_secs: 60,
+            max_event_age_secs: 60,
+            env: BTreeMap::from([("API_TOKEN".to_owned(), "secret".to_owned())]),
+        };
+        FunctionRecord::new(spec, 1)
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[tokio::test]
+    async fn record_is_private() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let folder = records_dir(dir.path());
+        // A folder that an older sluice created with the default mode.
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        write(dir.path(), &record()).await.expect("write");
+        write(dir.path(), &record()).await.expect("write again");
+
+        assert_eq!(mode(&folder), 0o700, "the records folder");
+        assert_eq!(mode(&folder.join("thumbs.json")), 0o600, "the record file");
+        let read = read_all(dir.path()).await.expect("read");
+        assert_eq!(read, vec![record_with_time(&read[0])]);
+    }
+
+    /// Returns the test record with the update time of `stored`.
+    fn record_with_time(stored: &FunctionRecord) -> FunctionRecord {
+        FunctionRecord {
+            update_time: stored.update_time.clone(),
+            ..record()
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //! - `POST /sluice/v1/functions`: deploy, with a [`DeploySpec`] as the JSON body;
 //! - `DELETE /sluice/v1/functions/{name}`;
 //! - `POST /sluice/v1/functions/{name}/call`: one synthetic event, `{"data": ...}`;
-//! - `GET /sluice/v1/functions/{name}/logs?limit=N`: the newest log entries, oldest first.
+//! - `GET /sluice/v1/functions/{name}/logs?limit=N`: the newest log entries, oldest first,
+//!   at most 10,000.
 //!
 //! Errors are Google's JSON error body.
 
@@ -119,7 +120,14 @@ async fn logs(
     Path(name): Path<String>,
     Query(query): Query<LogsQuery>,
 ) -> Response {
-    let limit = query.limit.unwrap_or(DEFAULT_LOG_LIMIT).min(MAX_LOG_LIMIT);
+    let limit = query.limit.unwrap_or(DEFAULT_LOG_LIMIT);
+    if limit > MAX_LOG_LIMIT {
+        let message = format!(
+            "limit {limit} is over the maximum of {MAX_LOG_LIMIT} log entries per request; \
+             use --limit {MAX_LOG_LIMIT} or less"
+        );
+        return status::rest_error(Code::InvalidArgument, &message, None).into_response();
+    }
     match functions.logs(&name, limit).await {
         Ok(entries) => Json(json!({ "entries": entries })).into_response(),
         Err(err) => error_response(&err),

@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest as _, Sha256};
 use tokio::process::Command;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::spec::{DeploySpec, Language};
 
@@ -96,61 +96,193 @@ impl Launch {
     }
 }
 
-/// Copies the source folder to `dest`, leaving out [`SKIPPED_FOLDERS`]. Symbolic links are
-/// followed.
+/// Copies the source folder to `dest`, leaving out [`SKIPPED_FOLDERS`].
+///
+/// A symbolic link to a file inside the source folder is copied as that file, and one to a
+/// folder inside it becomes a relative link to the same folder of the copy. A link that
+/// leads out of the source folder fails the copy, and a dangling link is skipped with a
+/// warning, as editors leave them for lock files.
 ///
 /// # Errors
 ///
-/// Fails when a file cannot be read or written, naming it.
+/// Fails when a file cannot be read or written, or a link leads out of the folder, naming
+/// it.
 pub(crate) fn copy_source(source: &Path, dest: &Path) -> anyhow::Result<()> {
+    let root = std::fs::canonicalize(source)
+        .with_context(|| format!("failed to read {}", source.display()))?;
+    copy_tree(&root, &root, dest)
+}
+
+/// Copies the folder `dir` of the source folder `root` to `dest`; both paths are canonical.
+fn copy_tree(root: &Path, dir: &Path, dest: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dest)
         .with_context(|| format!("failed to create {}", dest.display()))?;
-    let entries = std::fs::read_dir(source)
-        .with_context(|| format!("failed to read {}", source.display()))?;
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("failed to read {}", dir.display()))?;
     for entry in entries {
-        let entry = entry.with_context(|| format!("failed to read {}", source.display()))?;
+        let entry = entry.with_context(|| format!("failed to read {}", dir.display()))?;
         let path = entry.path();
         let target = dest.join(entry.file_name());
-        let metadata = std::fs::metadata(&path)
+        let file_type = entry
+            .file_type()
             .with_context(|| format!("failed to read {}", path.display()))?;
-        if metadata.is_dir() {
-            let skipped = SKIPPED_FOLDERS
-                .iter()
-                .any(|name| entry.file_name() == std::ffi::OsStr::new(name));
-            if !skipped {
-                copy_source(&path, &target)?;
-            }
+        if is_skipped(&entry.file_name()) && !file_type.is_file() {
+            continue;
+        }
+        if file_type.is_dir() {
+            copy_tree(root, &path, &target)?;
+        } else if file_type.is_symlink() {
+            copy_link(root, &path, &target)?;
         } else {
-            std::fs::copy(&path, &target).with_context(|| {
-                format!("failed to copy {} to {}", path.display(), target.display())
-            })?;
+            copy_file(&path, &target)?;
         }
     }
     Ok(())
 }
 
-/// Checks that the source has the file functions-framework loads.
+/// Copies the symbolic link `link` of the source folder `root` to `target`.
+fn copy_link(root: &Path, link: &Path, target: &Path) -> anyhow::Result<()> {
+    match resolve_link(root, link)? {
+        LinkTarget::Inside(resolved) if resolved.is_dir() => {
+            let parent = link.parent().unwrap_or(root);
+            let relative = relative_path(parent, &resolved);
+            std::os::unix::fs::symlink(&relative, target)
+                .with_context(|| format!("failed to create the link {}", target.display()))
+        }
+        LinkTarget::Inside(resolved) => copy_file(&resolved, target),
+        LinkTarget::Outside(resolved) => {
+            Err(anyhow::anyhow!(outside_link_message(root, link, &resolved)))
+        }
+        LinkTarget::Dangling => {
+            let points_to = std::fs::read_link(link).unwrap_or_default();
+            warn!(
+                link = %link.display(),
+                target = %points_to.display(),
+                "skipped a dangling symbolic link in the function source"
+            );
+            Ok(())
+        }
+    }
+}
+
+fn copy_file(path: &Path, target: &Path) -> anyhow::Result<()> {
+    std::fs::copy(path, target)
+        .map(drop)
+        .with_context(|| format!("failed to copy {} to {}", path.display(), target.display()))
+}
+
+fn is_skipped(name: &std::ffi::OsStr) -> bool {
+    SKIPPED_FOLDERS.iter().any(|skipped| name == *skipped)
+}
+
+/// The destination of a symbolic link of the source folder.
+#[derive(Debug, PartialEq, Eq)]
+enum LinkTarget {
+    /// A file or folder inside the source folder, by its canonical path.
+    Inside(PathBuf),
+    /// A canonical path outside the source folder.
+    Outside(PathBuf),
+    /// Nothing: the target is missing or the links form a loop.
+    Dangling,
+}
+
+/// Resolves `link` against the canonical source folder `root`.
+fn resolve_link(root: &Path, link: &Path) -> anyhow::Result<LinkTarget> {
+    match std::fs::canonicalize(link) {
+        Ok(resolved) if resolved.starts_with(root) => Ok(LinkTarget::Inside(resolved)),
+        Ok(resolved) => Ok(LinkTarget::Outside(resolved)),
+        Err(err)
+            if err.kind() == std::io::ErrorKind::NotFound
+                || err.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) =>
+        {
+            Ok(LinkTarget::Dangling)
+        }
+        Err(err) => Err(err).with_context(|| format!("failed to resolve {}", link.display())),
+    }
+}
+
+fn outside_link_message(root: &Path, link: &Path, resolved: &Path) -> String {
+    format!(
+        "--source {}: the symbolic link {} points to {}, outside the source folder; sluice \
+         deploys only the folder's own files, so copy the target into the folder or remove \
+         the link",
+        root.display(),
+        link.strip_prefix(root).unwrap_or(link).display(),
+        resolved.display()
+    )
+}
+
+/// Returns the path that leads from the folder `from` to `to`, both absolute and canonical.
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path = PathBuf::new();
+    for _ in common..from.len() {
+        path.push("..");
+    }
+    for component in &to[common..] {
+        path.push(component);
+    }
+    if path.as_os_str().is_empty() {
+        path.push(".");
+    }
+    path
+}
+
+/// Returns one message per symbolic link under the canonical folder `dir` that leads out
+/// of the source folder `root`, leaving out [`SKIPPED_FOLDERS`].
+fn outside_links(root: &Path, dir: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("failed to read {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("failed to read {}", dir.display()))?;
+        let path = entry.path();
+        let file_type = entry
+            .file_type()
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        if is_skipped(&entry.file_name()) && !file_type.is_file() {
+            continue;
+        }
+        if file_type.is_dir() {
+            outside_links(root, &path, problems)?;
+        } else if file_type.is_symlink() {
+            if let LinkTarget::Outside(resolved) = resolve_link(root, &path)? {
+                problems.push(outside_link_message(root, &path, &resolved));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the source has the file functions-framework loads, and no symbolic link
+/// that leads out of it.
 ///
 /// # Errors
 ///
-/// Names the missing file.
+/// Names the missing file, or every link that leads out of the folder with its target.
 pub(crate) fn check_source(language: Language, source: &Path) -> anyhow::Result<()> {
     let needed = match language {
-        Language::Python => "main.py",
-        Language::Nodejs => {
-            if source.join("package.json").is_file() {
-                return Ok(());
-            }
-            "index.js"
-        }
+        Language::Python => Some("main.py"),
+        Language::Nodejs if source.join("package.json").is_file() => None,
+        Language::Nodejs => Some("index.js"),
     };
-    if source.join(needed).is_file() {
+    if let Some(needed) = needed {
+        if !source.join(needed).is_file() {
+            anyhow::bail!(
+                "--source {} has no {needed}: functions-framework loads the function from it",
+                source.display()
+            );
+        }
+    }
+    let root = std::fs::canonicalize(source)
+        .with_context(|| format!("failed to read {}", source.display()))?;
+    let mut problems = Vec::new();
+    outside_links(&root, &root, &mut problems)?;
+    if problems.is_empty() {
         Ok(())
     } else {
-        anyhow::bail!(
-            "--source {} has no {needed}: functions-framework loads the function from it",
-            source.display()
-        )
+        anyhow::bail!("{}", problems.join("; "))
     }
 }
 
@@ -449,5 +581,98 @@ mod tests {
         assert!(dest.join("index.js").is_file());
         assert!(dest.join("lib/util.js").is_file());
         assert!(!dest.join("node_modules").exists());
+    }
+
+    /// A source folder with main.py and lib/util.py, and a folder outside it.
+    fn source_with_outside() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = dir.path().join("src");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(source.join("lib")).expect("mkdir");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::fs::write(source.join("main.py"), "main").expect("write");
+        std::fs::write(source.join("lib/util.py"), "util").expect("write");
+        std::fs::write(outside.join("passwd"), "secret").expect("write");
+        (dir, source, outside)
+    }
+
+    #[test]
+    fn links_inside_source_are_copied() {
+        let (dir, source, _) = source_with_outside();
+        std::os::unix::fs::symlink("main.py", source.join("alias.py")).expect("link");
+        std::os::unix::fs::symlink(source.join("lib"), source.join("lib/self")).expect("link");
+        std::os::unix::fs::symlink("lib", source.join("modules")).expect("link");
+        check_source(Language::Python, &source).expect("every link stays inside");
+        let dest = dir.path().join("dest");
+        copy_source(&source, &dest).expect("copy");
+
+        let alias = std::fs::symlink_metadata(dest.join("alias.py")).expect("alias.py");
+        assert!(alias.is_file(), "a file link is copied as the file");
+        assert_eq!(
+            std::fs::read_to_string(dest.join("alias.py")).expect("read"),
+            "main"
+        );
+        let modules = std::fs::read_link(dest.join("modules")).expect("a folder link");
+        assert_eq!(modules, PathBuf::from("lib"));
+        let self_link = std::fs::read_link(dest.join("lib/self")).expect("a folder link");
+        assert_eq!(self_link, PathBuf::from("."), "a link to its own folder");
+        assert_eq!(
+            std::fs::read_to_string(dest.join("modules/util.py")).expect("read"),
+            "util",
+            "the link leads into the copy"
+        );
+    }
+
+    #[test]
+    fn links_outside_source_are_rejected() {
+        let (dir, source, outside) = source_with_outside();
+        std::os::unix::fs::symlink(&outside, source.join("etcdir")).expect("link");
+        std::os::unix::fs::symlink(outside.join("passwd"), source.join("lib/passwd.txt"))
+            .expect("link");
+        let err = check_source(Language::Python, &source).expect_err("links lead out");
+        let message = format!("{err:#}");
+        let outside = std::fs::canonicalize(&outside).expect("canonical");
+        for (link, target) in [
+            ("etcdir", outside.clone()),
+            ("lib/passwd.txt", outside.join("passwd")),
+        ] {
+            assert!(
+                message.contains(&format!(
+                    "the symbolic link {link} points to {}, outside the source folder",
+                    target.display()
+                )),
+                "{message}"
+            );
+        }
+        assert!(message.contains("remove the link"), "{message}");
+
+        let dest = dir.path().join("dest");
+        let err = copy_source(&source, &dest).expect_err("the copy rejects them too");
+        assert!(
+            format!("{err:#}").contains("outside the source folder"),
+            "{err:#}"
+        );
+        assert!(
+            !dest.join("lib/passwd.txt").exists(),
+            "nothing outside is copied"
+        );
+    }
+
+    #[test]
+    fn dangling_links_are_skipped() {
+        let (dir, source, _) = source_with_outside();
+        std::os::unix::fs::symlink("/nonexistent/x", source.join(".#lockfile")).expect("link");
+        std::os::unix::fs::symlink("loop-b", source.join("loop-a")).expect("link");
+        std::os::unix::fs::symlink("loop-a", source.join("loop-b")).expect("link");
+        check_source(Language::Python, &source).expect("dangling links are no error");
+        let dest = dir.path().join("dest");
+        copy_source(&source, &dest).expect("copy");
+        assert!(dest.join("main.py").is_file());
+        for skipped in [".#lockfile", "loop-a", "loop-b"] {
+            assert!(
+                std::fs::symlink_metadata(dest.join(skipped)).is_err(),
+                "{skipped} is left out"
+            );
+        }
     }
 }

@@ -28,6 +28,30 @@ pub(crate) const DEFAULT_MAX_EVENT_AGE_SECS: u64 = 7 * 24 * 3600;
 /// Deliveries in flight to one function when `--max-instances` is not set.
 pub(crate) const DEFAULT_MAX_INSTANCES: u32 = 16;
 
+/// Environment variables that `--set-env-vars` may not set, because a value would be
+/// ignored. sluice sets `PORT`, `K_SERVICE`, `K_REVISION` and the two `PYTHON` variables for
+/// the function process (see `instance`). functions-framework prefers the command line that
+/// sluice builds to `FUNCTION_TARGET` and `FUNCTION_SIGNATURE_TYPE`, and `K_CONFIGURATION`
+/// is reserved for the platform.
+pub(crate) const RESERVED_ENV_VARS: [&str; 8] = [
+    "PORT",
+    "K_SERVICE",
+    "K_REVISION",
+    "K_CONFIGURATION",
+    "FUNCTION_TARGET",
+    "FUNCTION_SIGNATURE_TYPE",
+    "PYTHONUNBUFFERED",
+    "PYTHONDONTWRITEBYTECODE",
+];
+
+/// The `--trigger-event` names of Pub/Sub messages, which a topic trigger accepts: the
+/// legacy name, the older provider path, and the CloudEvent type.
+const PUBSUB_EVENT_TYPES: [&str; 3] = [
+    "google.pubsub.topic.publish",
+    "providers/cloud.pubsub/eventTypes/topic.publish",
+    "google.cloud.pubsub.topic.v1.messagePublished",
+];
+
 /// Everything `sluice functions deploy` sets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -91,6 +115,9 @@ pub(crate) enum Trigger {
     Topic {
         /// The topic, created when missing, as gcloud does.
         topic: String,
+        /// The `--trigger-event` given with the topic, which must name Pub/Sub messages.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_type: Option<String>,
     },
     /// `--trigger-event-filters` with `type=google.cloud.audit.log.v1.written`.
     AuditLog {
@@ -134,16 +161,25 @@ pub(crate) enum Language {
 }
 
 /// Returns the language of a runtime name: `python`, `nodejs`, or either with the version
-/// digits gcloud uses, such as `python312`.
+/// digits gcloud uses, such as `python312`. Python 2 runtimes (`python2`, `python27`) are
+/// rejected, because functions-framework 3.x needs Python 3.
 ///
 /// # Errors
 ///
 /// Returns a message naming the accepted runtimes.
 pub(crate) fn parse_runtime(runtime: &str) -> Result<Language, String> {
+    const ACCEPTED: &str = "use python (or python312 and the like), which runs on the server's \
+                            python3, or nodejs (or nodejs20 and the like), which runs on the \
+                            server's node";
     let digits_only = |rest: &str| rest.chars().all(|c| c.is_ascii_digit());
     if let Some(rest) = runtime.strip_prefix("python") {
         if digits_only(rest) {
-            return Ok(Language::Python);
+            if rest.is_empty() || rest.starts_with('3') {
+                return Ok(Language::Python);
+            }
+            return Err(format!(
+                "unsupported runtime {runtime:?}: functions-framework needs Python 3; {ACCEPTED}"
+            ));
         }
     }
     if let Some(rest) = runtime.strip_prefix("nodejs") {
@@ -151,10 +187,7 @@ pub(crate) fn parse_runtime(runtime: &str) -> Result<Language, String> {
             return Ok(Language::Nodejs);
         }
     }
-    Err(format!(
-        "unknown runtime {runtime:?}: use python (or python312 and the like) or nodejs (or \
-         nodejs20 and the like)"
-    ))
+    Err(format!("unknown runtime {runtime:?}: {ACCEPTED}"))
 }
 
 /// Returns the background event type of a Cloud Storage notification event type.
@@ -213,6 +246,12 @@ impl DeploySpec {
                     "--set-env-vars: invalid variable name {key:?}; use letters, digits and \
                      '_', not starting with a digit"
                 ));
+            } else if RESERVED_ENV_VARS.contains(&key.as_str()) {
+                problems.push(format!(
+                    "--set-env-vars: {key} is reserved, because sluice or functions-framework \
+                     sets it; remove it (the reserved names are {})",
+                    RESERVED_ENV_VARS.join(", ")
+                ));
             }
         }
         if let Err(err) = self.trigger.check() {
@@ -253,9 +292,18 @@ impl Trigger {
             Trigger::Bucket { bucket, .. } if bucket.is_empty() => {
                 Err("--trigger-bucket is empty: name the bucket".to_owned())
             }
-            Trigger::Topic { topic } if topic.is_empty() => {
+            Trigger::Topic { topic, .. } if topic.is_empty() => {
                 Err("--trigger-topic is empty: name the topic".to_owned())
             }
+            Trigger::Topic {
+                event_type: Some(event_type),
+                ..
+            } if !PUBSUB_EVENT_TYPES.contains(&event_type.as_str()) => Err(format!(
+                "--trigger-event {event_type} does not apply to --trigger-topic, which calls \
+                 the function with {} events: remove --trigger-event, or use --trigger-bucket \
+                 for storage events",
+                PUBSUB_EVENT_TYPES[0]
+            )),
             Trigger::AuditLog { .. } => self.audit_filter().map(|_| ()),
             _ => Ok(()),
         }
@@ -321,7 +369,7 @@ impl Trigger {
             Trigger::Bucket { bucket, event_type } => {
                 format!("bucket {bucket} ({})", legacy_storage_event(*event_type))
             }
-            Trigger::Topic { topic } => format!("topic {topic}"),
+            Trigger::Topic { topic, .. } => format!("topic {topic}"),
             Trigger::AuditLog { filters, .. } => {
                 let method = filters.get("methodName").map_or("", String::as_str);
                 format!("audit log {method}")
@@ -354,6 +402,85 @@ mod tests {
         assert_eq!(parse_runtime("nodejs20"), Ok(Language::Nodejs));
         assert!(parse_runtime("go122").is_err());
         assert!(parse_runtime("python3.12").is_err());
+    }
+
+    #[test]
+    fn python2_runtimes_are_rejected() {
+        for runtime in ["python2", "python27"] {
+            let err = parse_runtime(runtime).expect_err("Python 2 cannot run the framework");
+            assert!(err.contains("unsupported runtime"), "{err}");
+            assert!(
+                err.contains("python312"),
+                "the message lists the accepted runtimes: {err}"
+            );
+        }
+        assert_eq!(parse_runtime("python3"), Ok(Language::Python));
+        assert_eq!(parse_runtime("python37"), Ok(Language::Python));
+    }
+
+    fn valid_spec() -> DeploySpec {
+        DeploySpec {
+            name: "offers".to_owned(),
+            source: std::env::temp_dir(),
+            runtime: "python312".to_owned(),
+            entry_point: "on_message".to_owned(),
+            trigger: Trigger::Topic {
+                topic: "offers".to_owned(),
+                event_type: None,
+            },
+            signature_type: SignatureType::Event,
+            retry: false,
+            max_instances: None,
+            timeout_secs: 60,
+            max_event_age_secs: 60,
+            env: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn reserved_env_vars_are_rejected() {
+        assert!(valid_spec().validate().is_ok());
+        for key in RESERVED_ENV_VARS {
+            let mut spec = valid_spec();
+            spec.env.insert(key.to_owned(), "1".to_owned());
+            let problems = spec.validate().expect_err("a reserved name");
+            assert_eq!(problems.len(), 1, "{problems:#?}");
+            assert!(
+                problems[0].contains(&format!("{key} is reserved")),
+                "{}",
+                problems[0]
+            );
+        }
+    }
+
+    #[test]
+    fn topic_trigger_rejects_storage_event() {
+        let mut spec = valid_spec();
+        spec.trigger = Trigger::Topic {
+            topic: "offers".to_owned(),
+            event_type: Some("google.cloud.storage.object.v1.deleted".to_owned()),
+        };
+        let problems = spec.validate().expect_err("a storage event on a topic");
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0].contains("does not apply to --trigger-topic"),
+            "{}",
+            problems[0]
+        );
+        assert!(
+            problems[0].contains("remove --trigger-event"),
+            "{}",
+            problems[0]
+        );
+
+        spec.trigger = Trigger::Topic {
+            topic: "offers".to_owned(),
+            event_type: Some("google.pubsub.topic.publish".to_owned()),
+        };
+        assert!(
+            spec.validate().is_ok(),
+            "the Pub/Sub event type fits a topic"
+        );
     }
 
     #[test]
@@ -410,6 +537,7 @@ mod tests {
             entry_point: String::new(),
             trigger: Trigger::Topic {
                 topic: String::new(),
+                event_type: None,
             },
             signature_type: SignatureType::Event,
             retry: false,

@@ -241,6 +241,7 @@ mod tests {
     fn topic_event_takes_pubsub_message() {
         let trigger = Trigger::Topic {
             topic: "offers".to_owned(),
+            event_type: None,
         };
         let encoded = base64::engine::general_purpose::STANDARD.encode("hi");
         let message = json!({"data": encoded, "attributes": {"k": "v"}});

@@ -181,7 +181,7 @@ pub(crate) async fn apply(
     let generated = generated_topic(name);
     check(spec, storage)?;
     let topic = match &spec.trigger {
-        Trigger::Topic { topic } => topic.clone(),
+        Trigger::Topic { topic, .. } => topic.clone(),
         Trigger::Bucket { .. } | Trigger::AuditLog { .. } => generated.clone(),
     };
     // The subscription exists before anything publishes to the topic, because a
