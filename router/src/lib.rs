@@ -23,6 +23,7 @@ pub mod deliver;
 pub mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
+mod kv_key;
 pub mod metrics;
 pub mod route;
 pub mod storage;

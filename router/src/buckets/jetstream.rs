@@ -39,6 +39,7 @@ use super::object::{
 };
 use super::objects::{check_name, find_version, not_found};
 use super::state::{Applied, BucketInfo, BucketState, Listing, ObjectChange};
+use crate::kv_key;
 use crate::store::jetstream::{create_kv_stream, stream_not_created};
 
 mod sweep;
@@ -285,7 +286,7 @@ impl JetStreamBuckets {
             let mut names = Vec::new();
             while let Some(key) = keys.next().await {
                 let key = key.map_err(|err| failure("listing", INDEX_BUCKET, err))?;
-                if let Some(name) = key.strip_prefix(INDEX_PREFIX).and_then(decode_hex) {
+                if let Some(name) = key.strip_prefix(INDEX_PREFIX).and_then(kv_key::decode) {
                     names.push(name);
                 }
             }
@@ -582,7 +583,7 @@ impl JetStreamBuckets {
     /// Hands out the next generation of a bucket: the time in microseconds, or one above
     /// the last generation any node handed out, whichever is larger.
     async fn next_generation(&self, bucket: &str) -> Result<i64, BucketError> {
-        let key = format!("{GENERATION_PREFIX}{}", encode_hex(bucket));
+        let key = format!("{GENERATION_PREFIX}{}", kv_key::encode(bucket));
         loop {
             let micros = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -664,7 +665,7 @@ impl JetStreamBuckets {
             // This runs on the blocking thread that called `block_on`, so blocking file I/O
             // stalls no runtime worker.
             ObjectBytes::Folder(folder) => {
-                let bucket_folder = folder.join(encode_hex(bucket));
+                let bucket_folder = folder.join(kv_key::encode(bucket));
                 std::fs::create_dir_all(&bucket_folder)
                     .map_err(BucketError::io("creating", &bucket_folder))?;
                 write_atomic(&bucket_folder.join(generation.to_string()), bytes)
@@ -752,15 +753,17 @@ async fn open_object_store(
 }
 
 fn blob_path(folder: &std::path::Path, bucket: &str, generation: i64) -> PathBuf {
-    folder.join(encode_hex(bucket)).join(generation.to_string())
+    folder
+        .join(kv_key::encode(bucket))
+        .join(generation.to_string())
 }
 
 fn index_key(bucket: &str) -> String {
-    format!("{INDEX_PREFIX}{}", encode_hex(bucket))
+    format!("{INDEX_PREFIX}{}", kv_key::encode(bucket))
 }
 
 fn blob_name(bucket: &str, generation: i64) -> String {
-    format!("{}/{generation}", encode_hex(bucket))
+    format!("{}/{generation}", kv_key::encode(bucket))
 }
 
 /// Names a key or object for an error message, as `nats:<store>/<key>`.
@@ -774,34 +777,5 @@ fn failure(operation: &'static str, key: &str, error: impl std::fmt::Display) ->
         operation,
         path: nats_path(key),
         source: io::Error::other(error.to_string()),
-    }
-}
-
-/// Key-value keys allow only letters, digits and `-/_=.`, so names go in as hex.
-fn encode_hex(name: &str) -> String {
-    name.bytes().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn decode_hex(hex: &str) -> Option<String> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_round_trip_through_hex() {
-        for name in ["photos", "a.b-c_d", "ünïcode"] {
-            assert_eq!(decode_hex(&encode_hex(name)).as_deref(), Some(name));
-        }
-        assert_eq!(decode_hex("abc"), None);
     }
 }

@@ -13,9 +13,10 @@ use futures::StreamExt as _;
 use tracing::info;
 
 use super::{
-    blob_name, decode_hex, failure, BucketError, JetStreamBuckets, ObjectBytes, INDEX_BUCKET,
-    INDEX_PREFIX, OBJECT_STORE,
+    blob_name, failure, BucketError, JetStreamBuckets, ObjectBytes, INDEX_BUCKET, INDEX_PREFIX,
+    OBJECT_STORE,
 };
+use crate::kv_key;
 
 impl JetStreamBuckets {
     /// Removes the bytes that no bucket index lists and that were stored more than
@@ -77,7 +78,7 @@ impl JetStreamBuckets {
         let mut buckets = Vec::new();
         while let Some(key) = keys.next().await {
             let key = key.map_err(|err| failure("listing", INDEX_BUCKET, err))?;
-            if let Some(name) = key.strip_prefix(INDEX_PREFIX).and_then(decode_hex) {
+            if let Some(name) = key.strip_prefix(INDEX_PREFIX).and_then(kv_key::decode) {
                 buckets.push(name);
             }
         }
@@ -114,7 +115,7 @@ fn sweep_folder(
             continue;
         }
         let bucket_name = bucket.file_name().to_string_lossy().into_owned();
-        if decode_hex(&bucket_name).is_none() {
+        if kv_key::decode(&bucket_name).is_none() {
             continue;
         }
         let files =

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tracing::warn;
 
 use super::{failed, stream_not_created, JetStreamOptions};
+use crate::kv_key;
 use crate::store::{StoreError, SubscriptionRecord, TopicRecord};
 
 /// The key-value bucket that holds the catalog.
@@ -75,7 +76,7 @@ fn apply_versioned<T: DeserializeOwned>(
     entry: &kv::Entry,
     deleted: bool,
 ) {
-    let Some(name) = decode_name(hex) else {
+    let Some(name) = kv_key::decode(hex) else {
         warn!(key = %entry.key, "catalog key with an invalid name ignored");
         return;
     };
@@ -300,10 +301,11 @@ impl Catalog {
             // A deleted key without a marker: drop it from the cache directly.
             None => {
                 let mut cache = write(&self.cache);
-                if let Some(name) = key.strip_prefix(TOPIC_PREFIX).and_then(decode_name) {
+                if let Some(name) = key.strip_prefix(TOPIC_PREFIX).and_then(kv_key::decode) {
                     cache.topics.remove(&name);
-                } else if let Some(name) =
-                    key.strip_prefix(SUBSCRIPTION_PREFIX).and_then(decode_name)
+                } else if let Some(name) = key
+                    .strip_prefix(SUBSCRIPTION_PREFIX)
+                    .and_then(kv_key::decode)
                 {
                     cache.subscriptions.remove(&name);
                 }
@@ -358,46 +360,11 @@ fn encode<T: Serialize>(record: &T) -> Result<bytes::Bytes, StoreError> {
         .map_err(|err| failed("encode a catalog record", err))
 }
 
-/// Key-value keys allow only letters, digits and `-/_=.`, so names go in as hex.
+/// Returns the key of a topic's record.
 fn topic_key(name: &str) -> String {
-    format!("{TOPIC_PREFIX}{}", encode_name(name))
+    format!("{TOPIC_PREFIX}{}", kv_key::encode(name))
 }
 
 fn subscription_key(name: &str) -> String {
-    format!("{SUBSCRIPTION_PREFIX}{}", encode_name(name))
-}
-
-fn encode_name(name: &str) -> String {
-    name.bytes().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn decode_name(hex: &str) -> Option<String> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_round_trip_through_keys() {
-        for name in ["projects/p/topics/t", "a.b-c_d~e%f+g", "ünïcode"] {
-            let hex = encode_name(name);
-            assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{hex}");
-            assert_eq!(decode_name(&hex).as_deref(), Some(name));
-        }
-    }
-
-    #[test]
-    fn invalid_hex_names_are_rejected() {
-        assert_eq!(decode_name("abc"), None);
-        assert_eq!(decode_name("zz"), None);
-    }
+    format!("{SUBSCRIPTION_PREFIX}{}", kv_key::encode(name))
 }
