@@ -2,17 +2,22 @@
 //! 127.0.0.1 and the real functions-framework. The tests cover the readiness check of a
 //! Node CloudEvent function and call timeouts. They cover the log entries of failed events
 //! and of dropped output lines, the cap of `logs read --limit`, and the deploy options that
-//! the server rejects.
+//! the server rejects, and a server started with a relative data directory.
 //!
 //! The functions are in `tests/functions/python_edges` and `tests/functions/node_audit`.
 //! `support::deploy` holds the server set-up and the waits.
 
 mod support;
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::deploy::{function_source, pause, python_deploy, records, wait_until, Setup};
+use support::deploy::{
+    cache_dir, env_arg, function_source, pause, python_deploy, records, texts, wait_for_records,
+    wait_until, Setup, CONFIG,
+};
+use support::TestServer;
 
 /// Deploys an entry point of `tests/functions/python_edges` on the topic `offers`, with
 /// `extra` options.
@@ -110,6 +115,7 @@ fn timeout_is_named_in_call_and_log() {
         "{stdout}"
     );
     assert!(!stdout.contains("error sending request"), "{stdout}");
+    assert!(stdout.contains("status: no response"), "{stdout}");
 
     setup.sluice_ok(&["publish", "offers", "--message", "slow"]);
     let entry = wait_for_entry(&setup, "sleepy", "ERROR", "finished with status: 'timeout'");
@@ -196,24 +202,31 @@ fn dropped_lines_leave_warning() {
 }
 
 #[test]
-fn logs_limit_over_cap_is_rejected() {
+fn logs_limit_out_of_range_is_rejected() {
     let setup = Setup::start();
-    let output = setup.sluice(&["functions", "logs", "read", "any", "--limit", "10001"]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("INVALID_ARGUMENT"), "{stderr}");
-    assert!(
-        stderr.contains("limit 10001 is over the maximum of 10000 log entries"),
-        "{stderr}"
-    );
+    for limit in ["0", "10001"] {
+        let output = setup.sluice(&["functions", "logs", "read", "any", "--limit", limit]);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("INVALID_ARGUMENT"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("limit {limit} is out of range")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("use --limit 1 to 10000"), "{stderr}");
+    }
 }
 
 #[test]
-fn deploy_rejects_ignored_options() {
+fn deploy_rejects_ignored_or_invalid_options() {
     let setup = Setup::start();
     let source = function_source("python_edges");
     let source = source.to_str().expect("a UTF-8 path");
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--runtime", "python312", "--trigger-topic", "bad topic!"],
+            "invalid --trigger-topic \"bad topic!\"",
+        ),
         (
             &["--runtime", "python2", "--trigger-topic", "offers"],
             "unsupported runtime \"python2\"",
@@ -283,4 +296,51 @@ fn deploy_rejects_link_out_of_source() {
     );
     assert!(stderr.contains("outside the source folder"), "{stderr}");
     assert!(setup.list().is_empty(), "nothing deployed");
+}
+
+#[test]
+fn relative_data_dir_deploys() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, CONFIG).expect("write config");
+    let cache = cache_dir();
+    let cache = cache.to_str().expect("a UTF-8 path");
+    // `--data-dir data`, resolved against the server's working directory.
+    let server = TestServer::start_from(
+        dir.path(),
+        Path::new("data"),
+        Some(&config),
+        &[("SLUICE_FUNCTIONS_CACHE_DIR", cache)],
+    );
+    let setup = Setup { server, dir };
+    let source = function_source("python_recorder");
+    let output = setup.output("relative");
+    let env = env_arg("OUTPUT_FILE", &output);
+    let mut args = python_deploy("relative", "on_message", source.to_str().expect("UTF-8"));
+    args.extend(["--trigger-topic", "offers", "--set-env-vars", &env]);
+    setup.sluice_ok(&args);
+    setup.sluice_ok(&["publish", "offers", "--message", "here"]);
+    let found = wait_for_records(&output, "the event", |found| !found.is_empty());
+    assert_eq!(texts(&found), ["here"]);
+}
+
+#[test]
+fn delete_keeps_topic_another_function_reads() {
+    let setup = Setup::start();
+    let source = function_source("python_recorder");
+    let source = source.to_str().expect("a UTF-8 path");
+    let mut args = python_deploy("maker", "on_upload", source);
+    args.extend(["--trigger-bucket", "uploads"]);
+    setup.sluice_ok(&args);
+    // The topic that the bucket trigger generated is another function's trigger.
+    let output = setup.output("reader");
+    let env = env_arg("OUTPUT_FILE", &output);
+    let mut args = python_deploy("reader", "on_message", source);
+    args.extend(["--trigger-topic", "function-maker", "--set-env-vars", &env]);
+    setup.sluice_ok(&args);
+
+    setup.sluice_ok(&["functions", "delete", "maker"]);
+    setup.sluice_ok(&["publish", "function-maker", "--message", "still read"]);
+    let found = wait_for_records(&output, "the event", |found| !found.is_empty());
+    assert_eq!(texts(&found), ["still read"]);
 }

@@ -448,7 +448,11 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     let request = client.http().post(url).json(&json!({ "data": data }));
     let result: Value = client.send(request, &action).await?.json().await?;
     write_stdout(format_args!("executionId: {}", text(&result["eventId"])));
-    write_stdout(format_args!("status: {}", result["status"]));
+    // Status 0 means that no response arrived, such as after the function's timeout.
+    match result["status"].as_u64() {
+        Some(0) | None => write_stdout(format_args!("status: no response")),
+        Some(status) => write_stdout(format_args!("status: {status}")),
+    }
     write_stdout(format_args!("result: {}", text(&result["result"])));
     if result["ok"].as_bool() == Some(true) {
         Ok(ExitCode::SUCCESS)

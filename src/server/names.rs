@@ -216,7 +216,8 @@ fn invalid_name(resource: &str, collection: Collection) -> Status {
     ))
 }
 
-fn is_valid_name(name: &str) -> bool {
+/// Returns whether `name` follows Pub/Sub's rules for a topic, subscription or snapshot name.
+pub(crate) fn is_valid_name(name: &str) -> bool {
     NAME_CHARS.contains(&name.chars().count())
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
         && !name.starts_with("goog")

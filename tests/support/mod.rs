@@ -88,7 +88,7 @@ impl TestServer {
             std::fs::write(&path, text).expect("write config");
             path
         });
-        let mut server = TestServer::spawn(&data_dir, config_path.as_deref(), &[], env);
+        let mut server = TestServer::spawn(None, &data_dir, config_path.as_deref(), &[], env);
         server.temp = Some(temp);
         server
     }
@@ -100,7 +100,18 @@ impl TestServer {
         config: Option<&Path>,
         env: &[(&str, &str)],
     ) -> TestServer {
-        TestServer::spawn(data_dir, config, &[], env)
+        TestServer::spawn(None, data_dir, config, &[], env)
+    }
+
+    /// Starts a server like [`TestServer::start_in_with_env`] in the working directory `cwd`,
+    /// against which a relative `data_dir` resolves.
+    pub fn start_from(
+        cwd: &Path,
+        data_dir: &Path,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> TestServer {
+        TestServer::spawn(Some(cwd), data_dir, config, &[], env)
     }
 
     /// Starts a server on an existing data directory, as after a crash.
@@ -110,10 +121,11 @@ impl TestServer {
 
     /// Starts a server like [`TestServer::start_in`], with `args` added to `sluice serve`.
     pub fn start_in_with_args(data_dir: &Path, config: Option<&Path>, args: &[&str]) -> TestServer {
-        TestServer::spawn(data_dir, config, args, &[])
+        TestServer::spawn(None, data_dir, config, args, &[])
     }
 
     fn spawn(
+        cwd: Option<&Path>,
         data_dir: &Path,
         config: Option<&Path>,
         args: &[&str],
@@ -126,6 +138,9 @@ impl TestServer {
             .args(args);
         if let Some(config) = config {
             command.arg("--config").arg(config);
+        }
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
         }
         let mut child = command
             .env("RUST_LOG", "info")

@@ -11,7 +11,7 @@
 //! A sluice killed with SIGKILL cannot signal its function processes, so each one also
 //! exits when its stdin, a pipe from sluice, closes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,12 +99,32 @@ pub(crate) struct Instance {
     failure: Failure,
 }
 
-/// The reason a run ended before the process was ready, and the last line it wrote to
+/// The reason a run ended before the process was ready, and the last lines it wrote to
 /// stderr.
 #[derive(Debug, Clone, Default)]
 struct Failure {
     reason: Arc<Mutex<Option<String>>>,
-    last_stderr: Arc<Mutex<Option<String>>>,
+    stderr_tail: StderrTail,
+}
+
+/// The last lines that are not blank of a process's stderr, each cut to its first
+/// characters.
+type StderrTail = Arc<Mutex<VecDeque<String>>>;
+
+/// The lines a [`StderrTail`] keeps: enough for the stack trace that Node prints between
+/// the error and its closing message.
+const TAIL_LINES: usize = 50;
+
+/// Returns the line of `tail` that best explains a failed start: the last one that names an
+/// error or exception, as Python's and Node's error lines do, or else the last line. Node
+/// ends with "Could not load the function, shutting down.", which explains nothing.
+fn telling_line(tail: &VecDeque<String>) -> Option<&String> {
+    tail.iter()
+        .rev()
+        .find(|line| {
+            line.contains("Error") || line.contains("Exception") || line.contains("is not defined")
+        })
+        .or_else(|| tail.back())
 }
 
 impl Failure {
@@ -124,12 +144,12 @@ impl Failure {
                     START_TIMEOUT.as_secs()
                 )
             });
-        match &*self
-            .last_stderr
+        let tail = self
+            .stderr_tail
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-        {
-            Some(line) => format!("{reason}; its last line on stderr: {line}"),
+            .unwrap_or_else(PoisonError::into_inner);
+        match telling_line(&tail) {
+            Some(line) => format!("{reason}; its stderr says: {line}"),
             None => reason,
         }
     }
@@ -297,8 +317,10 @@ impl Supervisor {
             Ok(spawned) => spawned,
             Err(err) => {
                 warn!(%function, error = %err, "failed to start the function process");
-                self.failure
-                    .set_reason(format!("its process could not be started: {err}"));
+                self.failure.set_reason(format!(
+                    "its process could not be started: {}: {err}",
+                    self.spec.launch.program.display()
+                ));
                 return RunEnd::Exited;
             }
         };
@@ -394,7 +416,7 @@ impl Supervisor {
             );
         }
         let stderr = child.stderr.take().map(|stderr| {
-            let last = self.failure.last_stderr.clone();
+            let last = self.failure.stderr_tail.clone();
             forward_lines(
                 stderr,
                 Stream::Stderr,
@@ -476,7 +498,7 @@ async fn poll_ready(port: u16) -> bool {
 }
 
 /// Sends each line of `output` to the log shipper until the stream closes, and keeps the
-/// last line that is not blank in `last`. A line is read into at most
+/// last lines that are not blank in `tail`. A line is read into at most
 /// [`logs::MAX_LINE_BYTES`], so a function that writes without newlines cannot fill
 /// sluice's memory, and bytes that are not UTF-8 become U+FFFD.
 fn forward_lines(
@@ -484,34 +506,38 @@ fn forward_lines(
     stream: Stream,
     function: &str,
     logs: &LogSender,
-    last: Option<Arc<Mutex<Option<String>>>>,
+    tail: Option<StderrTail>,
 ) -> JoinHandle<()> {
-    /// The maximum length of the last line kept for an error message, in characters.
-    const LAST_LINE_CHARS: usize = 300;
+    /// The maximum length of a line kept for an error message, in characters.
+    const TAIL_LINE_CHARS: usize = 300;
     let function = function.to_owned();
     let logs = logs.clone();
     tokio::spawn(async move {
         let mut output = BufReader::new(output);
-        while let Ok(Some(line)) = next_line_bounded(&mut output, logs::MAX_LINE_BYTES).await {
-            if let Some(last) = &last {
+        while let Ok(Some((line, cut))) = next_line_bounded(&mut output, logs::MAX_LINE_BYTES).await
+        {
+            if let Some(tail) = &tail {
                 let trimmed = line.trim();
                 if !trimmed.is_empty() {
-                    let line_start = trimmed.chars().take(LAST_LINE_CHARS).collect();
-                    *last.lock().unwrap_or_else(PoisonError::into_inner) = Some(line_start);
+                    let mut tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
+                    if tail.len() == TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(trimmed.chars().take(TAIL_LINE_CHARS).collect());
                 }
             }
-            logs.send(&function, stream, line);
+            logs.send_cut(&function, stream, line, cut);
         }
     })
 }
 
 /// Reads one line from `reader` without its `\n` or `\r\n`, keeping at most `limit` bytes.
-/// The rest of a longer line is read and discarded, and the text ends with
-/// [`logs::truncation_marker`]. Returns `None` at the end of the stream.
+/// The rest of a longer line is read and discarded. Returns the text with the number of
+/// bytes discarded, or `None` at the end of the stream.
 async fn next_line_bounded(
     reader: &mut (impl AsyncBufRead + Unpin),
     limit: usize,
-) -> std::io::Result<Option<String>> {
+) -> std::io::Result<Option<(String, usize)>> {
     let mut line = Vec::new();
     let mut cut = 0;
     let mut read_any = false;
@@ -538,7 +564,7 @@ async fn next_line_bounded(
         if line.last() == Some(&b'\r') {
             line.pop();
         }
-        return Ok(Some(String::from_utf8_lossy(&line).into_owned()));
+        return Ok(Some((String::from_utf8_lossy(&line).into_owned(), 0)));
     }
     // A character split by the limit goes with the rest of the line.
     if let Err(err) = std::str::from_utf8(&line) {
@@ -547,16 +573,14 @@ async fn next_line_bounded(
             line.truncate(err.valid_up_to());
         }
     }
-    let mut text = String::from_utf8_lossy(&line).into_owned();
-    text.push_str(&logs::truncation_marker(cut));
-    Ok(Some(text))
+    Ok(Some((String::from_utf8_lossy(&line).into_owned(), cut)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    async fn lines_of(bytes: &[u8], limit: usize) -> Vec<String> {
+    async fn lines_of(bytes: &[u8], limit: usize) -> Vec<(String, usize)> {
         let mut reader = BufReader::with_capacity(4, bytes);
         let mut lines = Vec::new();
         while let Some(line) = next_line_bounded(&mut reader, limit).await.expect("read") {
@@ -565,34 +589,70 @@ mod tests {
         lines
     }
 
-    #[tokio::test]
-    async fn bounded_lines_split_like_lines() {
-        let lines = lines_of(b"first\r\nsecond\n\nlast", 64).await;
-        assert_eq!(lines, ["first", "second", "", "last"]);
+    fn tail(lines: &[&str]) -> VecDeque<String> {
+        lines.iter().map(|line| (*line).to_owned()).collect()
+    }
+
+    #[test]
+    fn telling_line_skips_node_closing_message() {
+        let node = tail(&[
+            "Provided module can't be loaded.",
+            "Detailed stack trace: /srv/index.js:1",
+            "SyntaxError: Unexpected end of input",
+            "at wrapSafe (node:internal/modules/cjs/loader:1378:20)",
+            "Could not load the function, shutting down.",
+        ]);
+        assert_eq!(
+            telling_line(&node).map(String::as_str),
+            Some("SyntaxError: Unexpected end of input")
+        );
+        let missing = tail(&[
+            "Function 'nope' is not defined in the provided module.",
+            "Did you specify the correct target function to execute?",
+            "Could not load the function, shutting down.",
+        ]);
+        assert_eq!(
+            telling_line(&missing).map(String::as_str),
+            Some("Function 'nope' is not defined in the provided module.")
+        );
+    }
+
+    #[test]
+    fn telling_line_falls_back_to_last() {
+        let plain = tail(&["starting", "listening failed: port taken"]);
+        assert_eq!(
+            telling_line(&plain).map(String::as_str),
+            Some("listening failed: port taken")
+        );
+        assert_eq!(telling_line(&VecDeque::new()), None);
     }
 
     #[tokio::test]
-    async fn long_line_is_cut_with_marker() {
+    async fn bounded_lines_split_like_lines() {
+        let lines = lines_of(b"first\r\nsecond\n\nlast", 64).await;
+        let texts: Vec<&str> = lines.iter().map(|(text, _)| text.as_str()).collect();
+        assert_eq!(texts, ["first", "second", "", "last"]);
+    }
+
+    #[tokio::test]
+    async fn long_line_is_cut_and_counted() {
         let lines = lines_of(b"abcdefghij\nnext\n", 4).await;
-        assert_eq!(
-            lines,
-            [
-                format!("abcd{}", logs::truncation_marker(6)),
-                "next".to_owned()
-            ]
-        );
+        assert_eq!(lines, [("abcd".to_owned(), 6), ("next".to_owned(), 0)]);
     }
 
     #[tokio::test]
     async fn cut_never_splits_a_character() {
         // "é" is two bytes, and the limit of 2 falls between them.
         let lines = lines_of("aéb\n".as_bytes(), 2).await;
-        assert_eq!(lines, [format!("a{}", logs::truncation_marker(3))]);
+        assert_eq!(lines, [("a".to_owned(), 3)]);
     }
 
     #[tokio::test]
     async fn invalid_utf8_does_not_end_the_stream() {
         let lines = lines_of(b"bad \xff byte\nafter\n", 64).await;
-        assert_eq!(lines, ["bad \u{fffd} byte", "after"]);
+        assert_eq!(
+            lines,
+            [("bad \u{fffd} byte".to_owned(), 0), ("after".to_owned(), 0)]
+        );
     }
 }

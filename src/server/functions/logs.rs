@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead as _, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -169,8 +170,24 @@ fn truncate_line(text: &mut String) {
 
 impl LogSender {
     /// Queues one line of the function's output; drops and counts it when the queue is full.
-    pub(crate) fn send(&self, function: &str, stream: Stream, mut text: String) {
-        truncate_line(&mut text);
+    pub(crate) fn send(&self, function: &str, stream: Stream, text: String) {
+        self.send_cut(function, stream, text, 0);
+    }
+
+    /// Queues one line whose reader already kept only its first bytes and cut `cut_bytes`,
+    /// which the marker then gives; a line with none cut is cut here when it is too long.
+    pub(crate) fn send_cut(
+        &self,
+        function: &str,
+        stream: Stream,
+        mut text: String,
+        cut_bytes: usize,
+    ) {
+        if cut_bytes == 0 {
+            truncate_line(&mut text);
+        } else {
+            text.push_str(&truncation_marker(cut_bytes));
+        }
         let line = LogLine {
             function: function.to_owned(),
             stream,
@@ -330,7 +347,14 @@ fn log_file(dir: &Path, function: &str) -> PathBuf {
 
 /// Appends each `(function, entry)` to its function's file, rotating a full file first.
 fn append_entries(dir: &Path, entries: &[(String, String)]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    // Functions may print their secrets, so only sluice's user reads the logs, as the records.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("failed to create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("failed to make {} private", dir.display()))?;
     let mut functions: Vec<&str> = entries.iter().map(|(name, _)| name.as_str()).collect();
     functions.sort_unstable();
     functions.dedup();
@@ -343,6 +367,7 @@ fn append_entries(dir: &Path, entries: &[(String, String)]) -> anyhow::Result<()
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .with_context(|| format!("failed to open {}", path.display()))?;
         let mut text = String::new();
@@ -476,6 +501,31 @@ mod tests {
             "{}",
             &line.text[marker_at..]
         );
+    }
+
+    #[test]
+    fn line_cut_by_reader_counts_its_cut() {
+        let (sender, mut received) = test_sender(4);
+        let kept = "x".repeat(MAX_LINE_BYTES);
+        sender.send_cut("thumbs", Stream::Stdout, kept.clone(), 737_856);
+        let line = received.try_recv().expect("the line is queued");
+        assert_eq!(line.text, format!("{kept}{}", truncation_marker(737_856)));
+    }
+
+    #[test]
+    fn log_files_are_private() {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().join("logs");
+        append_entries(&dir, &[("thumbs".to_owned(), "{}".to_owned())]).expect("append");
+        let mode = |path: &Path| {
+            std::fs::metadata(path)
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(&dir), 0o700, "the logs folder");
+        assert_eq!(mode(&dir.join("thumbs.jsonl")), 0o600, "the log file");
     }
 
     #[test]

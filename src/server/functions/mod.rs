@@ -40,7 +40,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use delivery::{CallCounters, CallResult, DeliverySettings, FunctionHandler};
-use instance::{Instance, ProcessSpec};
+use instance::{Instance, InstanceState, ProcessSpec};
 use logs::LogSender;
 pub(crate) use records::FunctionRecord;
 use spec::{DeploySpec, Language};
@@ -187,9 +187,12 @@ impl Functions {
         router: RouterSwitch,
         ingestor: crate::server::Ingestor,
     ) -> anyhow::Result<Functions> {
-        let dir = data_dir.join("functions");
+        // Function processes start inside their source copy, so a relative data directory
+        // would make the paths of their interpreters point nowhere.
+        let dir = std::path::absolute(data_dir.join("functions"))?;
         let cache = std::env::var_os(CACHE_DIR_VARIABLE)
-            .map(PathBuf::from)
+            .map(std::path::absolute)
+            .transpose()?
             .unwrap_or_else(|| dir.join("runtimes"));
         let logs = logs::LogShipper::start(ingestor, dir.join("logs"));
         let client = reqwest::Client::builder()
@@ -264,7 +267,7 @@ impl Functions {
             Err(err) => Err(FunctionError::Failed(err)),
         };
         if result.is_err() {
-            // A failed first deploy leaves only its log, which holds the reason.
+            // A failed first deploy leaves only its log, where the reason is.
             let sources = if first {
                 records::sources_dir(&self.inner.dir, &name)
             } else {
@@ -348,6 +351,21 @@ impl Functions {
         // Deliveries pause: the old runner finishes its calls against the old process.
         let old = match deployments.remove(&name) {
             Some(mut old) => {
+                // A process that never became ready keeps its runner's deliveries waiting
+                // for it, for up to a minute; stopping it first ends those waits at once.
+                let never_ready = matches!(&old.process, Process::Running(instance)
+                    if !matches!(*instance.state().borrow(), InstanceState::Ready { .. }));
+                if never_ready {
+                    let replaced = std::mem::replace(
+                        &mut old.process,
+                        Process::Failed(
+                            "it was not ready when a redeploy stopped it, and that redeploy \
+                             failed"
+                                .to_owned(),
+                        ),
+                    );
+                    replaced.stop().await;
+                }
                 if let Some(runner) = old.runner.take() {
                     runner.stop(&name).await;
                 }

@@ -121,10 +121,10 @@ async fn logs(
     Query(query): Query<LogsQuery>,
 ) -> Response {
     let limit = query.limit.unwrap_or(DEFAULT_LOG_LIMIT);
-    if limit > MAX_LOG_LIMIT {
+    if !(1..=MAX_LOG_LIMIT).contains(&limit) {
         let message = format!(
-            "limit {limit} is over the maximum of {MAX_LOG_LIMIT} log entries per request; \
-             use --limit {MAX_LOG_LIMIT} or less"
+            "limit {limit} is out of range: a request returns 1 to {MAX_LOG_LIMIT} log entries; \
+             use --limit 1 to {MAX_LOG_LIMIT}"
         );
         return status::rest_error(Code::InvalidArgument, &message, None).into_response();
     }

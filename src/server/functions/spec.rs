@@ -295,6 +295,13 @@ impl Trigger {
             Trigger::Topic { topic, .. } if topic.is_empty() => {
                 Err("--trigger-topic is empty: name the topic".to_owned())
             }
+            Trigger::Topic { topic, .. } if !crate::server::names::is_valid_name(topic) => {
+                Err(format!(
+                    "invalid --trigger-topic {topic:?}: give the topic's short name, 3 to 255 \
+                     characters from A-Z, a-z, 0-9 and '-', '_', '.', '~', '+', '%', starting \
+                     with a letter but not with \"goog\""
+                ))
+            }
             Trigger::Topic {
                 event_type: Some(event_type),
                 ..

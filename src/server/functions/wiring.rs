@@ -360,7 +360,14 @@ pub(crate) async fn remove(
             .with_context(|| format!("failed to delete subscription {subscription:?}"))?;
     }
     let generated = generated_topic(function);
-    if wiring.topic == generated {
+    // Another function's --trigger-topic, or a client, may have subscribed to the topic.
+    let still_read = broker
+        .stats()
+        .iter()
+        .any(|stats| stats.spec.topic == generated);
+    if still_read {
+        info!(function, topic = %generated, "kept the function's topic, which other subscriptions read");
+    } else if wiring.topic == generated {
         broker
             .delete_topic(&generated)
             .await
