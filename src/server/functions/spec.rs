@@ -91,6 +91,13 @@ fn default_timeout_secs() -> u32 {
     DEFAULT_TIMEOUT_SECS
 }
 
+/// The most calls at once that `--max-instances` may ask for: each is a connection and a
+/// task inside sluice, all against one process.
+const MAX_INSTANCES_LIMIT: u32 = 1000;
+
+/// The longest `--max-event-age`: 31 days, the longest message retention of Pub/Sub.
+const MAX_EVENT_AGE_LIMIT_SECS: u64 = 31 * 24 * 3600;
+
 fn default_max_event_age_secs() -> u64 {
     DEFAULT_MAX_EVENT_AGE_SECS
 }
@@ -231,11 +238,20 @@ impl DeploySpec {
                 self.timeout_secs
             ));
         }
-        if self.max_instances == Some(0) {
-            problems.push("--max-instances 0 would deliver nothing: use 1 or more".to_owned());
+        if let Some(max) = self.max_instances {
+            if !(1..=MAX_INSTANCES_LIMIT).contains(&max) {
+                problems.push(format!(
+                    "--max-instances {max} is out of range: use 1 to {MAX_INSTANCES_LIMIT} calls \
+                     at once"
+                ));
+            }
         }
-        if self.max_event_age_secs == 0 {
-            problems.push("the maximum event age must be at least 1 second".to_owned());
+        if !(1..=MAX_EVENT_AGE_LIMIT_SECS).contains(&self.max_event_age_secs) {
+            problems.push(format!(
+                "--max-event-age {} is out of range: use 1 to {MAX_EVENT_AGE_LIMIT_SECS} seconds \
+                 (31 days, the longest that Pub/Sub keeps a message)",
+                self.max_event_age_secs
+            ));
         }
         for key in self.env.keys() {
             let valid = !key.is_empty()
@@ -555,5 +571,22 @@ mod tests {
         };
         let problems = spec.validate().expect_err("invalid");
         assert_eq!(problems.len(), 8, "{problems:#?}");
+    }
+
+    #[test]
+    fn validate_bounds_instances_and_event_age() {
+        let mut spec = valid_spec();
+        spec.max_instances = Some(4_000_000_000);
+        spec.max_event_age_secs = u64::MAX;
+        let problems = spec.validate().expect_err("out of range");
+        assert!(
+            problems[0].contains("--max-instances 4000000000 is out of range: use 1 to 1000"),
+            "{problems:#?}"
+        );
+        assert!(
+            problems[1].contains("use 1 to 2678400 seconds"),
+            "{problems:#?}"
+        );
+        assert_eq!(problems.len(), 2, "{problems:#?}");
     }
 }
