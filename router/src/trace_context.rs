@@ -33,6 +33,12 @@ pub const TRACESTATE: &str = "tracestate";
 /// The prefix Google's Pub/Sub clients put before the W3C names in message attributes.
 pub const GOOGLE_CLIENT_PREFIX: &str = "googclient_";
 
+/// [`TRACEPARENT`] with [`GOOGLE_CLIENT_PREFIX`].
+const GOOGLE_TRACEPARENT: &str = "googclient_traceparent";
+
+/// [`TRACESTATE`] with [`GOOGLE_CLIENT_PREFIX`].
+const GOOGLE_TRACESTATE: &str = "googclient_tracestate";
+
 /// Most attributes on one message, as Pub/Sub's quotas page gives it. Injection adds no
 /// attribute past it, so that a consumer can publish a delivered message to Pub/Sub again.
 pub const MAX_ATTRIBUTES: usize = 100;
@@ -70,12 +76,22 @@ impl Extractor for AttributeExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0
             .get(key)
-            .or_else(|| self.0.get(&format!("{GOOGLE_CLIENT_PREFIX}{key}")))
+            .or_else(|| self.0.get(google_name(key).as_ref()))
             .map(String::as_str)
     }
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(String::as_str).collect()
+    }
+}
+
+/// Returns the attribute name under which Google's clients write `key`, without an
+/// allocation for the two W3C names, which every extraction asks for.
+fn google_name(key: &str) -> std::borrow::Cow<'static, str> {
+    match key {
+        TRACEPARENT => std::borrow::Cow::Borrowed(GOOGLE_TRACEPARENT),
+        TRACESTATE => std::borrow::Cow::Borrowed(GOOGLE_TRACESTATE),
+        other => std::borrow::Cow::Owned(format!("{GOOGLE_CLIENT_PREFIX}{other}")),
     }
 }
 
@@ -116,8 +132,7 @@ fn extract(attributes: &BTreeMap<String, String>) -> opentelemetry::Context {
 /// `tracestate`, and a publish reads them all, so that form is parsed here without the
 /// propagator's allocations. Any other form goes through [`extract`].
 fn carried_span_context(attributes: &BTreeMap<String, String>) -> SpanContext {
-    let plain = !attributes.contains_key(TRACESTATE)
-        && !attributes.contains_key(&format!("{GOOGLE_CLIENT_PREFIX}{TRACESTATE}"));
+    let plain = !attributes.contains_key(TRACESTATE) && !attributes.contains_key(GOOGLE_TRACESTATE);
     if plain {
         if let Some(context) = attributes
             .get(TRACEPARENT)
@@ -423,6 +438,13 @@ mod tests {
             "",
         ] {
             assert_eq!(parse_plain_traceparent(value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn google_names_carry_prefix() {
+        for key in [TRACEPARENT, TRACESTATE, "baggage"] {
+            assert_eq!(google_name(key), format!("{GOOGLE_CLIENT_PREFIX}{key}"));
         }
     }
 
