@@ -174,8 +174,8 @@ impl LogSender {
         self.send_cut(function, stream, text, 0);
     }
 
-    /// Queues one line whose reader already kept only its first bytes and cut `cut_bytes`,
-    /// which the marker then gives; a line with none cut is cut here when it is too long.
+    /// Queues one line of which the reader kept only the start, after it cut `cut_bytes`.
+    /// The marker then gives that count. A line with nothing cut is cut here if too long.
     pub(crate) fn send_cut(
         &self,
         function: &str,
@@ -322,12 +322,49 @@ pub(crate) fn to_entry(line: &LogLine, id: u64) -> Value {
             if let Some(named) = take_severity(&mut payload) {
                 severity = named;
             }
+            take_special_fields(&mut payload, &mut entry);
             entry["jsonPayload"] = Value::Object(payload);
         }
         _ => entry["textPayload"] = Value::String(line.text.clone()),
     }
     entry["severity"] = Value::String(severity);
     entry
+}
+
+/// The special fields of a structured line, as Cloud Logging's structured logging names them,
+/// with the LogEntry field that each one sets.
+const SPECIAL_FIELDS: [(&str, &str); 8] = [
+    ("logging.googleapis.com/insertId", "insertId"),
+    ("logging.googleapis.com/labels", "labels"),
+    ("logging.googleapis.com/operation", "operation"),
+    ("logging.googleapis.com/sourceLocation", "sourceLocation"),
+    ("logging.googleapis.com/spanId", "spanId"),
+    ("logging.googleapis.com/trace", "trace"),
+    ("logging.googleapis.com/trace_sampled", "traceSampled"),
+    ("httpRequest", "httpRequest"),
+];
+
+/// Moves the special fields of a structured line from its payload into the entry. A field
+/// whose value has the wrong type stays in the payload, as Cloud Logging leaves it.
+fn take_special_fields(payload: &mut Map<String, Value>, entry: &mut Value) {
+    for (field, entry_field) in SPECIAL_FIELDS {
+        let Some(value) = payload.get(field) else {
+            continue;
+        };
+        let fits = match entry_field {
+            "insertId" | "spanId" | "trace" => value.is_string(),
+            "traceSampled" => value.is_boolean(),
+            "labels" => value
+                .as_object()
+                .is_some_and(|labels| labels.values().all(Value::is_string)),
+            _ => value.is_object(),
+        };
+        if fits {
+            if let Some(value) = payload.remove(field) {
+                entry[entry_field] = value;
+            }
+        }
+    }
 }
 
 /// Removes a structured line's `severity` and returns it when it names a Logging severity,
@@ -462,6 +499,41 @@ mod tests {
         assert_eq!(entry["severity"], "WARNING");
         assert_eq!(entry["jsonPayload"], json!({"message": "slow"}));
         assert!(entry.get("textPayload").is_none());
+    }
+
+    #[test]
+    fn special_fields_move_to_entry() {
+        let entry = to_entry(
+            &line(
+                Stream::Stdout,
+                r#"{"message":"done","logging.googleapis.com/labels":{"order":"42"},"logging.googleapis.com/trace":"projects/local/traces/4bf92f3577b34da6a3ce929d0e0e4736","logging.googleapis.com/spanId":"00f067aa0ba902b7","logging.googleapis.com/trace_sampled":true}"#,
+            ),
+            1,
+        );
+        assert_eq!(entry["labels"], json!({"order": "42"}));
+        assert_eq!(
+            entry["trace"],
+            "projects/local/traces/4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(entry["spanId"], "00f067aa0ba902b7");
+        assert_eq!(entry["traceSampled"], true);
+        assert_eq!(entry["jsonPayload"], json!({"message": "done"}));
+    }
+
+    #[test]
+    fn special_field_of_wrong_type_stays_in_payload() {
+        let entry = to_entry(
+            &line(
+                Stream::Stdout,
+                r#"{"logging.googleapis.com/labels":{"count":3}}"#,
+            ),
+            1,
+        );
+        assert!(entry.get("labels").is_none(), "{entry}");
+        assert_eq!(
+            entry["jsonPayload"]["logging.googleapis.com/labels"],
+            json!({"count": 3})
+        );
     }
 
     #[test]
