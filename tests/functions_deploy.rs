@@ -3,7 +3,7 @@
 //! and the tests drive them with the `sluice` command line.
 //!
 //! The functions append one JSON line per call to the file that their `OUTPUT_FILE`
-//! variable names. `support::deploy` holds the server set-up and the waits.
+//! variable names. `support::deploy` contains the server set-up and the waits.
 
 mod support;
 
@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::deploy::{
-    env_arg, function_source, pause, python_deploy, records, texts, wait_for_records, wait_until,
-    Setup,
+    env_arg, function_source, node_audit_deploy, pause, python_deploy, records, texts,
+    wait_for_records, wait_until, Setup,
 };
 
 #[test]
@@ -163,25 +163,9 @@ fn node_cloudevent_function_receives_audit_log() {
     let source = function_source("node_audit");
     let output = setup.output("audit");
     let env = env_arg("OUTPUT_FILE", &output);
-    setup.sluice_ok(&[
-        "functions",
-        "deploy",
-        "audit-fn",
-        "--runtime",
-        "nodejs20",
-        "--source",
-        source.to_str().expect("a UTF-8 path"),
-        "--entry-point",
-        "onAudit",
-        "--signature-type",
-        "cloudevent",
-        "--trigger-event-filters",
-        "type=google.cloud.audit.log.v1.written,serviceName=iam.googleapis.com",
-        "--trigger-event-filters",
-        "methodName=google.iam.admin.v1.CreateServiceAccount",
-        "--set-env-vars",
-        &env,
-    ]);
+    let mut args = node_audit_deploy("audit-fn", source.to_str().expect("a UTF-8 path"));
+    args.extend(["--set-env-vars", &env]);
+    setup.sluice_ok(&args);
 
     let entries = support::fixtures().join("audit-logs/entries.jsonl");
     setup.sluice_ok(&["ingest", entries.to_str().expect("a UTF-8 path")]);
@@ -541,7 +525,7 @@ fn restore_does_not_wait_for_a_stuck_function() {
 }
 
 #[test]
-fn function_that_cannot_be_restored_is_listed_as_failed() {
+fn unrestorable_function_listed_as_failed() {
     let mut setup = Setup::start();
     let source = function_source("python_recorder");
     let source = source.to_str().expect("a UTF-8 path");
@@ -576,7 +560,7 @@ fn function_that_cannot_be_restored_is_listed_as_failed() {
 }
 
 #[test]
-fn failed_first_deploy_names_the_error_and_leaves_only_its_log() {
+fn failed_first_deploy_keeps_only_log() {
     let setup = Setup::start();
     let source = setup.dir.path().join("syntax");
     std::fs::create_dir(&source).expect("create the source");

@@ -5,7 +5,7 @@
 //! the server rejects, and a server started with a relative data directory.
 //!
 //! The functions are in `tests/functions/python_edges` and `tests/functions/node_audit`.
-//! `support::deploy` holds the server set-up and the waits.
+//! `support::deploy` contains the server set-up and the waits.
 
 mod support;
 
@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::deploy::{
-    cache_dir, env_arg, function_source, pause, python_deploy, records, texts, wait_for_records,
-    wait_until, Setup, CONFIG,
+    cache_dir, env_arg, function_source, node_audit_deploy, pause, python_deploy, records, texts,
+    wait_for_records, wait_until, Setup, CONFIG,
 };
 use support::TestServer;
 
@@ -67,23 +67,10 @@ fn wait_for_entry(setup: &Setup, name: &str, severity: &str, needle: &str) -> Va
 fn node_cloudevent_start_logs_no_error() {
     let setup = Setup::start();
     let source = function_source("node_audit");
-    setup.sluice_ok(&[
-        "functions",
-        "deploy",
+    setup.sluice_ok(&node_audit_deploy(
         "quiet-fn",
-        "--runtime",
-        "nodejs20",
-        "--source",
         source.to_str().expect("a UTF-8 path"),
-        "--entry-point",
-        "onAudit",
-        "--signature-type",
-        "cloudevent",
-        "--trigger-event-filters",
-        "type=google.cloud.audit.log.v1.written,serviceName=iam.googleapis.com",
-        "--trigger-event-filters",
-        "methodName=google.iam.admin.v1.CreateServiceAccount",
-    ]);
+    ));
     // functions-framework prints its banner once it listens, so the start's output has
     // reached the log once the banner has.
     wait_until("the framework's banner", || {

@@ -49,7 +49,7 @@ pub const ENTRY_SPAN_NAME: &str = "ingest entry";
 /// The attribute of an entry span that gives the entry's position in its ingest batch.
 const ENTRY_INDEX: &str = "log.entry.index";
 
-/// The most links a publish span gets: the default of the OpenTelemetry SDK's span limits
+/// The maximum number of links on a publish span: the default of the OpenTelemetry SDK's span limits
 /// (`OTEL_SPAN_LINK_COUNT_LIMIT`), past which it drops links anyway.
 const MAX_PUBLISH_LINKS: usize = 128;
 
@@ -86,7 +86,7 @@ impl Extractor for AttributeExtractor<'_> {
 }
 
 /// Returns the attribute name under which Google's clients write `key`, without an
-/// allocation for the two W3C names, which every extraction asks for.
+/// allocation for the two W3C names, which every extraction requests.
 fn google_name(key: &str) -> std::borrow::Cow<'static, str> {
     match key {
         TRACEPARENT => std::borrow::Cow::Borrowed(GOOGLE_TRACEPARENT),

@@ -156,6 +156,28 @@ pub fn python_deploy<'a>(name: &'a str, entry_point: &'a str, source: &'a str) -
     ]
 }
 
+/// Returns the deploy arguments of the Node CloudEvent function of `tests/functions/node_audit`
+/// on the audit-log events of service account creation.
+pub fn node_audit_deploy<'a>(name: &'a str, source: &'a str) -> Vec<&'a str> {
+    vec![
+        "functions",
+        "deploy",
+        name,
+        "--runtime",
+        "nodejs20",
+        "--source",
+        source,
+        "--entry-point",
+        "onAudit",
+        "--signature-type",
+        "cloudevent",
+        "--trigger-event-filters",
+        "type=google.cloud.audit.log.v1.written,serviceName=iam.googleapis.com",
+        "--trigger-event-filters",
+        "methodName=google.iam.admin.v1.CreateServiceAccount",
+    ]
+}
+
 /// Reads the JSON lines that a function wrote so far.
 pub fn records(path: &Path) -> Vec<Value> {
     match std::fs::read_to_string(path) {

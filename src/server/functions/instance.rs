@@ -118,7 +118,7 @@ const TAIL_LINES: usize = 50;
 /// Returns the line of `tail` that best explains a failed start: the last one that names an
 /// error or exception, as Python's and Node's error lines do, or else the last line. Node
 /// ends with "Could not load the function, shutting down.", which explains nothing.
-fn telling_line(tail: &VecDeque<String>) -> Option<&String> {
+fn error_line(tail: &VecDeque<String>) -> Option<&String> {
     tail.iter()
         .rev()
         .find(|line| {
@@ -148,8 +148,8 @@ impl Failure {
             .stderr_tail
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        match telling_line(&tail) {
-            Some(line) => format!("{reason}; its stderr says: {line}"),
+        match error_line(&tail) {
+            Some(line) => format!("{reason}; its last error output: {line}"),
             None => reason,
         }
     }
@@ -594,7 +594,7 @@ mod tests {
     }
 
     #[test]
-    fn telling_line_skips_node_closing_message() {
+    fn error_line_skips_node_closing_message() {
         let node = tail(&[
             "Provided module can't be loaded.",
             "Detailed stack trace: /srv/index.js:1",
@@ -603,7 +603,7 @@ mod tests {
             "Could not load the function, shutting down.",
         ]);
         assert_eq!(
-            telling_line(&node).map(String::as_str),
+            error_line(&node).map(String::as_str),
             Some("SyntaxError: Unexpected end of input")
         );
         let missing = tail(&[
@@ -612,19 +612,19 @@ mod tests {
             "Could not load the function, shutting down.",
         ]);
         assert_eq!(
-            telling_line(&missing).map(String::as_str),
+            error_line(&missing).map(String::as_str),
             Some("Function 'nope' is not defined in the provided module.")
         );
     }
 
     #[test]
-    fn telling_line_falls_back_to_last() {
+    fn error_line_falls_back_to_last() {
         let plain = tail(&["starting", "listening failed: port taken"]);
         assert_eq!(
-            telling_line(&plain).map(String::as_str),
+            error_line(&plain).map(String::as_str),
             Some("listening failed: port taken")
         );
-        assert_eq!(telling_line(&VecDeque::new()), None);
+        assert_eq!(error_line(&VecDeque::new()), None);
     }
 
     #[tokio::test]

@@ -351,8 +351,8 @@ impl Functions {
         // Deliveries pause: the old runner finishes its calls against the old process.
         let old = match deployments.remove(&name) {
             Some(mut old) => {
-                // A process that never became ready keeps its runner's deliveries waiting
-                // for it, for up to a minute; stopping it first ends those waits at once.
+                // The runner's deliveries wait up to a minute for a process that never became
+                // ready. Stopping that process first ends those waits at once.
                 let never_ready = matches!(&old.process, Process::Running(instance)
                     if !matches!(*instance.state().borrow(), InstanceState::Ready { .. }));
                 if never_ready {

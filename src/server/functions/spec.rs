@@ -91,7 +91,7 @@ fn default_timeout_secs() -> u32 {
     DEFAULT_TIMEOUT_SECS
 }
 
-/// The most calls at once that `--max-instances` may ask for: each is a connection and a
+/// The maximum of `--max-instances`, in concurrent calls: each is a connection and a
 /// task inside sluice, all against one process.
 const MAX_INSTANCES_LIMIT: u32 = 1000;
 
