@@ -682,6 +682,80 @@ async fn retry_policy_spaces_attempts() {
     );
 }
 
+/// Asserts that each gap between consecutive requests is at least the one before it in
+/// `minimums`.
+fn assert_gaps_at_least(requests: &[Received], minimums: &[Duration]) {
+    for (pair, minimum) in requests.windows(2).zip(minimums) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(gap >= *minimum, "gap {gap:?} is below {minimum:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zero_minimum_backoff_still_backs_off() {
+    // A minimum of 0 never grows, so without the push backoff the server resent the message
+    // as fast as the endpoint answered: about 600 requests a second.
+    let mock = Mock::start().await;
+    let server = TestServer::start(Some(&config(&format!(
+        "[[subscriptions]]\nname = \"eager\"\ntopic = \"orders\"\n\
+         [subscriptions.push]\nendpoint = \"{}/status/500/eager\"\n\
+         [subscriptions.retry_policy]\nminimum_backoff_secs = 0\nmaximum_backoff_secs = 600\n",
+        mock.url
+    ))));
+
+    publish(&server, "orders", vec![message(b"order 1", &[], "")]).await;
+    let requests = mock.wait_for("/status/500/eager", 5).await;
+
+    // The push backoff: 100 ms after the first attempt, doubling.
+    let floor = [100, 200, 400, 800].map(Duration::from_millis);
+    assert_gaps_at_least(&requests, &floor);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fractional_backoff_from_the_api_is_kept() {
+    use sluice_proto::google::protobuf::Duration as ProtoDuration;
+    use sluice_proto::google::pubsub::v1::{PushConfig, RetryPolicy, Subscription};
+
+    let mock = Mock::start().await;
+    let server = TestServer::start(Some(&config("")));
+    let backoff = ProtoDuration {
+        seconds: 0,
+        nanos: 300_000_000,
+    };
+    let created = SubscriberClient::new(channel(&server).await)
+        .create_subscription(Subscription {
+            name: "projects/local/subscriptions/fraction".to_owned(),
+            topic: "projects/local/topics/orders".to_owned(),
+            push_config: Some(PushConfig {
+                push_endpoint: format!("{}/status/500/fraction", mock.url),
+                ..Default::default()
+            }),
+            retry_policy: Some(RetryPolicy {
+                minimum_backoff: Some(backoff),
+                maximum_backoff: Some(backoff),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("a backoff of 0.3 s is valid")
+        .into_inner();
+    assert_eq!(
+        created.retry_policy,
+        Some(RetryPolicy {
+            minimum_backoff: Some(backoff),
+            maximum_backoff: Some(backoff),
+        }),
+        "the fraction is kept, not cut to 0 s"
+    );
+
+    // The supervisor starts the push runner within a second of the subscription's creation.
+    publish(&server, "orders", vec![message(b"order 1", &[], "")]).await;
+    let requests = mock.wait_for("/status/500/fraction", 3).await;
+
+    // 300 ms from the policy, above the push backoff's 100 and 200 ms.
+    assert_gaps_at_least(&requests, &[Duration::from_millis(300); 2]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_requests_bounded_per_endpoint() {
     let mock = Mock::start().await;

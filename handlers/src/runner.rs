@@ -487,17 +487,17 @@ impl Runner {
         }
 
         let attempt = delivery.attempts();
-        let retry_policy = spec.and_then(|spec| spec.retry_policy);
-        let (backoff, ack_deadline_secs) = match retry_policy {
+        let broker_delay = spec.and_then(|spec| spec.redelivery_delay(attempt));
+        let (backoff, ack_deadline_secs) = match broker_delay {
             // A nack, after which the broker delays the redelivery by the policy's backoff.
-            Some(policy) => (policy.backoff(attempt), 0),
+            Some(delay) => (delay, 0),
             None => {
                 let backoff = self.options.backoff(attempt);
                 (backoff, whole_seconds(backoff))
             }
         };
         if let Some(suppressed) = self.retry_log.allow() {
-            warn!(attempt, backoff_ms = backoff.as_millis() as u64, broker_backoff = retry_policy.is_some(), error = %reason, suppressed, "handler failed; the event will be retried");
+            warn!(attempt, backoff_ms = backoff.as_millis() as u64, broker_backoff = broker_delay.is_some(), error = %reason, suppressed, "handler failed; the event will be retried");
         }
         let ack_ids = std::slice::from_ref(&delivery.ack_id);
         match self

@@ -320,10 +320,7 @@ async fn retryable_error_without_policy_is_redelivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retryable_error_with_retry_policy_nacks() {
-    let policy = RetryPolicy {
-        minimum_backoff_secs: 1,
-        maximum_backoff_secs: 1,
-    };
+    let policy = RetryPolicy::from_secs(1, 1);
     let setup = Setup::with_retry_policy(true, Some(policy)).await;
     let (handle, stopper) = setup.start(2);
     setup.publish(&["retry-once"]).await;
@@ -347,10 +344,7 @@ async fn retryable_error_with_retry_policy_nacks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_policy_still_dead_letters_with_reason() {
-    let policy = RetryPolicy {
-        minimum_backoff_secs: 0,
-        maximum_backoff_secs: 0,
-    };
+    let policy = RetryPolicy::from_secs(0, 0);
     let setup = Setup::with_retry_policy(true, Some(policy)).await;
     let (handle, stopper) = setup.start(2);
     setup.publish(&["retry"]).await;

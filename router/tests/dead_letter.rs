@@ -22,10 +22,7 @@ fn spec(max_delivery_attempts: u32) -> SubscriptionSpec {
             topic: DEAD_LETTER_TOPIC.to_owned(),
             max_delivery_attempts,
         }),
-        retry_policy: Some(RetryPolicy {
-            minimum_backoff_secs: 1,
-            maximum_backoff_secs: 4,
-        }),
+        retry_policy: Some(RetryPolicy::from_secs(1, 4)),
         enable_message_ordering: true,
         ..SubscriptionSpec::new(SUBSCRIPTION, TOPIC)
     }

@@ -112,10 +112,7 @@ async fn nack_retries_after_backoff() {
         let fixture = Fixture::open(kind, &["t"]).await;
         fixture
             .subscribe(SubscriptionSpec {
-                retry_policy: Some(RetryPolicy {
-                    minimum_backoff_secs: 2,
-                    maximum_backoff_secs: 2,
-                }),
+                retry_policy: Some(RetryPolicy::from_secs(2, 2)),
                 ..spec("s", "t", 10)
             })
             .await;

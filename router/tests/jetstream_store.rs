@@ -361,10 +361,7 @@ async fn nack_backoff_counts_every_attempt() {
             topic: "dead".to_owned(),
             max_delivery_attempts: MAX_ATTEMPTS,
         }),
-        retry_policy: Some(RetryPolicy {
-            minimum_backoff_secs: 1,
-            maximum_backoff_secs: 1,
-        }),
+        retry_policy: Some(RetryPolicy::from_secs(1, 1)),
         ..SubscriptionSpec::new("s", "t")
     };
     first.create_subscription(spec).await.expect("subscription");

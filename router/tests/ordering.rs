@@ -102,10 +102,7 @@ async fn failing_key_does_not_block_others() {
 #[tokio::test(start_paused = true)]
 async fn order_kept_across_redelivery() {
     let spec = SubscriptionSpec {
-        retry_policy: Some(RetryPolicy {
-            minimum_backoff_secs: 5,
-            maximum_backoff_secs: 5,
-        }),
+        retry_policy: Some(RetryPolicy::from_secs(5, 5)),
         ..ordered()
     };
     let test = setup(spec).await;

@@ -13,12 +13,12 @@ use tokio::time::{advance, Instant};
 const TOPIC: &str = "events";
 const SUBSCRIPTION: &str = "work";
 
-fn with_backoff(minimum_backoff_secs: u32, maximum_backoff_secs: u32) -> SubscriptionSpec {
+fn with_backoff(minimum_backoff_secs: u64, maximum_backoff_secs: u64) -> SubscriptionSpec {
     SubscriptionSpec {
-        retry_policy: Some(RetryPolicy {
+        retry_policy: Some(RetryPolicy::from_secs(
             minimum_backoff_secs,
             maximum_backoff_secs,
-        }),
+        )),
         ..SubscriptionSpec::new(SUBSCRIPTION, TOPIC)
     }
 }

@@ -461,10 +461,10 @@ fn validate_retry_policy(
         );
         return None;
     }
-    Some(RetryPolicy {
-        minimum_backoff_secs,
-        maximum_backoff_secs,
-    })
+    Some(RetryPolicy::from_secs(
+        u64::from(minimum_backoff_secs),
+        u64::from(maximum_backoff_secs),
+    ))
 }
 
 /// Parses a subscription filter, recording its error with the line, column and a caret.

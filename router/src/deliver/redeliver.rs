@@ -152,7 +152,9 @@ impl Broker {
 
     /// Returns released messages to the queue, or dead-letters those that used up their
     /// attempts. With a retry policy, a message released after its delivery `n` becomes
-    /// ready again only after the backoff for `n`. Without one, it is ready at once.
+    /// ready again only after the backoff for `n` (see
+    /// [`SubscriptionSpec::redelivery_delay`](crate::store::SubscriptionSpec::redelivery_delay)).
+    /// Without one, it is ready at once.
     pub(super) async fn requeue(
         &self,
         name: &str,
@@ -183,7 +185,7 @@ impl Broker {
         {
             let mut state = subscription.state();
             for (seq, attempts) in again {
-                let backoff = spec.retry_policy.map(|policy| policy.backoff(attempts));
+                let backoff = spec.redelivery_delay(attempts);
                 if let Some(backoff) = backoff {
                     debug!(subscription = %name, message_id = seq, attempts, backoff_ms = backoff.as_millis() as u64, "redelivery delayed");
                 }

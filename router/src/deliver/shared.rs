@@ -338,17 +338,17 @@ impl SharedDelivery {
         seconds: u32,
     ) -> Result<(), BrokerError> {
         let parsed = self.parse_ack_ids(name, ack_ids).await?;
-        let retry_policy = self
-            .store
-            .subscription(name)
-            .and_then(|record| record.spec.retry_policy);
+        let spec = self.store.subscription(name).map(|record| record.spec);
         for (id, ack) in &parsed {
             // NOTE: JetStream extends a lease by the consumer's ack wait (the subscription's
             // ack deadline), whatever `seconds` asks for.
             let kind = if seconds > 0 {
                 AckKind::Progress
             } else {
-                AckKind::Nak(retry_policy.map(|policy| policy.backoff(ack.delivered)))
+                AckKind::Nak(
+                    spec.as_ref()
+                        .and_then(|spec| spec.redelivery_delay(ack.delivered)),
+                )
             };
             if let Err(err) = self.acker(id).ack_with(kind).await {
                 warn!(subscription = %name, error = %err, "deadline change not sent to JetStream");

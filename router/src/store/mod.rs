@@ -27,7 +27,7 @@ mod sled_store;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -126,22 +126,75 @@ pub struct DeadLetterPolicy {
 
 /// How long a message waits before it is delivered again after a nack or an expired lease.
 ///
-/// The delay grows exponentially from `minimum_backoff_secs` to `maximum_backoff_secs`; the
-/// broker computes it (see `RetryPolicy::backoff`).
+/// The delay grows exponentially from `minimum_backoff` to `maximum_backoff`; the broker
+/// computes it (see `RetryPolicy::backoff`). Both keep fractions of a second, as Pub/Sub's
+/// `google.protobuf.Duration` does.
+///
+/// In the catalog a policy is stored as whole seconds plus nanoseconds
+/// (`minimum_backoff_secs` and `minimum_backoff_nanos`, and the same for the maximum). The
+/// nanoseconds are left out when they are 0, so that catalogs written before they existed
+/// load unchanged and whole-second policies read the same in both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredRetryPolicy", into = "StoredRetryPolicy")]
 pub struct RetryPolicy {
-    /// Delay after the first failed delivery, in seconds, 0 to 600 as in Pub/Sub.
-    pub minimum_backoff_secs: u32,
-    /// Maximum delay, in seconds, 0 to 600 and not below `minimum_backoff_secs`.
-    pub maximum_backoff_secs: u32,
+    /// Delay after the first failed delivery, 0 to 600 s as in Pub/Sub.
+    pub minimum_backoff: Duration,
+    /// Maximum delay, 0 to 600 s and not below `minimum_backoff`.
+    pub maximum_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// Returns a policy of whole seconds.
+    pub const fn from_secs(minimum_backoff_secs: u64, maximum_backoff_secs: u64) -> Self {
+        RetryPolicy {
+            minimum_backoff: Duration::from_secs(minimum_backoff_secs),
+            maximum_backoff: Duration::from_secs(maximum_backoff_secs),
+        }
+    }
 }
 
 impl Default for RetryPolicy {
     /// Returns Pub/Sub's defaults: 10 s to 600 s.
     fn default() -> Self {
+        RetryPolicy::from_secs(10, 600)
+    }
+}
+
+/// A [`RetryPolicy`] as the catalog stores it.
+#[derive(Serialize, Deserialize)]
+struct StoredRetryPolicy {
+    minimum_backoff_secs: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    minimum_backoff_nanos: u32,
+    maximum_backoff_secs: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    maximum_backoff_nanos: u32,
+}
+
+fn is_zero(nanos: &u32) -> bool {
+    *nanos == 0
+}
+
+impl From<StoredRetryPolicy> for RetryPolicy {
+    fn from(stored: StoredRetryPolicy) -> Self {
+        let duration = |secs: u64, nanos: u32| {
+            // Saturating, so that an edited record with a huge value cannot panic the load.
+            Duration::from_secs(secs).saturating_add(Duration::from_nanos(u64::from(nanos)))
+        };
         RetryPolicy {
-            minimum_backoff_secs: 10,
-            maximum_backoff_secs: 600,
+            minimum_backoff: duration(stored.minimum_backoff_secs, stored.minimum_backoff_nanos),
+            maximum_backoff: duration(stored.maximum_backoff_secs, stored.maximum_backoff_nanos),
+        }
+    }
+}
+
+impl From<RetryPolicy> for StoredRetryPolicy {
+    fn from(policy: RetryPolicy) -> Self {
+        StoredRetryPolicy {
+            minimum_backoff_secs: policy.minimum_backoff.as_secs(),
+            minimum_backoff_nanos: policy.minimum_backoff.subsec_nanos(),
+            maximum_backoff_secs: policy.maximum_backoff.as_secs(),
+            maximum_backoff_nanos: policy.maximum_backoff.subsec_nanos(),
         }
     }
 }

@@ -31,10 +31,7 @@ fn delivery_settings_kept() {
     assert_eq!(
         spec,
         SubscriptionSpec {
-            retry_policy: Some(RetryPolicy {
-                minimum_backoff_secs: 5,
-                maximum_backoff_secs: 60,
-            }),
+            retry_policy: Some(RetryPolicy::from_secs(5, 60)),
             enable_message_ordering: true,
             filter: r#"attributes.region = "eu""#.to_owned(),
             ..SubscriptionSpec::new("billing", "orders")
@@ -58,13 +55,7 @@ fn delivery_settings_default_off() {
 fn empty_retry_policy_table_takes_pubsub_defaults() {
     let spec = billing(&subscription_with("[subscriptions.retry_policy]\n"));
 
-    assert_eq!(
-        spec.retry_policy,
-        Some(RetryPolicy {
-            minimum_backoff_secs: 10,
-            maximum_backoff_secs: 600,
-        })
-    );
+    assert_eq!(spec.retry_policy, Some(RetryPolicy::from_secs(10, 600)));
 }
 
 #[test]
@@ -87,10 +78,7 @@ fn backoff_range_enforced() {
     ));
     assert_eq!(
         limits.retry_policy,
-        Some(RetryPolicy {
-            minimum_backoff_secs: 0,
-            maximum_backoff_secs: 600,
-        }),
+        Some(RetryPolicy::from_secs(0, 600)),
         "0 and 600 are valid"
     );
 }

@@ -193,13 +193,7 @@ fn pubsub_trigger_subscribes_to_topic() {
             max_delivery_attempts: 7
         })
     );
-    assert_eq!(
-        generated.retry_policy,
-        Some(RetryPolicy {
-            minimum_backoff_secs: 1,
-            maximum_backoff_secs: 5
-        })
-    );
+    assert_eq!(generated.retry_policy, Some(RetryPolicy::from_secs(1, 5)));
     assert_eq!(generated.ack_deadline_secs, 10, "subscriptions' default");
     assert!(!config.triggers[0].topic_created, "the topic is declared");
 }

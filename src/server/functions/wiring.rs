@@ -35,10 +35,7 @@ const MAX_DELIVERY_ATTEMPTS: u32 = 100;
 
 /// The retry backoff of a function with retry on, in seconds: short at first, so a crash
 /// that a restart fixes delays the event by about a second, and Pub/Sub's maximum later.
-const RETRY_POLICY: RetryPolicy = RetryPolicy {
-    minimum_backoff_secs: 1,
-    maximum_backoff_secs: 600,
-};
+const RETRY_POLICY: RetryPolicy = RetryPolicy::from_secs(1, 600);
 
 /// Pub/Sub's range of the ack deadline, in seconds.
 const ACK_DEADLINE_SECS: std::ops::RangeInclusive<u32> = 10..=600;

@@ -46,8 +46,8 @@ pub(super) fn subscription_of(
                     .unwrap_or(i32::MAX),
             }),
         retry_policy: spec.retry_policy.map(|policy| pubsub::RetryPolicy {
-            minimum_backoff: Some(duration(u64::from(policy.minimum_backoff_secs))),
-            maximum_backoff: Some(duration(u64::from(policy.maximum_backoff_secs))),
+            minimum_backoff: Some(exact_duration(policy.minimum_backoff)),
+            maximum_backoff: Some(exact_duration(policy.maximum_backoff)),
         }),
         topic_message_retention_duration: topic_retention_secs.map(duration),
         state: pubsub::subscription::State::Active as i32,
@@ -101,5 +101,14 @@ pub(super) fn duration(seconds: u64) -> ProtoDuration {
     ProtoDuration {
         seconds: i64::try_from(seconds).unwrap_or(i64::MAX),
         nanos: 0,
+    }
+}
+
+/// Returns a duration with its fraction of a second.
+fn exact_duration(duration: std::time::Duration) -> ProtoDuration {
+    ProtoDuration {
+        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        // Below 10^9, so it fits.
+        nanos: i32::try_from(duration.subsec_nanos()).unwrap_or(i32::MAX),
     }
 }

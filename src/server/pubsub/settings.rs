@@ -26,12 +26,12 @@ const DEFAULT_ACK_DEADLINE_SECS: u32 = 10;
 const MAX_DELIVERY_ATTEMPTS: RangeInclusive<i32> = 5..=100;
 /// The limit of a dead-letter policy that sets 0.
 const DEFAULT_MAX_DELIVERY_ATTEMPTS: u32 = 5;
-/// Valid retry backoffs, minimum and maximum, in seconds.
-const BACKOFF_SECS: RangeInclusive<i64> = 0..=600;
-/// The minimum backoff of a retry policy that sets none, in seconds.
-const DEFAULT_MINIMUM_BACKOFF_SECS: u32 = 10;
-/// The maximum backoff of a retry policy that sets none, in seconds.
-const DEFAULT_MAXIMUM_BACKOFF_SECS: u32 = 600;
+/// The longest retry backoff, minimum or maximum.
+const MAXIMUM_BACKOFF: std::time::Duration = std::time::Duration::from_secs(600);
+/// The minimum backoff of a retry policy that sets none.
+const DEFAULT_MINIMUM_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
+/// The maximum backoff of a retry policy that sets none.
+const DEFAULT_MAXIMUM_BACKOFF: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Returns a subscription's ack deadline: 0 gives the default of 10 s, anything else must
 /// be 10 to 600 s.
@@ -137,51 +137,64 @@ pub(super) fn dead_letter(
 }
 
 /// Returns a retry policy, with the defaults of 10 s and 600 s for unset backoffs, or
-/// `None` for none. Fractions of a second are dropped.
+/// `None` for none. Fractions of a second are kept.
 pub(super) fn retry_policy(
     policy: Option<&pubsub::RetryPolicy>,
 ) -> Result<Option<RetryPolicy>, Status> {
     let Some(policy) = policy else {
         return Ok(None);
     };
-    let minimum_backoff_secs = backoff(
+    let minimum_backoff = backoff(
         policy.minimum_backoff.as_ref(),
         "minimum_backoff",
-        DEFAULT_MINIMUM_BACKOFF_SECS,
+        DEFAULT_MINIMUM_BACKOFF,
     )?;
-    let maximum_backoff_secs = backoff(
+    let maximum_backoff = backoff(
         policy.maximum_backoff.as_ref(),
         "maximum_backoff",
-        DEFAULT_MAXIMUM_BACKOFF_SECS,
+        DEFAULT_MAXIMUM_BACKOFF,
     )?;
-    if maximum_backoff_secs < minimum_backoff_secs {
+    if maximum_backoff < minimum_backoff {
         return Err(Status::invalid_argument(format!(
-            "The value for maximum_backoff is too small. You passed {maximum_backoff_secs}s in \
-             the request, but the minimum value is {minimum_backoff_secs}s."
+            "The value for maximum_backoff is too small. You passed {} in the request, but \
+             the minimum value is {}.",
+            display_std(maximum_backoff),
+            display_std(minimum_backoff)
         )));
     }
     Ok(Some(RetryPolicy {
-        minimum_backoff_secs,
-        maximum_backoff_secs,
+        minimum_backoff,
+        maximum_backoff,
     }))
 }
 
-fn backoff(duration: Option<&ProtoDuration>, field: &str, default: u32) -> Result<u32, Status> {
+/// Checks one backoff of a retry policy: 0 to 600 s, fractions of a second included.
+fn backoff(
+    duration: Option<&ProtoDuration>,
+    field: &str,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, Status> {
     let Some(duration) = duration else {
         return Ok(default);
     };
-    let in_range = BACKOFF_SECS.contains(&duration.seconds) && duration.nanos >= 0;
-    match u32::try_from(duration.seconds) {
-        Ok(seconds) if in_range => Ok(seconds),
-        _ => Err(Status::invalid_argument(format!(
+    let valid = u64::try_from(duration.seconds)
+        .ok()
+        .zip(u32::try_from(duration.nanos).ok())
+        .filter(|&(_, nanos)| nanos < NANOS_PER_SECOND)
+        .map(|(seconds, nanos)| std::time::Duration::new(seconds, nanos))
+        .filter(|backoff| *backoff <= MAXIMUM_BACKOFF);
+    valid.ok_or_else(|| {
+        Status::invalid_argument(format!(
             "The value for {field} is out of bounds. You passed {} in the request, but the \
-             value must be between {}s and {}s.",
+             value must be between 0s and {}.",
             display(duration),
-            BACKOFF_SECS.start(),
-            BACKOFF_SECS.end()
-        ))),
-    }
+            display_std(MAXIMUM_BACKOFF)
+        ))
+    })
 }
+
+/// Nanoseconds in a second; a `google.protobuf.Duration`'s `nanos` stay below it.
+const NANOS_PER_SECOND: u32 = 1_000_000_000;
 
 /// Checks a subscription filter: at most 256 bytes in Pub/Sub's filter dialect.
 pub(super) fn filter(text: &str) -> Result<String, Status> {
@@ -299,12 +312,23 @@ pub(super) fn unsupported_field(field: &str, resource: &str) -> Status {
 
 /// Writes a duration as the service does in messages: seconds with an `s`, and a fraction
 /// when there is one.
+/// Writes a duration as `display` does.
+fn display_std(duration: std::time::Duration) -> String {
+    display(&ProtoDuration {
+        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(duration.subsec_nanos()).unwrap_or(i32::MAX),
+    })
+}
+
 fn display(duration: &ProtoDuration) -> String {
-    if duration.nanos == 0 {
-        format!("{}s", duration.seconds)
-    } else {
-        let fraction = format!("{:09}", duration.nanos.unsigned_abs());
-        format!("{}.{}s", duration.seconds, fraction.trim_end_matches('0'))
+    match u32::try_from(duration.nanos) {
+        Ok(0) => format!("{}s", duration.seconds),
+        Ok(nanos) if nanos < NANOS_PER_SECOND => {
+            let fraction = format!("{nanos:09}");
+            format!("{}.{}s", duration.seconds, fraction.trim_end_matches('0'))
+        }
+        // Out of a Duration's range, or negative: shown as sent.
+        _ => format!("{}s with nanos {}", duration.seconds, duration.nanos),
     }
 }
 
@@ -374,13 +398,7 @@ mod tests {
             maximum_backoff: maximum.map(seconds),
         };
         let defaults = retry_policy(Some(&policy(None, None))).expect("defaults");
-        assert_eq!(
-            defaults,
-            Some(RetryPolicy {
-                minimum_backoff_secs: 10,
-                maximum_backoff_secs: 600
-            })
-        );
+        assert_eq!(defaults, Some(RetryPolicy::from_secs(10, 600)));
         let status = retry_policy(Some(&policy(Some(700), None))).expect_err("700 s");
         assert_eq!(
             status.message(),
@@ -393,6 +411,46 @@ mod tests {
             status.message(),
             "The value for maximum_backoff is too small. You passed 50s in the request, but \
              the minimum value is 100s."
+        );
+    }
+
+    #[test]
+    fn retry_policy_keeps_fractions() {
+        let fraction = |seconds: i64, nanos: i32| ProtoDuration { seconds, nanos };
+        let policy = pubsub::RetryPolicy {
+            minimum_backoff: Some(fraction(0, 500_000_000)),
+            maximum_backoff: Some(fraction(1, 250_000_000)),
+        };
+        assert_eq!(
+            retry_policy(Some(&policy)).expect("fractions are valid"),
+            Some(RetryPolicy {
+                minimum_backoff: std::time::Duration::from_millis(500),
+                maximum_backoff: std::time::Duration::from_millis(1250),
+            })
+        );
+        for (invalid, shown) in [
+            (fraction(600, 1), "600.000000001s"),
+            (fraction(0, -5), "0s with nanos -5"),
+            (fraction(0, 1_000_000_000), "0s with nanos 1000000000"),
+        ] {
+            let policy = pubsub::RetryPolicy {
+                minimum_backoff: Some(invalid),
+                maximum_backoff: None,
+            };
+            let status = retry_policy(Some(&policy)).expect_err("out of range");
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert!(status.message().contains(shown), "{}", status.message());
+        }
+        let inverted = pubsub::RetryPolicy {
+            minimum_backoff: Some(fraction(0, 750_000_000)),
+            maximum_backoff: Some(fraction(0, 500_000_000)),
+        };
+        assert_eq!(
+            retry_policy(Some(&inverted))
+                .expect_err("min > max")
+                .message(),
+            "The value for maximum_backoff is too small. You passed 0.5s in the request, but \
+             the minimum value is 0.75s."
         );
     }
 
