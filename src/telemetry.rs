@@ -167,26 +167,13 @@ fn trace_targets() -> Targets {
 ///
 /// Fails for an endpoint without a scheme and for any setting the exporter rejects.
 fn build_tracer_provider(settings: &TraceSettings) -> anyhow::Result<SdkTracerProvider> {
-    let insecure_value = env::var("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
-        .or_else(|_| env::var("OTEL_EXPORTER_OTLP_INSECURE"))
-        .ok()
-        .filter(|value| !value.trim().is_empty());
-    let insecure = insecure_value
-        .as_deref()
-        .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"));
-    let mut tls = false;
     if let Some(endpoint) = &settings.endpoint {
-        otel_env::check_endpoint(endpoint, insecure_value.is_some()).map_err(anyhow::Error::msg)?;
-        tls = otel_env::uses_tls(endpoint, insecure);
+        otel_env::check_endpoint(endpoint, settings.insecure.is_some())
+            .map_err(anyhow::Error::msg)?;
     }
     let files = &settings.tls_files;
-    let exporter = if !tls {
-        if files.ca.is_some() || files.client.is_some() {
-            tracing::warn!(
-                "the OTLP certificate variables are ignored: the endpoint uses http://; \
-                 write https:// to connect over TLS"
-            );
-        }
+    // Certificate files for a plain-text endpoint got a warning when the settings were read.
+    let exporter = if !settings.uses_tls() {
         build_exporter(None)?
     } else if files.ca.is_some() || files.client.is_some() {
         build_exporter(Some(tls_config(files)?))?

@@ -133,6 +133,16 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
         })
 }
 
+/// Returns the value of an integer attribute of `span`, `None` when it is missing or of
+/// another type.
+fn int_attribute(span: &Span, key: &str) -> Option<i64> {
+    let pair = span.attributes.iter().find(|pair| pair.key == key)?;
+    match pair.value.as_ref()?.value.as_ref()? {
+        AnyValue::IntValue(number) => Some(*number),
+        _ => None,
+    }
+}
+
 /// Lists spans one per line, for failure messages.
 fn describe(spans: &[Span]) -> String {
     spans
@@ -581,6 +591,192 @@ async fn pull_redelivery_continues_the_trace() {
         .collect();
     attempts.sort();
     assert_eq!(attempts, ["1", "2"], "attempt numbers");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_traceparent_is_replaced() {
+    let (collector, endpoint) = Collector::start().await;
+    let server = TestServer::start_with_env(Some(ORDERS_CONFIG), &otel_env(&endpoint));
+    let http = reqwest::Client::new();
+    let zero_trace = format!("00-{}-{CLIENT_SPAN_ID}-01", "0".repeat(32));
+    let response = http
+        .post(format!(
+            "{}/v1/projects/local/topics/orders:publish",
+            server.url()
+        ))
+        .json(&json!({"messages": [
+            {"data": "YQ==", "attributes": {"order": "garbage", "traceparent": "not-a-traceparent"}},
+            {"data": "Yg==", "attributes": {
+                "order": "google",
+                "traceparent": zero_trace,
+                "googclient_traceparent": client_traceparent(),
+            }},
+        ]}))
+        .send()
+        .await
+        .expect("publish request");
+    assert_eq!(response.status(), 200, "publish status");
+
+    let messages = pull_messages(&http, &server, "orders-pull", 2).await;
+    let by_order = |order: &str| {
+        messages
+            .iter()
+            .find(|message| message["attributes"]["order"] == order)
+            .unwrap_or_else(|| panic!("no message {order} in {messages:?}"))
+    };
+    // The garbage value gave way to the publish span's context.
+    let garbage = &by_order("garbage")["attributes"];
+    let replaced = garbage["traceparent"].as_str().expect("a traceparent");
+    assert_ne!(replaced, "not-a-traceparent");
+    let trace_id = carried_trace_id(garbage).expect("a trace id");
+    let spans = collector
+        .wait_for(&trace_id, |spans| {
+            !find(spans, "publish orders").is_empty()
+                && !find(spans, "receive orders-pull").is_empty()
+        })
+        .await;
+    let publish = only(&spans, "publish orders");
+    let receive = only(&spans, "receive orders-pull");
+    assert_eq!(
+        receive.parent_span_id,
+        publish.span_id,
+        "the delivery continues the publish span's trace:\n{}",
+        describe(&spans)
+    );
+    // Counts are integer attributes, as the semantic conventions type them.
+    assert_eq!(
+        int_attribute(publish, "messaging.batch.message_count"),
+        Some(2)
+    );
+    assert_eq!(int_attribute(receive, "attempt"), Some(1));
+
+    // The Google client's valid context is read when the W3C one is all zeros.
+    let spans = collector
+        .wait_for(CLIENT_TRACE_ID, |spans| {
+            !find(spans, "receive orders-pull").is_empty()
+        })
+        .await;
+    assert_eq!(
+        hex(&only(&spans, "receive orders-pull").parent_span_id),
+        CLIENT_SPAN_ID,
+        "the delivery's parent is the client's span:\n{}",
+        describe(&spans)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traceparent_attribute_parents_publish_and_delivery() {
+    let (collector, endpoint) = Collector::start().await;
+    let server = TestServer::start_with_env(Some(ORDERS_CONFIG), &otel_env(&endpoint));
+    let http = reqwest::Client::new();
+    // The context travels in the message only; the request has no traceparent header.
+    let response = http
+        .post(format!(
+            "{}/v1/projects/local/topics/orders:publish",
+            server.url()
+        ))
+        .json(&json!({"messages": [
+            {"data": "YQ==", "attributes": {"traceparent": client_traceparent()}},
+        ]}))
+        .send()
+        .await
+        .expect("publish request");
+    assert_eq!(response.status(), 200, "publish status");
+    let messages = pull_messages(&http, &server, "orders-pull", 1).await;
+
+    let spans = collector
+        .wait_for(CLIENT_TRACE_ID, |spans| {
+            !find(spans, "receive orders-pull").is_empty()
+        })
+        .await;
+    let publish = only(&spans, "publish orders");
+    assert_eq!(
+        hex(&publish.parent_span_id),
+        CLIENT_SPAN_ID,
+        "the publisher's span"
+    );
+    let receive = only(&spans, "receive orders-pull");
+    assert_eq!(
+        receive.parent_span_id,
+        publish.span_id,
+        "the delivery is a child of the publish span, not its sibling:\n{}",
+        describe(&spans)
+    );
+    let carried = messages[0]["attributes"]["traceparent"]
+        .as_str()
+        .expect("a traceparent");
+    assert!(
+        carried.contains(&hex(&publish.span_id)),
+        "the message carries the publish span: {carried}"
+    );
+
+    // The request's span is in a trace of its own, linked from the publish span.
+    let all = collector
+        .wait_all(|spans| {
+            spans
+                .iter()
+                .any(|span| span.name.starts_with("POST") && span.name.ends_with(":publish"))
+        })
+        .await;
+    let request = all
+        .iter()
+        .find(|span| span.name.starts_with("POST") && span.name.ends_with(":publish"))
+        .expect("the request span");
+    assert!(
+        publish
+            .links
+            .iter()
+            .any(|link| link.span_id == request.span_id && link.trace_id == request.trace_id),
+        "the publish span links to the request:\n{}",
+        describe(&all)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letter_move_joins_the_trace() {
+    let (collector, endpoint) = Collector::start().await;
+    let config = "[[topics]]\nname = \"orders\"\n[[topics]]\nname = \"orders-dead\"\n\
+                  [[subscriptions]]\nname = \"orders-pull\"\ntopic = \"orders\"\n\
+                  [subscriptions.dead_letter]\ntopic = \"orders-dead\"\n\
+                  max_delivery_attempts = 5\n";
+    let server = TestServer::start_with_env(Some(config), &otel_env(&endpoint));
+    let http = reqwest::Client::new();
+    publish_traced_order(&server).await;
+
+    // Five nacked deliveries use up the attempts; the fifth nack moves the message.
+    let nack_url = format!(
+        "{}/v1/projects/local/subscriptions/orders-pull:modifyAckDeadline",
+        server.url()
+    );
+    for _ in 0..5 {
+        let ack_id = pull_one(&http, &server, "orders-pull").await;
+        let response = http
+            .post(&nack_url)
+            .json(&json!({"ackIds": [ack_id], "ackDeadlineSeconds": 0}))
+            .send()
+            .await
+            .expect("nack request");
+        assert_eq!(response.status(), 200, "nack status");
+    }
+
+    let spans = collector
+        .wait_for(CLIENT_TRACE_ID, |spans| {
+            !find(spans, "dead letter orders-pull").is_empty()
+        })
+        .await;
+    let publish = only(&spans, "publish orders");
+    let moved = only(&spans, "dead letter orders-pull");
+    assert_eq!(
+        moved.parent_span_id,
+        publish.span_id,
+        "the move continues the message's trace:\n{}",
+        describe(&spans)
+    );
+    assert_eq!(
+        attribute(moved, "messaging.destination.name").as_deref(),
+        Some("orders-dead")
+    );
+    assert_eq!(int_attribute(moved, "attempt"), Some(5));
 }
 
 #[tokio::test(flavor = "multi_thread")]

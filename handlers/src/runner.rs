@@ -353,7 +353,8 @@ impl Runner {
             subscription = %self.subscription,
             handler = self.handler.name(),
             event_id = %delivery.message.id(),
-            attempt = delivery.attempts(),
+            messaging.message.id = %delivery.message.id(),
+            attempt = i64::from(delivery.attempts()),
         );
         // Every attempt continues the trace that the message carries from its publish.
         trace_context::set_parent(&span, &delivery.message.message.attributes);

@@ -8,7 +8,12 @@
 //! Google's Pub/Sub client libraries write the same context under attribute names with the
 //! prefix `googclient_` (google-cloud-pubsub 2.44 for Python writes `googclient_traceparent`
 //! in `open_telemetry/context_propagation.py`). Extraction reads the plain name first and
-//! falls back to the prefixed one.
+//! falls back to the prefixed one when the plain one is missing or not a valid context.
+//!
+//! A `traceparent` attribute that is not a valid context (not version-00 lowercase
+//! hexadecimal, or an all-zero id) is replaced at publish when the publish span has a
+//! context to give, together with its `tracestate`, as the W3C recommendation says to discard
+//! both. Without that, every delivery of the message would start a trace of its own.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
@@ -69,19 +74,25 @@ pub fn is_active() -> bool {
     TRACER.get().is_some()
 }
 
-/// Reads trace context from message attributes, the `googclient_` names included.
-struct AttributeExtractor<'a>(&'a BTreeMap<String, String>);
+/// Reads trace context from message attributes: under the W3C names, each falling back to
+/// its `googclient_` name when missing, or under the `googclient_` names alone.
+struct AttributeExtractor<'a> {
+    attributes: &'a BTreeMap<String, String>,
+    google_only: bool,
+}
 
 impl Extractor for AttributeExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .get(key)
-            .or_else(|| self.0.get(google_name(key).as_ref()))
-            .map(String::as_str)
+        let google = || self.attributes.get(google_name(key).as_ref());
+        if self.google_only {
+            google().map(String::as_str)
+        } else {
+            self.attributes.get(key).or_else(google).map(String::as_str)
+        }
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
+        self.attributes.keys().map(String::as_str).collect()
     }
 }
 
@@ -119,11 +130,29 @@ fn insert_within_limit(attributes: &mut BTreeMap<String, String>, key: &str, val
     attributes.insert(key.to_owned(), value);
 }
 
-/// Returns the context carried in `attributes`, which is invalid when there is none.
+/// Returns the context carried in `attributes`, which is invalid when there is none. When
+/// both names are set and the W3C one is not a valid context, the `googclient_` one is read.
 fn extract(attributes: &BTreeMap<String, String>) -> opentelemetry::Context {
-    opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&AttributeExtractor(attributes))
-    })
+    // `extract` would return the current context when the value is no context, and a
+    // publish runs inside the span of its request, so extraction starts from an empty one.
+    let empty = opentelemetry::Context::new();
+    let read = |google_only| {
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract_with_context(
+                &empty,
+                &AttributeExtractor {
+                    attributes,
+                    google_only,
+                },
+            )
+        })
+    };
+    let context = read(false);
+    let both = attributes.contains_key(TRACEPARENT) && attributes.contains_key(GOOGLE_TRACEPARENT);
+    if both && !context.span().span_context().is_valid() {
+        return read(true);
+    }
+    context
 }
 
 /// Returns the span context carried in `attributes`, which is invalid when there is none.
@@ -172,9 +201,10 @@ fn parse_plain_traceparent(value: &str) -> Option<SpanContext> {
     ))
 }
 
-/// Returns whether the attributes carry trace context, under the W3C or the Google name.
+/// Returns whether the attributes carry a valid trace context, under the W3C or the Google
+/// name.
 pub fn has_context(attributes: &BTreeMap<String, String>) -> bool {
-    AttributeExtractor(attributes).get(TRACEPARENT).is_some()
+    carried_span_context(attributes).is_valid()
 }
 
 /// Writes the context of `span` into `attributes` unless they already carry a `traceparent`.
@@ -199,8 +229,8 @@ pub fn set_parent(span: &tracing::Span, attributes: &BTreeMap<String, String>) {
 }
 
 /// Returns the `traceparent` value for an outgoing request made inside `span`: the span's
-/// own context when tracing is on, otherwise the context the message carries, so that a
-/// trace started upstream continues past a node that does not export traces.
+/// own context when tracing is on, otherwise the valid context the message carries, so that
+/// a trace started upstream continues past a node that does not export traces.
 pub fn outgoing_traceparent(
     span: &tracing::Span,
     attributes: &BTreeMap<String, String>,
@@ -208,16 +238,16 @@ pub fn outgoing_traceparent(
     let mut carrier = BTreeMap::new();
     inject(span, &mut carrier);
     carrier.remove(TRACEPARENT).or_else(|| {
-        AttributeExtractor(attributes)
-            .get(TRACEPARENT)
-            .map(str::to_owned)
+        let carried = carried_span_context(attributes);
+        carried.is_valid().then(|| format_traceparent(&carried))
     })
 }
 
-/// Writes the context of `span` into each message that carries no context or a context of
-/// the same trace, so that deliveries follow the publish span. A message that carries the
-/// context of another trace, from a publisher that batched messages of several traces,
-/// keeps it. The context is formatted once for the whole batch.
+/// Writes the context of `span` into each message that carries no valid context or a context
+/// of the same trace, replacing what it carried, so that deliveries are children of the
+/// publish span whether the publisher sent its context in a header or in the message. A
+/// message that carries the context of another trace, from a publisher that batched messages
+/// of several traces, keeps it. The context is formatted once for the whole batch.
 pub(crate) fn inject_into(span: &tracing::Span, messages: &mut [TopicMessage]) {
     let mut carrier = BTreeMap::new();
     inject(span, &mut carrier);
@@ -231,6 +261,10 @@ pub(crate) fn inject_into(span: &tracing::Span, messages: &mut [TopicMessage]) {
         if carried.is_valid() && carried.trace_id() != trace_id {
             continue;
         }
+        // The publish span descends from a context of the same trace, and a value that is
+        // no context carries nothing worth keeping.
+        attributes.remove(TRACEPARENT);
+        attributes.remove(TRACESTATE);
         // BTreeMap order puts `traceparent` before `tracestate`, so the parent is kept first
         // when only one attribute fits under the limit.
         for (key, value) in &carrier {
@@ -241,8 +275,9 @@ pub(crate) fn inject_into(span: &tracing::Span, messages: &mut [TopicMessage]) {
 
 /// Returns the span of one publish call. The span is named after the topic when every
 /// message goes to the same one, and is just `publish` otherwise. When every message carries
-/// the same context from its publisher, that context is the parent. Otherwise the parent is
-/// the caller's span, and the span links to each distinct context the messages carry.
+/// the same context from its publisher, that context is the parent, and the span links to the
+/// caller's span. Otherwise the parent is the caller's span, and the span links to each
+/// distinct context the messages carry.
 pub(crate) fn publish_span(messages: &[TopicMessage]) -> tracing::Span {
     let topic = messages.first().map_or("", |m| m.topic.as_str());
     let one_topic = messages.iter().all(|m| m.topic == topic);
@@ -258,7 +293,9 @@ pub(crate) fn publish_span(messages: &[TopicMessage]) -> tracing::Span {
         messaging.system = "gcp_pubsub",
         messaging.operation.type = "send",
         messaging.destination.name = tracing::field::Empty,
-        messaging.batch.message_count = messages.len(),
+        // The bridge to OpenTelemetry writes unsigned integers as strings, so the count is
+        // recorded as an i64.
+        messaging.batch.message_count = messages.len() as i64,
     );
     if one_topic {
         span.record("messaging.destination.name", topic);
@@ -285,12 +322,46 @@ pub(crate) fn publish_span(messages: &[TopicMessage]) -> tracing::Span {
             .iter()
             .all(|message| has_context(&message.message.attributes));
     if all_carry_one {
+        // The span leaves the caller's span, such as the RPC's, for the publisher's context,
+        // and keeps a link to it.
+        let caller = tracing::Span::current()
+            .context()
+            .span()
+            .span_context()
+            .clone();
         set_parent(&span, &messages[0].message.attributes);
+        if caller.is_valid() && caller != carried[0] {
+            span.add_link(caller);
+        }
     } else {
         for span_context in carried {
             span.add_link(span_context);
         }
     }
+    span
+}
+
+/// Returns the span of moving a message of `subscription` to its dead-letter topic, a child
+/// of the context the message carries. The copy keeps that context, so its consumers
+/// continue the same trace.
+pub(crate) fn dead_letter_span(
+    subscription: &str,
+    dead_letter_topic: &str,
+    original: &crate::store::StoredMessage,
+    attempts: u32,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "dead letter",
+        otel.name = %format_args!("dead letter {subscription}"),
+        otel.kind = "producer",
+        messaging.system = "gcp_pubsub",
+        messaging.operation.type = "send",
+        messaging.destination.subscription.name = %subscription,
+        messaging.destination.name = %dead_letter_topic,
+        messaging.message.id = %original.id(),
+        attempt = i64::from(attempts),
+    );
+    set_parent(&span, &original.message.attributes);
     span
 }
 
@@ -407,7 +478,10 @@ mod tests {
         use opentelemetry::propagation::TextMapPropagator as _;
         let attributes = BTreeMap::from([(TRACEPARENT.to_owned(), value.to_owned())]);
         opentelemetry_sdk::propagation::TraceContextPropagator::new()
-            .extract(&AttributeExtractor(&attributes))
+            .extract(&AttributeExtractor {
+                attributes: &attributes,
+                google_only: false,
+            })
             .span()
             .span_context()
             .clone()
@@ -487,5 +561,56 @@ mod tests {
         );
         assert_eq!(attributes.len(), MAX_ATTRIBUTES);
         assert!(attributes.contains_key(TRACEPARENT));
+    }
+
+    const VALID: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const OTHER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn carried(pairs: &[(&str, &str)]) -> SpanContext {
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        let attributes = pairs
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        carried_span_context(&attributes)
+    }
+
+    #[test]
+    fn malformed_traceparent_falls_back_to_google_name() {
+        let expected = parse_plain_traceparent(VALID).expect("valid");
+        for malformed in [
+            "garbage",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",
+        ] {
+            let context = carried(&[(TRACEPARENT, malformed), (GOOGLE_TRACEPARENT, VALID)]);
+            assert_eq!(context, expected, "{malformed}");
+            // With a `tracestate`, the propagator path reads the same.
+            let context = carried(&[
+                (TRACEPARENT, malformed),
+                (TRACESTATE, "vendor=1"),
+                (GOOGLE_TRACEPARENT, VALID),
+            ]);
+            assert_eq!(context.trace_id(), expected.trace_id(), "{malformed}");
+        }
+    }
+
+    #[test]
+    fn valid_traceparent_wins_over_google_name() {
+        let context = carried(&[(TRACEPARENT, VALID), (GOOGLE_TRACEPARENT, OTHER)]);
+        assert_eq!(context, parse_plain_traceparent(VALID).expect("valid"));
+    }
+
+    #[test]
+    fn malformed_traceparent_alone_is_no_context() {
+        assert!(!carried(&[(TRACEPARENT, "garbage")]).is_valid());
+        let attributes = BTreeMap::from([(TRACEPARENT.to_owned(), "garbage".to_owned())]);
+        assert!(!has_context(&attributes));
+        assert_eq!(
+            outgoing_traceparent(&tracing::Span::none(), &attributes),
+            None
+        );
     }
 }

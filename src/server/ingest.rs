@@ -48,7 +48,7 @@ impl Ingestor {
     /// Returns INVALID_ARGUMENT for an oversized batch and the store's status when publishing
     /// fails; then none of the batch's messages are published.
     pub(crate) async fn ingest(&self, entries: Vec<String>) -> Result<RoutedBatch, Status> {
-        let span = tracing::info_span!("ingest", entries = entries.len());
+        let span = tracing::info_span!("ingest", entries = entries.len() as i64);
         self.ingest_in(entries, span).await
     }
 
@@ -59,7 +59,7 @@ impl Ingestor {
         entries: Vec<String>,
         stream: &tracing::Span,
     ) -> Result<RoutedBatch, Status> {
-        let span = tracing::info_span!(parent: None, "ingest", entries = entries.len());
+        let span = tracing::info_span!(parent: None, "ingest", entries = entries.len() as i64);
         let stream_context = stream.context().span().span_context().clone();
         if stream_context.is_valid() {
             span.add_link(stream_context);
@@ -125,7 +125,7 @@ fn record_sink_spans(routed: &RoutedBatch) {
             "sink",
             otel.name = %format_args!("sink {sink}"),
             sink = %sink,
-            matched_entries = count,
+            matched_entries = i64::from(*count),
         )
         .entered();
     }

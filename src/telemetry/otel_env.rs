@@ -31,7 +31,22 @@ pub(super) struct TraceSettings {
     pub(super) endpoint: Option<String>,
     /// The PEM files of the TLS connection to the collector.
     pub(super) tls_files: TlsFiles,
+    /// `OTEL_EXPORTER_OTLP_TRACES_INSECURE` or `OTEL_EXPORTER_OTLP_INSECURE`, when set.
+    pub(super) insecure: Option<String>,
     pub(super) warnings: Vec<String>,
+}
+
+impl TraceSettings {
+    /// Returns whether the exporter connects to the collector over TLS.
+    pub(super) fn uses_tls(&self) -> bool {
+        let insecure = self
+            .insecure
+            .as_deref()
+            .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+        self.endpoint
+            .as_deref()
+            .is_some_and(|endpoint| uses_tls(endpoint, insecure))
+    }
 }
 
 /// The PEM files that `OTEL_EXPORTER_OTLP_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`
@@ -61,15 +76,34 @@ impl TraceSettings {
         let sampler = read_sampler(&get, &mut warnings);
         let export_timeout = read_timeout(&get, &mut warnings);
         let tls_files = read_tls_files(&get, &mut warnings);
+        let insecure = get("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
+            .or_else(|| get("OTEL_EXPORTER_OTLP_INSECURE"));
         warn_unsupported(&get, &mut warnings);
-        TraceSettings {
+        warn_empty_queue(&get, &mut warnings);
+        let settings = TraceSettings {
             export,
             sampler,
             export_timeout,
             endpoint,
             tls_files,
+            insecure,
             warnings,
+        };
+        settings.warn_unused_tls_files()
+    }
+
+    /// Adds a warning when certificate files are set for a plain-text connection.
+    fn warn_unused_tls_files(mut self) -> TraceSettings {
+        let files_set = self.tls_files.ca.is_some() || self.tls_files.client.is_some();
+        if let Some(endpoint) = &self.endpoint {
+            if self.export && files_set && !self.uses_tls() {
+                self.warnings.push(format!(
+                    "the OTLP certificate variables are ignored: the endpoint {endpoint:?} is \
+                     reached in plain text; write https:// to connect over TLS"
+                ));
+            }
         }
+        self
     }
 }
 
@@ -235,6 +269,22 @@ fn warn_unsupported(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<St
     }
 }
 
+/// Warns about a batch span processor setting of 0, which the SDK takes as it is: a queue of
+/// 0 spans drops nearly every span, and a batch of 0 spans exports none.
+fn warn_empty_queue(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) {
+    for (name, default) in [
+        ("OTEL_BSP_MAX_QUEUE_SIZE", 2048),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
+    ] {
+        if get(name).is_some_and(|value| value.parse::<usize>() == Ok(0)) {
+            warnings.push(format!(
+                "{name}=0 leaves no room for spans, so traces are lost; set it above 0 or \
+                 unset it for the default of {default}"
+            ));
+        }
+    }
+}
+
 /// Checks that `endpoint` names its scheme. Without one, the exporter (opentelemetry-otlp
 /// 0.33) prepends https:// unless `OTEL_EXPORTER_OTLP_INSECURE` is true, which is rarely
 /// what an operator who wrote `HOST:4317` meant.
@@ -244,7 +294,17 @@ fn warn_unsupported(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<St
 /// Returns a message that names the value and the two ways to write it.
 pub(super) fn check_endpoint(endpoint: &str, insecure_set: bool) -> Result<(), String> {
     let lower = endpoint.to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") || insecure_set {
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(());
+    }
+    if let Some((scheme, rest)) = endpoint.split_once("://") {
+        return Err(format!(
+            "the OTLP endpoint {endpoint:?} has the scheme {scheme}://, which the exporter \
+             does not know; write http://{rest} for a plain-text collector or https://{rest} \
+             for one that uses TLS"
+        ));
+    }
+    if insecure_set {
         return Ok(());
     }
     Err(format!(
@@ -414,6 +474,51 @@ mod tests {
         assert!(err.contains("https://127.0.0.1:4417"), "{err}");
         assert!(check_endpoint("127.0.0.1:4417", true).is_ok());
         assert!(check_endpoint("HTTPS://collector:4317", false).is_ok());
+    }
+
+    #[test]
+    fn endpoint_with_other_scheme_names_fix() {
+        for insecure in [false, true] {
+            let err = check_endpoint("grpc://collector:4317", insecure).expect_err("grpc://");
+            assert!(err.contains("scheme grpc://"), "{err}");
+            assert!(err.contains("write http://collector:4317"), "{err}");
+            assert!(!err.contains("http://grpc://"), "{err}");
+        }
+    }
+
+    #[test]
+    fn certificate_files_for_plain_text_warn() {
+        let ca = ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/otel/ca.pem");
+        for plain in [
+            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"), ca],
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+                ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+                ca,
+            ],
+        ] {
+            let settings = read(&plain);
+            assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+            assert!(settings.warnings[0].contains("certificate variables are ignored"));
+        }
+        let tls = read(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317"),
+            ca,
+        ]);
+        assert!(tls.warnings.is_empty(), "{:?}", tls.warnings);
+    }
+
+    #[test]
+    fn empty_span_queue_warns() {
+        let settings = read(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0"),
+        ]);
+        assert_eq!(settings.warnings.len(), 2, "{:?}", settings.warnings);
+        assert!(settings.warnings[0].starts_with("OTEL_BSP_MAX_QUEUE_SIZE=0"));
+        assert!(read(&[("OTEL_BSP_MAX_QUEUE_SIZE", "16")])
+            .warnings
+            .is_empty());
     }
 
     #[test]

@@ -6,12 +6,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::time::Instant;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, warn, Instrument as _};
 
 use super::subscription::Subscription;
 use super::{format_time, parse_ack_ids, read, Broker, BrokerError};
 use super::{DEAD_LETTER_REASON_ATTRIBUTE, LEASE_CHECK_INTERVAL, SWEEP_INTERVAL};
 use crate::store::{NewMessage, StoredMessage, SubscriptionSpec};
+use crate::trace_context;
 
 /// How often a broker over JetStream reads its consumers' statistics.
 const SHARED_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -75,9 +76,11 @@ impl Broker {
         message
             .attributes
             .insert(DEAD_LETTER_REASON_ATTRIBUTE.to_owned(), reason.to_owned());
+        let span = trace_context::dead_letter_span(name, &policy.topic, &original, attempts);
         let receipt = match self
             .store
             .dead_letter(name, seq, &policy.topic, message, self.now())
+            .instrument(span)
             .await
         {
             Ok(receipt) => receipt,
@@ -212,9 +215,11 @@ impl Broker {
             return Ok(());
         };
         let message = dead_letter_copy(&original, name, attempts);
+        let span = trace_context::dead_letter_span(name, &policy.topic, &original, attempts);
         let receipt = self
             .store
             .dead_letter(name, seq, &policy.topic, message, self.now())
+            .instrument(span)
             .await?;
         // Removing the message unblocks the next message of its ordering key; the caller
         // wakes the waiting pulls.

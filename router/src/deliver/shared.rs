@@ -18,7 +18,7 @@ use async_nats::jetstream::message::{AckKind, Acker};
 use async_nats::jetstream::Message;
 use futures::StreamExt;
 use tokio::time::Instant;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, warn, Instrument as _};
 
 use super::redeliver::dead_letter_copy;
 use super::{
@@ -30,6 +30,7 @@ use crate::store::jetstream::{decode_message, AckSubject, JetStreamStore};
 use crate::store::{
     Store, StoreError, StoredMessage, SubscriptionRecord, TopicMessage, DELETED_TOPIC,
 };
+use crate::trace_context;
 
 /// Shortest wait a pull request asks the servers for; a shorter remaining wait ends the
 /// pull instead.
@@ -265,6 +266,7 @@ impl SharedDelivery {
             copy.attributes
                 .insert(DEAD_LETTER_REASON_ATTRIBUTE.to_owned(), reason.to_owned());
         }
+        let span = trace_context::dead_letter_span(name, &policy.topic, original, attempts);
         let published = self
             .store
             .publish(
@@ -274,6 +276,7 @@ impl SharedDelivery {
                 }],
                 std::time::SystemTime::now(),
             )
+            .instrument(span)
             .await;
         if let Err(err) = published {
             warn!(subscription = %name, message_id = original.seq, error = %err, "dead-lettering failed");

@@ -93,7 +93,7 @@ fn record_receive(subscription: &str, deliveries: &[Delivery]) {
             messaging.operation.type = "receive",
             messaging.destination.subscription.name = %subscription,
             messaging.message.id = %delivery.message.id(),
-            attempt = delivery.attempts(),
+            attempt = i64::from(delivery.attempts()),
         );
         trace_context::set_parent(&span, &delivery.message.message.attributes);
     }
