@@ -147,8 +147,10 @@ pub(crate) struct DeployArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
     timeout: u32,
 
-    /// Environment variables of the function, KEY=VALUE, repeated or comma-separated
-    #[arg(long, value_name = "KEY=VALUE", value_delimiter = ',')]
+    /// Environment variables of the function, KEY=VALUE, repeated or comma-separated. For
+    /// values with commas, start the list with another delimiter between carets, as gcloud
+    /// does: '^:^KEY=a,b:OTHER=c'
+    #[arg(long, value_name = "KEY=VALUE")]
     set_env_vars: Vec<String>,
 
     #[command(flatten)]
@@ -238,6 +240,25 @@ fn parse_timeout(value: &str) -> Result<u32, String> {
 }
 
 /// Splits `KEY=VALUE` items into a map, naming the option in errors.
+/// Splits each list argument at its delimiter: a comma, or the text between the carets of a
+/// leading `^DELIM^`, gcloud's escape for items that contain commas.
+fn split_lists(arguments: &[String]) -> Vec<String> {
+    let mut items = Vec::new();
+    for argument in arguments {
+        let custom = argument
+            .strip_prefix('^')
+            .and_then(|rest| rest.split_once('^'))
+            .filter(|(delimiter, _)| !delimiter.is_empty());
+        let (delimiter, list) = custom.unwrap_or((",", argument.as_str()));
+        items.extend(
+            list.split(delimiter)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    items
+}
+
 fn key_values(items: &[String], option: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let mut map = BTreeMap::new();
     for item in items {
@@ -348,7 +369,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         "retry": args.retry,
         "maxInstances": args.max_instances,
         "timeoutSecs": args.timeout,
-        "env": key_values(&args.set_env_vars, "--set-env-vars")?,
+        "env": key_values(&split_lists(&args.set_env_vars), "--set-env-vars")?,
     });
     if let Some(age) = args.max_event_age {
         request["maxEventAgeSecs"] = json!(age);
@@ -503,6 +524,27 @@ fn text(value: &Value) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_lists_split_at_comma_or_custom_delimiter() {
+        let lists = [
+            "A=1,B=2".to_owned(),
+            "^:^URLS=a,b:MODE=fast".to_owned(),
+            "^##^X=1:2##Y=3".to_owned(),
+            "C=3".to_owned(),
+        ];
+        let env = key_values(&split_lists(&lists), "--set-env-vars").expect("valid");
+        assert_eq!(env["A"], "1");
+        assert_eq!(env["B"], "2");
+        assert_eq!(env["URLS"], "a,b");
+        assert_eq!(env["MODE"], "fast");
+        assert_eq!(env["X"], "1:2");
+        assert_eq!(env["Y"], "3");
+        assert_eq!(env["C"], "3");
+        // A caret without a closing one is part of the value.
+        let plain = split_lists(&["^K=v".to_owned()]);
+        assert_eq!(plain, ["^K=v"]);
+    }
 
     #[test]
     fn list_columns_fit_long_trigger() {

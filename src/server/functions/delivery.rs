@@ -130,15 +130,30 @@ impl FunctionHandler {
     fn failed(
         &self,
         delivery: &Delivery,
+        spec: Option<&SubscriptionSpec>,
         outcome: CallOutcome,
         took: Duration,
         reason: String,
     ) -> Result<(), HandlerError> {
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
-        let next = if self.settings.retry {
-            "the event will be retried"
+        // A retry that would come after the maximum event age would be dead-lettered without
+        // a call, so the event is dead-lettered now rather than a backoff later.
+        let delay = spec
+            .and_then(|spec| spec.redelivery_delay(delivery.attempts()))
+            .unwrap_or_default();
+        let expires_first = self.settings.retry
+            && event_age(delivery).saturating_add(delay) > self.settings.max_event_age;
+        let next = if expires_first {
+            format!(
+                "the event is dead-lettered because its next retry, in {} s, would come after \
+                 the maximum event age of {} s",
+                delay.as_secs_f64(),
+                self.settings.max_event_age.as_secs()
+            )
+        } else if self.settings.retry {
+            "the event will be retried".to_owned()
         } else {
-            "the event is dropped because retry is off"
+            "the event is dropped because retry is off".to_owned()
         };
         self.logs.report(
             &self.settings.function,
@@ -151,6 +166,12 @@ impl FunctionHandler {
                 delivery.message.id()
             ),
         );
+        if expires_first {
+            self.counters.expired.fetch_add(1, Ordering::Relaxed);
+            return Err(HandlerError::Permanent(format!(
+                "{reason}; the next retry would come after the maximum event age"
+            )));
+        }
         if self.settings.retry {
             return Err(HandlerError::Retryable(reason));
         }
@@ -183,9 +204,7 @@ impl DeliveryHandler for FunctionHandler {
             )));
         };
         if self.settings.retry {
-            let age = SystemTime::now()
-                .duration_since(delivery.message.publish_time)
-                .unwrap_or_default();
+            let age = event_age(delivery);
             if age > self.settings.max_event_age {
                 self.counters.expired.fetch_add(1, Ordering::Relaxed);
                 let reason = format!(
@@ -213,12 +232,23 @@ impl DeliveryHandler for FunctionHandler {
                 self.counters.succeeded.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Ok(Err(HandlerError::Retryable(reason) | HandlerError::Permanent(reason))) => {
-                self.failed(delivery, CallOutcome::Error, started.elapsed(), reason)
-            }
+            Ok(Err(HandlerError::Retryable(reason) | HandlerError::Permanent(reason))) => self
+                .failed(
+                    delivery,
+                    spec,
+                    CallOutcome::Error,
+                    started.elapsed(),
+                    reason,
+                ),
             Err(_) => {
                 let reason = timeout_reason(self.settings.timeout);
-                self.failed(delivery, CallOutcome::Timeout, started.elapsed(), reason)
+                self.failed(
+                    delivery,
+                    spec,
+                    CallOutcome::Timeout,
+                    started.elapsed(),
+                    reason,
+                )
             }
         }
     }
@@ -240,6 +270,13 @@ impl CallOutcome {
             CallOutcome::Timeout => "timeout",
         }
     }
+}
+
+/// Returns how long ago the event's message was published.
+fn event_age(delivery: &Delivery) -> Duration {
+    SystemTime::now()
+        .duration_since(delivery.message.publish_time)
+        .unwrap_or_default()
 }
 
 /// Returns the reason of a call that ran past the function's `timeout`.

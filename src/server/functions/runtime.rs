@@ -314,7 +314,12 @@ async fn prepare_python(
     cache: &Path,
 ) -> anyhow::Result<Launch> {
     let requirements = version_dir.join("requirements.txt");
-    let key = dependency_key("python", PYTHON_FRAMEWORK, &[&requirements])?;
+    let local = local_requirements_manifest(version_dir, &requirements)?;
+    let key = dependency_key(
+        "python",
+        &format!("{PYTHON_FRAMEWORK}\0{local}"),
+        &[&requirements],
+    )?;
     let env_dir = cache.join(format!("python-{key}"));
     let python = env_dir.join("bin").join("python");
     build_once(&env_dir, async {
@@ -326,6 +331,9 @@ async fn prepare_python(
         )
         .await?;
         let mut install = Command::new(&python);
+        // pip reads the local paths of requirements.txt, such as `./lib`, from its working
+        // folder.
+        install.current_dir(version_dir);
         install.args([
             "-m",
             "pip",
@@ -460,6 +468,94 @@ fn python_interpreter() -> OsString {
     std::env::var_os("SLUICE_FUNCTIONS_PYTHON").unwrap_or_else(|| "python3".into())
 }
 
+/// Returns what the local paths in `requirements.txt` hold, for the environment's key: each
+/// file under them with its path and the SHA-256 of its contents, so that a changed local
+/// package gets an environment of its own. An editable install (`-e ./lib`) points into
+/// this version's folder, so its environment is this version's alone and the key names the
+/// folder. Returns an empty string when the file is missing or names no local path.
+fn local_requirements_manifest(version_dir: &Path, requirements: &Path) -> anyhow::Result<String> {
+    let text = match std::fs::read_to_string(requirements) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(err) => {
+            return Err(err).with_context(|| format!("failed to read {}", requirements.display()))
+        }
+    };
+    let mut manifest = String::new();
+    for (path, editable) in local_requirements(&text) {
+        if editable {
+            manifest.push_str(&format!("editable in {}\n", version_dir.display()));
+        }
+        let mut files = Vec::new();
+        list_files(&version_dir.join(&path), &mut files)?;
+        files.sort();
+        manifest.push_str(&format!("{path}: {} files\n", files.len()));
+        for file in files {
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("failed to read {}", file.display()))?;
+            let name = file.strip_prefix(version_dir).unwrap_or(&file);
+            manifest.push_str(&format!(
+                "{} {}\n",
+                name.display(),
+                hex::encode(Sha256::digest(&bytes))
+            ));
+        }
+    }
+    Ok(manifest)
+}
+
+/// Returns the local paths that the lines of a `requirements.txt` install from, such as
+/// `./lib`, `-e ./lib`, `file:shared` or `pkg @ file:///opt/pkg`, each with whether it is
+/// editable. Names from an index and URLs of other schemes are left out.
+fn local_requirements(text: &str) -> Vec<(String, bool)> {
+    let mut local = Vec::new();
+    for line in text.lines() {
+        let line = line.split(" #").next().unwrap_or("").trim();
+        let (line, editable) = match line
+            .strip_prefix("--editable")
+            .or_else(|| line.strip_prefix("-e"))
+        {
+            Some(rest) => (rest.trim_start_matches('=').trim(), true),
+            None => (line, false),
+        };
+        let line = line.rsplit_once(" @ ").map_or(line, |(_, url)| url.trim());
+        let (path, file_url) = match line
+            .strip_prefix("file://")
+            .or_else(|| line.strip_prefix("file:"))
+        {
+            Some(path) => (path, true),
+            None => (line, false),
+        };
+        // Extras such as `./lib[dev]` are not part of the path.
+        let path = path.split('[').next().unwrap_or("").trim();
+        if !path.is_empty() && (file_url || path.starts_with('.') || path.starts_with('/')) {
+            local.push((path.to_owned(), editable));
+        }
+    }
+    local
+}
+
+/// Adds the files under `path` (or `path` itself when it is a file) to `files`, skipping the
+/// folders that source copies skip. A missing path adds nothing; pip reports it.
+fn list_files(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    if metadata.is_file() {
+        files.push(path.to_owned());
+        return Ok(());
+    }
+    let entries =
+        std::fs::read_dir(path).with_context(|| format!("failed to list {}", path.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("failed to list {}", path.display()))?;
+        if !is_skipped(&entry.file_name()) {
+            list_files(&entry.path(), files)?;
+        }
+    }
+    Ok(())
+}
+
 /// Returns the first 16 hex digits of the SHA-256 of the runtime name, the framework
 /// requirement and the contents of `files`. A missing file counts as empty.
 fn dependency_key(runtime: &str, framework: &str, files: &[&Path]) -> anyhow::Result<String> {
@@ -516,11 +612,23 @@ async fn build_once(
 
     info!(runtime = %dir.display(), "installing function dependencies");
     let result = build.await;
-    if result.is_ok() {
-        tokio::fs::write(&ready, b"")
-            .await
-            .with_context(|| format!("failed to write {}", ready.display()))?;
-        info!(runtime = %dir.display(), "function dependencies installed");
+    match &result {
+        Ok(()) => {
+            tokio::fs::write(&ready, b"")
+                .await
+                .with_context(|| format!("failed to write {}", ready.display()))?;
+            info!(runtime = %dir.display(), "function dependencies installed");
+        }
+        Err(_) => {
+            // A failed installation leaves nothing worth keeping; the next deploy starts
+            // afresh either way. The lock file stays, because another process may hold it
+            // open while it waits.
+            if let Err(err) = tokio::fs::remove_dir_all(dir).await {
+                if err.kind() != std::io::ErrorKind::NotFound {
+                    warn!(runtime = %dir.display(), error = %err, "failed to remove a failed runtime");
+                }
+            }
+        }
     }
     drop(lock);
     result
@@ -565,6 +673,69 @@ mod tests {
             },
             "the same contents give the same key"
         );
+    }
+
+    #[test]
+    fn local_requirements_are_found() {
+        let text = "requests==2.31\n\
+                    ./lib  # the shared code\n\
+                    -e ./editable\n\
+                    --editable=../sibling\n\
+                    file:vendor/pkg.tar.gz\n\
+                    tool @ file:///opt/tool\n\
+                    ./extras[dev]\n\
+                    git+https://example.com/repo.git\n\
+                    # ./commented\n";
+        assert_eq!(
+            local_requirements(text),
+            [
+                ("./lib".to_owned(), false),
+                ("./editable".to_owned(), true),
+                ("../sibling".to_owned(), true),
+                ("vendor/pkg.tar.gz".to_owned(), false),
+                ("/opt/tool".to_owned(), false),
+                ("./extras".to_owned(), false),
+            ]
+        );
+    }
+
+    #[test]
+    fn local_package_contents_change_the_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let version = dir.path();
+        let requirements = version.join("requirements.txt");
+        std::fs::write(&requirements, "./lib\n").expect("write");
+        std::fs::create_dir_all(version.join("lib/pkg")).expect("mkdir");
+        std::fs::write(version.join("lib/pkg/__init__.py"), "A = 1\n").expect("write");
+        let first = local_requirements_manifest(version, &requirements).expect("manifest");
+        std::fs::write(version.join("lib/pkg/__init__.py"), "A = 2\n").expect("write");
+        let second = local_requirements_manifest(version, &requirements).expect("manifest");
+        assert!(first.contains("lib/pkg/__init__.py"), "{first}");
+        assert_ne!(first, second);
+        std::fs::write(&requirements, "requests\n").expect("write");
+        let remote = local_requirements_manifest(version, &requirements).expect("manifest");
+        assert_eq!(remote, "");
+    }
+
+    #[tokio::test]
+    async fn failed_build_leaves_no_folder() {
+        let cache = tempfile::tempdir().expect("temp dir");
+        let dir = cache.path().join("python-0123");
+        let result = build_once(&dir, async {
+            tokio::fs::create_dir_all(&dir).await?;
+            tokio::fs::write(dir.join("partial"), b"half installed").await?;
+            anyhow::bail!("pip install failed")
+        })
+        .await;
+        assert!(result.is_err());
+        assert!(!dir.exists(), "the failed runtime is removed");
+        let built = build_once(&dir, async {
+            tokio::fs::create_dir_all(&dir).await?;
+            Ok(())
+        })
+        .await;
+        assert!(built.is_ok());
+        assert!(dir.join(".ready").is_file());
     }
 
     #[test]
