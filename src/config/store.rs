@@ -47,17 +47,45 @@ impl Default for StoreConfig {
 /// URL schemes that the NATS client connects with.
 const URL_SCHEMES: [&str; 4] = ["nats", "tls", "ws", "wss"];
 
-/// Returns an error for a URL with a scheme that the NATS client does not support. A URL
-/// without a scheme, such as `127.0.0.1:4222`, is valid: the client reads it as nats://.
-fn check_url_scheme(url: &str) -> Option<String> {
-    let (scheme, _) = url.split_once("://")?;
-    if URL_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
-        return None;
+/// Returns an error for a URL that the NATS client cannot connect to: a scheme it does not
+/// support, no host, or a port that is not 1 to 65535. A URL without a scheme, such as
+/// `127.0.0.1:4222`, is valid: the client reads it as nats://.
+fn check_url(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("nats", url));
+    if !URL_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
+        return Some(format!(
+            "urls contains {url:?}, whose scheme {scheme:?} is not one of nats://, tls://, \
+             ws:// and wss://. Write it as nats://HOST:PORT"
+        ));
     }
-    Some(format!(
-        "urls contains {url:?}, whose scheme {scheme:?} is not one of nats://, tls://, ws:// \
-         and wss://. Write it as nats://HOST:PORT"
-    ))
+    let authority = rest.split('/').next().unwrap_or("");
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    // An IPv6 address is written in brackets, with colons inside.
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => ("", None),
+        },
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    if host.is_empty() {
+        return Some(format!(
+            "urls contains {url:?}, which names no host. Write it as nats://HOST:PORT"
+        ));
+    }
+    match port.map(str::parse::<u16>) {
+        Some(Ok(0) | Err(_)) => Some(format!(
+            "urls contains {url:?}, whose port {:?} is not a number from 1 to 65535. Write \
+             it as nats://HOST:PORT, such as nats://{host}:4222",
+            port.unwrap_or("")
+        )),
+        _ => None,
+    }
 }
 
 fn default_kind() -> String {
@@ -120,7 +148,7 @@ impl StoreConfig {
                 for url in &self.urls {
                     if url.trim().is_empty() {
                         errors.push("urls contains an empty URL".to_owned());
-                    } else if let Some(error) = check_url_scheme(url) {
+                    } else if let Some(error) = check_url(url) {
                         errors.push(error);
                     }
                 }
@@ -278,6 +306,25 @@ mod tests {
     }
 
     #[test]
+    fn url_without_host_or_with_bad_port_is_rejected() {
+        for (url, expected) in [
+            ("nats://", "names no host"),
+            ("nats://:4222", "names no host"),
+            ("nats://127.0.0.1:99999", "port \"99999\""),
+            ("nats://127.0.0.1:0", "port \"0\""),
+            ("nats://a:", "port \"\""),
+            ("127.0.0.1:http", "port \"http\""),
+            ("nats://[::1", "names no host"),
+        ] {
+            let errors = parse(&format!("kind = \"jetstream\"\nurls = [\"{url}\"]"))
+                .validate()
+                .expect_err("invalid");
+            assert_eq!(errors.len(), 1, "{url}: {errors:?}");
+            assert!(errors[0].contains(expected), "{url}: {errors:?}");
+        }
+    }
+
+    #[test]
     fn urls_with_nats_schemes_are_accepted() {
         for url in [
             "nats://a:4222",
@@ -285,6 +332,9 @@ mod tests {
             "ws://a:80",
             "wss://a:443",
             "a:4222",
+            "nats://a",
+            "nats://user:secret@a:4222",
+            "nats://[::1]:4222",
         ] {
             let result = parse(&format!("kind = \"jetstream\"\nurls = [\"{url}\"]")).validate();
             assert!(result.is_ok(), "{url}: {result:?}");
