@@ -11,7 +11,9 @@
 //! would send the message to a failing endpoint as fast as the endpoint answers. Pub/Sub's
 //! push documentation describes a push backoff of 100 ms to 60 s for endpoints that keep
 //! failing; sluice applies it per message as a floor under the policy's backoff, so a push
-//! retry waits at least `100 ms * 2^(n-1)`, at most 60 s.
+//! retry waits at least `100 ms * 2^(n-1)`. The floor stops growing at 60 s or at the
+//! policy's maximum, whichever is lower, but never below 100 ms, so the maximum that a
+//! subscription sets still holds.
 
 use std::time::Duration;
 
@@ -44,9 +46,12 @@ impl SubscriptionSpec {
     /// retry policy. A push subscription waits at least the push backoff (see the module's
     /// comment).
     pub fn redelivery_delay(&self, attempt: u32) -> Option<Duration> {
-        let backoff = self.retry_policy?.backoff(attempt);
+        let policy = self.retry_policy?;
+        let backoff = policy.backoff(attempt);
         if self.push.is_some() {
-            let floor = exponential(PUSH_BACKOFF_MINIMUM, PUSH_BACKOFF_MAXIMUM, attempt);
+            let ceiling =
+                PUSH_BACKOFF_MAXIMUM.min(policy.maximum_backoff.max(PUSH_BACKOFF_MINIMUM));
+            let floor = exponential(PUSH_BACKOFF_MINIMUM, ceiling, attempt);
             Some(backoff.max(floor))
         } else {
             Some(backoff)
@@ -137,9 +142,31 @@ mod tests {
         assert_eq!(push.redelivery_delay(2), Some(Duration::from_millis(200)));
         assert_eq!(push.redelivery_delay(5), Some(Duration::from_millis(1600)));
         assert_eq!(push.redelivery_delay(40), Some(PUSH_BACKOFF_MAXIMUM));
-        // A zero maximum does not lift the floor either.
+        // A zero maximum keeps the floor at its start.
         let zero = spec(Some(policy(0, 0)), true);
-        assert_eq!(zero.redelivery_delay(3), Some(Duration::from_millis(400)));
+        assert_eq!(zero.redelivery_delay(1), Some(PUSH_BACKOFF_MINIMUM));
+        assert_eq!(zero.redelivery_delay(9), Some(PUSH_BACKOFF_MINIMUM));
+    }
+
+    #[test]
+    fn push_floor_stops_at_policy_maximum() {
+        let push = spec(
+            Some(RetryPolicy {
+                minimum_backoff: Duration::from_millis(500),
+                maximum_backoff: Duration::from_secs(2),
+            }),
+            true,
+        );
+        let delays: Vec<_> = (1..=10)
+            .map(|attempt| push.redelivery_delay(attempt).expect("a policy"))
+            .collect();
+        assert_eq!(delays[..3], [500, 1000, 2000].map(Duration::from_millis));
+        assert!(
+            delays[3..]
+                .iter()
+                .all(|delay| *delay == Duration::from_secs(2)),
+            "{delays:?}"
+        );
     }
 
     #[test]
