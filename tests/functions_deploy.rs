@@ -159,7 +159,7 @@ fn topic_function_receives_offer() {
 
 #[test]
 fn node_cloudevent_function_receives_audit_log() {
-    let setup = Setup::start();
+    let mut setup = Setup::start();
     let source = function_source("node_audit");
     let output = setup.output("audit");
     let env = env_arg("OUTPUT_FILE", &output);
@@ -192,6 +192,17 @@ fn node_cloudevent_function_receives_audit_log() {
     wait_until("the node log line", || {
         let logs = setup.sluice_ok(&["functions", "logs", "read", "audit-fn"]);
         logs.contains("audit event google.iam.admin.v1.CreateServiceAccount")
+    });
+
+    // After a restart the trigger's sink is back before the function is, so entries routed
+    // meanwhile wait in its subscription.
+    setup.restart();
+    let routed = setup.sluice_ok(&["ingest", entries.to_str().expect("a UTF-8 path")]);
+    let sink_line = |line: &str| line.split_whitespace().eq(["function-audit-fn", "4"]);
+    assert!(routed.lines().any(sink_line), "{routed}");
+    let delivered = records(&output).len();
+    wait_for_records(&output, "the events after the restart", |found| {
+        found.len() >= delivered + 4
     });
 }
 
@@ -255,6 +266,26 @@ fn crash_without_retry_drops_event() {
     let listed = setup.function("dropping");
     assert_eq!(listed["dropped"], 1, "{listed}");
     assert_eq!(listed["backlog"], 0, "{listed}");
+
+    // The dropped call counts as a failed run, so the handler-failure alert sees it.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let metrics = runtime.block_on(async {
+        reqwest::get(format!("{}/metrics", setup.server.url))
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics body")
+    });
+    let failed_runs = metrics.lines().find(|line| {
+        line.starts_with("messaging_process_duration_seconds_count{")
+            && line.contains("handler=\"dropping\"")
+            && line.contains("error_type=\"dropped\"")
+    });
+    assert!(
+        failed_runs.is_some_and(|line| line.ends_with(" 1")),
+        "{metrics}"
+    );
 }
 
 #[test]

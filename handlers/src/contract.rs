@@ -41,6 +41,11 @@ pub enum HandlerError {
     /// delivered again and goes to the dead-letter topic if one is configured.
     #[error("{0} (the event will not be retried)")]
     Permanent(String),
+    /// A failure after which the event is acknowledged and dropped, not dead-lettered, as
+    /// Cloud Functions does with a function that has retry off. It counts as a failed run in
+    /// spans and metrics.
+    #[error("{0} (the event is dropped)")]
+    Dropped(String),
 }
 
 /// A background function.

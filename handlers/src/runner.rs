@@ -368,7 +368,7 @@ impl Runner {
             };
             let result = self.handle_with_lease(&delivery, spec.as_ref()).await;
             match result {
-                Ok(()) => self.acknowledge(&delivery).await,
+                Ok(()) | Err(HandlerError::Dropped(_)) => self.acknowledge(&delivery).await,
                 Err(HandlerError::Permanent(reason)) => self.reject(&delivery, &reason).await,
                 Err(HandlerError::Retryable(reason)) => {
                     self.retry(&delivery, &reason, spec.as_ref()).await;
@@ -541,6 +541,7 @@ fn error_type(result: &Result<(), HandlerError>) -> Option<&'static str> {
         Ok(()) => None,
         Err(HandlerError::Retryable(_)) => Some("retryable"),
         Err(HandlerError::Permanent(_)) => Some("permanent"),
+        Err(HandlerError::Dropped(_)) => Some("dropped"),
     }
 }
 

@@ -239,7 +239,6 @@ fn parse_timeout(value: &str) -> Result<u32, String> {
         .map_err(|_| format!("invalid duration {value:?}: use seconds, as 60 or 60s"))
 }
 
-/// Splits `KEY=VALUE` items into a map, naming the option in errors.
 /// Splits each list argument at its delimiter: a comma, or the text between the carets of a
 /// leading `^DELIM^`, gcloud's escape for items that contain commas.
 fn split_lists(arguments: &[String]) -> Vec<String> {
@@ -259,6 +258,7 @@ fn split_lists(arguments: &[String]) -> Vec<String> {
     items
 }
 
+/// Splits `KEY=VALUE` items into a map, naming the option in errors.
 fn key_values(items: &[String], option: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let mut map = BTreeMap::new();
     for item in items {

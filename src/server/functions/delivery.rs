@@ -182,7 +182,7 @@ impl FunctionHandler {
             error = %reason,
             "function failed; event dropped because retry is off"
         );
-        Ok(())
+        Err(HandlerError::Dropped(reason))
     }
 }
 
@@ -232,14 +232,17 @@ impl DeliveryHandler for FunctionHandler {
                 self.counters.succeeded.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Ok(Err(HandlerError::Retryable(reason) | HandlerError::Permanent(reason))) => self
-                .failed(
-                    delivery,
-                    spec,
-                    CallOutcome::Error,
-                    started.elapsed(),
-                    reason,
-                ),
+            Ok(Err(
+                HandlerError::Retryable(reason)
+                | HandlerError::Permanent(reason)
+                | HandlerError::Dropped(reason),
+            )) => self.failed(
+                delivery,
+                spec,
+                CallOutcome::Error,
+                started.elapsed(),
+                reason,
+            ),
             Err(_) => {
                 let reason = timeout_reason(self.settings.timeout);
                 self.failed(

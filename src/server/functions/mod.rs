@@ -646,6 +646,12 @@ impl Functions {
         let mut deployments = self.inner.deployments.lock().await;
         for record in records {
             let name = record.spec.name.clone();
+            // The router starts with the configured sinks only, so an audit-log trigger's
+            // sink comes back here, before any entry is routed, and its events wait in the
+            // subscription while the process starts.
+            if let Err(err) = wiring::restore_sink(&record.spec, &self.inner.router) {
+                warn!(function = %name, error = %format!("{err:#}"), "failed to restore the function's audit-log sink");
+            }
             deployments.insert(
                 name,
                 Deployment {

@@ -409,12 +409,7 @@ async fn prepare_node(
     .await?;
 
     let node_modules = modules_dir.join("node_modules");
-    let link = version_dir.join("node_modules");
-    if tokio::fs::symlink_metadata(&link).await.is_err() {
-        tokio::fs::symlink(&node_modules, &link)
-            .await
-            .with_context(|| format!("failed to link {}", link.display()))?;
-    }
+    link_node_modules(&node_modules, &version_dir.join("node_modules")).await?;
     let framework_main = node_framework_main(&node_modules)?;
     let preload = cache.join("bind-loopback.js");
     tokio::fs::write(&preload, NODE_LOOPBACK_PRELOAD)
@@ -434,6 +429,24 @@ async fn prepare_node(
         dir: version_dir.to_owned(),
         language: Language::Nodejs,
     })
+}
+
+/// Points the source copy's `node_modules` at the installed modules. A link left by an earlier
+/// start may point into another runtime cache (after `SLUICE_FUNCTIONS_CACHE_DIR` changed or
+/// the data folder moved), where it would load a second functions-framework, so it is
+/// replaced.
+async fn link_node_modules(node_modules: &Path, link: &Path) -> anyhow::Result<()> {
+    if let Ok(target) = tokio::fs::read_link(link).await {
+        if target == node_modules {
+            return Ok(());
+        }
+        tokio::fs::remove_file(link)
+            .await
+            .with_context(|| format!("failed to replace the stale link {}", link.display()))?;
+    }
+    tokio::fs::symlink(node_modules, link)
+        .await
+        .with_context(|| format!("failed to link {}", link.display()))
 }
 
 /// Returns the script that the `functions-framework` bin of the installed package runs.
@@ -468,40 +481,77 @@ fn python_interpreter() -> OsString {
     std::env::var_os("SLUICE_FUNCTIONS_PYTHON").unwrap_or_else(|| "python3".into())
 }
 
-/// Returns what the local paths in `requirements.txt` hold, for the environment's key: each
-/// file under them with its path and the SHA-256 of its contents, so that a changed local
-/// package gets an environment of its own. An editable install (`-e ./lib`) points into
-/// this version's folder, so its environment is this version's alone and the key names the
-/// folder. Returns an empty string when the file is missing or names no local path.
+/// Returns what `requirements.txt` pulls in besides its own text, for the environment's key:
+/// the files it includes with `-r` or `-c` (at any depth), and each file under the local
+/// paths it installs from, each with its path and the SHA-256 of its contents. So a changed
+/// nested file or local package gets an environment of its own. An editable install
+/// (`-e ./lib`) points into this version's folder, so its environment is this version's
+/// alone and the key names the folder. Returns an empty string when the file is missing or
+/// pulls in nothing.
 fn local_requirements_manifest(version_dir: &Path, requirements: &Path) -> anyhow::Result<String> {
-    let text = match std::fs::read_to_string(requirements) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
-        Err(err) => {
-            return Err(err).with_context(|| format!("failed to read {}", requirements.display()))
-        }
-    };
     let mut manifest = String::new();
-    for (path, editable) in local_requirements(&text) {
-        if editable {
-            manifest.push_str(&format!("editable in {}\n", version_dir.display()));
+    let mut seen = std::collections::BTreeSet::new();
+    let mut pending = vec![requirements.to_owned()];
+    while let Some(file) = pending.pop() {
+        if !seen.insert(file.clone()) {
+            continue;
         }
-        let mut files = Vec::new();
-        list_files(&version_dir.join(&path), &mut files)?;
-        files.sort();
-        manifest.push_str(&format!("{path}: {} files\n", files.len()));
-        for file in files {
-            let bytes = std::fs::read(&file)
-                .with_context(|| format!("failed to read {}", file.display()))?;
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            // pip reports a missing nested file; the key only has to differ.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                if file != requirements {
+                    manifest.push_str(&format!("{} missing\n", file.display()));
+                }
+                continue;
+            }
+            Err(err) => {
+                return Err(err).with_context(|| format!("failed to read {}", file.display()))
+            }
+        };
+        if file != requirements {
             let name = file.strip_prefix(version_dir).unwrap_or(&file);
-            manifest.push_str(&format!(
-                "{} {}\n",
-                name.display(),
-                hex::encode(Sha256::digest(&bytes))
-            ));
+            let digest = hex::encode(Sha256::digest(text.as_bytes()));
+            manifest.push_str(&format!("{} {digest}\n", name.display()));
+        }
+        // pip reads a nested file relative to the file that names it.
+        let folder = file.parent().unwrap_or(version_dir);
+        pending.extend(nested_requirements(&text).map(|nested| folder.join(nested)));
+        for (path, editable) in local_requirements(&text) {
+            if editable {
+                manifest.push_str(&format!("editable in {}\n", version_dir.display()));
+            }
+            let mut files = Vec::new();
+            list_files(&version_dir.join(&path), &mut files)?;
+            files.sort();
+            manifest.push_str(&format!("{path}: {} files\n", files.len()));
+            for file in files {
+                let bytes = std::fs::read(&file)
+                    .with_context(|| format!("failed to read {}", file.display()))?;
+                let name = file.strip_prefix(version_dir).unwrap_or(&file);
+                manifest.push_str(&format!(
+                    "{} {}\n",
+                    name.display(),
+                    hex::encode(Sha256::digest(&bytes))
+                ));
+            }
         }
     }
     Ok(manifest)
+}
+
+/// Returns the files that the lines of a requirements file include: `-r FILE`,
+/// `--requirement FILE`, `-c FILE` and `--constraint FILE`, with or without `=`.
+fn nested_requirements(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().filter_map(|line| {
+        let line = line.split(" #").next().unwrap_or("").trim();
+        ["--requirement", "--constraint", "-r", "-c"]
+            .iter()
+            .find_map(|option| line.strip_prefix(option))
+            .filter(|rest| rest.starts_with([' ', '=', '\t']))
+            .map(|rest| rest.trim_start_matches(['=', ' ', '\t']).trim())
+            .filter(|path| !path.is_empty())
+    })
 }
 
 /// Returns the local paths that the lines of a `requirements.txt` install from, such as
@@ -715,6 +765,42 @@ mod tests {
         std::fs::write(&requirements, "requests\n").expect("write");
         let remote = local_requirements_manifest(version, &requirements).expect("manifest");
         assert_eq!(remote, "");
+    }
+
+    #[test]
+    fn nested_requirement_files_change_the_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let version = dir.path();
+        let requirements = version.join("requirements.txt");
+        std::fs::write(&requirements, "-r deps/base.txt\n--constraint=pins.txt\n").expect("write");
+        std::fs::create_dir_all(version.join("deps")).expect("mkdir");
+        // A nested file names its own nested files relative to itself, and may loop.
+        std::fs::write(version.join("deps/base.txt"), "-r more.txt\n").expect("write");
+        std::fs::write(version.join("deps/more.txt"), "-r base.txt\n").expect("write");
+        std::fs::write(version.join("pins.txt"), "").expect("write");
+        let first = local_requirements_manifest(version, &requirements).expect("manifest");
+        assert!(first.contains("deps/more.txt"), "{first}");
+        assert!(first.contains("pins.txt"), "{first}");
+        std::fs::write(version.join("deps/more.txt"), "-r base.txt\ntabulate\n").expect("write");
+        let second = local_requirements_manifest(version, &requirements).expect("manifest");
+        assert_ne!(first, second, "a change two levels down gives a new key");
+    }
+
+    #[tokio::test]
+    async fn stale_node_modules_link_is_replaced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let old_cache = dir.path().join("old/node_modules");
+        let new_cache = dir.path().join("new/node_modules");
+        std::fs::create_dir_all(&old_cache).expect("mkdir");
+        std::fs::create_dir_all(&new_cache).expect("mkdir");
+        let link = dir.path().join("node_modules");
+        link_node_modules(&old_cache, &link).await.expect("link");
+        link_node_modules(&new_cache, &link).await.expect("relink");
+        assert_eq!(std::fs::read_link(&link).expect("a link"), new_cache);
+        link_node_modules(&new_cache, &link)
+            .await
+            .expect("unchanged");
+        assert_eq!(std::fs::read_link(&link).expect("a link"), new_cache);
     }
 
     #[tokio::test]

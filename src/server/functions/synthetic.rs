@@ -24,8 +24,23 @@ use crate::server::names;
 /// The object name of a synthetic storage event whose data names none.
 const DEFAULT_OBJECT: &str = "sluice-call-object";
 
-/// Makes the ids of synthetic events unique within the process.
-static CALLS: AtomicU64 = AtomicU64::new(0);
+/// The number part of the last synthetic event id: microseconds since the Unix epoch, or one
+/// more than the last when calls come faster, so that ids do not repeat within the process
+/// or, while the clock does not go back, after a restart. A function that deduplicates on
+/// the event id would otherwise skip the first call after each start.
+static LAST_CALL: AtomicU64 = AtomicU64::new(0);
+
+/// Returns the number of the next synthetic event: `micros`, or one more than the last.
+fn next_call_number(micros: u64) -> u64 {
+    // Below 2^61, so that `(1 << 62) + number` cannot overflow.
+    let micros = micros.min((1 << 61) - 1);
+    let previous = LAST_CALL
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(micros.max(last + 1))
+        })
+        .unwrap_or_default();
+    micros.max(previous + 1)
+}
 
 /// Builds the delivery of a synthetic event on `topic` for `trigger` from `data`.
 ///
@@ -40,7 +55,7 @@ pub(crate) fn delivery(trigger: &Trigger, topic: &str, data: &Value) -> Result<D
         .unwrap_or_default()
         .as_micros();
     // Synthetic ids sit far above the ids of published messages, so they do not collide.
-    let seq = (1 << 62) + CALLS.fetch_add(1, Ordering::Relaxed);
+    let seq = (1 << 62) + next_call_number(u64::try_from(micros).unwrap_or(u64::MAX >> 2));
     let message = match trigger {
         Trigger::Topic { .. } => pubsub_message(data)?,
         Trigger::Bucket { bucket, event_type } => {
@@ -219,6 +234,18 @@ mod tests {
     use sluice_router::buckets::EventType;
 
     use super::*;
+
+    #[test]
+    fn call_numbers_follow_the_clock_and_never_repeat() {
+        let now = 1_800_000_000_000_000;
+        let first = next_call_number(now);
+        assert!(first >= now, "{first}");
+        // A second call in the same microsecond, or with the clock set back, still grows.
+        let second = next_call_number(now);
+        assert!(second > first, "{second} after {first}");
+        let third = next_call_number(now - 5_000_000);
+        assert!(third > second, "{third} after {second}");
+    }
 
     #[test]
     fn bucket_event_fills_object() {

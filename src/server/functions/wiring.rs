@@ -215,6 +215,17 @@ pub(crate) async fn apply(
     })
 }
 
+/// Adds the log sink of a deployed function's audit-log trigger to the router, as `apply`
+/// does, for a function restored at start-up. The topic, the subscription and any bucket
+/// notification live in the store and need nothing.
+pub(crate) fn restore_sink(spec: &DeploySpec, router: &RouterSwitch) -> anyhow::Result<()> {
+    let sink = audit_sink(spec, &generated_topic(&spec.name))?;
+    if sink.is_some() {
+        router.set(&spec.name, sink);
+    }
+    Ok(())
+}
+
 /// Returns the bucket and id of the notification config that publishes the trigger's
 /// events to `topic`: the previous version's when it has the same settings, or a new one.
 fn apply_notification(
