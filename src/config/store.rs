@@ -78,6 +78,14 @@ fn check_url(url: &str) -> Option<String> {
             "urls contains {url:?}, which names no host. Write it as nats://HOST:PORT"
         ));
     }
+    let bracketed = host_port.starts_with('[');
+    let valid_name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    if !bracketed && !host.chars().all(valid_name) {
+        return Some(format!(
+            "urls contains {url:?}, whose host {host:?} is not a host name or address. Write \
+             it as nats://HOST:PORT"
+        ));
+    }
     match port.map(str::parse::<u16>) {
         Some(Ok(0) | Err(_)) => Some(format!(
             "urls contains {url:?}, whose port {:?} is not a number from 1 to 65535. Write \
@@ -315,6 +323,8 @@ mod tests {
             ("nats://a:", "port \"\""),
             ("127.0.0.1:http", "port \"http\""),
             ("nats://[::1", "names no host"),
+            ("nats:127.0.0.1:4222", "host \"nats:127.0.0.1\""),
+            ("nats://a b:4222", "host \"a b\""),
         ] {
             let errors = parse(&format!("kind = \"jetstream\"\nurls = [\"{url}\"]"))
                 .validate()

@@ -218,26 +218,30 @@ fn read_timeout(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String
 /// Returns the TLS files of the trace exporter. A client certificate without its key, or a
 /// key without its certificate, is ignored with a warning that names the missing variable.
 fn read_tls_files(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> TlsFiles {
+    // Returns the value and the name of the variable that set it.
     let traces_first = |name: &str| {
-        get(&format!("OTEL_EXPORTER_OTLP_TRACES_{name}"))
-            .or_else(|| get(&format!("OTEL_EXPORTER_OTLP_{name}")))
+        let traces = format!("OTEL_EXPORTER_OTLP_TRACES_{name}");
+        let general = format!("OTEL_EXPORTER_OTLP_{name}");
+        get(&traces)
+            .map(|value| (value, traces))
+            .or_else(|| get(&general).map(|value| (value, general)))
     };
-    let ca = traces_first("CERTIFICATE");
+    let ca = traces_first("CERTIFICATE").map(|(value, _)| value);
     let client = match (
         traces_first("CLIENT_CERTIFICATE"),
         traces_first("CLIENT_KEY"),
     ) {
-        (Some(certificate), Some(key)) => Some((certificate, key)),
+        (Some((certificate, _)), Some((key, _))) => Some((certificate, key)),
         (None, None) => None,
-        (certificate, _) => {
-            let (set, missing) = if certificate.is_some() {
-                ("CLIENT_CERTIFICATE", "CLIENT_KEY")
+        (Some((_, set)), None) | (None, Some((_, set))) => {
+            let missing = if set.ends_with("CLIENT_KEY") {
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
             } else {
-                ("CLIENT_KEY", "CLIENT_CERTIFICATE")
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY"
             };
             warnings.push(format!(
-                "OTEL_EXPORTER_OTLP_{set} is ignored without OTEL_EXPORTER_OTLP_{missing}; set \
-                 both to present a client certificate to the collector"
+                "{set} is ignored without {missing} (or its _TRACES_ form); set both to \
+                 present a client certificate to the collector"
             ));
             None
         }
@@ -366,6 +370,21 @@ mod tests {
         assert_eq!(settings.tls_files.client, None);
         assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
         assert!(settings.warnings[0].contains("without OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"));
+    }
+
+    #[test]
+    fn client_warning_names_the_variable_set() {
+        let settings = read(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+            "/etc/otel/client.pem",
+        )]);
+        assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+        assert!(
+            settings.warnings[0]
+                .starts_with("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE is ignored"),
+            "{:?}",
+            settings.warnings
+        );
     }
 
     #[test]
