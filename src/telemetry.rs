@@ -36,7 +36,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
-use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::layer::{Filter, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -109,21 +109,7 @@ pub(crate) fn init_with_default(default: &str) {
 }
 
 fn install(format: LogFormat, default: &str, provider: Option<&SdkTracerProvider>) {
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // The SDK logs at INFO when it installs a provider, which is of no use to an operator, so
-    // its crates log warnings and errors only unless `RUST_LOG` names them.
-    let names_sdk = env::var("RUST_LOG").is_ok_and(|value| value.contains("opentelemetry"));
-    if !names_sdk {
-        filter = filter.add_directive(
-            "opentelemetry=warn"
-                .parse()
-                .expect("the directive is valid"),
-        );
-    }
-    let limit = Arc::new(sdk_logs::SdkLogLimit::default());
-    let filter = filter.and(tracing_subscriber::filter::filter_fn(move |metadata| {
-        limit.allows(metadata)
-    }));
+    let filter = log_filter(env::var("RUST_LOG").ok().as_deref(), default);
     let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             // Colour codes only help a terminal; in a log file they are noise.
@@ -159,6 +145,34 @@ fn trace_targets() -> Targets {
         ("sluice_router", LevelFilter::INFO),
         ("sluice_handlers", LevelFilter::INFO),
     ])
+}
+
+/// Returns the filter of the log lines: `rust_log` (the value of `RUST_LOG`) or `default` when
+/// that is unset or invalid, with the SDK's crates at warn unless `rust_log` names them, and
+/// the rate limit of the SDK's repeated warnings.
+fn log_filter<S>(rust_log: Option<&str>, default: &str) -> impl Filter<S> {
+    let mut filter = rust_log
+        .and_then(|value| EnvFilter::try_new(value).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    // The SDK logs at INFO when it installs a provider, which is of no use to an operator, so
+    // its crates log warnings and errors only unless `RUST_LOG` names them.
+    let names_sdk = rust_log.is_some_and(|value| value.contains("opentelemetry"));
+    if !names_sdk {
+        filter = filter.add_directive(
+            "opentelemetry=warn"
+                .parse()
+                .expect("the directive is valid"),
+        );
+    }
+    let limit = Arc::new(sdk_logs::SdkLogLimit::default());
+    // Without a level hint, `And` reports none for the whole filter, so the global maximum
+    // level becomes TRACE: the `log` records of dependencies such as sled, at every level,
+    // then reach the subscriber only to be filtered out, and every disabled callsite is
+    // checked again at each call. That cost several percent of routing throughput. The
+    // limit passes every level it does not count, so TRACE is its true hint.
+    let rate_limit = tracing_subscriber::filter::filter_fn(move |metadata| limit.allows(metadata))
+        .with_max_level_hint(LevelFilter::TRACE);
+    filter.and(rate_limit)
 }
 
 /// Builds the exporter and the provider that batches spans into it.
@@ -238,5 +252,24 @@ fn build_exporter(
     match tls {
         Some(tls) => builder.with_tls_config(tls).build(),
         None => builder.build(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::Registry;
+
+    use super::*;
+
+    fn hint(rust_log: Option<&str>) -> Option<LevelFilter> {
+        Filter::<Registry>::max_level_hint(&log_filter(rust_log, "info"))
+    }
+
+    #[test]
+    fn log_filter_keeps_its_level_hint() {
+        // Without a hint, every `log` record of every dependency would reach the subscriber.
+        assert_eq!(hint(None), Some(LevelFilter::INFO));
+        assert_eq!(hint(Some("warn")), Some(LevelFilter::WARN));
+        assert_eq!(hint(Some("sled=debug")), Some(LevelFilter::DEBUG));
     }
 }
