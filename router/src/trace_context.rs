@@ -178,17 +178,18 @@ fn carried_span_context(attributes: &BTreeMap<String, String>) -> SpanContext {
 /// value, valid or not, which the propagator then judges.
 fn parse_plain_traceparent(value: &str) -> Option<SpanContext> {
     let bytes = value.as_bytes();
-    if bytes.len() != 55 || !value.starts_with("00-") || bytes[35] != b'-' || bytes[52] != b'-' {
+    if bytes.len() != TRACEPARENT_LEN
+        || !value.starts_with("00-")
+        || bytes[35] != b'-'
+        || bytes[52] != b'-'
+    {
         return None;
     }
-    let lower_hex = |part: &str| part.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
-    let (trace, span, flags) = (&value[3..35], &value[36..52], &value[53..55]);
-    if !(lower_hex(trace) && lower_hex(span) && lower_hex(flags)) {
-        return None;
-    }
-    let trace = u128::from_str_radix(trace, 16).ok()?;
-    let span = u64::from_str_radix(span, 16).ok()?;
-    let flags = u8::from_str_radix(flags, 16).ok()?;
+    // Every routed message is read this way, so the digits are decoded by hand rather than
+    // with `from_str_radix`, which also accepts uppercase.
+    let trace = parse_lower_hex(&bytes[3..35])?;
+    let span = u64::try_from(parse_lower_hex(&bytes[36..52])?).ok()?;
+    let flags = u8::try_from(parse_lower_hex(&bytes[53..55])?).ok()?;
     if trace == 0 || span == 0 {
         return None;
     }
@@ -434,13 +435,45 @@ fn start_entry_span(
 
 /// Formats a `traceparent` value as the W3C Trace Context recommendation (version 00) defines
 /// it: version, trace id, parent span id and flags, in lowercase hexadecimal.
+///
+/// The digits are written by hand: a routed batch formats one value per entry, and `format!`
+/// with the ids' hexadecimal formatting cost about ten times as much.
 fn format_traceparent(span_context: &SpanContext) -> String {
-    format!(
-        "00-{}-{}-{:02x}",
-        span_context.trace_id(),
-        span_context.span_id(),
-        span_context.trace_flags() & TraceFlags::SAMPLED
-    )
+    let mut value = String::with_capacity(TRACEPARENT_LEN);
+    value.push_str("00-");
+    push_hex(&mut value, &span_context.trace_id().to_bytes());
+    value.push('-');
+    push_hex(&mut value, &span_context.span_id().to_bytes());
+    value.push('-');
+    push_hex(
+        &mut value,
+        &[(span_context.trace_flags() & TraceFlags::SAMPLED).to_u8()],
+    );
+    value
+}
+
+/// The length of a version-00 `traceparent`.
+const TRACEPARENT_LEN: usize = 55;
+
+/// Appends `bytes` to `out` in lowercase hexadecimal.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+}
+
+/// Returns the value of a lowercase hexadecimal number, `None` for any other character.
+fn parse_lower_hex(digits: &[u8]) -> Option<u128> {
+    digits.iter().try_fold(0_u128, |value, &digit| {
+        let nibble = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            _ => return None,
+        };
+        Some(value << 4 | u128::from(nibble))
+    })
 }
 
 #[cfg(test)]
@@ -464,6 +497,28 @@ mod tests {
             format_traceparent(&span_context(TraceFlags::SAMPLED)),
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         );
+    }
+
+    #[test]
+    fn formatted_traceparent_parses_back() {
+        for (trace, span) in [
+            (1_u128, 1_u64),
+            (u128::MAX, u64::MAX),
+            (0x0af7651916cd43dd8448eb211c80319c, 0x00f067aa0ba902b7),
+        ] {
+            for flags in [TraceFlags::SAMPLED, TraceFlags::NOT_SAMPLED] {
+                let context = SpanContext::new(
+                    TraceId::from(trace),
+                    SpanId::from(span),
+                    flags,
+                    true,
+                    TraceState::default(),
+                );
+                let value = format_traceparent(&context);
+                assert_eq!(value.len(), TRACEPARENT_LEN, "{value}");
+                assert_eq!(parse_plain_traceparent(&value), Some(context), "{value}");
+            }
+        }
     }
 
     #[test]
