@@ -488,7 +488,8 @@ impl Runner {
         }
 
         let attempt = delivery.attempts();
-        let broker_delay = spec.and_then(|spec| spec.redelivery_delay(attempt));
+        let broker_delay =
+            spec.and_then(|spec| spec.redelivery_delay(attempt, delivery.message.seq));
         let (backoff, ack_deadline_secs) = match broker_delay {
             // A nack, after which the broker delays the redelivery by the policy's backoff.
             Some(delay) => (delay, 0),

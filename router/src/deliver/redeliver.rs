@@ -188,7 +188,7 @@ impl Broker {
         {
             let mut state = subscription.state();
             for (seq, attempts) in again {
-                let backoff = spec.redelivery_delay(attempts);
+                let backoff = spec.redelivery_delay(attempts, seq);
                 if let Some(backoff) = backoff {
                     debug!(subscription = %name, message_id = seq, attempts, backoff_ms = backoff.as_millis() as u64, "redelivery delayed");
                 }

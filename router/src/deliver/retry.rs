@@ -14,6 +14,11 @@
 //! retry waits at least `100 ms * 2^(n-1)`. The floor stops growing at 60 s or at the
 //! policy's maximum, whichever is lower, but never below 100 ms, so the maximum that a
 //! subscription sets still holds.
+//!
+//! A push delay is also spread by up to a quarter either way, by a fixed amount per message
+//! and attempt, within the policy's bounds. Messages that failed together, such as the
+//! calls in flight when a function's process crashed, then come back at different times,
+//! rather than in step with the message that crashed it at every attempt.
 
 use std::time::Duration;
 
@@ -31,6 +36,17 @@ fn exponential(minimum: Duration, maximum: Duration, attempt: u32) -> Duration {
     minimum.saturating_mul(factor).min(maximum)
 }
 
+/// Returns a number in [0, 1) that depends only on `seq` and `attempt` (SplitMix64's mixing
+/// function), so that a message's delay is the same wherever it is computed.
+fn unit_interval(seq: u64, attempt: u32) -> f64 {
+    let mut x = seq ^ (u64::from(attempt) << 40) ^ 0x9e37_79b9_7f4a_7c15;
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    // The top 53 bits fill an f64's mantissa exactly.
+    (x >> 11) as f64 / (1_u64 << 53) as f64
+}
+
 impl RetryPolicy {
     /// Returns how long a message waits after its delivery `attempt` (1 for the first) ended
     /// with a nack or an expired lease: `minimum_backoff * 2^(attempt - 1)`, at most
@@ -41,21 +57,25 @@ impl RetryPolicy {
 }
 
 impl SubscriptionSpec {
-    /// Returns how long a message waits after its delivery `attempt` ended with a nack or an
-    /// expired lease, or `None` when it is ready again at once, which is the case without a
-    /// retry policy. A push subscription waits at least the push backoff (see the module's
-    /// comment).
-    pub fn redelivery_delay(&self, attempt: u32) -> Option<Duration> {
+    /// Returns how long message `seq` waits after its delivery `attempt` ended with a nack or
+    /// an expired lease, or `None` when it is ready again at once, which is the case without
+    /// a retry policy. A push subscription waits at least the push backoff, spread per
+    /// message (see the module's comment).
+    pub fn redelivery_delay(&self, attempt: u32, seq: u64) -> Option<Duration> {
         let policy = self.retry_policy?;
         let backoff = policy.backoff(attempt);
-        if self.push.is_some() {
-            let ceiling =
-                PUSH_BACKOFF_MAXIMUM.min(policy.maximum_backoff.max(PUSH_BACKOFF_MINIMUM));
-            let floor = exponential(PUSH_BACKOFF_MINIMUM, ceiling, attempt);
-            Some(backoff.max(floor))
-        } else {
-            Some(backoff)
+        if self.push.is_none() {
+            return Some(backoff);
         }
+        let ceiling = PUSH_BACKOFF_MAXIMUM.min(policy.maximum_backoff.max(PUSH_BACKOFF_MINIMUM));
+        let delay = backoff.max(exponential(PUSH_BACKOFF_MINIMUM, ceiling, attempt));
+        // The spread stays between the first delay and the larger of the two maximums.
+        let lowest = policy
+            .minimum_backoff
+            .max(PUSH_BACKOFF_MINIMUM.min(ceiling));
+        let highest = policy.maximum_backoff.max(ceiling);
+        let spread = delay.mul_f64(0.75 + 0.5 * unit_interval(seq, attempt));
+        Some(spread.clamp(lowest.min(delay), highest.max(delay)))
     }
 }
 
@@ -128,24 +148,49 @@ mod tests {
 
     #[test]
     fn pull_subscription_follows_policy_alone() {
-        assert_eq!(spec(None, false).redelivery_delay(3), None);
+        assert_eq!(spec(None, false).redelivery_delay(3, 7), None);
         assert_eq!(
-            spec(Some(policy(0, 600)), false).redelivery_delay(3),
+            spec(Some(policy(0, 600)), false).redelivery_delay(3, 7),
             Some(Duration::ZERO)
         );
+    }
+
+    /// Asserts that every message's delay after `attempt` lies within a quarter of
+    /// `nominal` either way and within `[lowest, highest]`.
+    fn assert_spread(
+        spec: &SubscriptionSpec,
+        attempt: u32,
+        nominal: Duration,
+        lowest: Duration,
+        highest: Duration,
+    ) {
+        for seq in 0..200 {
+            let delay = spec.redelivery_delay(attempt, seq).expect("a policy");
+            let low = nominal.mul_f64(0.75).max(lowest);
+            let high = nominal.mul_f64(1.25).min(highest);
+            assert!(
+                delay >= low && delay <= high,
+                "attempt {attempt}, message {seq}: {delay:?} outside {low:?}..={high:?}"
+            );
+        }
     }
 
     #[test]
     fn push_subscription_backs_off_from_zero_minimum() {
         let push = spec(Some(policy(0, 600)), true);
-        assert_eq!(push.redelivery_delay(1), Some(Duration::from_millis(100)));
-        assert_eq!(push.redelivery_delay(2), Some(Duration::from_millis(200)));
-        assert_eq!(push.redelivery_delay(5), Some(Duration::from_millis(1600)));
-        assert_eq!(push.redelivery_delay(40), Some(PUSH_BACKOFF_MAXIMUM));
-        // A zero maximum keeps the floor at its start.
+        let (lowest, highest) = (PUSH_BACKOFF_MINIMUM, Duration::from_secs(600));
+        for (attempt, nominal_ms) in [(1, 100), (2, 200), (5, 1600), (40, 60_000)] {
+            let nominal = Duration::from_millis(nominal_ms);
+            assert_spread(&push, attempt, nominal, lowest, highest);
+        }
+        // A zero maximum keeps every delay at the floor's start.
         let zero = spec(Some(policy(0, 0)), true);
-        assert_eq!(zero.redelivery_delay(1), Some(PUSH_BACKOFF_MINIMUM));
-        assert_eq!(zero.redelivery_delay(9), Some(PUSH_BACKOFF_MINIMUM));
+        for attempt in [1, 9] {
+            assert_eq!(
+                zero.redelivery_delay(attempt, 3),
+                Some(PUSH_BACKOFF_MINIMUM)
+            );
+        }
     }
 
     #[test]
@@ -157,24 +202,34 @@ mod tests {
             }),
             true,
         );
-        let delays: Vec<_> = (1..=10)
-            .map(|attempt| push.redelivery_delay(attempt).expect("a policy"))
-            .collect();
-        assert_eq!(delays[..3], [500, 1000, 2000].map(Duration::from_millis));
-        assert!(
-            delays[3..]
-                .iter()
-                .all(|delay| *delay == Duration::from_secs(2)),
-            "{delays:?}"
-        );
+        let (lowest, highest) = (Duration::from_millis(500), Duration::from_secs(2));
+        for (attempt, nominal_ms) in [(1, 500), (2, 1000), (3, 2000), (10, 2000)] {
+            let nominal = Duration::from_millis(nominal_ms);
+            assert_spread(&push, attempt, nominal, lowest, highest);
+        }
     }
 
     #[test]
     fn push_subscription_keeps_longer_policy_backoff() {
         let push = spec(Some(policy(10, 600)), true);
-        assert_eq!(push.redelivery_delay(1), Some(Duration::from_secs(10)));
-        assert_eq!(push.redelivery_delay(10), Some(Duration::from_secs(600)));
-        assert_eq!(spec(None, true).redelivery_delay(1), None);
+        let (lowest, highest) = (Duration::from_secs(10), Duration::from_secs(600));
+        assert_spread(&push, 1, Duration::from_secs(10), lowest, highest);
+        assert_spread(&push, 10, Duration::from_secs(600), lowest, highest);
+        assert_eq!(spec(None, true).redelivery_delay(1, 3), None);
+    }
+
+    #[test]
+    fn push_delays_differ_between_messages() {
+        let push = spec(Some(policy(1, 600)), true);
+        let delays: std::collections::BTreeSet<Duration> = (0..20)
+            .map(|seq| push.redelivery_delay(3, seq).expect("a policy"))
+            .collect();
+        assert!(delays.len() >= 10, "{delays:?}");
+        // The same message and attempt always get the same delay.
+        assert_eq!(push.redelivery_delay(3, 11), push.redelivery_delay(3, 11));
+        // A fixed delay has no room to spread.
+        let fixed = spec(Some(policy(2, 2)), true);
+        assert!((0..20).all(|seq| fixed.redelivery_delay(4, seq) == Some(Duration::from_secs(2))));
     }
 
     #[test]

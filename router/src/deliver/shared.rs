@@ -350,7 +350,7 @@ impl SharedDelivery {
             } else {
                 AckKind::Nak(
                     spec.as_ref()
-                        .and_then(|spec| spec.redelivery_delay(ack.delivered)),
+                        .and_then(|spec| spec.redelivery_delay(ack.delivered, ack.stream_seq)),
                 )
             };
             if let Err(err) = self.acker(id).ack_with(kind).await {
