@@ -241,7 +241,11 @@ impl Functions {
     /// leaves the running version as it was.
     pub(crate) async fn deploy(&self, spec: DeploySpec) -> Result<FunctionStatus, FunctionError> {
         let language = spec.validate().map_err(FunctionError::Invalid)?;
-        runtime::check_source(language, &spec.source)
+        let protected = self.protected_folders();
+        let source = spec.source.clone();
+        tokio::task::spawn_blocking(move || runtime::check_source(language, &source, &protected))
+            .await
+            .map_err(|err| FunctionError::Failed(err.into()))?
             .map_err(|err| FunctionError::Invalid(vec![format!("{err:#}")]))?;
         wiring::check(&spec, &self.inner.storage)
             .map_err(|err| FunctionError::Invalid(vec![format!("{err:#}")]))?;
@@ -278,6 +282,15 @@ impl Functions {
         result
     }
 
+    /// Returns the canonical paths of the functions folder and the runtime cache, which a
+    /// source folder may contain and which its copy leaves out.
+    fn protected_folders(&self) -> Vec<PathBuf> {
+        [&self.inner.dir, &self.inner.cache]
+            .into_iter()
+            .filter_map(|folder| std::fs::canonicalize(folder).ok())
+            .collect()
+    }
+
     /// Copies the source, prepares the runtime, starts the process and waits until it is
     /// ready.
     async fn start_version(
@@ -289,9 +302,10 @@ impl Functions {
         let source_dir = records::source_dir(&self.inner.dir, name, record.version);
         let source = record.spec.source.clone();
         let dest = source_dir.clone();
+        let protected = self.protected_folders();
         tokio::task::spawn_blocking(move || {
             let _ = std::fs::remove_dir_all(&dest);
-            runtime::copy_source(&source, &dest)
+            runtime::copy_source(&source, &dest, &protected)
         })
         .await??;
         let instance = self.launch(record, language).await?;

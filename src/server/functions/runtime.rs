@@ -96,7 +96,10 @@ impl Launch {
     }
 }
 
-/// Copies the source folder to `dest`, leaving out [`SKIPPED_FOLDERS`].
+/// Copies the source folder to `dest`, leaving out [`SKIPPED_FOLDERS`] and every folder that
+/// contains one of the `protected` folders. Those are the canonical paths of the server's
+/// functions folder and runtime cache. So a source folder that holds the data directory,
+/// such as `.` beside `./sluice-data`, is not copied into itself.
 ///
 /// A symbolic link to a file inside the source folder is copied as that file, and one to a
 /// folder inside it becomes a relative link to the same folder of the copy. A link that
@@ -107,14 +110,19 @@ impl Launch {
 ///
 /// Fails when a file cannot be read or written, or a link leads out of the folder, naming
 /// it.
-pub(crate) fn copy_source(source: &Path, dest: &Path) -> anyhow::Result<()> {
+pub(crate) fn copy_source(source: &Path, dest: &Path, protected: &[PathBuf]) -> anyhow::Result<()> {
     let root = std::fs::canonicalize(source)
         .with_context(|| format!("failed to read {}", source.display()))?;
-    copy_tree(&root, &root, dest)
+    copy_tree(&root, &root, dest, protected)
+}
+
+/// Returns whether the source folder `path` is, or contains, one of the `protected` folders.
+fn holds_protected(path: &Path, protected: &[PathBuf]) -> bool {
+    protected.iter().any(|folder| folder.starts_with(path))
 }
 
 /// Copies the folder `dir` of the source folder `root` to `dest`; both paths are canonical.
-fn copy_tree(root: &Path, dir: &Path, dest: &Path) -> anyhow::Result<()> {
+fn copy_tree(root: &Path, dir: &Path, dest: &Path, protected: &[PathBuf]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dest)
         .with_context(|| format!("failed to create {}", dest.display()))?;
     let entries =
@@ -129,8 +137,10 @@ fn copy_tree(root: &Path, dir: &Path, dest: &Path) -> anyhow::Result<()> {
         if is_skipped(&entry.file_name()) && !file_type.is_file() {
             continue;
         }
-        if file_type.is_dir() {
-            copy_tree(root, &path, &target)?;
+        if file_type.is_dir() && holds_protected(&path, protected) {
+            warn!(folder = %path.display(), "left out of the function's source copy: it holds the server's data");
+        } else if file_type.is_dir() {
+            copy_tree(root, &path, &target, protected)?;
         } else if file_type.is_symlink() {
             copy_link(root, &path, &target)?;
         } else {
@@ -232,7 +242,12 @@ fn relative_path(from: &Path, to: &Path) -> PathBuf {
 
 /// Returns one message per symbolic link under the canonical folder `dir` that leads out
 /// of the source folder `root`, leaving out [`SKIPPED_FOLDERS`].
-fn outside_links(root: &Path, dir: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
+fn outside_links(
+    root: &Path,
+    dir: &Path,
+    protected: &[PathBuf],
+    problems: &mut Vec<String>,
+) -> anyhow::Result<()> {
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("failed to read {}", dir.display()))?;
     for entry in entries {
@@ -244,8 +259,10 @@ fn outside_links(root: &Path, dir: &Path, problems: &mut Vec<String>) -> anyhow:
         if is_skipped(&entry.file_name()) && !file_type.is_file() {
             continue;
         }
-        if file_type.is_dir() {
-            outside_links(root, &path, problems)?;
+        if file_type.is_dir() && holds_protected(&path, protected) {
+            continue;
+        } else if file_type.is_dir() {
+            outside_links(root, &path, protected, problems)?;
         } else if file_type.is_symlink() {
             if let LinkTarget::Outside(resolved) = resolve_link(root, &path)? {
                 problems.push(outside_link_message(root, &path, &resolved));
@@ -256,12 +273,17 @@ fn outside_links(root: &Path, dir: &Path, problems: &mut Vec<String>) -> anyhow:
 }
 
 /// Checks that the source has the file functions-framework loads, and no symbolic link
-/// that leads out of it.
+/// that leads out of it. Folders that hold one of the `protected` folders are not read, as
+/// [`copy_source`] leaves them out.
 ///
 /// # Errors
 ///
 /// Names the missing file, or every link that leads out of the folder with its target.
-pub(crate) fn check_source(language: Language, source: &Path) -> anyhow::Result<()> {
+pub(crate) fn check_source(
+    language: Language,
+    source: &Path,
+    protected: &[PathBuf],
+) -> anyhow::Result<()> {
     let needed = match language {
         Language::Python => Some("main.py"),
         Language::Nodejs if source.join("package.json").is_file() => None,
@@ -278,7 +300,7 @@ pub(crate) fn check_source(language: Language, source: &Path) -> anyhow::Result<
     let root = std::fs::canonicalize(source)
         .with_context(|| format!("failed to read {}", source.display()))?;
     let mut problems = Vec::new();
-    outside_links(&root, &root, &mut problems)?;
+    outside_links(&root, &root, protected, &mut problems)?;
     if problems.is_empty() {
         Ok(())
     } else {
@@ -314,7 +336,15 @@ async fn prepare_python(
     cache: &Path,
 ) -> anyhow::Result<Launch> {
     let requirements = version_dir.join("requirements.txt");
-    let local = local_requirements_manifest(version_dir, &requirements)?;
+    // The walk reads files, which would hold up the runtime's worker thread.
+    let local = {
+        let (version_dir, requirements) = (version_dir.to_owned(), requirements.clone());
+        tokio::task::spawn_blocking(move || {
+            local_requirements_manifest(&version_dir, &requirements)
+        })
+        .await
+        .context("the dependency scan failed")??
+    };
     let key = dependency_key(
         "python",
         &format!("{PYTHON_FRAMEWORK}\0{local}"),
@@ -526,8 +556,13 @@ fn local_requirements_manifest(version_dir: &Path, requirements: &Path) -> anyho
             files.sort();
             manifest.push_str(&format!("{path}: {} files\n", files.len()));
             for file in files {
-                let bytes = std::fs::read(&file)
-                    .with_context(|| format!("failed to read {}", file.display()))?;
+                // A link counts by its target, so that a link to a folder is not read as a
+                // file and a cycle of links ends.
+                let bytes = match std::fs::read_link(&file) {
+                    Ok(target) => target.into_os_string().into_encoded_bytes(),
+                    Err(_) => std::fs::read(&file)
+                        .with_context(|| format!("failed to read {}", file.display()))?,
+                };
                 let name = file.strip_prefix(version_dir).unwrap_or(&file);
                 manifest.push_str(&format!(
                     "{} {}\n",
@@ -585,9 +620,13 @@ fn local_requirements(text: &str) -> Vec<(String, bool)> {
     local
 }
 
-/// Adds the files under `path` (or `path` itself when it is a file) to `files`, skipping the
-/// folders that source copies skip. A missing path adds nothing; pip reports it.
+/// Adds the files and symbolic links under `path` (or `path` itself when it is a file) to
+/// `files`, without following links, so that a cycle of links ends. Leaves out the folders
+/// that source copies skip and those that pip writes into a local package as it installs it
+/// (`build` and `*.egg-info`), so that the key at the next start matches the key at deploy.
+/// A missing path adds nothing; pip reports it.
 fn list_files(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    // The path named in requirements.txt may itself be a link, which pip follows.
     let Ok(metadata) = std::fs::metadata(path) else {
         return Ok(());
     };
@@ -595,12 +634,26 @@ fn list_files(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         files.push(path.to_owned());
         return Ok(());
     }
+    list_folder(path, files)
+}
+
+/// Adds the files and links of the folder `path` to `files`, as `list_files` describes.
+fn list_folder(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     let entries =
         std::fs::read_dir(path).with_context(|| format!("failed to list {}", path.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("failed to list {}", path.display()))?;
-        if !is_skipped(&entry.file_name()) {
-            list_files(&entry.path(), files)?;
+        let file_type = entry
+            .file_type()
+            .with_context(|| format!("failed to list {}", path.display()))?;
+        let name = entry.file_name();
+        let pip_output = name == "build" || name.to_string_lossy().ends_with(".egg-info");
+        if file_type.is_dir() {
+            if !is_skipped(&name) && !pip_output {
+                list_folder(&entry.path(), files)?;
+            }
+        } else {
+            files.push(entry.path());
         }
     }
     Ok(())
@@ -768,6 +821,27 @@ mod tests {
     }
 
     #[test]
+    fn local_package_links_and_pip_output_are_not_followed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let version = dir.path();
+        let requirements = version.join("requirements.txt");
+        std::fs::write(&requirements, "./lib\n").expect("write");
+        std::fs::create_dir_all(version.join("lib/mylib")).expect("mkdir");
+        std::fs::write(version.join("lib/mylib/__init__.py"), "").expect("write");
+        std::os::unix::fs::symlink(".", version.join("lib/loop")).expect("link");
+        std::os::unix::fs::symlink("..", version.join("lib/up")).expect("link");
+        let first = local_requirements_manifest(version, &requirements).expect("a cycle ends");
+        assert!(first.contains("lib/loop"), "{first}");
+        // What pip leaves in the package as it installs it does not change the key.
+        std::fs::create_dir_all(version.join("lib/build/lib")).expect("mkdir");
+        std::fs::write(version.join("lib/build/lib/x.py"), "").expect("write");
+        std::fs::create_dir_all(version.join("lib/mylib.egg-info")).expect("mkdir");
+        std::fs::write(version.join("lib/mylib.egg-info/PKG-INFO"), "").expect("write");
+        let second = local_requirements_manifest(version, &requirements).expect("manifest");
+        assert_eq!(first, second);
+    }
+
+    #[test]
     fn nested_requirement_files_change_the_key() {
         let dir = tempfile::tempdir().expect("temp dir");
         let version = dir.path();
@@ -834,10 +908,31 @@ mod tests {
         std::fs::write(source.join("lib/util.js"), "2").expect("write");
         std::fs::write(source.join("node_modules/x/y.js"), "3").expect("write");
         let dest = dir.path().join("dest");
-        copy_source(&source, &dest).expect("copy");
+        copy_source(&source, &dest, &[]).expect("copy");
         assert!(dest.join("index.js").is_file());
         assert!(dest.join("lib/util.js").is_file());
         assert!(!dest.join("node_modules").exists());
+    }
+
+    #[test]
+    fn copy_source_leaves_out_the_data_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = dir.path().canonicalize().expect("canonical").join("app");
+        std::fs::create_dir_all(source.join("sluice-data/functions/sources")).expect("mkdir");
+        std::fs::write(source.join("main.py"), "def f(d, c): pass\n").expect("write");
+        std::fs::write(source.join("sluice-data/db"), "store").expect("write");
+        // The copy goes under the data directory inside the source, as it does when a user
+        // deploys `--source .` next to the default `./sluice-data`.
+        let functions = source.join("sluice-data/functions");
+        let dest = functions.join("sources/f/v1");
+        let protected = [functions];
+        check_source(Language::Python, &source, &protected).expect("valid source");
+        copy_source(&source, &dest, &protected).expect("copy");
+        assert!(dest.join("main.py").is_file());
+        assert!(
+            !dest.join("sluice-data").exists(),
+            "the data directory is left out"
+        );
     }
 
     /// A source folder with main.py and lib/util.py, and a folder outside it.
@@ -859,9 +954,9 @@ mod tests {
         std::os::unix::fs::symlink("main.py", source.join("alias.py")).expect("link");
         std::os::unix::fs::symlink(source.join("lib"), source.join("lib/self")).expect("link");
         std::os::unix::fs::symlink("lib", source.join("modules")).expect("link");
-        check_source(Language::Python, &source).expect("every link stays inside");
+        check_source(Language::Python, &source, &[]).expect("every link stays inside");
         let dest = dir.path().join("dest");
-        copy_source(&source, &dest).expect("copy");
+        copy_source(&source, &dest, &[]).expect("copy");
 
         let alias = std::fs::symlink_metadata(dest.join("alias.py")).expect("alias.py");
         assert!(alias.is_file(), "a file link is copied as the file");
@@ -886,7 +981,7 @@ mod tests {
         std::os::unix::fs::symlink(&outside, source.join("etcdir")).expect("link");
         std::os::unix::fs::symlink(outside.join("passwd"), source.join("lib/passwd.txt"))
             .expect("link");
-        let err = check_source(Language::Python, &source).expect_err("links lead out");
+        let err = check_source(Language::Python, &source, &[]).expect_err("links lead out");
         let message = format!("{err:#}");
         let outside = std::fs::canonicalize(&outside).expect("canonical");
         for (link, target) in [
@@ -904,7 +999,7 @@ mod tests {
         assert!(message.contains("remove the link"), "{message}");
 
         let dest = dir.path().join("dest");
-        let err = copy_source(&source, &dest).expect_err("the copy rejects them too");
+        let err = copy_source(&source, &dest, &[]).expect_err("the copy rejects them too");
         assert!(
             format!("{err:#}").contains("outside the source folder"),
             "{err:#}"
@@ -921,9 +1016,9 @@ mod tests {
         std::os::unix::fs::symlink("/nonexistent/x", source.join(".#lockfile")).expect("link");
         std::os::unix::fs::symlink("loop-b", source.join("loop-a")).expect("link");
         std::os::unix::fs::symlink("loop-a", source.join("loop-b")).expect("link");
-        check_source(Language::Python, &source).expect("dangling links are no error");
+        check_source(Language::Python, &source, &[]).expect("dangling links are no error");
         let dest = dir.path().join("dest");
-        copy_source(&source, &dest).expect("copy");
+        copy_source(&source, &dest, &[]).expect("copy");
         assert!(dest.join("main.py").is_file());
         for skipped in [".#lockfile", "loop-a", "loop-b"] {
             assert!(
