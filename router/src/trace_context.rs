@@ -10,8 +10,9 @@
 //! in `open_telemetry/context_propagation.py`). Extraction reads the plain name first and
 //! falls back to the prefixed one when the plain one is missing or not a valid context.
 //!
-//! A `traceparent` attribute that is not a valid context (not version-00 lowercase
-//! hexadecimal, or an all-zero id) is replaced at publish when the publish span has a
+//! A `traceparent` attribute that is not a valid context (uppercase hexadecimal, an all-zero
+//! id or version ff, for example; the propagator accepts later versions with more fields, as
+//! the W3C recommendation says) is replaced at publish when the publish span has a
 //! context to give, together with its `tracestate`, as the W3C recommendation says to discard
 //! both. Without that, every delivery of the message would start a trace of its own.
 
@@ -238,9 +239,13 @@ pub fn outgoing_traceparent(
 ) -> Option<String> {
     let mut carrier = BTreeMap::new();
     inject(span, &mut carrier);
+    // Without tracing no propagator is installed, so the carried value is read directly.
     carrier.remove(TRACEPARENT).or_else(|| {
-        let carried = carried_span_context(attributes);
-        carried.is_valid().then(|| format_traceparent(&carried))
+        [TRACEPARENT, GOOGLE_TRACEPARENT]
+            .into_iter()
+            .filter_map(|key| attributes.get(key))
+            .find(|value| parse_plain_traceparent(value).is_some())
+            .cloned()
     })
 }
 
@@ -656,6 +661,23 @@ mod tests {
     fn valid_traceparent_wins_over_google_name() {
         let context = carried(&[(TRACEPARENT, VALID), (GOOGLE_TRACEPARENT, OTHER)]);
         assert_eq!(context, parse_plain_traceparent(VALID).expect("valid"));
+    }
+
+    #[test]
+    fn outgoing_traceparent_without_tracing_forwards_valid_value() {
+        let attributes = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect()
+        };
+        let none = tracing::Span::none();
+        let google = attributes(&[(GOOGLE_TRACEPARENT, VALID)]);
+        assert_eq!(outgoing_traceparent(&none, &google).as_deref(), Some(VALID));
+        let both = attributes(&[(TRACEPARENT, "garbage"), (GOOGLE_TRACEPARENT, VALID)]);
+        assert_eq!(outgoing_traceparent(&none, &both).as_deref(), Some(VALID));
+        let plain = attributes(&[(TRACEPARENT, OTHER), (GOOGLE_TRACEPARENT, VALID)]);
+        assert_eq!(outgoing_traceparent(&none, &plain).as_deref(), Some(OTHER));
     }
 
     #[test]
