@@ -13,7 +13,8 @@
 //! - [`HandlerError::Permanent`]: [`Broker::reject`] dead-letters the message at once with
 //!   the reason, or acknowledges and logs it when the subscription has no dead-letter topic.
 //! - [`HandlerError::Retryable`]: when the subscription has a retry policy, the delivery is
-//!   nacked (ack deadline 0) and the broker delays the redelivery by the policy's backoff.
+//!   nacked with [`Broker::nack_from_server`], and the broker delays the redelivery by the
+//!   policy's backoff, spread per message.
 //!   Without one, the runner applies its own backoff ([`RunnerOptions::backoff`]) by setting
 //!   the ack deadline to it, so the message is delivered again once that has passed. When
 //!   the subscription has a dead-letter policy and this was the last allowed attempt, the
@@ -489,24 +490,27 @@ impl Runner {
 
         let attempt = delivery.attempts();
         let broker_delay =
-            spec.and_then(|spec| spec.redelivery_delay(attempt, delivery.message.seq));
-        let (backoff, ack_deadline_secs) = match broker_delay {
-            // A nack, after which the broker delays the redelivery by the policy's backoff.
-            Some(delay) => (delay, 0),
-            None => {
-                let backoff = self.options.backoff(attempt);
-                (backoff, whole_seconds(backoff))
-            }
-        };
+            spec.and_then(|spec| spec.server_redelivery_delay(attempt, delivery.message.seq));
+        let backoff = broker_delay.unwrap_or_else(|| self.options.backoff(attempt));
         if let Some(suppressed) = self.retry_log.allow() {
             warn!(attempt, backoff_ms = backoff.as_millis() as u64, broker_backoff = broker_delay.is_some(), error = %reason, suppressed, "handler failed; the event will be retried");
         }
         let ack_ids = std::slice::from_ref(&delivery.ack_id);
-        match self
-            .broker
-            .modify_ack_deadline(&self.subscription, ack_ids, ack_deadline_secs)
-            .await
-        {
+        let delayed = match broker_delay {
+            // A nack, after which the broker delays the redelivery by the policy's backoff,
+            // spread per message.
+            Some(_) => {
+                self.broker
+                    .nack_from_server(&self.subscription, ack_ids)
+                    .await
+            }
+            None => {
+                self.broker
+                    .modify_ack_deadline(&self.subscription, ack_ids, whole_seconds(backoff))
+                    .await
+            }
+        };
+        match delayed {
             Ok(()) => {
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
             }

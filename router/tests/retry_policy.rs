@@ -203,3 +203,36 @@ async fn ack_during_backoff_removes_message() {
         "not delivered again"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn server_nack_spreads_messages() {
+    let test = TestBroker::with_topics(&[TOPIC]).await;
+    test.subscribe(with_backoff(10, 600)).await;
+    let messages: Vec<(String, String)> =
+        (0..20).map(|i| (format!("m{i}"), String::new())).collect();
+    let messages: Vec<(&str, &str)> = messages
+        .iter()
+        .map(|(data, key)| (data.as_str(), key.as_str()))
+        .collect();
+    test.publish(TOPIC, &messages).await;
+    let deliveries = test.pull(SUBSCRIPTION, 20).await;
+    assert_eq!(deliveries.len(), 20);
+    let ack_ids: Vec<String> = deliveries.iter().map(|d| d.ack_id.clone()).collect();
+    test.broker
+        .nack_from_server(SUBSCRIPTION, &ack_ids)
+        .await
+        .expect("nack");
+
+    // Each delay lies between the 10 s minimum and a quarter above it, by message.
+    advance(Duration::from_millis(9_900)).await;
+    assert!(
+        test.pull(SUBSCRIPTION, 20).await.is_empty(),
+        "none before 10 s"
+    );
+    advance(Duration::from_millis(1_100)).await;
+    let early = test.pull(SUBSCRIPTION, 20).await.len();
+    assert!(early > 0 && early < 20, "{early} of 20 ready after 11 s");
+    advance(Duration::from_millis(1_600)).await;
+    let late = test.pull(SUBSCRIPTION, 20).await.len();
+    assert_eq!(early + late, 20, "all ready by 12.6 s");
+}

@@ -682,6 +682,39 @@ impl Broker {
         self.requeue(name, &subscription, released).await
     }
 
+    /// Nacks deliveries as `modify_ack_deadline` with 0 s does, for a consumer that runs in
+    /// the server, such as a deployed function or a built-in handler. The retry policy's
+    /// backoff then gets the push backoff and its spread per message (see
+    /// [`SubscriptionSpec::server_redelivery_delay`]), so messages that failed together, as
+    /// when a function's process crashed under them, come back apart.
+    ///
+    /// # Errors
+    ///
+    /// As `modify_ack_deadline`.
+    pub async fn nack_from_server(
+        &self,
+        name: &str,
+        ack_ids: &[String],
+    ) -> Result<(), BrokerError> {
+        if let Some(shared) = &self.shared {
+            return shared.nack(name, ack_ids, true).await;
+        }
+        let subscription = self.subscription(name)?;
+        let parsed = parse_ack_ids(ack_ids, subscription.tag())?;
+        let released: Vec<(u64, u32)> = {
+            let mut state = subscription.state();
+            parsed
+                .into_iter()
+                .filter(|&(seq, attempts)| state.release(seq, attempts).is_some())
+                .collect()
+        };
+        subscription
+            .counters
+            .nacked
+            .fetch_add(released.len() as u64, Ordering::Relaxed);
+        self.requeue_with(name, &subscription, released, true).await
+    }
+
     /// Returns a snapshot of every subscription, ordered by name.
     pub fn stats(&self) -> Vec<SubscriptionStats> {
         if let Some(shared) = &self.shared {

@@ -164,6 +164,18 @@ impl Broker {
         subscription: &Subscription,
         released: Vec<(u64, u32)>,
     ) -> Result<(), BrokerError> {
+        self.requeue_with(name, subscription, released, false).await
+    }
+
+    /// [`Broker::requeue`], with the delays of a consumer that runs in the server when
+    /// `from_server` is set (see `SubscriptionSpec::server_redelivery_delay`).
+    pub(super) async fn requeue_with(
+        &self,
+        name: &str,
+        subscription: &Subscription,
+        released: Vec<(u64, u32)>,
+        from_server: bool,
+    ) -> Result<(), BrokerError> {
         if released.is_empty() {
             return Ok(());
         }
@@ -188,7 +200,11 @@ impl Broker {
         {
             let mut state = subscription.state();
             for (seq, attempts) in again {
-                let backoff = spec.redelivery_delay(attempts, seq);
+                let backoff = if from_server {
+                    spec.server_redelivery_delay(attempts, seq)
+                } else {
+                    spec.redelivery_delay(attempts, seq)
+                };
                 if let Some(backoff) = backoff {
                     debug!(subscription = %name, message_id = seq, attempts, backoff_ms = backoff.as_millis() as u64, "redelivery delayed");
                 }

@@ -15,8 +15,9 @@
 //! policy's maximum, whichever is lower, but never below 100 ms, so the maximum that a
 //! subscription sets still holds.
 //!
-//! A push delay is also spread by up to a quarter either way, by a fixed amount per message
-//! and attempt, within the policy's bounds. Messages that failed together, such as the
+//! A push delay, and that of a consumer that runs in the server (see
+//! `Broker::nack_from_server`), is also spread by up to a quarter either way, by a fixed
+//! amount per message and attempt, within the policy's bounds. Messages that failed together, such as the
 //! calls in flight when a function's process crashed, then come back at different times,
 //! rather than in step with the message that crashed it at every attempt.
 
@@ -63,20 +64,33 @@ impl SubscriptionSpec {
     /// message (see the module's comment).
     pub fn redelivery_delay(&self, attempt: u32, seq: u64) -> Option<Duration> {
         let policy = self.retry_policy?;
-        let backoff = policy.backoff(attempt);
         if self.push.is_none() {
-            return Some(backoff);
+            return Some(policy.backoff(attempt));
         }
-        let ceiling = PUSH_BACKOFF_MAXIMUM.min(policy.maximum_backoff.max(PUSH_BACKOFF_MINIMUM));
-        let delay = backoff.max(exponential(PUSH_BACKOFF_MINIMUM, ceiling, attempt));
-        // The spread stays between the first delay and the larger of the two maximums.
-        let lowest = policy
-            .minimum_backoff
-            .max(PUSH_BACKOFF_MINIMUM.min(ceiling));
-        let highest = policy.maximum_backoff.max(ceiling);
-        let spread = delay.mul_f64(0.75 + 0.5 * unit_interval(seq, attempt));
-        Some(spread.clamp(lowest.min(delay), highest.max(delay)))
+        Some(server_delay(policy, attempt, seq))
     }
+
+    /// Returns the delay of [`redelivery_delay`](Self::redelivery_delay) for a consumer that
+    /// runs in the server, such as a deployed function or a built-in handler: the push
+    /// backoff and its spread apply whether or not the subscription has a push config.
+    pub fn server_redelivery_delay(&self, attempt: u32, seq: u64) -> Option<Duration> {
+        Some(server_delay(self.retry_policy?, attempt, seq))
+    }
+}
+
+/// Returns the policy's backoff after `attempt`, at least the push backoff, spread for
+/// message `seq` (see the module's comment).
+fn server_delay(policy: RetryPolicy, attempt: u32, seq: u64) -> Duration {
+    let backoff = policy.backoff(attempt);
+    let ceiling = PUSH_BACKOFF_MAXIMUM.min(policy.maximum_backoff.max(PUSH_BACKOFF_MINIMUM));
+    let delay = backoff.max(exponential(PUSH_BACKOFF_MINIMUM, ceiling, attempt));
+    // The spread stays between the first delay and the larger of the two maximums.
+    let lowest = policy
+        .minimum_backoff
+        .max(PUSH_BACKOFF_MINIMUM.min(ceiling));
+    let highest = policy.maximum_backoff.max(ceiling);
+    let spread = delay.mul_f64(0.75 + 0.5 * unit_interval(seq, attempt));
+    spread.clamp(lowest.min(delay), highest.max(delay))
 }
 
 #[cfg(test)]
@@ -216,6 +230,30 @@ mod tests {
         assert_spread(&push, 1, Duration::from_secs(10), lowest, highest);
         assert_spread(&push, 10, Duration::from_secs(600), lowest, highest);
         assert_eq!(spec(None, true).redelivery_delay(1, 3), None);
+    }
+
+    #[test]
+    fn server_delays_spread_without_push_config() {
+        let pull = spec(Some(policy(1, 600)), false);
+        assert_spread_by(
+            |seq| pull.server_redelivery_delay(3, seq),
+            Duration::from_secs(4),
+        );
+        assert_eq!(pull.redelivery_delay(3, 5), Some(Duration::from_secs(4)));
+        assert_eq!(spec(None, false).server_redelivery_delay(3, 5), None);
+    }
+
+    /// Asserts that the delays of 20 messages differ and lie within a quarter of `nominal`.
+    fn assert_spread_by(delay: impl Fn(u64) -> Option<Duration>, nominal: Duration) {
+        let delays: std::collections::BTreeSet<Duration> =
+            (0..20).map(|seq| delay(seq).expect("a policy")).collect();
+        assert!(delays.len() >= 10, "{delays:?}");
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= nominal.mul_f64(0.75) && *d <= nominal.mul_f64(1.25)),
+            "{delays:?}"
+        );
     }
 
     #[test]

@@ -334,33 +334,50 @@ impl SharedDelivery {
         Ok(())
     }
 
+    /// Nacks deliveries, with the delays of a consumer that runs in the server when
+    /// `from_server` is set (see `SubscriptionSpec::server_redelivery_delay`).
+    pub(super) async fn nack(
+        &self,
+        name: &str,
+        ack_ids: &[String],
+        from_server: bool,
+    ) -> Result<(), BrokerError> {
+        let parsed = self.parse_ack_ids(name, ack_ids).await?;
+        let spec = self.store.subscription(name).map(|record| record.spec);
+        for (id, ack) in &parsed {
+            let delay = spec.as_ref().and_then(|spec| {
+                if from_server {
+                    spec.server_redelivery_delay(ack.delivered, ack.stream_seq)
+                } else {
+                    spec.redelivery_delay(ack.delivered, ack.stream_seq)
+                }
+            });
+            if let Err(err) = self.acker(id).ack_with(AckKind::Nak(delay)).await {
+                warn!(subscription = %name, error = %err, "nack not sent to JetStream");
+            }
+        }
+        self.counters(name)
+            .nacked
+            .fetch_add(parsed.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
     pub(super) async fn modify_ack_deadline(
         &self,
         name: &str,
         ack_ids: &[String],
         seconds: u32,
     ) -> Result<(), BrokerError> {
+        if seconds == 0 {
+            return self.nack(name, ack_ids, false).await;
+        }
         let parsed = self.parse_ack_ids(name, ack_ids).await?;
-        let spec = self.store.subscription(name).map(|record| record.spec);
-        for (id, ack) in &parsed {
+        for (id, _) in &parsed {
             // NOTE: JetStream extends a lease by the consumer's ack wait (the subscription's
             // ack deadline), whatever `seconds` asks for.
-            let kind = if seconds > 0 {
-                AckKind::Progress
-            } else {
-                AckKind::Nak(
-                    spec.as_ref()
-                        .and_then(|spec| spec.redelivery_delay(ack.delivered, ack.stream_seq)),
-                )
-            };
-            if let Err(err) = self.acker(id).ack_with(kind).await {
+            if let Err(err) = self.acker(id).ack_with(AckKind::Progress).await {
                 warn!(subscription = %name, error = %err, "deadline change not sent to JetStream");
             }
-        }
-        if seconds == 0 {
-            self.counters(name)
-                .nacked
-                .fetch_add(parsed.len() as u64, Ordering::Relaxed);
         }
         Ok(())
     }

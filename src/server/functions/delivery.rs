@@ -139,7 +139,9 @@ impl FunctionHandler {
         // A retry that would come after the maximum event age would be dead-lettered without
         // a call, so the event is dead-lettered now rather than a backoff later.
         let delay = spec
-            .and_then(|spec| spec.redelivery_delay(delivery.attempts(), delivery.message.seq))
+            .and_then(|spec| {
+                spec.server_redelivery_delay(delivery.attempts(), delivery.message.seq)
+            })
             .unwrap_or_default();
         let expires_first = self.settings.retry
             && event_age(delivery).saturating_add(delay) > self.settings.max_event_age;
