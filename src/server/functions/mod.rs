@@ -285,9 +285,14 @@ impl Functions {
     /// Returns the canonical paths of the functions folder and the runtime cache, which a
     /// source folder may contain and which its copy leaves out.
     fn protected_folders(&self) -> Vec<PathBuf> {
+        // Before the first deploy the folders may not exist yet, and only an existing folder
+        // has a canonical path.
         [&self.inner.dir, &self.inner.cache]
             .into_iter()
-            .filter_map(|folder| std::fs::canonicalize(folder).ok())
+            .filter_map(|folder| {
+                std::fs::create_dir_all(folder).ok()?;
+                std::fs::canonicalize(folder).ok()
+            })
             .collect()
     }
 

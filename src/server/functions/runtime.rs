@@ -113,7 +113,15 @@ impl Launch {
 pub(crate) fn copy_source(source: &Path, dest: &Path, protected: &[PathBuf]) -> anyhow::Result<()> {
     let root = std::fs::canonicalize(source)
         .with_context(|| format!("failed to read {}", source.display()))?;
-    copy_tree(&root, &root, dest, protected)
+    // The destination is protected too, for a source folder inside the functions folder.
+    std::fs::create_dir_all(dest)
+        .with_context(|| format!("failed to create {}", dest.display()))?;
+    let mut protected = protected.to_vec();
+    protected.push(
+        std::fs::canonicalize(dest)
+            .with_context(|| format!("failed to read {}", dest.display()))?,
+    );
+    copy_tree(&root, &root, dest, &protected)
 }
 
 /// Returns whether the source folder `path` is, or contains, one of the `protected` folders.
@@ -932,6 +940,25 @@ mod tests {
         assert!(
             !dest.join("sluice-data").exists(),
             "the data directory is left out"
+        );
+    }
+
+    #[test]
+    fn copy_source_inside_the_functions_folder_ends() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let functions = dir
+            .path()
+            .canonicalize()
+            .expect("canonical")
+            .join("functions");
+        std::fs::create_dir_all(functions.join("records")).expect("mkdir");
+        std::fs::write(functions.join("main.py"), "def f(d, c): pass\n").expect("write");
+        let dest = functions.join("sources/f/v1");
+        copy_source(&functions, &dest, &[]).expect("copy");
+        assert!(dest.join("main.py").is_file());
+        assert!(
+            !dest.join("sources").exists(),
+            "the copy is not copied into itself"
         );
     }
 
