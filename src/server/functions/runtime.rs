@@ -146,7 +146,7 @@ fn copy_tree(root: &Path, dir: &Path, dest: &Path, protected: &[PathBuf]) -> any
             continue;
         }
         if file_type.is_dir() && holds_protected(&path, protected) {
-            warn!(folder = %path.display(), "left out of the function's source copy: it holds the server's data");
+            warn!(folder = %path.display(), "left out of the function's source copy: it is or contains the server's functions folder, runtime cache or the copy itself");
         } else if file_type.is_dir() {
             copy_tree(root, &path, &target, protected)?;
         } else if file_type.is_symlink() {
@@ -307,6 +307,19 @@ pub(crate) fn check_source(
     }
     let root = std::fs::canonicalize(source)
         .with_context(|| format!("failed to read {}", source.display()))?;
+    // The functions folder lies directly in the data directory, whose store and objects the
+    // copy would take along.
+    let is_data_directory = |folder: &PathBuf| {
+        folder.parent() == Some(root.as_path())
+            && folder.file_name() == Some(std::ffi::OsStr::new("functions"))
+    };
+    if protected.iter().any(is_data_directory) {
+        anyhow::bail!(
+            "--source {} is the server's data directory; put the function in a folder of \
+             its own",
+            source.display()
+        );
+    }
     let mut problems = Vec::new();
     outside_links(&root, &root, protected, &mut problems)?;
     if problems.is_empty() {
@@ -940,6 +953,20 @@ mod tests {
         assert!(
             !dest.join("sluice-data").exists(),
             "the data directory is left out"
+        );
+    }
+
+    #[test]
+    fn data_directory_as_source_is_rejected() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().canonicalize().expect("canonical").join("data");
+        std::fs::create_dir_all(data.join("functions")).expect("mkdir");
+        std::fs::write(data.join("main.py"), "def f(d, c): pass\n").expect("write");
+        let err = check_source(Language::Python, &data, &[data.join("functions")])
+            .expect_err("the data directory");
+        assert!(
+            err.to_string().contains("is the server's data directory"),
+            "{err}"
         );
     }
 
