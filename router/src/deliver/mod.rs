@@ -667,6 +667,19 @@ impl Broker {
             }
             return Ok(());
         }
+        self.nack_leased(name, &subscription, parsed, false).await
+    }
+
+    /// Releases the leased deliveries `parsed` of a subscription held in this process and
+    /// returns them to the queue, with the delays of a consumer in the server when
+    /// `from_server` is set.
+    async fn nack_leased(
+        &self,
+        name: &str,
+        subscription: &Subscription,
+        parsed: Vec<(u64, u32)>,
+        from_server: bool,
+    ) -> Result<(), BrokerError> {
         let released: Vec<(u64, u32)> = {
             let mut state = subscription.state();
             parsed
@@ -679,7 +692,8 @@ impl Broker {
             .nacked
             .fetch_add(released.len() as u64, Ordering::Relaxed);
         debug!(subscription = %name, deliveries = ?released, "deliveries nacked");
-        self.requeue(name, &subscription, released).await
+        self.requeue_with(name, subscription, released, from_server)
+            .await
     }
 
     /// Nacks deliveries as `modify_ack_deadline` with 0 s does, for a consumer that runs in
@@ -701,18 +715,7 @@ impl Broker {
         }
         let subscription = self.subscription(name)?;
         let parsed = parse_ack_ids(ack_ids, subscription.tag())?;
-        let released: Vec<(u64, u32)> = {
-            let mut state = subscription.state();
-            parsed
-                .into_iter()
-                .filter(|&(seq, attempts)| state.release(seq, attempts).is_some())
-                .collect()
-        };
-        subscription
-            .counters
-            .nacked
-            .fetch_add(released.len() as u64, Ordering::Relaxed);
-        self.requeue_with(name, &subscription, released, true).await
+        self.nack_leased(name, &subscription, parsed, true).await
     }
 
     /// Returns a snapshot of every subscription, ordered by name.
