@@ -165,11 +165,11 @@ fn log_filter<S>(rust_log: Option<&str>, default: &str) -> impl Filter<S> {
         );
     }
     let limit = Arc::new(sdk_logs::SdkLogLimit::default());
-    // Without a level hint, `And` reports none for the whole filter, so the global maximum
-    // level becomes TRACE: the `log` records of dependencies such as sled, at every level,
-    // then reach the subscriber only to be filtered out, and every disabled callsite is
-    // checked again at each call. That cost several percent of routing throughput. The
-    // limit passes every level it does not count, so TRACE is its true hint.
+    // Without a level hint, `And` reports none for the whole filter, and the global maximum
+    // level becomes TRACE. Every `log` record of dependencies such as sled would then reach
+    // the subscriber only to be dropped, and each disabled callsite would be checked at each
+    // call, which cost several percent of routing throughput. The limit passes every level
+    // that it does not count, so TRACE is its true hint.
     let rate_limit = tracing_subscriber::filter::filter_fn(move |metadata| limit.allows(metadata))
         .with_max_level_hint(LevelFilter::TRACE);
     filter.and(rate_limit)

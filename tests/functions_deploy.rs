@@ -267,7 +267,7 @@ fn crash_without_retry_drops_event() {
     assert_eq!(listed["dropped"], 1, "{listed}");
     assert_eq!(listed["backlog"], 0, "{listed}");
 
-    // The dropped call counts as a failed run, so the handler-failure alert sees it.
+    // The dropped call counts as a failed run, so the handler-failure alert counts it too.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let metrics = runtime.block_on(async {
         reqwest::get(format!("{}/metrics", setup.server.url))

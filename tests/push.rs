@@ -694,7 +694,7 @@ fn assert_gaps_at_least(requests: &[Received], minimums: &[Duration]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn zero_minimum_backoff_still_backs_off() {
     // A minimum of 0 never grows, so without the push backoff the server resent the message
-    // as fast as the endpoint answered: about 600 requests a second.
+    // as fast as the endpoint responded: about 600 requests a second.
     let mock = Mock::start().await;
     let server = TestServer::start(Some(&config(&format!(
         "[[subscriptions]]\nname = \"eager\"\ntopic = \"orders\"\n\

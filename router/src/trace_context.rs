@@ -10,11 +10,11 @@
 //! in `open_telemetry/context_propagation.py`). Extraction reads the plain name first and
 //! falls back to the prefixed one when the plain one is missing or not a valid context.
 //!
-//! A `traceparent` attribute that is not a valid context (uppercase hexadecimal, an all-zero
-//! id or version ff, for example; the propagator accepts later versions with more fields, as
-//! the W3C recommendation says) is replaced at publish when the publish span has a
-//! context to give, together with its `tracestate`, as the W3C recommendation says to discard
-//! both. Without that, every delivery of the message would start a trace of its own.
+//! A `traceparent` attribute that is not a valid context, such as one in uppercase
+//! hexadecimal, with an all-zero id or of version ff, is replaced at publish when the publish
+//! span has a context to give. Its `tracestate` goes with it, because the W3C recommendation
+//! discards both. Without that, every delivery of the message would start a trace of its
+//! own. Later versions with more fields are valid, as the recommendation requires.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
@@ -250,10 +250,10 @@ pub fn outgoing_traceparent(
 }
 
 /// Writes the context of `span` into each message that carries no valid context or a context
-/// of the same trace, replacing what it carried, so that deliveries are children of the
-/// publish span whether the publisher sent its context in a header or in the message. A
-/// message that carries the context of another trace, from a publisher that batched messages
-/// of several traces, keeps it. The context is formatted once for the whole batch.
+/// of the same trace, replacing what it carried. So deliveries are children of the publish
+/// span whether the publisher sent its context in a header or in the message. A message
+/// that carries the context of another trace, from a publisher that batched messages of
+/// several traces, keeps it. The context is formatted once for the whole batch.
 pub(crate) fn inject_into(span: &tracing::Span, messages: &mut [TopicMessage]) {
     let mut carrier = BTreeMap::new();
     inject(span, &mut carrier);

@@ -314,7 +314,7 @@ mod tests {
     }
 
     #[test]
-    fn url_without_host_or_with_bad_port_is_rejected() {
+    fn url_with_bad_host_or_port_rejected() {
         for (url, expected) in [
             ("nats://", "names no host"),
             ("nats://:4222", "names no host"),

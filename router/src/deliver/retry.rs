@@ -8,7 +8,7 @@
 //!
 //! A policy with a minimum of 0 never grows. A pull client that nacks gets the message back
 //! at once, as it asked. A push subscription has no client to pace it: the server itself
-//! would send the message to a failing endpoint as fast as the endpoint answers. Pub/Sub's
+//! would send the message to a failing endpoint as fast as the endpoint responds. Pub/Sub's
 //! push documentation describes a push backoff of 100 ms to 60 s for endpoints that keep
 //! failing; sluice applies it per message as a floor under the policy's backoff, so a push
 //! retry waits at least `100 ms * 2^(n-1)`. The floor stops growing at 60 s or at the
@@ -27,7 +27,7 @@ use crate::store::{RetryPolicy, SubscriptionSpec};
 
 /// The push backoff after a push subscription's first failed delivery.
 pub(crate) const PUSH_BACKOFF_MINIMUM: Duration = Duration::from_millis(100);
-/// The longest push backoff.
+/// The maximum push backoff.
 pub(crate) const PUSH_BACKOFF_MAXIMUM: Duration = Duration::from_secs(60);
 
 /// Returns `minimum * 2^(attempt - 1)`, at most `maximum`. Attempt 0 counts as 1.

@@ -98,8 +98,8 @@ impl Launch {
 
 /// Copies the source folder to `dest`, leaving out [`SKIPPED_FOLDERS`] and every folder that
 /// contains one of the `protected` folders. Those are the canonical paths of the server's
-/// functions folder and runtime cache. So a source folder that holds the data directory,
-/// such as `.` beside `./sluice-data`, is not copied into itself.
+/// functions folder and runtime cache. So a source folder that contains the data
+/// directory, such as `.` beside `./sluice-data`, is not copied into itself.
 ///
 /// A symbolic link to a file inside the source folder is copied as that file, and one to a
 /// folder inside it becomes a relative link to the same folder of the copy. A link that
@@ -532,10 +532,10 @@ fn python_interpreter() -> OsString {
     std::env::var_os("SLUICE_FUNCTIONS_PYTHON").unwrap_or_else(|| "python3".into())
 }
 
-/// Returns what `requirements.txt` pulls in besides its own text, for the environment's key:
-/// the files it includes with `-r` or `-c` (at any depth), and each file under the local
-/// paths it installs from, each with its path and the SHA-256 of its contents. So a changed
-/// nested file or local package gets an environment of its own. An editable install
+/// Returns what `requirements.txt` pulls in besides its own text, for the environment's key.
+/// That is the files it includes with `-r` or `-c` (at any depth) and each file under the
+/// local paths it installs from, each with its path and the SHA-256 of its contents. So a
+/// changed nested file or local package gets an environment of its own. An editable install
 /// (`-e ./lib`) points into this version's folder, so its environment is this version's
 /// alone and the key names the folder. Returns an empty string when the file is missing or
 /// pulls in nothing.
@@ -842,7 +842,7 @@ mod tests {
     }
 
     #[test]
-    fn local_package_links_and_pip_output_are_not_followed() {
+    fn local_package_scan_skips_links_and_builds() {
         let dir = tempfile::tempdir().expect("temp dir");
         let version = dir.path();
         let requirements = version.join("requirements.txt");

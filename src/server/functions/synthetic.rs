@@ -25,9 +25,9 @@ use crate::server::names;
 const DEFAULT_OBJECT: &str = "sluice-call-object";
 
 /// The number part of the last synthetic event id: microseconds since the Unix epoch, or one
-/// more than the last when calls come faster, so that ids do not repeat within the process
-/// or, while the clock does not go back, after a restart. A function that deduplicates on
-/// the event id would otherwise skip the first call after each start.
+/// more than the last when calls come faster. So ids do not repeat within the process, nor
+/// after a restart while the clock does not go back. Otherwise a function that deduplicates
+/// on the event id would skip the first call after each start.
 static LAST_CALL: AtomicU64 = AtomicU64::new(0);
 
 /// Returns the number of the next synthetic event: `micros`, or one more than the last.

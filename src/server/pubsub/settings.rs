@@ -26,7 +26,7 @@ const DEFAULT_ACK_DEADLINE_SECS: u32 = 10;
 const MAX_DELIVERY_ATTEMPTS: RangeInclusive<i32> = 5..=100;
 /// The limit of a dead-letter policy that sets 0.
 const DEFAULT_MAX_DELIVERY_ATTEMPTS: u32 = 5;
-/// The longest retry backoff, minimum or maximum.
+/// The upper bound of both backoffs of a retry policy.
 const MAXIMUM_BACKOFF: std::time::Duration = std::time::Duration::from_secs(600);
 /// The minimum backoff of a retry policy that sets none.
 const DEFAULT_MINIMUM_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
