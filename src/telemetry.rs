@@ -21,6 +21,7 @@
 
 mod json;
 mod otel_env;
+mod otlp;
 mod sdk_logs;
 
 use std::env;
@@ -30,11 +31,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithTonicConfig as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+use tonic::codec::CompressionEncoding;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
 use tracing_subscriber::layer::{Filter, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -179,24 +180,38 @@ fn log_filter<S>(rust_log: Option<&str>, default: &str) -> impl Filter<S> {
 ///
 /// # Errors
 ///
-/// Fails for an endpoint without a scheme and for any setting the exporter rejects.
+/// Fails for an endpoint without a scheme or that is no URL, and for TLS files that cannot
+/// be read.
 fn build_tracer_provider(settings: &TraceSettings) -> anyhow::Result<SdkTracerProvider> {
-    if let Some(endpoint) = &settings.endpoint {
-        otel_env::check_endpoint(endpoint, settings.insecure.is_some())
-            .map_err(anyhow::Error::msg)?;
-    }
+    let endpoint = collector_url(settings)?;
     let files = &settings.tls_files;
     // Certificate files for a plain-text endpoint got a warning when the settings were read.
-    let exporter = if !settings.uses_tls() {
-        build_exporter(None)?
+    let channel = if !settings.uses_tls() {
+        build_channel(&endpoint, settings, None)?
     } else if files.ca.is_some() || files.client.is_some() {
-        build_exporter(Some(tls_config(files)?))?
+        build_channel(&endpoint, settings, Some(tls_config(files)?))?
     } else {
         // A host without a system certificate store makes the native roots fail, so the
         // exporter then trusts Mozilla's roots alone.
-        build_exporter(Some(ClientTlsConfig::new().with_enabled_roots()))
-            .or_else(|_| build_exporter(Some(ClientTlsConfig::new().with_webpki_roots())))?
+        build_channel(
+            &endpoint,
+            settings,
+            Some(ClientTlsConfig::new().with_enabled_roots()),
+        )
+        .or_else(|_| {
+            build_channel(
+                &endpoint,
+                settings,
+                Some(ClientTlsConfig::new().with_webpki_roots()),
+            )
+        })?
     };
+    let exporter = otlp::OtlpExporter::new(otlp::ExporterConfig {
+        channel,
+        metadata: settings.headers.clone(),
+        compression: settings.gzip.then_some(CompressionEncoding::Gzip),
+        timeout: settings.export_timeout,
+    });
     let mut resource = Resource::builder();
     // The SDK names the service from OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES; without
     // either, "sluice" beats its "unknown_service" default.
@@ -210,6 +225,54 @@ fn build_tracer_provider(settings: &TraceSettings) -> anyhow::Result<SdkTracerPr
         .with_sampler(settings.sampler.clone())
         .with_resource(resource.build())
         .build())
+}
+
+/// The collector of the OTLP specification's default, which the exporter reaches when
+/// `OTEL_TRACES_EXPORTER=otlp` names no endpoint.
+const DEFAULT_ENDPOINT: &str = "http://localhost:4317";
+
+/// Returns the URL of the collector: the endpoint variable's value, with http:// in front of
+/// one that has no scheme when `OTEL_EXPORTER_OTLP_INSECURE` is true.
+///
+/// # Errors
+///
+/// Fails for an endpoint without a scheme when the insecure variable is not set, or with a
+/// scheme other than http:// and https://.
+fn collector_url(settings: &TraceSettings) -> anyhow::Result<String> {
+    let Some(endpoint) = &settings.endpoint else {
+        return Ok(DEFAULT_ENDPOINT.to_owned());
+    };
+    otel_env::check_endpoint(endpoint, settings.insecure.is_some()).map_err(anyhow::Error::msg)?;
+    let lower = endpoint.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(endpoint.clone());
+    }
+    let scheme = if settings.uses_tls() { "https" } else { "http" };
+    Ok(format!("{scheme}://{endpoint}"))
+}
+
+/// Returns a channel to the collector that connects on its first request.
+///
+/// # Errors
+///
+/// Fails for an endpoint that is no URI and for TLS settings that tonic rejects.
+fn build_channel(
+    endpoint: &str,
+    settings: &TraceSettings,
+    tls: Option<ClientTlsConfig>,
+) -> anyhow::Result<Channel> {
+    let mut builder = Endpoint::from_shared(endpoint.to_owned()).map_err(|err| {
+        anyhow::anyhow!(
+            "the OTLP endpoint {endpoint:?} is not a URL ({err}); write it as \
+             http://HOST:PORT or https://HOST:PORT"
+        )
+    })?;
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .with_context(|| format!("TLS to the OTLP endpoint {endpoint} cannot be set up"))?;
+    }
+    Ok(builder.timeout(settings.export_timeout).connect_lazy())
 }
 
 /// Returns the TLS settings of the OTLP certificate variables: the CA file in place of the
@@ -243,16 +306,6 @@ fn tls_config(files: &otel_env::TlsFiles) -> anyhow::Result<ClientTlsConfig> {
         config = config.identity(Identity::from_pem(certificate, key));
     }
     Ok(config)
-}
-
-fn build_exporter(
-    tls: Option<ClientTlsConfig>,
-) -> Result<opentelemetry_otlp::SpanExporter, opentelemetry_otlp::ExporterBuildError> {
-    let builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-    match tls {
-        Some(tls) => builder.with_tls_config(tls).build(),
-        None => builder.build(),
-    }
 }
 
 #[cfg(test)]

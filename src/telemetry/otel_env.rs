@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use opentelemetry_sdk::trace::Sampler;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 
 /// The samplers that `OTEL_TRACES_SAMPLER` accepts.
 const SAMPLERS: &str = "always_on, always_off, traceidratio, parentbased_always_on, \
@@ -33,6 +34,11 @@ pub(super) struct TraceSettings {
     pub(super) tls_files: TlsFiles,
     /// `OTEL_EXPORTER_OTLP_TRACES_INSECURE` or `OTEL_EXPORTER_OTLP_INSECURE`, when set.
     pub(super) insecure: Option<String>,
+    /// The headers of each export request, from `OTEL_EXPORTER_OTLP_TRACES_HEADERS` or
+    /// `OTEL_EXPORTER_OTLP_HEADERS`, with names in lowercase.
+    pub(super) headers: MetadataMap,
+    /// Whether requests are compressed with gzip (`OTEL_EXPORTER_OTLP_COMPRESSION=gzip`).
+    pub(super) gzip: bool,
     pub(super) warnings: Vec<String>,
 }
 
@@ -78,6 +84,8 @@ impl TraceSettings {
         let tls_files = read_tls_files(&get, &mut warnings);
         let insecure = get("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
             .or_else(|| get("OTEL_EXPORTER_OTLP_INSECURE"));
+        let headers = read_headers(&get, &mut warnings);
+        let gzip = read_gzip(&get, &mut warnings);
         warn_unsupported(&get, &mut warnings);
         warn_empty_queue(&get, &mut warnings);
         let settings = TraceSettings {
@@ -87,6 +95,8 @@ impl TraceSettings {
             endpoint,
             tls_files,
             insecure,
+            headers,
+            gzip,
             warnings,
         };
         settings.warn_unused_tls_files()
@@ -213,6 +223,64 @@ fn read_timeout(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String
         }
     }
     DEFAULT_EXPORT_TIMEOUT
+}
+
+/// Returns the headers of `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, or of
+/// `OTEL_EXPORTER_OTLP_HEADERS` when that is unset: `name=value` pairs separated by commas,
+/// each value percent-decoded, as the OTLP exporter specification writes them. A pair that
+/// is not a valid header is left out with a warning that names it.
+fn read_headers(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> MetadataMap {
+    let mut headers = MetadataMap::new();
+    let Some((name, value)) = ["OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"]
+        .into_iter()
+        .find_map(|name| get(name).map(|value| (name, value)))
+    else {
+        return headers;
+    };
+    for pair in value.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+        let parsed = pair.split_once('=').and_then(|(key, raw)| {
+            let key = MetadataKey::from_bytes(key.trim().to_ascii_lowercase().as_bytes()).ok()?;
+            let decoded = percent_encoding::percent_decode_str(raw.trim())
+                .decode_utf8()
+                .ok()?;
+            let value = MetadataValue::try_from(decoded.as_ref()).ok()?;
+            Some((key, value))
+        });
+        match parsed {
+            Some((key, value)) => {
+                headers.append(key, value);
+            }
+            None => warnings.push(format!(
+                "{name} holds {pair:?}, which is not a header; write name=value pairs \
+                 separated by commas, with a name of letters, digits and -_. and the value's \
+                 other characters percent-encoded; the pair is left out"
+            )),
+        }
+    }
+    headers
+}
+
+/// Returns whether `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION` or `OTEL_EXPORTER_OTLP_COMPRESSION`
+/// asks for gzip. Any value besides `gzip` and `none` gets a warning and means none.
+fn read_gzip(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> bool {
+    let Some((name, value)) = [
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+    ]
+    .into_iter()
+    .find_map(|name| get(name).map(|value| (name, value))) else {
+        return false;
+    };
+    if value.eq_ignore_ascii_case("gzip") {
+        return true;
+    }
+    if !value.eq_ignore_ascii_case("none") {
+        warnings.push(format!(
+            "{name}={value:?} is not a compression sluice knows (accepted: gzip, none); \
+             spans are sent uncompressed"
+        ));
+    }
+    false
 }
 
 /// Returns the TLS files of the trace exporter. A client certificate without its key, or a

@@ -1,0 +1,268 @@
+//! The OTLP/gRPC span exporter behind the SDK's batch span processor.
+//!
+//! It does the job of opentelemetry-otlp's tonic exporter at a fraction of its CPU cost:
+//! each batch is encoded once, straight from the SDK's span data into the protobuf body
+//! ([`encode`]), and a retry sends the same bytes again. opentelemetry-otlp 0.33 cloned every
+//! span of a batch, converted the copies into opentelemetry-proto's structs and let prost
+//! measure each nested message again for every level above it; with every routed entry
+//! traced, that was half of what tracing added to routing (docs/benchmarks.md, "Tracing
+//! overhead").
+//!
+//! The request is the `Export` call of `opentelemetry.proto.collector.trace.v1.TraceService`
+//! over a lazily connected tonic channel, with the headers of `OTEL_EXPORTER_OTLP_HEADERS`,
+//! optional gzip compression and a deadline of the export timeout. Failures that the OTLP
+//! specification calls transient (UNAVAILABLE and the like) are retried with exponential
+//! backoff within that deadline; the batch processor logs the error of a batch that still
+//! fails.
+
+mod encode;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf as _, BufMut as _, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::Resource;
+use prost::Message as _;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
+
+use encode::EncodedResource;
+
+/// The method of the OTLP trace service.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// The first wait before a retry, doubled after each one up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_millis(1600);
+
+/// Retries after the first attempt, as in opentelemetry-otlp's default policy.
+const MAX_RETRIES: u32 = 3;
+
+/// Where and how spans are sent.
+#[derive(Debug)]
+pub(super) struct ExporterConfig {
+    pub(super) channel: Channel,
+    /// The headers of every request.
+    pub(super) metadata: MetadataMap,
+    pub(super) compression: Option<CompressionEncoding>,
+    /// The time one export may take, retries included.
+    pub(super) timeout: Duration,
+}
+
+/// Sends batches of spans to an OTLP/gRPC collector.
+#[derive(Debug)]
+pub(super) struct OtlpExporter {
+    client: Arc<Client>,
+    resource: EncodedResource,
+    /// The runtime that runs the requests. The batch processor calls
+    /// [`SpanExporter::export`] on a thread of its own, outside any runtime, and tonic's
+    /// channel and timers need one.
+    runtime: tokio::runtime::Handle,
+    shut_down: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Client {
+    grpc: tonic::client::Grpc<Channel>,
+    metadata: MetadataMap,
+    timeout: Duration,
+}
+
+impl OtlpExporter {
+    /// Returns an exporter that runs its requests on the current Tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Panics outside a Tokio runtime.
+    pub(super) fn new(config: ExporterConfig) -> OtlpExporter {
+        let mut grpc = tonic::client::Grpc::new(config.channel);
+        if let Some(encoding) = config.compression {
+            grpc = grpc.send_compressed(encoding).accept_compressed(encoding);
+        }
+        OtlpExporter {
+            client: Arc::new(Client {
+                grpc,
+                metadata: config.metadata,
+                timeout: config.timeout,
+            }),
+            resource: EncodedResource::default(),
+            runtime: tokio::runtime::Handle::current(),
+            shut_down: AtomicBool::new(false),
+        }
+    }
+}
+
+impl SpanExporter for OtlpExporter {
+    fn export(
+        &self,
+        batch: Vec<SpanData>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        let shut_down = self.shut_down.load(Ordering::Acquire);
+        // The batch is encoded here, on the batch processor's thread, rather than on the
+        // runtime's workers, which route.
+        let body = (!shut_down && !batch.is_empty())
+            .then(|| Bytes::from(encode::export_request(&self.resource, &batch)));
+        drop(batch);
+        let sent = body.map(|body| {
+            let client = Arc::clone(&self.client);
+            self.runtime.spawn(async move { client.send(body).await })
+        });
+        async move {
+            if shut_down {
+                return Err(OTelSdkError::AlreadyShutdown);
+            }
+            match sent {
+                None => Ok(()),
+                Some(task) => task.await.unwrap_or_else(|err| {
+                    Err(OTelSdkError::InternalFailure(format!(
+                        "the OTLP export task stopped: {err}"
+                    )))
+                }),
+            }
+        }
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        Ok(())
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = EncodedResource::new(resource);
+    }
+}
+
+impl Client {
+    /// Sends one encoded request, retrying transient failures until the export timeout.
+    async fn send(&self, body: Bytes) -> OTelSdkResult {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut backoff = FIRST_BACKOFF;
+        let mut retries = 0;
+        loop {
+            let attempt = tokio::time::timeout_at(deadline, self.call(body.clone())).await;
+            let status = match attempt {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(status)) => status,
+                Err(_) => return Err(OTelSdkError::Timeout(self.timeout)),
+            };
+            let wait = jittered(backoff);
+            let in_time = tokio::time::Instant::now() + wait < deadline;
+            if !is_transient(status.code()) || retries == MAX_RETRIES || !in_time {
+                return Err(OTelSdkError::InternalFailure(format!(
+                    "the OTLP collector refused the spans: {} ({:?}){}",
+                    status.message(),
+                    status.code(),
+                    if retries > 0 {
+                        format!(", after {retries} retries")
+                    } else {
+                        String::new()
+                    }
+                )));
+            }
+            tokio::time::sleep(wait).await;
+            retries += 1;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn call(&self, body: Bytes) -> Result<(), tonic::Status> {
+        let mut grpc = self.grpc.clone();
+        grpc.ready().await.map_err(|err| {
+            tonic::Status::unavailable(format!("the collector is not reachable: {err}"))
+        })?;
+        let mut request = tonic::Request::new(body);
+        *request.metadata_mut() = self.metadata.clone();
+        request.set_timeout(self.timeout);
+        let response = grpc
+            .unary(request, PathAndQuery::from_static(EXPORT_PATH), ExportCodec)
+            .await?;
+        // The specification asks for a partial success to be logged and not retried.
+        if let Some(partial) = response.into_inner().partial_success {
+            if partial.rejected_spans > 0 || !partial.error_message.is_empty() {
+                tracing::warn!(
+                    rejected_spans = partial.rejected_spans,
+                    message = %partial.error_message,
+                    "the OTLP collector rejected some spans"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Returns whether the OTLP specification lets an exporter retry a request that failed with
+/// `code`. RESOURCE_EXHAUSTED counts only with a retry delay from the server, which this
+/// exporter does not read, so it is not retried.
+fn is_transient(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Aborted
+            | tonic::Code::OutOfRange
+            | tonic::Code::Unavailable
+            | tonic::Code::DataLoss
+    )
+}
+
+/// Returns `backoff` with up to a quarter added, so that several exporters that failed
+/// together do not retry together.
+fn jittered(backoff: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    backoff + backoff.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
+
+/// The codec of the `Export` call: the request is the body [`encode`] wrote, and the
+/// response is decoded with opentelemetry-proto's type.
+#[derive(Debug, Clone, Copy, Default)]
+struct ExportCodec;
+
+impl Codec for ExportCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = ExportCodec;
+    type Decoder = ExportCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ExportCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ExportCodec
+    }
+}
+
+impl Encoder for ExportCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for ExportCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
+        let response = ExportTraceServiceResponse::decode(src.copy_to_bytes(src.remaining()))
+            .map_err(|err| {
+                tonic::Status::internal(format!("the collector's answer is not OTLP: {err}"))
+            })?;
+        Ok(Some(response))
+    }
+}
