@@ -1003,6 +1003,64 @@ async fn streamed_entries_get_own_traces() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn publish_of_one_entry_continues_its_trace() {
+    use sluice_proto::sluice::v1::log_ingest_client::LogIngestClient;
+    use sluice_proto::sluice::v1::IngestBatch;
+
+    let (collector, endpoint) = Collector::start().await;
+    let server = TestServer::start_with_env(None, &otel_env(&endpoint));
+    let http = reqwest::Client::new();
+    // One entry that goes to audit-storage alone.
+    let entries = vec![json!({"logName": "projects/local/logs/a",
+           "resource": {"type": "gcs_bucket"}, "severity": "INFO", "textPayload": "one"})
+    .to_string()];
+    let mut ingest = LogIngestClient::new(support::channel(&server).await);
+    let mut acks = ingest
+        .stream_entries(futures::stream::iter(vec![IngestBatch {
+            sequence: 0,
+            entries,
+        }]))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    while acks.message().await.expect("ack arrives").is_some() {}
+    let messages = pull_messages(&http, &server, "audit-storage", 1).await;
+    let trace_id = carried_trace_id(&messages[0]["attributes"]).expect("trace context");
+
+    let spans = collector
+        .wait_all(|spans| {
+            !find(spans, "ingest entry").is_empty()
+                && spans.iter().any(|span| span.name.starts_with("publish"))
+        })
+        .await;
+    let entry = only(&spans, "ingest entry");
+    let publish = spans
+        .iter()
+        .find(|span| span.name.starts_with("publish"))
+        .expect("a publish span");
+    assert_eq!(
+        hex(&publish.trace_id),
+        trace_id,
+        "the publish joins the entry's trace"
+    );
+    assert_eq!(
+        publish.parent_span_id, entry.span_id,
+        "the entry's span is the parent"
+    );
+    let ingest_span = only(&spans, "ingest");
+    assert!(
+        publish
+            .links
+            .iter()
+            .any(|link| link.span_id == ingest_span.span_id),
+        "the publish span links to the batch's ingest span: {}",
+        describe(&spans)
+    );
+    let status = server.stop();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sampled_out_entries_carry_flag_zero() {
     use sluice_proto::sluice::v1::log_ingest_client::LogIngestClient;
     use sluice_proto::sluice::v1::IngestBatch;

@@ -285,6 +285,17 @@ pub(crate) fn inject_into(span: &tracing::Span, messages: &mut [TopicMessage]) {
 /// caller's span. Otherwise the parent is the caller's span, and the span links to each
 /// distinct context the messages carry.
 pub(crate) fn publish_span(messages: &[TopicMessage]) -> tracing::Span {
+    let span = publish_span_named(messages);
+    if !is_active() {
+        return span;
+    }
+    link_carried_contexts(&span, messages);
+    span
+}
+
+/// Returns a publish span without parent or links of its own: named after the topic when
+/// every message goes to the same one, and `publish` otherwise.
+fn publish_span_named(messages: &[TopicMessage]) -> tracing::Span {
     let topic = messages.first().map_or("", |m| m.topic.as_str());
     let one_topic = messages.iter().all(|m| m.topic == topic);
     let name = if one_topic {
@@ -306,9 +317,12 @@ pub(crate) fn publish_span(messages: &[TopicMessage]) -> tracing::Span {
     if one_topic {
         span.record("messaging.destination.name", topic);
     }
-    if !is_active() {
-        return span;
-    }
+    span
+}
+
+/// Gives the publish `span` the parent or the links of the contexts `messages` carry, as
+/// [`publish_span`] describes.
+fn link_carried_contexts(span: &tracing::Span, messages: &[TopicMessage]) {
     // A batch of 1000 routed entries carries hundreds of contexts, too many for a linear
     // search of the ones already found. Reading stops at the link limit.
     let mut carried = Vec::new();
@@ -335,7 +349,7 @@ pub(crate) fn publish_span(messages: &[TopicMessage]) -> tracing::Span {
             .span()
             .span_context()
             .clone();
-        set_parent(&span, &messages[0].message.attributes);
+        set_parent(span, &messages[0].message.attributes);
         if caller.is_valid() && caller != carried[0] {
             span.add_link(caller);
         }
@@ -344,7 +358,6 @@ pub(crate) fn publish_span(messages: &[TopicMessage]) -> tracing::Span {
             span.add_link(span_context);
         }
     }
-    span
 }
 
 /// Returns the span of moving a message of `subscription` to its dead-letter topic, a child
@@ -374,26 +387,30 @@ pub(crate) fn dead_letter_span(
 /// Starts one trace per log entry of a routed batch: a root span `ingest entry` for each
 /// entry that produced messages, linked to `batch`, whose context goes into those messages.
 /// `message_entries` gives the entry of each message. Without it, every entry of a long
-/// ingest stream would join one trace.
+/// ingest stream would join one trace. Returns the contexts written, for
+/// [`entries_publish_span`], which then need not read them back from the messages.
 ///
 /// The spans are made with the OpenTelemetry tracer that [`activate`] installed, not through
 /// `tracing`, where each span would pass through every layer of the subscriber and carry the
-/// bridge's code-location and thread attributes. An entry that the sampler drops costs its
-/// ids and the sampling decision, and its messages still carry a `traceparent`, with the
-/// sampled flag 0, so that the hops downstream drop it too.
+/// bridge's code-location and thread attributes. The entries of a batch are routed together,
+/// so their spans share one start and end time, read once. An entry that the sampler drops
+/// costs its ids and the sampling decision, and its messages still carry a `traceparent`,
+/// with the sampled flag 0, so that the hops downstream drop it too.
 pub fn start_entry_traces(
     batch: &tracing::Span,
     messages: &mut [TopicMessage],
     message_entries: &[u32],
-) {
+) -> EntryContexts {
+    let mut written = EntryContexts::default();
     let Some(tracer) = TRACER.get() else {
-        return;
+        return written;
     };
     if messages.is_empty() {
-        return;
+        return written;
     }
     let batch_context = batch.context().span().span_context().clone();
     let root = opentelemetry::Context::new();
+    let now = std::time::SystemTime::now();
     let mut index = 0;
     while index < messages.len() {
         let entry = message_entries.get(index).copied();
@@ -401,7 +418,7 @@ pub fn start_entry_traces(
         while end < messages.len() && message_entries.get(end).copied() == entry {
             end += 1;
         }
-        let span_context = start_entry_span(tracer, &batch_context, entry, &root);
+        let span_context = start_entry_span(tracer, &batch_context, entry, &root, now);
         let traceparent = format_traceparent(&span_context);
         let tracestate = span_context.trace_state().header();
         for message in &mut messages[index..end] {
@@ -411,18 +428,71 @@ pub fn start_entry_traces(
                 insert_within_limit(attributes, TRACESTATE, tracestate.clone());
             }
         }
+        if written.0.len() < MAX_PUBLISH_LINKS {
+            written.0.push(span_context);
+        }
         index = end;
+    }
+    written
+}
+
+/// The contexts that [`start_entry_traces`] wrote into the messages of a batch, up to the
+/// link limit of a publish span.
+#[derive(Debug, Default)]
+pub struct EntryContexts(Vec<SpanContext>);
+
+impl EntryContexts {
+    /// Returns whether no entry trace was started, as when tracing is off.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
-/// Starts and ends the root span of one entry, and returns its context.
+/// Returns the span of publishing the messages of a routed batch, each of which carries the
+/// context of its entry's trace. It is the span that [`publish_span`] makes for such
+/// messages, without reading the contexts back, and the messages keep them: for one entry, a
+/// child of its span that links to the caller's span; for several, a child of the caller's
+/// span that links to each entry's span.
+pub(crate) fn entries_publish_span(
+    messages: &[TopicMessage],
+    contexts: EntryContexts,
+) -> tracing::Span {
+    let span = publish_span_named(messages);
+    if let [entry] = contexts.0.as_slice() {
+        let caller = tracing::Span::current()
+            .context()
+            .span()
+            .span_context()
+            .clone();
+        // As a context read from a message would be, the parent is remote.
+        let parent = SpanContext::new(
+            entry.trace_id(),
+            entry.span_id(),
+            entry.trace_flags(),
+            true,
+            entry.trace_state().clone(),
+        );
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+        if caller.is_valid() {
+            span.add_link(caller);
+        }
+        return span;
+    }
+    for span_context in contexts.0 {
+        span.add_link(span_context);
+    }
+    span
+}
+
+/// Starts and ends the root span of one entry at `time`, and returns its context.
 fn start_entry_span(
     tracer: &BoxedTracer,
     batch_context: &SpanContext,
     entry: Option<u32>,
     root: &opentelemetry::Context,
+    time: std::time::SystemTime,
 ) -> SpanContext {
-    let mut builder = tracer.span_builder(ENTRY_SPAN_NAME);
+    let mut builder = tracer.span_builder(ENTRY_SPAN_NAME).with_start_time(time);
     // The sampler may read the links, so they are given before the decision.
     if batch_context.is_valid() {
         builder = builder.with_links(vec![Link::with_context(batch_context.clone())]);
@@ -434,7 +504,7 @@ fn start_entry_span(
         }
     }
     let span_context = span.span_context().clone();
-    span.end();
+    span.end_with_timestamp(time);
     span_context
 }
 

@@ -93,14 +93,14 @@ impl Ingestor {
         record_sink_spans(&routed);
         let mut messages = std::mem::take(&mut routed.messages);
         // Each entry is one event, so each gets a trace of its own.
-        trace_context::start_entry_traces(
+        let contexts = trace_context::start_entry_traces(
             &tracing::Span::current(),
             &mut messages,
             &routed.message_entries,
         );
         if !messages.is_empty() {
             self.broker
-                .publish(messages)
+                .publish_routed(messages, contexts)
                 .await
                 .map_err(|err| status::from_store(&err))?;
         }

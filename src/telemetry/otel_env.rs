@@ -231,13 +231,19 @@ fn read_timeout(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String
 /// is not a valid header is left out with a warning that names it.
 fn read_headers(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> MetadataMap {
     let mut headers = MetadataMap::new();
-    let Some((name, value)) = ["OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"]
-        .into_iter()
-        .find_map(|name| get(name).map(|value| (name, value)))
-    else {
+    let Some((name, value)) = [
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+    ]
+    .into_iter()
+    .find_map(|name| get(name).map(|value| (name, value))) else {
         return headers;
     };
-    for pair in value.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+    for pair in value
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
         let parsed = pair.split_once('=').and_then(|(key, raw)| {
             let key = MetadataKey::from_bytes(key.trim().to_ascii_lowercase().as_bytes()).ok()?;
             let decoded = percent_encoding::percent_decode_str(raw.trim())

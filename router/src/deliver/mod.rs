@@ -425,6 +425,34 @@ impl Broker {
     ) -> Result<Vec<Published>, StoreError> {
         let span = trace_context::publish_span(&messages);
         trace_context::inject_into(&span, &mut messages);
+        self.publish_in(messages, span).await
+    }
+
+    /// [`Broker::publish`] for the messages of a routed batch, each already carrying the
+    /// context of its entry's trace that `contexts` lists. The publish span links to those
+    /// contexts without reading them back from every message, and the messages keep them.
+    /// Without entry contexts, as when tracing is off, this is [`Broker::publish`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Broker::publish`].
+    pub async fn publish_routed(
+        &self,
+        messages: Vec<TopicMessage>,
+        contexts: trace_context::EntryContexts,
+    ) -> Result<Vec<Published>, StoreError> {
+        if contexts.is_empty() {
+            return self.publish(messages).await;
+        }
+        let span = trace_context::entries_publish_span(&messages, contexts);
+        self.publish_in(messages, span).await
+    }
+
+    async fn publish_in(
+        &self,
+        messages: Vec<TopicMessage>,
+        span: tracing::Span,
+    ) -> Result<Vec<Published>, StoreError> {
         let per_topic = metrics::messages_per_topic(&messages);
         // The store reports the messages to the dispatcher, which makes them ready, in
         // sequence order and before this returns.

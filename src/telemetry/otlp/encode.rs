@@ -90,11 +90,7 @@ pub(super) fn export_request(resource: &EncodedResource, spans: &[SpanData]) -> 
             // ResourceSpans.scope_spans
             writer.message(2, |writer| {
                 writer.message(1, |writer| instrumentation_scope(writer, scope));
-                for (span, _) in spans
-                    .iter()
-                    .zip(&scope_of)
-                    .filter(|(_, of)| **of == index)
-                {
+                for (span, _) in spans.iter().zip(&scope_of).filter(|(_, of)| **of == index) {
                     writer.message(2, |writer| encode_span(writer, span));
                 }
                 writer.string(3, scope.schema_url().unwrap_or_default());
@@ -187,11 +183,16 @@ fn span_kind(kind: &SpanKind) -> u64 {
 /// Returns nanoseconds since the Unix epoch, and 0 for a time before it, as the SDK's
 /// conversion does.
 fn unix_nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+    })
 }
 
-fn attributes<'a>(writer: &mut Writer, field: u32, attributes: impl IntoIterator<Item = &'a KeyValue>) {
+fn attributes<'a>(
+    writer: &mut Writer,
+    field: u32,
+    attributes: impl IntoIterator<Item = &'a KeyValue>,
+) {
     for attribute in attributes {
         writer.message(field, |writer| {
             key_value(writer, attribute.key.as_str(), &attribute.value);
@@ -353,7 +354,8 @@ impl Writer {
         };
         prefix.varint(length as u64);
         self.buf[length_at] = prefix.buf[0];
-        self.buf.splice(start..start, prefix.buf[1..].iter().copied());
+        self.buf
+            .splice(start..start, prefix.buf[1..].iter().copied());
     }
 }
 
@@ -362,9 +364,7 @@ mod tests {
     use std::borrow::Cow;
     use std::time::Duration;
 
-    use opentelemetry::trace::{
-        Event, Link, SpanId, TraceFlags, TraceId, TraceState,
-    };
+    use opentelemetry::trace::{Event, Link, SpanId, TraceFlags, TraceId, TraceState};
     use opentelemetry::StringValue;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
@@ -412,7 +412,12 @@ mod tests {
     fn span(name: &'static str, scope: &InstrumentationScope) -> SpanData {
         let start = UNIX_EPOCH + Duration::from_nanos(1_733_400_000_123_456_789);
         SpanData {
-            span_context: context(0x0af7651916cd43dd8448eb211c80319c, 0xb7ad6b7169203331, "", false),
+            span_context: context(
+                0x0af7651916cd43dd8448eb211c80319c,
+                0xb7ad6b7169203331,
+                "",
+                false,
+            ),
             parent_span_id: SpanId::INVALID,
             parent_span_is_remote: false,
             span_kind: SpanKind::Internal,
@@ -448,12 +453,21 @@ mod tests {
         full.attributes = every_value();
         full.dropped_attributes_count = 3;
         full.events.events = vec![
-            Event::new("retry", UNIX_EPOCH + Duration::from_secs(5), every_value(), 1),
+            Event::new(
+                "retry",
+                UNIX_EPOCH + Duration::from_secs(5),
+                every_value(),
+                1,
+            ),
             Event::new("bare", UNIX_EPOCH + Duration::from_secs(6), Vec::new(), 0),
         ];
         full.events.dropped_count = 2;
         full.links.links = vec![
-            Link::new(context(5, 6, "k=v", true), vec![KeyValue::new("link", true)], 4),
+            Link::new(
+                context(5, 6, "k=v", true),
+                vec![KeyValue::new("link", true)],
+                4,
+            ),
             Link::with_context(context(7, 8, "", false)),
         ];
         full.links.dropped_count = 9;
@@ -488,9 +502,12 @@ mod tests {
     /// in a hash map.
     fn normalized(mut request: Vec<ResourceSpans>) -> Vec<ResourceSpans> {
         for resource_spans in &mut request {
-            resource_spans
-                .scope_spans
-                .sort_by(|a, b| a.scope.as_ref().map(|s| s.name.clone()).cmp(&b.scope.as_ref().map(|s| s.name.clone())));
+            resource_spans.scope_spans.sort_by(|a, b| {
+                a.scope
+                    .as_ref()
+                    .map(|s| s.name.clone())
+                    .cmp(&b.scope.as_ref().map(|s| s.name.clone()))
+            });
             if let Some(resource) = &mut resource_spans.resource {
                 resource.attributes.sort_by(|a, b| a.key.cmp(&b.key));
             }
@@ -559,8 +576,13 @@ mod tests {
             let decoded = ExportTraceServiceRequest::decode(encoded.as_slice())
                 .unwrap_or_else(|err| panic!("length {length}: {err}"));
             let span = &decoded.resource_spans[0].scope_spans[0].spans[0];
-            let value = span.attributes[0].value.as_ref().and_then(|v| v.value.as_ref());
-            let Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(text)) = value else {
+            let value = span.attributes[0]
+                .value
+                .as_ref()
+                .and_then(|v| v.value.as_ref());
+            let Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(text)) =
+                value
+            else {
                 panic!("length {length}: no string value in {span:?}");
             };
             assert_eq!(text.len(), length);
