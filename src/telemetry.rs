@@ -7,13 +7,13 @@
 //! Traces are exported over OTLP/gRPC when the standard OpenTelemetry variables ask for it:
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set, or
 //! `OTEL_TRACES_EXPORTER=otlp`. `OTEL_TRACES_EXPORTER=none` or `OTEL_SDK_DISABLED=true`
-//! turns export off. [`otel_env`] reads those and the sampler, and warns about values it
-//! ignores, and the TLS files of `OTEL_EXPORTER_OTLP_CERTIFICATE`,
-//! `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and `OTEL_EXPORTER_OTLP_CLIENT_KEY`, which opentelemetry-otlp
-//! 0.33 does not read. The exporter reads its other settings (`OTEL_EXPORTER_OTLP_TIMEOUT`,
-//! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
-//! `OTEL_BSP_*`) itself. The SDK's own warnings, such as a failed export, appear in the log
-//! under the `opentelemetry_sdk` and `opentelemetry-otlp` targets, at most five a minute. Spans leave through the SDK's batch
+//! turns export off. [`otel_env`] reads those, the sampler, the endpoint, the headers
+//! (`OTEL_EXPORTER_OTLP_HEADERS`), gzip compression, the export timeout and the TLS files of
+//! `OTEL_EXPORTER_OTLP_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and
+//! `OTEL_EXPORTER_OTLP_CLIENT_KEY`, and warns about values it ignores. [`otlp`] is the
+//! exporter. The SDK reads `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_BSP_*`
+//! itself. Its own warnings, such as a failed export, appear in the log under the
+//! `opentelemetry_sdk` target, at most five a minute. Spans leave through the SDK's batch
 //! processor: a bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048 spans by default) drained by
 //! its own thread, which drops spans when the queue is full, so that a slow or unreachable
 //! collector never holds up routing. `RUST_LOG` filters only the logs; the spans of sluice's

@@ -6,6 +6,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -32,10 +33,16 @@ const GIVE_UP: Duration = Duration::from_secs(60);
 const CLIENT_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN_ID: &str = "00f067aa0ba902b7";
 
-/// An in-process OTLP collector that keeps every span it receives.
+/// An in-process OTLP collector that keeps every span it receives, and the headers of each
+/// request. It accepts gzip-compressed requests.
 #[derive(Debug, Clone, Default)]
 struct Collector {
     spans: Arc<Mutex<Vec<Span>>>,
+    headers: Arc<Mutex<Vec<tonic::metadata::MetadataMap>>>,
+    /// Requests still to answer with UNAVAILABLE, before any is accepted.
+    unavailable: Arc<AtomicU32>,
+    /// Whether each request is answered with a partial success that rejects 3 spans.
+    partial: Arc<AtomicBool>,
 }
 
 #[tonic::async_trait]
@@ -44,14 +51,34 @@ impl TraceService for Collector {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.headers
+            .lock()
+            .expect("not poisoned")
+            .push(request.metadata().clone());
+        let refuse = self
+            .unavailable
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if refuse {
+            return Err(tonic::Status::unavailable("the collector is starting"));
+        }
         let mut spans = self.spans.lock().expect("not poisoned");
         for resource_spans in request.into_inner().resource_spans {
             for scope_spans in resource_spans.scope_spans {
                 spans.extend(scope_spans.spans);
             }
         }
+        let partial_success =
+            self.partial
+                .load(Ordering::SeqCst)
+                .then(|| ExportTracePartialSuccess {
+                    rejected_spans: 3,
+                    error_message: "spans older than the retention".to_owned(),
+                });
         Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
+            partial_success,
         }))
     }
 }
@@ -70,7 +97,8 @@ impl Collector {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let endpoint = format!("{scheme}://{}", listener.local_addr().expect("address"));
         let collector = Collector::default();
-        let service = TraceServiceServer::new(collector.clone());
+        let service = TraceServiceServer::new(collector.clone())
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder
@@ -1240,6 +1268,101 @@ async fn traceparent_stays_within_attribute_limit() {
     }
     let status = server.stop();
     assert!(status.success(), "the server exits cleanly: {status:?}");
+}
+
+/// Publishes one message to `orders` and returns the trace id of its publish span.
+async fn publish_one_order(server: &TestServer) {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/projects/local/topics/orders:publish",
+            server.url()
+        ))
+        .header("traceparent", client_traceparent())
+        .json(&json!({"messages": [{"data": "b3JkZXI="}]}))
+        .send()
+        .await
+        .expect("publish request");
+    assert_eq!(response.status(), 200, "publish status");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_sends_headers_compressed() {
+    let (collector, endpoint) = Collector::start().await;
+    let mut env = otel_env(&endpoint);
+    env.extend([
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "X-Tenant=acme%20corp, authorization = Bearer abc,,bad header=1",
+        ),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+    ]);
+    let mut server = TestServer::start_with_env(Some(ORDERS_CONFIG), &env);
+    publish_one_order(&server).await;
+    collector
+        .wait_for(CLIENT_TRACE_ID, |spans| !spans.is_empty())
+        .await;
+    let headers = collector.headers.lock().expect("not poisoned")[0].clone();
+    let value = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    assert_eq!(
+        value("x-tenant"),
+        Some("acme corp"),
+        "percent-decoded: {headers:?}"
+    );
+    assert_eq!(
+        value("authorization"),
+        Some("Bearer abc"),
+        "trimmed: {headers:?}"
+    );
+    assert_eq!(
+        value("grpc-encoding"),
+        Some("gzip"),
+        "compressed: {headers:?}"
+    );
+    let (status, log) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+    assert!(
+        log.contains("bad header=1") && log.contains("OTEL_EXPORTER_OTLP_HEADERS"),
+        "the pair that is no header is reported with its variable:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unavailable_collector_gets_the_spans_on_retry() {
+    let (collector, endpoint) = Collector::start().await;
+    collector.unavailable.store(2, Ordering::SeqCst);
+    let server = TestServer::start_with_env(Some(ORDERS_CONFIG), &otel_env(&endpoint));
+    publish_one_order(&server).await;
+    // Without a retry, the refused batch and its publish span would be lost.
+    collector
+        .wait_for(CLIENT_TRACE_ID, |spans| {
+            spans.iter().any(|span| span.name.starts_with("publish"))
+        })
+        .await;
+    assert!(
+        collector.headers.lock().expect("not poisoned").len() >= 3,
+        "two refused requests and an accepted one"
+    );
+    let status = server.stop();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_success_is_logged() {
+    let (collector, endpoint) = Collector::start().await;
+    collector.partial.store(true, Ordering::SeqCst);
+    let mut server = TestServer::start_with_env(Some(ORDERS_CONFIG), &otel_env(&endpoint));
+    publish_one_order(&server).await;
+    collector
+        .wait_for(CLIENT_TRACE_ID, |spans| !spans.is_empty())
+        .await;
+    // The answer is logged after it arrives, so the log is read once the spans are in.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, log) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+    assert!(
+        log.contains("rejected 3 of the spans: spans older than the retention"),
+        "the partial success is logged with the collector's reason:\n{log}"
+    );
 }
 
 /// Returns an endpoint on 127.0.0.1 where nothing listens.

@@ -363,9 +363,9 @@ fn warn_empty_queue(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<St
     }
 }
 
-/// Checks that `endpoint` names its scheme. Without one, the exporter (opentelemetry-otlp
-/// 0.33) prepends https:// unless `OTEL_EXPORTER_OTLP_INSECURE` is true, which is rarely
-/// what an operator who wrote `HOST:4317` meant.
+/// Checks that `endpoint` names its scheme. Without one, the specification has the exporter
+/// use https:// unless `OTEL_EXPORTER_OTLP_INSECURE` is true, which is rarely what an
+/// operator who wrote `HOST:4317` meant.
 ///
 /// # Errors
 ///
@@ -532,6 +532,54 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
         ]);
         assert_eq!(settings.export_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn headers_are_decoded_and_traces_variable_wins() {
+        let settings = read(&[
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "Api-Key=a%2Cb%3Dc , x-team= ops ",
+            ),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "ignored=1"),
+        ]);
+        let value = |name: &str| settings.headers.get(name).and_then(|v| v.to_str().ok());
+        assert_eq!(value("api-key"), Some("a,b=c"));
+        assert_eq!(value("x-team"), Some("ops"));
+        assert_eq!(value("ignored"), None);
+        assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+    }
+
+    #[test]
+    fn pairs_that_are_no_headers_warn() {
+        for pair in ["novalue", "bad name=1", "x=line%0Abreak", "=1"] {
+            let settings = read(&[("OTEL_EXPORTER_OTLP_HEADERS", &format!("ok=1,{pair}"))]);
+            assert_eq!(settings.headers.len(), 1, "{pair}: the valid pair stays");
+            assert_eq!(
+                settings.warnings.len(),
+                1,
+                "{pair}: {:?}",
+                settings.warnings
+            );
+            assert!(
+                settings.warnings[0].contains(pair),
+                "{pair}: names the pair: {}",
+                settings.warnings[0]
+            );
+        }
+    }
+
+    #[test]
+    fn compression_reads_gzip_and_warns_about_others() {
+        assert!(read(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP")]).gzip);
+        let none = read(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ]);
+        assert!(!none.gzip && none.warnings.is_empty());
+        let zstd = read(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")]);
+        assert!(!zstd.gzip);
+        assert!(zstd.warnings[0].contains("\"zstd\"") && zstd.warnings[0].contains("gzip"));
     }
 
     #[test]

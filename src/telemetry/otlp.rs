@@ -12,8 +12,9 @@
 //! over a lazily connected tonic channel, with the headers of `OTEL_EXPORTER_OTLP_HEADERS`,
 //! optional gzip compression and a deadline of the export timeout. Failures that the OTLP
 //! specification calls transient (UNAVAILABLE and the like) are retried with exponential
-//! backoff within that deadline; the batch processor logs the error of a batch that still
-//! fails.
+//! backoff within that deadline. The batch processor logs the error of a batch that still
+//! fails, and of one that the collector accepted only in part, under the rate limit of the
+//! SDK's lines.
 
 mod encode;
 
@@ -151,7 +152,11 @@ impl Client {
         loop {
             let attempt = tokio::time::timeout_at(deadline, self.call(body.clone())).await;
             let status = match attempt {
-                Ok(Ok(())) => return Ok(()),
+                Ok(Ok(None)) => return Ok(()),
+                // The specification asks for a partial success to be logged and not retried.
+                // As an error it reaches the log through the batch processor, under the
+                // rate limit of the SDK's lines.
+                Ok(Ok(Some(rejected))) => return Err(OTelSdkError::InternalFailure(rejected)),
                 Ok(Err(status)) => status,
                 Err(_) => return Err(OTelSdkError::Timeout(self.timeout)),
             };
@@ -175,7 +180,9 @@ impl Client {
         }
     }
 
-    async fn call(&self, body: Bytes) -> Result<(), tonic::Status> {
+    /// Makes one `Export` call. Returns a description of the spans the collector rejected
+    /// when it accepted only part of them.
+    async fn call(&self, body: Bytes) -> Result<Option<String>, tonic::Status> {
         let mut grpc = self.grpc.clone();
         grpc.ready().await.map_err(|err| {
             tonic::Status::unavailable(format!("the collector is not reachable: {err}"))
@@ -186,17 +193,20 @@ impl Client {
         let response = grpc
             .unary(request, PathAndQuery::from_static(EXPORT_PATH), ExportCodec)
             .await?;
-        // The specification asks for a partial success to be logged and not retried.
-        if let Some(partial) = response.into_inner().partial_success {
-            if partial.rejected_spans > 0 || !partial.error_message.is_empty() {
-                tracing::warn!(
-                    rejected_spans = partial.rejected_spans,
-                    message = %partial.error_message,
-                    "the OTLP collector rejected some spans"
-                );
-            }
-        }
-        Ok(())
+        let rejected = response.into_inner().partial_success.and_then(|partial| {
+            (partial.rejected_spans > 0 || !partial.error_message.is_empty()).then(|| {
+                format!(
+                    "the OTLP collector rejected {} of the spans: {}",
+                    partial.rejected_spans,
+                    if partial.error_message.is_empty() {
+                        "it gave no reason"
+                    } else {
+                        &partial.error_message
+                    }
+                )
+            })
+        });
+        Ok(rejected)
     }
 }
 
