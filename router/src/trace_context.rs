@@ -450,9 +450,9 @@ impl EntryContexts {
 
 /// Returns the span of publishing the messages of a routed batch, each of which carries the
 /// context of its entry's trace. It is the span that [`publish_span`] makes for such
-/// messages, without reading the contexts back, and the messages keep them: for one entry, a
-/// child of its span that links to the caller's span; for several, a child of the caller's
-/// span that links to each entry's span.
+/// messages, without reading the contexts back, and the messages keep them. For one entry,
+/// it is a child of the entry's span and links to the caller's span. For several, it is a
+/// child of the caller's span and links to each entry's span.
 pub(crate) fn entries_publish_span(
     messages: &[TopicMessage],
     contexts: EntryContexts,

@@ -576,10 +576,16 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
         ]);
-        assert!(!none.gzip && none.warnings.is_empty());
+        assert!(!none.gzip);
+        assert!(none.warnings.is_empty());
         let zstd = read(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")]);
         assert!(!zstd.gzip);
-        assert!(zstd.warnings[0].contains("\"zstd\"") && zstd.warnings[0].contains("gzip"));
+        assert!(
+            zstd.warnings[0].contains("\"zstd\""),
+            "{}",
+            zstd.warnings[0]
+        );
+        assert!(zstd.warnings[0].contains("gzip"), "{}", zstd.warnings[0]);
     }
 
     #[test]

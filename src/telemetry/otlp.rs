@@ -4,7 +4,7 @@
 //! each batch is encoded once, straight from the SDK's span data into the protobuf body
 //! ([`encode`]), and a retry sends the same bytes again. opentelemetry-otlp 0.33 cloned every
 //! span of a batch, converted the copies into opentelemetry-proto's structs and let prost
-//! measure each nested message again for every level above it; with every routed entry
+//! measure each nested message again for every level above it. With every routed entry
 //! traced, that was half of what tracing added to routing (docs/benchmarks.md, "Tracing
 //! overhead").
 //!
@@ -41,13 +41,13 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 /// The first wait before a retry, doubled after each one up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
-/// The longest wait between two attempts.
+/// Maximum wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_millis(1600);
 
 /// Retries after the first attempt, as in opentelemetry-otlp's default policy.
 const MAX_RETRIES: u32 = 3;
 
-/// Where and how spans are sent.
+/// The connection to the collector and the settings of each request.
 #[derive(Debug)]
 pub(super) struct ExporterConfig {
     pub(super) channel: Channel,
@@ -164,7 +164,7 @@ impl Client {
             let in_time = tokio::time::Instant::now() + wait < deadline;
             if !is_transient(status.code()) || retries == MAX_RETRIES || !in_time {
                 return Err(OTelSdkError::InternalFailure(format!(
-                    "the OTLP collector refused the spans: {} ({:?}){}",
+                    "exporting spans to the OTLP collector failed: {} ({:?}){}",
                     status.message(),
                     status.code(),
                     if retries > 0 {

@@ -121,6 +121,7 @@ fn encode_span(writer: &mut Writer, span: &SpanData) {
     writer.fixed64(8, unix_nanos(span.end_time));
     attributes(writer, 9, &span.attributes);
     writer.uint(10, u64::from(span.dropped_attributes_count));
+
     for event in span.events.iter() {
         writer.message(11, |writer| {
             writer.fixed64(1, unix_nanos(event.timestamp));
@@ -130,6 +131,7 @@ fn encode_span(writer: &mut Writer, span: &SpanData) {
         });
     }
     writer.uint(12, u64::from(span.events.dropped_count));
+
     for link in span.links.iter() {
         writer.message(13, |writer| {
             let linked = &link.span_context;
@@ -142,6 +144,7 @@ fn encode_span(writer: &mut Writer, span: &SpanData) {
         });
     }
     writer.uint(14, u64::from(span.links.dropped_count));
+
     // The conversion always sets a status, so an unset one is an empty message.
     writer.message(15, |writer| match &span.status {
         Status::Unset => {}
