@@ -87,7 +87,7 @@ impl TraceSettings {
         let headers = read_headers(&get, &mut warnings);
         let gzip = read_gzip(&get, &mut warnings);
         warn_unsupported(&get, &mut warnings);
-        warn_empty_queue(&get, &mut warnings);
+        warn_batch_settings(&get, &mut warnings);
         let settings = TraceSettings {
             export,
             sampler,
@@ -347,18 +347,30 @@ fn warn_unsupported(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<St
     }
 }
 
-/// Warns about a batch span processor setting of 0, which the SDK takes as it is: a queue of
-/// 0 spans drops nearly every span, and a batch of 0 spans exports none.
-fn warn_empty_queue(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) {
-    for (name, default) in [
-        ("OTEL_BSP_MAX_QUEUE_SIZE", 2048),
-        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
+/// Warns about batch span processor settings that the SDK takes otherwise than an operator
+/// would expect. A queue or batch of 0 it takes as it is: a queue of 0 spans drops nearly
+/// every span, and a batch of 0 spans exports none. A value that is not a whole number it
+/// replaces with its default without a word.
+fn warn_batch_settings(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) {
+    for (name, default, unit) in [
+        ("OTEL_BSP_MAX_QUEUE_SIZE", 2048, "spans"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, "spans"),
+        ("OTEL_BSP_SCHEDULE_DELAY", 5000, "ms"),
+        ("OTEL_BSP_EXPORT_TIMEOUT", 30000, "ms"),
     ] {
-        if get(name).is_some_and(|value| value.parse::<usize>() == Ok(0)) {
-            warnings.push(format!(
+        let Some(value) = get(name) else {
+            continue;
+        };
+        match value.parse::<u64>() {
+            Ok(0) if unit == "spans" => warnings.push(format!(
                 "{name}=0 leaves no room for spans, so traces are lost; set it above 0 or \
                  unset it for the default of {default}"
-            ));
+            )),
+            Ok(_) => {}
+            Err(_) => warnings.push(format!(
+                "{name}={value:?} is not a whole number, so the default of {default} {unit} \
+                 is used; write a number such as {default}"
+            )),
         }
     }
 }
@@ -532,6 +544,19 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
         ]);
         assert_eq!(settings.export_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn batch_setting_not_a_number_warns() {
+        let settings = read(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "abc"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "5s"),
+        ]);
+        assert_eq!(settings.warnings.len(), 2, "{:?}", settings.warnings);
+        assert!(settings.warnings[0].starts_with("OTEL_BSP_MAX_QUEUE_SIZE=\"abc\""));
+        assert!(settings.warnings[0].contains("default of 2048 spans"));
+        assert!(settings.warnings[1].starts_with("OTEL_BSP_SCHEDULE_DELAY=\"5s\""));
+        assert!(settings.warnings[1].contains("default of 5000 ms"));
     }
 
     #[test]
