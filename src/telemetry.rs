@@ -90,7 +90,10 @@ pub(crate) fn init(format: LogFormat) -> Telemetry {
         tracing::warn!("{warning}");
     }
     if let Some(Err(err)) = built {
-        tracing::error!(error = %err, "the OTLP trace exporter failed to start; traces are not exported");
+        tracing::error!(
+            error = format!("{err:#}"),
+            "the OTLP trace exporter failed to start; traces are not exported"
+        );
     }
     Telemetry {
         tracer_provider,
@@ -187,27 +190,19 @@ fn build_tracer_provider(settings: &TraceSettings) -> anyhow::Result<SdkTracerPr
     let files = &settings.tls_files;
     // Certificate files for a plain-text endpoint got a warning when the settings were read.
     let channel = if !settings.uses_tls() {
-        build_channel(&endpoint, settings, None)?
+        build_channel(&endpoint, None)?
     } else if files.ca.is_some() || files.client.is_some() {
-        build_channel(&endpoint, settings, Some(tls_config(files)?))?
+        build_channel(&endpoint, Some(tls_config(files)?))?
     } else {
         // A host without a system certificate store makes the native roots fail, so the
         // exporter then trusts Mozilla's roots alone.
-        build_channel(
-            &endpoint,
-            settings,
-            Some(ClientTlsConfig::new().with_enabled_roots()),
-        )
-        .or_else(|_| {
-            build_channel(
-                &endpoint,
-                settings,
-                Some(ClientTlsConfig::new().with_webpki_roots()),
-            )
-        })?
+        build_channel(&endpoint, Some(ClientTlsConfig::new().with_enabled_roots())).or_else(
+            |_| build_channel(&endpoint, Some(ClientTlsConfig::new().with_webpki_roots())),
+        )?
     };
     let exporter = otlp::OtlpExporter::new(otlp::ExporterConfig {
         channel,
+        endpoint,
         metadata: settings.headers.clone(),
         compression: settings.gzip.then_some(CompressionEncoding::Gzip),
         timeout: settings.export_timeout,
@@ -256,11 +251,7 @@ fn collector_url(settings: &TraceSettings) -> anyhow::Result<String> {
 /// # Errors
 ///
 /// Fails for an endpoint that is no URI and for TLS settings that tonic rejects.
-fn build_channel(
-    endpoint: &str,
-    settings: &TraceSettings,
-    tls: Option<ClientTlsConfig>,
-) -> anyhow::Result<Channel> {
+fn build_channel(endpoint: &str, tls: Option<ClientTlsConfig>) -> anyhow::Result<Channel> {
     let mut builder = Endpoint::from_shared(endpoint.to_owned()).map_err(|err| {
         anyhow::anyhow!(
             "the OTLP endpoint {endpoint:?} is not a URL ({err}); write it as \
@@ -272,7 +263,9 @@ fn build_channel(
             .tls_config(tls)
             .with_context(|| format!("TLS to the OTLP endpoint {endpoint} cannot be set up"))?;
     }
-    Ok(builder.timeout(settings.export_timeout).connect_lazy())
+    // The exporter bounds each export, connection and retries included, by the export
+    // timeout, so the channel sets none of its own.
+    Ok(builder.connect_lazy())
 }
 
 /// Returns the TLS settings of the OTLP certificate variables: the CA file in place of the
@@ -282,27 +275,39 @@ fn build_channel(
 ///
 /// Fails when a file cannot be read or holds no PEM block, naming the variable and the path.
 fn tls_config(files: &otel_env::TlsFiles) -> anyhow::Result<ClientTlsConfig> {
-    let read_pem = |variable: &str, path: &str| -> anyhow::Result<Vec<u8>> {
+    // `label` is the end of the PEM block's label that the file must hold: a certificate
+    // for the CA and the client, a private key (of any kind) for the key.
+    let read_pem = |variable: &str, path: &str, label: &str| -> anyhow::Result<Vec<u8>> {
         let pem = std::fs::read(path).with_context(|| {
             format!("failed to read {variable} file {path}; point the variable at a PEM file")
         })?;
+        let text = String::from_utf8_lossy(&pem);
+        let holds_block = text.lines().any(|line| {
+            line.starts_with("-----BEGIN ") && line.trim_end().ends_with(&format!("{label}-----"))
+        });
         anyhow::ensure!(
-            pem.windows(11).any(|window| window == b"-----BEGIN "),
-            "{variable} file {path} holds no PEM block; it must contain -----BEGIN lines"
+            holds_block,
+            "{variable} file {path} holds no PEM block of a {}; it must contain a \
+             -----BEGIN ...{label}----- line",
+            label.to_ascii_lowercase()
         );
         Ok(pem)
     };
     let mut config = ClientTlsConfig::new();
     match &files.ca {
         Some(ca) => {
-            let pem = read_pem("OTEL_EXPORTER_OTLP_CERTIFICATE", ca)?;
+            let pem = read_pem("OTEL_EXPORTER_OTLP_CERTIFICATE", ca, "CERTIFICATE")?;
             config = config.ca_certificate(Certificate::from_pem(pem));
         }
         None => config = config.with_enabled_roots(),
     }
     if let Some((certificate, key)) = &files.client {
-        let certificate = read_pem("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", certificate)?;
-        let key = read_pem("OTEL_EXPORTER_OTLP_CLIENT_KEY", key)?;
+        let certificate = read_pem(
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            certificate,
+            "CERTIFICATE",
+        )?;
+        let key = read_pem("OTEL_EXPORTER_OTLP_CLIENT_KEY", key, "PRIVATE KEY")?;
         config = config.identity(Identity::from_pem(certificate, key));
     }
     Ok(config)
@@ -316,6 +321,49 @@ mod tests {
 
     fn hint(rust_log: Option<&str>) -> Option<LevelFilter> {
         Filter::<Registry>::max_level_hint(&log_filter(rust_log, "info"))
+    }
+
+    fn write_pem(dir: &std::path::Path, name: &str, label: &str) -> String {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!("-----BEGIN {label}-----\nAAAA\n-----END {label}-----\n"),
+        )
+        .expect("write the PEM file");
+        path.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn tls_files_must_hold_their_kind_of_block() {
+        let dir = std::env::temp_dir().join(format!("sluice-pem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary folder");
+        let certificate = write_pem(&dir, "cert.pem", "CERTIFICATE");
+        let key = write_pem(&dir, "key.pem", "PRIVATE KEY");
+        let ec_key = write_pem(&dir, "ec.pem", "EC PRIVATE KEY");
+        let files = |ca: &str, client: Option<(&str, &str)>| otel_env::TlsFiles {
+            ca: Some(ca.to_owned()),
+            client: client.map(|(c, k)| (c.to_owned(), k.to_owned())),
+        };
+
+        let key_as_ca = tls_config(&files(&key, None)).expect_err("a key is no CA");
+        assert!(
+            key_as_ca
+                .to_string()
+                .contains("OTEL_EXPORTER_OTLP_CERTIFICATE"),
+            "{key_as_ca}"
+        );
+        assert!(key_as_ca.to_string().contains("certificate"), "{key_as_ca}");
+        let swapped = tls_config(&files(&certificate, Some((&certificate, &certificate))))
+            .expect_err("a certificate is no key");
+        assert!(
+            swapped
+                .to_string()
+                .contains("OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+            "{swapped}"
+        );
+        assert!(tls_config(&files(&certificate, Some((&certificate, &key)))).is_ok());
+        assert!(tls_config(&files(&certificate, Some((&certificate, &ec_key)))).is_ok());
+        std::fs::remove_dir_all(&dir).expect("remove the temporary folder");
     }
 
     #[test]

@@ -1321,7 +1321,7 @@ async fn export_sends_headers_compressed() {
     let (status, log) = server.terminate();
     assert!(status.success(), "the server exits cleanly: {status:?}");
     assert!(
-        log.contains("bad header=1") && log.contains("OTEL_EXPORTER_OTLP_HEADERS"),
+        log.contains("OTEL_EXPORTER_OTLP_HEADERS sets the header \"bad header\""),
         "the pair that is no header is reported with its variable:\n{log}"
     );
 }
@@ -1360,7 +1360,13 @@ async fn partial_success_is_logged() {
     let (status, log) = server.terminate();
     assert!(status.success(), "the server exits cleanly: {status:?}");
     assert!(
-        log.contains("rejected 3 of the spans: spans older than the retention"),
+        log.contains(&format!(
+            "the OTLP collector at {endpoint} rejected 3 of the spans"
+        )),
+        "the partial success is logged with the collector and the count:\n{log}"
+    );
+    assert!(
+        log.contains("spans older than the retention"),
         "the partial success is logged with the collector's reason:\n{log}"
     );
 }
@@ -1404,6 +1410,14 @@ async fn export_failure_is_logged() {
     assert!(
         reported,
         "the failed export is logged while serving:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("exporting spans to {endpoint} failed")),
+        "the failure names the endpoint:\n{log}"
+    );
+    assert!(
+        log.contains("check that the collector runs"),
+        "the failure says what to check:\n{log}"
     );
     assert!(
         !log.contains("Global meter provider is set"),

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use opentelemetry_sdk::trace::Sampler;
-use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::metadata::{Ascii, MetadataKey, MetadataMap, MetadataValue};
 
 /// The samplers that `OTEL_TRACES_SAMPLER` accepts.
 const SAMPLERS: &str = "always_on, always_off, traceidratio, parentbased_always_on, \
@@ -216,6 +216,10 @@ fn read_timeout(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String
             continue;
         };
         match value.parse::<u64>() {
+            Ok(0) => warnings.push(format!(
+                "{name}=0 would fail every export at once; it is ignored, so set a number of \
+                 milliseconds above 0"
+            )),
             Ok(millis) => return Duration::from_millis(millis),
             Err(_) => warnings.push(format!(
                 "{name}={value:?} is not a whole number of milliseconds; it is ignored"
@@ -244,30 +248,53 @@ fn read_headers(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
     {
-        let parsed = pair.split_once('=').and_then(|(key, raw)| {
-            let key = MetadataKey::from_bytes(key.trim().to_ascii_lowercase().as_bytes()).ok()?;
-            let decoded = percent_encoding::percent_decode_str(raw.trim())
-                .decode_utf8()
-                .ok()?;
-            let value = MetadataValue::try_from(decoded.as_ref()).ok()?;
-            Some((key, value))
-        });
-        match parsed {
-            Some((key, value)) => {
+        // A value may be a secret, such as an API key, so warnings name the header only.
+        let Some((key, raw)) = pair.split_once('=') else {
+            warnings.push(format!(
+                "{name} holds a pair without '=' that starts {:?}; write name=value pairs \
+                 separated by commas; the pair is left out",
+                pair.chars().take(3).collect::<String>()
+            ));
+            continue;
+        };
+        let key = key.trim().to_ascii_lowercase();
+        match header(&key, raw) {
+            Ok((key, value)) => {
                 headers.append(key, value);
             }
-            None => warnings.push(format!(
-                "{name} holds {pair:?}, which is not a header; write name=value pairs \
-                 separated by commas, with a name of letters, digits and -_. and the value's \
-                 other characters percent-encoded; the pair is left out"
+            Err(problem) => warnings.push(format!(
+                "{name} sets the header {key:?}, which {problem}; the header is left out"
             )),
         }
     }
     headers
 }
 
+/// Returns the header `key` with the percent-decoded `raw` value, or what is wrong with it.
+fn header(
+    key: &str,
+    raw: &str,
+) -> Result<(MetadataKey<Ascii>, MetadataValue<Ascii>), &'static str> {
+    if key.is_empty() {
+        return Err("has no name: write name=value");
+    }
+    if key == "te" || key == "content-type" || key == "user-agent" || key.starts_with("grpc-") {
+        return Err("gRPC sets itself");
+    }
+    let key = MetadataKey::from_bytes(key.as_bytes())
+        .map_err(|_| "is not a valid name: use letters, digits and -_.")?;
+    let decoded = percent_encoding::percent_decode_str(raw.trim())
+        .decode_utf8()
+        .map_err(|_| "has a value that is not UTF-8 once percent-decoded")?;
+    let value = MetadataValue::try_from(decoded.as_ref()).map_err(|_| {
+        "has a value with a character a header cannot hold, such as a line break; \
+         percent-encoding does not help there"
+    })?;
+    Ok((key, value))
+}
+
 /// Returns whether `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION` or `OTEL_EXPORTER_OTLP_COMPRESSION`
-/// asks for gzip. Any value besides `gzip` and `none` gets a warning and means none.
+/// selects gzip. Any value besides `gzip` and `none` gets a warning and means none.
 fn read_gzip(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> bool {
     let Some((name, value)) = [
         "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
@@ -577,7 +604,15 @@ mod tests {
 
     #[test]
     fn pairs_that_are_no_headers_warn() {
-        for pair in ["novalue", "bad name=1", "x=line%0Abreak", "=1"] {
+        for (pair, named) in [
+            ("novalue", "\"nov\""),
+            ("bad name=secret", "\"bad name\""),
+            ("x=secret%0Abreak", "\"x\""),
+            ("x=secret%FF", "\"x\""),
+            ("=secret", "no name"),
+            ("Grpc-Timeout=1", "\"grpc-timeout\""),
+            ("content-type=text/plain", "\"content-type\""),
+        ] {
             let settings = read(&[("OTEL_EXPORTER_OTLP_HEADERS", &format!("ok=1,{pair}"))]);
             assert_eq!(settings.headers.len(), 1, "{pair}: the valid pair stays");
             assert_eq!(
@@ -586,10 +621,11 @@ mod tests {
                 "{pair}: {:?}",
                 settings.warnings
             );
+            let warning = &settings.warnings[0];
+            assert!(warning.contains(named), "{pair}: names {named}: {warning}");
             assert!(
-                settings.warnings[0].contains(pair),
-                "{pair}: names the pair: {}",
-                settings.warnings[0]
+                !warning.contains("secret"),
+                "{pair}: hides the value: {warning}"
             );
         }
     }
@@ -618,6 +654,13 @@ mod tests {
         let settings = read(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "")]);
         assert_eq!(settings.export_timeout, Duration::from_secs(10));
         assert!(settings.warnings.is_empty());
+    }
+
+    #[test]
+    fn zero_timeout_warns() {
+        let settings = read(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "0")]);
+        assert_eq!(settings.export_timeout, Duration::from_secs(10));
+        assert!(settings.warnings[0].starts_with("OTEL_EXPORTER_OTLP_TIMEOUT=0"));
     }
 
     #[test]

@@ -51,6 +51,8 @@ const MAX_RETRIES: u32 = 3;
 #[derive(Debug)]
 pub(super) struct ExporterConfig {
     pub(super) channel: Channel,
+    /// The collector's URL, which error messages name.
+    pub(super) endpoint: String,
     /// The headers of every request.
     pub(super) metadata: MetadataMap,
     pub(super) compression: Option<CompressionEncoding>,
@@ -73,6 +75,8 @@ pub(super) struct OtlpExporter {
 #[derive(Debug)]
 struct Client {
     grpc: tonic::client::Grpc<Channel>,
+    /// The collector's URL, for error messages.
+    endpoint: String,
     metadata: MetadataMap,
     timeout: Duration,
 }
@@ -91,6 +95,7 @@ impl OtlpExporter {
         OtlpExporter {
             client: Arc::new(Client {
                 grpc,
+                endpoint: config.endpoint,
                 metadata: config.metadata,
                 timeout: config.timeout,
             }),
@@ -153,25 +158,32 @@ impl Client {
             let attempt = tokio::time::timeout_at(deadline, self.call(body.clone())).await;
             let status = match attempt {
                 Ok(Ok(None)) => return Ok(()),
-                // The specification asks for a partial success to be logged and not retried.
+                // The specification requires a partial success to be logged and not retried.
                 // As an error it reaches the log through the batch processor, under the
                 // rate limit of the SDK's lines.
                 Ok(Ok(Some(rejected))) => return Err(OTelSdkError::InternalFailure(rejected)),
                 Ok(Err(status)) => status,
-                Err(_) => return Err(OTelSdkError::Timeout(self.timeout)),
+                Err(_) => {
+                    return Err(OTelSdkError::InternalFailure(format!(
+                        "exporting spans to {} timed out after {:?}{}; check that the \
+                         collector answers, or raise OTEL_EXPORTER_OTLP_TIMEOUT",
+                        self.endpoint,
+                        self.timeout,
+                        retried(retries)
+                    )))
+                }
             };
+            let cause = describe(&status);
+            let certificate = is_certificate_problem(&cause);
             let wait = jittered(backoff);
             let in_time = tokio::time::Instant::now() + wait < deadline;
-            if !is_transient(status.code()) || retries == MAX_RETRIES || !in_time {
+            if certificate || !is_transient(status.code()) || retries == MAX_RETRIES || !in_time {
                 return Err(OTelSdkError::InternalFailure(format!(
-                    "exporting spans to the OTLP collector failed: {} ({:?}){}",
-                    status.message(),
+                    "exporting spans to {} failed: {cause} ({:?}){}{}",
+                    self.endpoint,
                     status.code(),
-                    if retries > 0 {
-                        format!(", after {retries} retries")
-                    } else {
-                        String::new()
-                    }
+                    retried(retries),
+                    advice(status.code(), certificate)
                 )));
             }
             tokio::time::sleep(wait).await;
@@ -184,9 +196,9 @@ impl Client {
     /// when it accepted only part of them.
     async fn call(&self, body: Bytes) -> Result<Option<String>, tonic::Status> {
         let mut grpc = self.grpc.clone();
-        grpc.ready().await.map_err(|err| {
-            tonic::Status::unavailable(format!("the collector is not reachable: {err}"))
-        })?;
+        grpc.ready()
+            .await
+            .map_err(|err| tonic::Status::unavailable(error_chain(&err)))?;
         let mut request = tonic::Request::new(body);
         *request.metadata_mut() = self.metadata.clone();
         request.set_timeout(self.timeout);
@@ -195,18 +207,96 @@ impl Client {
             .await?;
         let rejected = response.into_inner().partial_success.and_then(|partial| {
             (partial.rejected_spans > 0 || !partial.error_message.is_empty()).then(|| {
+                let reason = if partial.error_message.is_empty() {
+                    "it gave no reason".to_owned()
+                } else {
+                    // The text is the collector's: quoted, so that it cannot start a log
+                    // line of its own, and cut short.
+                    format!("{:?}", shortened(&partial.error_message))
+                };
                 format!(
-                    "the OTLP collector rejected {} of the spans: {}",
-                    partial.rejected_spans,
-                    if partial.error_message.is_empty() {
-                        "it gave no reason"
-                    } else {
-                        &partial.error_message
-                    }
+                    "the OTLP collector at {} rejected {} of the spans: {reason}",
+                    self.endpoint, partial.rejected_spans
                 )
             })
         });
         Ok(rejected)
+    }
+}
+
+/// Most characters of a collector's message that a log line repeats.
+const MAX_REASON_CHARS: usize = 300;
+
+/// Returns `text` cut to [`MAX_REASON_CHARS`] characters, with an ellipsis when cut.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(MAX_REASON_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// Returns `" after N retries"` once the request was retried, and nothing before.
+fn retried(retries: u32) -> String {
+    if retries == 0 {
+        String::new()
+    } else {
+        format!(", after {retries} retries")
+    }
+}
+
+/// Returns the message of `status` with the causes of the transport error behind it, such
+/// as "tcp connect error: Connection refused", which the message alone leaves out.
+fn describe(status: &tonic::Status) -> String {
+    with_causes(
+        shortened(status.message()),
+        std::error::Error::source(status),
+    )
+}
+
+/// Returns `err` and its causes, joined by colons.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    with_causes(err.to_string(), err.source())
+}
+
+/// Appends to `text` each error of the chain from `source` that it does not already hold.
+fn with_causes(mut text: String, mut source: Option<&dyn std::error::Error>) -> String {
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Returns whether `cause` is a TLS certificate problem, which no retry mends.
+fn is_certificate_problem(cause: &str) -> bool {
+    let lower = cause.to_ascii_lowercase();
+    lower.contains("certificate") || lower.contains("unknownissuer")
+}
+
+/// Returns what an operator can do about a failure, after a semicolon, or nothing.
+fn advice(code: tonic::Code, certificate: bool) -> &'static str {
+    if certificate {
+        return "; the collector's certificate is not trusted: set OTEL_EXPORTER_OTLP_CERTIFICATE \
+                to the PEM file of its CA, and check that the certificate names the \
+                endpoint's host";
+    }
+    match code {
+        tonic::Code::Unavailable => {
+            "; check that the collector runs and listens at that address, and that the \
+             scheme matches it: http:// for plain text, https:// for TLS"
+        }
+        tonic::Code::Unimplemented => {
+            "; the endpoint serves no OTLP trace service: point it at the collector's \
+             OTLP/gRPC port, usually 4317"
+        }
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+            "; check the credentials in OTEL_EXPORTER_OTLP_HEADERS"
+        }
+        _ => "",
     }
 }
 
