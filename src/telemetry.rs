@@ -68,7 +68,17 @@ impl Telemetry {
     pub(crate) fn shutdown(self) {
         if let Some(provider) = self.tracer_provider {
             if let Err(err) = provider.shutdown_with_timeout(self.shutdown_timeout) {
-                tracing::warn!(error = %err, "exporting the last spans failed");
+                // The SDK reports a timeout of the batch processor as a debug list.
+                let error = err.to_string();
+                if error.contains("Timeout") {
+                    tracing::warn!(
+                        timeout = ?self.shutdown_timeout,
+                        "the collector did not take the last spans within the export \
+                         timeout, so the spans still queued are lost"
+                    );
+                } else {
+                    tracing::warn!(error, "exporting the last spans failed");
+                }
             }
         }
     }
@@ -192,7 +202,13 @@ fn build_tracer_provider(settings: &TraceSettings) -> anyhow::Result<SdkTracerPr
     let channel = if !settings.uses_tls() {
         build_channel(&endpoint, None)?
     } else if files.ca.is_some() || files.client.is_some() {
-        build_channel(&endpoint, Some(tls_config(files)?))?
+        build_channel(&endpoint, Some(tls_config(files)?)).with_context(|| match &files.client {
+            Some((certificate, key)) => format!(
+                "check that OTEL_EXPORTER_OTLP_CLIENT_KEY ({key}) is the key of \
+                 OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE ({certificate})"
+            ),
+            None => "check the file of OTEL_EXPORTER_OTLP_CERTIFICATE".to_owned(),
+        })?
     } else {
         // A host without a system certificate store makes the native roots fail, so the
         // exporter then trusts Mozilla's roots alone.
@@ -203,6 +219,7 @@ fn build_tracer_provider(settings: &TraceSettings) -> anyhow::Result<SdkTracerPr
     let exporter = otlp::OtlpExporter::new(otlp::ExporterConfig {
         channel,
         endpoint,
+        ca_file: files.ca.clone(),
         metadata: settings.headers.clone(),
         compression: settings.gzip.then_some(CompressionEncoding::Gzip),
         timeout: settings.export_timeout,
@@ -263,6 +280,13 @@ fn build_channel(endpoint: &str, tls: Option<ClientTlsConfig>) -> anyhow::Result
             .tls_config(tls)
             .with_context(|| format!("TLS to the OTLP endpoint {endpoint} cannot be set up"))?;
     }
+    // The OTLP exporter specification recommends a user agent that names the exporter.
+    let builder = builder
+        .user_agent(format!(
+            "OTel-OTLP-Exporter-Rust sluice/{}",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .context("the user agent is a valid header")?;
     // The exporter bounds each export, connection and retries included, by the export
     // timeout, so the channel sets none of its own.
     Ok(builder.connect_lazy())

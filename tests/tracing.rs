@@ -1318,6 +1318,11 @@ async fn export_sends_headers_compressed() {
         Some("gzip"),
         "compressed: {headers:?}"
     );
+    assert!(
+        value("user-agent")
+            .is_some_and(|agent| agent.starts_with("OTel-OTLP-Exporter-Rust sluice/")),
+        "the exporter names itself: {headers:?}"
+    );
     let (status, log) = server.terminate();
     assert!(status.success(), "the server exits cleanly: {status:?}");
     assert!(
@@ -1477,6 +1482,41 @@ fn unknown_sampler_is_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn export_timeout_is_reported_as_such() {
+    let endpoint = unresponsive_collector().await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let mut server = TestServer::start_with_env(Some(ORDERS_CONFIG), &env);
+    for _ in 0..3 {
+        publish_one_order(&server).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let (status, log) = server.terminate();
+    assert!(status.success(), "the server exits cleanly: {status:?}");
+    let running_log = log.split("shutting down").next().unwrap_or_default();
+    let failures: Vec<&str> = running_log
+        .lines()
+        .filter(|line| line.contains("ExportError"))
+        .collect();
+    assert!(!failures.is_empty(), "the timeouts are logged:\n{log}");
+    for line in failures {
+        assert!(
+            line.contains(&format!(
+                "exporting spans to {endpoint} timed out after 500ms"
+            )),
+            "each names the endpoint and the timeout: {line}"
+        );
+        assert!(
+            line.contains("OTEL_EXPORTER_OTLP_TIMEOUT"),
+            "and the variable: {line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn shutdown_waits_export_timeout() {
     // The SDK's own shutdown limit is 5 s. An export timeout above it shows which one holds:
     // a hung collector makes the last export run into whichever limit sluice applies.
@@ -1502,6 +1542,15 @@ async fn shutdown_waits_export_timeout() {
     assert!(
         !log.contains("Timeout(5s)"),
         "the flush is bounded by the export timeout, not the SDK's 5 s:\n{log}"
+    );
+    assert!(
+        log.contains("did not take the last spans within the export timeout"),
+        "the lost spans are reported in words:\n{log}"
+    );
+    assert!(log.contains("timeout=7s"), "with the timeout:\n{log}");
+    assert!(
+        !log.contains("was cancelled"),
+        "no task ids of the runtime:\n{log}"
     );
 }
 

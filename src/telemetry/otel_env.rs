@@ -278,8 +278,26 @@ fn header(
     if key.is_empty() {
         return Err("has no name: write name=value");
     }
-    if key == "te" || key == "content-type" || key == "user-agent" || key.starts_with("grpc-") {
-        return Err("gRPC sets itself");
+    // The names that gRPC sets itself, and those that HTTP/2 forbids.
+    const RESERVED: [&str; 9] = [
+        "te",
+        "content-type",
+        "user-agent",
+        "connection",
+        "transfer-encoding",
+        "keep-alive",
+        "upgrade",
+        "proxy-connection",
+        "host",
+    ];
+    if RESERVED.contains(&key) || key.starts_with("grpc-") || key.starts_with(':') {
+        return Err("gRPC or HTTP/2 reserves");
+    }
+    if key.ends_with("-bin") {
+        return Err(
+            "ends in -bin, which gRPC keeps for binary values; sluice sends text \
+                    headers only",
+        );
     }
     let key = MetadataKey::from_bytes(key.as_bytes())
         .map_err(|_| "is not a valid name: use letters, digits and -_.")?;
@@ -612,6 +630,8 @@ mod tests {
             ("=secret", "no name"),
             ("Grpc-Timeout=1", "\"grpc-timeout\""),
             ("content-type=text/plain", "\"content-type\""),
+            ("Connection=close", "\"connection\""),
+            ("x-tok-bin=abc", "-bin"),
         ] {
             let settings = read(&[("OTEL_EXPORTER_OTLP_HEADERS", &format!("ok=1,{pair}"))]);
             assert_eq!(settings.headers.len(), 1, "{pair}: the valid pair stays");

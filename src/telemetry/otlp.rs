@@ -53,6 +53,8 @@ pub(super) struct ExporterConfig {
     pub(super) channel: Channel,
     /// The collector's URL, which error messages name.
     pub(super) endpoint: String,
+    /// The file of `OTEL_EXPORTER_OTLP_CERTIFICATE`, which error messages name.
+    pub(super) ca_file: Option<String>,
     /// The headers of every request.
     pub(super) metadata: MetadataMap,
     pub(super) compression: Option<CompressionEncoding>,
@@ -77,6 +79,8 @@ struct Client {
     grpc: tonic::client::Grpc<Channel>,
     /// The collector's URL, for error messages.
     endpoint: String,
+    /// The file of `OTEL_EXPORTER_OTLP_CERTIFICATE`, for error messages.
+    ca_file: Option<String>,
     metadata: MetadataMap,
     timeout: Duration,
 }
@@ -96,6 +100,7 @@ impl OtlpExporter {
             client: Arc::new(Client {
                 grpc,
                 endpoint: config.endpoint,
+                ca_file: config.ca_file,
                 metadata: config.metadata,
                 timeout: config.timeout,
             }),
@@ -117,6 +122,7 @@ impl SpanExporter for OtlpExporter {
         let body = (!shut_down && !batch.is_empty())
             .then(|| Bytes::from(encode::export_request(&self.resource, &batch)));
         drop(batch);
+        let endpoint = self.client.endpoint.clone();
         let sent = body.map(|body| {
             let client = Arc::clone(&self.client);
             self.runtime.spawn(async move { client.send(body).await })
@@ -127,9 +133,10 @@ impl SpanExporter for OtlpExporter {
             }
             match sent {
                 None => Ok(()),
-                Some(task) => task.await.unwrap_or_else(|err| {
+                // The runtime cancels the task when sluice stops during an export.
+                Some(task) => task.await.unwrap_or_else(|_| {
                     Err(OTelSdkError::InternalFailure(format!(
-                        "the OTLP export task stopped: {err}"
+                        "exporting spans to {endpoint} stopped because sluice is shutting down"
                     )))
                 }),
             }
@@ -156,14 +163,25 @@ impl Client {
         let mut retries = 0;
         loop {
             let attempt = tokio::time::timeout_at(deadline, self.call(body.clone())).await;
+            // tonic enforces the request's own timeout too, and it may fire first, as a
+            // CANCELLED or DEADLINE_EXCEEDED status, so a failure at the deadline counts as
+            // the timeout.
+            let at_deadline = tokio::time::Instant::now() + DEADLINE_SLACK >= deadline;
+            let timed_out = |status: &tonic::Status| {
+                at_deadline
+                    && matches!(
+                        status.code(),
+                        tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+                    )
+            };
             let status = match attempt {
                 Ok(Ok(None)) => return Ok(()),
                 // The specification requires a partial success to be logged and not retried.
                 // As an error it reaches the log through the batch processor, under the
                 // rate limit of the SDK's lines.
                 Ok(Ok(Some(rejected))) => return Err(OTelSdkError::InternalFailure(rejected)),
-                Ok(Err(status)) => status,
-                Err(_) => {
+                Ok(Err(status)) if !timed_out(&status) => status,
+                Ok(Err(_)) | Err(_) => {
                     return Err(OTelSdkError::InternalFailure(format!(
                         "exporting spans to {} timed out after {:?}{}; check that the \
                          collector answers, or raise OTEL_EXPORTER_OTLP_TIMEOUT",
@@ -183,7 +201,7 @@ impl Client {
                     self.endpoint,
                     status.code(),
                     retried(retries),
-                    advice(status.code(), certificate)
+                    self.advice(status.code(), &cause, certificate)
                 )));
             }
             tokio::time::sleep(wait).await;
@@ -223,6 +241,44 @@ impl Client {
         Ok(rejected)
     }
 }
+
+impl Client {
+    /// Returns what an operator can do about a failure with `code` and `cause`, after a
+    /// semicolon, or nothing.
+    fn advice(&self, code: tonic::Code, cause: &str, certificate: bool) -> String {
+        if certificate {
+            return match &self.ca_file {
+                Some(file) => format!(
+                    "; the collector's certificate does not chain to the CA in \
+                     OTEL_EXPORTER_OTLP_CERTIFICATE ({file}), or does not name the endpoint's \
+                     host: set the variable to the PEM file of the CA that signed it"
+                ),
+                None => "; the collector's certificate is not trusted: set \
+                         OTEL_EXPORTER_OTLP_CERTIFICATE to the PEM file of its CA, and check \
+                         that the certificate names the endpoint's host"
+                    .to_owned(),
+            };
+        }
+        let transport = cause.contains("transport error") || cause.contains("connection error");
+        match code {
+            tonic::Code::Unavailable | tonic::Code::Unknown if transport => {
+                "; check that the collector runs and listens at that address, and that the \
+                 scheme matches it: http:// for plain text, https:// for TLS"
+                    .to_owned()
+            }
+            tonic::Code::Unimplemented => "; the endpoint serves no OTLP trace service: point \
+                                           it at the collector's OTLP/gRPC port, usually 4317"
+                .to_owned(),
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                "; check the credentials in OTEL_EXPORTER_OTLP_HEADERS".to_owned()
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+/// The margin before the export deadline within which a failed attempt counts as timed out.
+const DEADLINE_SLACK: Duration = Duration::from_millis(20);
 
 /// Most characters of a collector's message that a log line repeats.
 const MAX_REASON_CHARS: usize = 300;
@@ -275,29 +331,6 @@ fn with_causes(mut text: String, mut source: Option<&dyn std::error::Error>) -> 
 fn is_certificate_problem(cause: &str) -> bool {
     let lower = cause.to_ascii_lowercase();
     lower.contains("certificate") || lower.contains("unknownissuer")
-}
-
-/// Returns what an operator can do about a failure, after a semicolon, or nothing.
-fn advice(code: tonic::Code, certificate: bool) -> &'static str {
-    if certificate {
-        return "; the collector's certificate is not trusted: set OTEL_EXPORTER_OTLP_CERTIFICATE \
-                to the PEM file of its CA, and check that the certificate names the \
-                endpoint's host";
-    }
-    match code {
-        tonic::Code::Unavailable => {
-            "; check that the collector runs and listens at that address, and that the \
-             scheme matches it: http:// for plain text, https:// for TLS"
-        }
-        tonic::Code::Unimplemented => {
-            "; the endpoint serves no OTLP trace service: point it at the collector's \
-             OTLP/gRPC port, usually 4317"
-        }
-        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
-            "; check the credentials in OTEL_EXPORTER_OTLP_HEADERS"
-        }
-        _ => "",
-    }
 }
 
 /// Returns whether the OTLP specification lets an exporter retry a request that failed with
