@@ -29,7 +29,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -139,7 +138,7 @@ fn install(format: LogFormat, default: &str, provider: Option<&SdkTracerProvider
     let traces = provider.map(|provider| {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         let tracer = provider.tracer("sluice");
-        sluice_router::trace_context::activate(BoxedTracer::new(Box::new(tracer.clone())));
+        sluice_router::trace_context::activate(tracer.clone());
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
             .with_filter(trace_targets())

@@ -19,13 +19,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
 
-use opentelemetry::global::BoxedTracer;
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{
     Link, Span as _, SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
     Tracer as _,
 };
 use opentelemetry::KeyValue;
+use opentelemetry_sdk::trace::SdkTracer;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::store::TopicMessage;
@@ -61,12 +61,12 @@ const MAX_PUBLISH_LINKS: usize = 128;
 
 /// The tracer of the exported spans, which [`activate`] installs. Its presence means that
 /// the process exports traces.
-static TRACER: OnceLock<BoxedTracer> = OnceLock::new();
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// Records that the process exports traces through `tracer`, so that spans recorded only for
 /// the trace, such as one per routed entry or per message pulled, are created from now on.
 /// Only the first call installs its tracer.
-pub fn activate(tracer: BoxedTracer) {
+pub fn activate(tracer: SdkTracer) {
     let _ = TRACER.set(tracer);
 }
 
@@ -421,12 +421,21 @@ pub fn start_entry_traces(
         let span_context = start_entry_span(tracer, &batch_context, entry, &root, now);
         let traceparent = format_traceparent(&span_context);
         let tracestate = span_context.trace_state().header();
-        for message in &mut messages[index..end] {
+        // Most entries produce one message, which takes the formatted value itself.
+        let (last, others) = messages[index..end]
+            .split_last_mut()
+            .expect("the range holds at least its first message");
+        for message in others {
             let attributes = &mut message.message.attributes;
             insert_within_limit(attributes, TRACEPARENT, traceparent.clone());
             if !tracestate.is_empty() {
                 insert_within_limit(attributes, TRACESTATE, tracestate.clone());
             }
+        }
+        let attributes = &mut last.message.attributes;
+        insert_within_limit(attributes, TRACEPARENT, traceparent);
+        if !tracestate.is_empty() {
+            insert_within_limit(attributes, TRACESTATE, tracestate);
         }
         if written.0.len() < MAX_PUBLISH_LINKS {
             written.0.push(span_context);
@@ -486,7 +495,7 @@ pub(crate) fn entries_publish_span(
 
 /// Starts and ends the root span of one entry at `time`, and returns its context.
 fn start_entry_span(
-    tracer: &BoxedTracer,
+    tracer: &SdkTracer,
     batch_context: &SpanContext,
     entry: Option<u32>,
     root: &opentelemetry::Context,
