@@ -242,8 +242,8 @@ fn build_tracer_provider(settings: &TraceSettings) -> anyhow::Result<SdkTracerPr
 /// `OTEL_TRACES_EXPORTER=otlp` names no endpoint.
 const DEFAULT_ENDPOINT: &str = "http://localhost:4317";
 
-/// Returns the URL of the collector: the endpoint variable's value, with http:// in front of
-/// one that has no scheme when `OTEL_EXPORTER_OTLP_INSECURE` is true.
+/// Returns the URL of the collector: the endpoint variable's value. A value without a scheme
+/// gets http:// in front when `OTEL_EXPORTER_OTLP_INSECURE` is true.
 ///
 /// # Errors
 ///

@@ -39,9 +39,9 @@ const CLIENT_SPAN_ID: &str = "00f067aa0ba902b7";
 struct Collector {
     spans: Arc<Mutex<Vec<Span>>>,
     headers: Arc<Mutex<Vec<tonic::metadata::MetadataMap>>>,
-    /// Requests still to answer with UNAVAILABLE, before any is accepted.
+    /// Number of requests still to reject with UNAVAILABLE before any is accepted.
     unavailable: Arc<AtomicU32>,
-    /// Whether each request is answered with a partial success that rejects 3 spans.
+    /// Whether each response is a partial success that rejects 3 spans.
     partial: Arc<AtomicBool>,
 }
 
@@ -55,13 +55,13 @@ impl TraceService for Collector {
             .lock()
             .expect("not poisoned")
             .push(request.metadata().clone());
-        let refuse = self
+        let reject = self
             .unavailable
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
                 left.checked_sub(1)
             })
             .is_ok();
-        if refuse {
+        if reject {
             return Err(tonic::Status::unavailable("the collector is starting"));
         }
         let mut spans = self.spans.lock().expect("not poisoned");
@@ -1270,7 +1270,7 @@ async fn traceparent_stays_within_attribute_limit() {
     assert!(status.success(), "the server exits cleanly: {status:?}");
 }
 
-/// Publishes one message to `orders` and returns the trace id of its publish span.
+/// Publishes one message to `orders` in the trace of [`client_traceparent`].
 async fn publish_one_order(server: &TestServer) {
     let response = reqwest::Client::new()
         .post(format!(
@@ -1301,6 +1301,7 @@ async fn export_sends_headers_compressed() {
     collector
         .wait_for(CLIENT_TRACE_ID, |spans| !spans.is_empty())
         .await;
+
     let headers = collector.headers.lock().expect("not poisoned")[0].clone();
     let value = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     assert_eq!(
@@ -1323,6 +1324,7 @@ async fn export_sends_headers_compressed() {
             .is_some_and(|agent| agent.starts_with("OTel-OTLP-Exporter-Rust sluice/")),
         "the exporter names itself: {headers:?}"
     );
+
     let (status, log) = server.terminate();
     assert!(status.success(), "the server exits cleanly: {status:?}");
     assert!(
@@ -1360,7 +1362,7 @@ async fn partial_success_is_logged() {
     collector
         .wait_for(CLIENT_TRACE_ID, |spans| !spans.is_empty())
         .await;
-    // The answer is logged after it arrives, so the log is read once the spans are in.
+    // The response is logged after it arrives, so the log is read once the spans are in.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, log) = server.terminate();
     assert!(status.success(), "the server exits cleanly: {status:?}");

@@ -424,7 +424,7 @@ pub fn start_entry_traces(
         // Most entries produce one message, which takes the formatted value itself.
         let (last, others) = messages[index..end]
             .split_last_mut()
-            .expect("the range holds at least its first message");
+            .expect("the range contains at least its first message");
         for message in others {
             let attributes = &mut message.message.attributes;
             insert_within_limit(attributes, TRACEPARENT, traceparent.clone());

@@ -235,12 +235,7 @@ fn read_timeout(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String
 /// is not a valid header is left out with a warning that names it.
 fn read_headers(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> MetadataMap {
     let mut headers = MetadataMap::new();
-    let Some((name, value)) = [
-        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-        "OTEL_EXPORTER_OTLP_HEADERS",
-    ]
-    .into_iter()
-    .find_map(|name| get(name).map(|value| (name, value))) else {
+    let Some((value, name)) = traces_first(get, "HEADERS") else {
         return headers;
     };
     for pair in value
@@ -314,12 +309,7 @@ fn header(
 /// Returns whether `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION` or `OTEL_EXPORTER_OTLP_COMPRESSION`
 /// selects gzip. Any value besides `gzip` and `none` gets a warning and means none.
 fn read_gzip(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> bool {
-    let Some((name, value)) = [
-        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-        "OTEL_EXPORTER_OTLP_COMPRESSION",
-    ]
-    .into_iter()
-    .find_map(|name| get(name).map(|value| (name, value))) else {
+    let Some((value, name)) = traces_first(get, "COMPRESSION") else {
         return false;
     };
     if value.eq_ignore_ascii_case("gzip") {
@@ -334,21 +324,23 @@ fn read_gzip(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) 
     false
 }
 
+/// Returns the value of `OTEL_EXPORTER_OTLP_TRACES_{setting}`, or of
+/// `OTEL_EXPORTER_OTLP_{setting}` when that is unset, with the name of the variable that set it.
+fn traces_first(get: &impl Fn(&str) -> Option<String>, setting: &str) -> Option<(String, String)> {
+    let traces = format!("OTEL_EXPORTER_OTLP_TRACES_{setting}");
+    let general = format!("OTEL_EXPORTER_OTLP_{setting}");
+    get(&traces)
+        .map(|value| (value, traces))
+        .or_else(|| get(&general).map(|value| (value, general)))
+}
+
 /// Returns the TLS files of the trace exporter. A client certificate without its key, or a
 /// key without its certificate, is ignored with a warning that names the missing variable.
 fn read_tls_files(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> TlsFiles {
-    // Returns the value and the name of the variable that set it.
-    let traces_first = |name: &str| {
-        let traces = format!("OTEL_EXPORTER_OTLP_TRACES_{name}");
-        let general = format!("OTEL_EXPORTER_OTLP_{name}");
-        get(&traces)
-            .map(|value| (value, traces))
-            .or_else(|| get(&general).map(|value| (value, general)))
-    };
-    let ca = traces_first("CERTIFICATE").map(|(value, _)| value);
+    let ca = traces_first(get, "CERTIFICATE").map(|(value, _)| value);
     let client = match (
-        traces_first("CLIENT_CERTIFICATE"),
-        traces_first("CLIENT_KEY"),
+        traces_first(get, "CLIENT_CERTIFICATE"),
+        traces_first(get, "CLIENT_KEY"),
     ) {
         (Some((certificate, _)), Some((key, _))) => Some((certificate, key)),
         (None, None) => None,

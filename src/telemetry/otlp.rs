@@ -13,8 +13,8 @@
 //! optional gzip compression and a deadline of the export timeout. Failures that the OTLP
 //! specification calls transient (UNAVAILABLE and the like) are retried with exponential
 //! backoff within that deadline. The batch processor logs the error of a batch that still
-//! fails, and of one that the collector accepted only in part, under the rate limit of the
-//! SDK's lines.
+//! fails, or that the collector accepted only in part, under the rate limit of the SDK's
+//! lines.
 
 mod encode;
 
@@ -122,9 +122,9 @@ impl SpanExporter for OtlpExporter {
         let body = (!shut_down && !batch.is_empty())
             .then(|| Bytes::from(encode::export_request(&self.resource, &batch)));
         drop(batch);
-        let endpoint = self.client.endpoint.clone();
+        let client = Arc::clone(&self.client);
         let sent = body.map(|body| {
-            let client = Arc::clone(&self.client);
+            let client = Arc::clone(&client);
             self.runtime.spawn(async move { client.send(body).await })
         });
         async move {
@@ -136,7 +136,8 @@ impl SpanExporter for OtlpExporter {
                 // The runtime cancels the task when sluice stops during an export.
                 Some(task) => task.await.unwrap_or_else(|_| {
                     Err(OTelSdkError::InternalFailure(format!(
-                        "exporting spans to {endpoint} stopped because sluice is shutting down"
+                        "exporting spans to {} stopped because sluice is shutting down",
+                        client.endpoint
                     )))
                 }),
             }

@@ -157,7 +157,7 @@ fn encode_span(writer: &mut Writer, span: &SpanData) {
     writer.fixed32(16, flags(context, span.parent_span_is_remote));
 }
 
-/// Returns the `flags` field of a span or link: the W3C trace flags, with the bit that says
+/// Returns the `flags` field of a span or link: the W3C trace flags, with the bit that marks
 /// whether the parent (or the linked span) is remote.
 fn flags(context: &SpanContext, remote: bool) -> u32 {
     let mut flags = u32::from(context.trace_flags().to_u8()) | FLAG_HAS_IS_REMOTE;
@@ -253,8 +253,8 @@ fn array_values(writer: &mut Writer, array: &Array) {
     }
 }
 
-/// Appends protobuf fields to a buffer. The plain field methods leave out a field that holds
-/// its default value, as proto3 does; the `_field` ones always write it, for `oneof` members.
+/// Appends protobuf fields to a buffer. The plain field methods leave out a field that has
+/// its default value, as proto3 does. The `_field` ones always write it, for `oneof` members.
 #[derive(Default)]
 struct Writer {
     buf: Vec<u8>,
